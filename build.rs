@@ -1,0 +1,53 @@
+//! Compiles `proto/` without a system `protoc`: protox parses the files into a descriptor set,
+//! tonic-prost-build generates the messages and the gRPC server/client code, and pbjson-build
+//! generates the proto3 JSON mapping. The descriptor set is also written to `OUT_DIR` so the
+//! server can embed it (reflection, route drift checks).
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = Path::new("proto");
+    let mut files = Vec::new();
+    collect_protos(&root.join("zitadel"), &mut files)?;
+    files.sort();
+
+    let fds = protox::compile(&files, [root])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptor_bytes = fds.encode_to_vec();
+    std::fs::write(out_dir.join("sessiond_descriptor.bin"), &descriptor_bytes)?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_well_known_types(true)
+        // Well-known types come from pbjson-types (they carry the proto3 JSON mapping),
+        // except Timestamp, which needs RFC 3339 with a `Z` suffix: that one is ours.
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .extern_path(
+            ".google.protobuf.Timestamp",
+            "crate::faces::pb::wkt::Timestamp",
+        )
+        .compile_fds(fds)?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .ignore_unknown_fields()
+        .build(&[".zitadel"])?;
+
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}
+
+fn collect_protos(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_protos(&path, out)?;
+        } else if path.extension().is_some_and(|ext| ext == "proto") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

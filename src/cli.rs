@@ -1,0 +1,304 @@
+//! The command line: `serve` (the default), `users add` and `token mint`. Every flag can also
+//! be set through an environment variable `SESSIOND_<FLAG>`; a flag given on the command line
+//! wins over the environment.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app;
+use crate::auth::{EmbeddedKey, mint};
+use crate::config::{JwtConfig, ServerConfig, StoreConfig};
+use crate::core::{Core, CoreSettings, NewUser, PasswordHasher};
+use crate::domain::{Clock, LoginName, Password, Permission, SystemClock};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sessiond",
+    version,
+    about = "Session API server: ZITADEL SessionService v2/v2beta over gRPC, gRPC-Web, Connect and REST",
+    after_help = "Examples:\n  sessiond                          # serve on 127.0.0.1:8080 with ./data\n  sessiond serve --listen 0.0.0.0:8080 --data-dir /var/lib/sessiond\n  echo 's3cret-pass' | sessiond users add --login-name alice --password-stdin\n  sessiond token mint --subject admin --permissions session.read,session.write,session.delete"
+)]
+pub struct Cli {
+    #[arg(
+        long,
+        env = "SESSIOND_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default command).
+    #[command(
+        after_help = "Example:\n  sessiond serve --listen 127.0.0.1:8080 --data-dir ./data --instance-id my-instance"
+    )]
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage bearer tokens signed with the embedded key.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the SQLite database and the embedded signing key.
+    #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL; default sqlite://<data-dir>/sessiond.db.
+    #[arg(long, env = "SESSIOND_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn config(&self) -> StoreConfig {
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// Verify bearer JWTs with the keys of this JWKS file instead of the embedded key.
+    #[arg(long, env = "SESSIOND_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Verify bearer JWTs with this PEM public key instead of the embedded key.
+    #[arg(long, env = "SESSIOND_JWT_PUBLIC_KEY_PEM")]
+    pub jwt_public_key_pem: Option<PathBuf>,
+    /// Algorithm of --jwt-public-key-pem (e.g. RS256, ES256, EdDSA); default by key type.
+    #[arg(long, env = "SESSIOND_JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<String>,
+    /// Required `iss` of bearer JWTs (default with the embedded key: sessiond).
+    #[arg(long, env = "SESSIOND_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of bearer JWTs (default with the embedded key: sessiond).
+    #[arg(long, env = "SESSIOND_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+impl JwtArgs {
+    fn config(&self) -> JwtConfig {
+        JwtConfig {
+            jwks_file: self.jwt_jwks_file.clone(),
+            public_key_pem: self.jwt_public_key_pem.clone(),
+            algorithm: self.jwt_algorithm.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (HTTP/1.1 and h2c on one port).
+    #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Instance id reported as `resourceOwner` in every `details`.
+    #[arg(long, env = "SESSIOND_INSTANCE_ID", default_value = "sessiond")]
+    pub instance_id: String,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    /// Largest request body or gRPC message in bytes.
+    #[arg(long, env = "SESSIOND_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Origins allowed to call from browsers, comma-separated; default: any origin.
+    #[arg(long, env = "SESSIOND_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+    /// Failed password checks after which a user is locked; 0 disables lockout.
+    #[arg(long, env = "SESSIOND_MAX_PASSWORD_ATTEMPTS", default_value_t = 10)]
+    pub max_password_attempts: u32,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> ServerConfig {
+        ServerConfig {
+            listen: self.listen,
+            store: self.store.config(),
+            instance_id: self.instance_id.clone(),
+            jwt: self.jwt.config(),
+            body_limit: self.body_limit,
+            cors_allowed_origins: self.cors_allowed_origins.clone(),
+            max_password_attempts: self.max_password_attempts,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user and print its id.
+    #[command(
+        after_help = "Example:\n  echo 's3cret-pass' | sessiond users add --login-name alice@example.com --display-name Alice --password-stdin"
+    )]
+    Add(UsersAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UsersAddArgs {
+    #[arg(long)]
+    pub login_name: String,
+    #[arg(long)]
+    pub display_name: Option<String>,
+    #[arg(long)]
+    pub organization_id: Option<String>,
+    /// Read the password from standard input (first line).
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a JWT signed with the embedded key.
+    #[command(
+        after_help = "Example:\n  sessiond token mint --subject admin --permissions session.read,session.write,session.delete --ttl 1h"
+    )]
+    Mint(TokenMintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenMintArgs {
+    /// The `sub` claim: the caller's user id.
+    #[arg(long)]
+    pub subject: String,
+    /// Comma-separated permissions: session.read, session.write, session.delete, user.read, user.write.
+    #[arg(long, value_delimiter = ',')]
+    pub permissions: Vec<String>,
+    /// Lifetime, e.g. 15m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "SESSIOND_JWT_ISSUER", default_value = crate::config::EMBEDDED_ISSUER)]
+    pub jwt_issuer: String,
+    #[arg(long, env = "SESSIOND_JWT_AUDIENCE", default_value = crate::config::EMBEDDED_AUDIENCE)]
+    pub jwt_audience: String,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    telemetry::init(cli.log_format);
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Users(UsersCommand::Add(args))) => users_add(args).await,
+        Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config();
+    let app = app::build(&config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, store = ?config.store, "sessiond listening (HTTP/1.1 and h2c)");
+    app::serve(listener, app.router, shutdown_signal()).await?;
+    tracing::info!("sessiond stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+async fn users_add(args: UsersAddArgs) -> anyhow::Result<()> {
+    let login_name =
+        LoginName::parse(args.login_name).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let password = if args.password_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("reading the password from stdin")?;
+        let line = input.lines().next().unwrap_or_default().to_owned();
+        Some(Password::parse(line).map_err(|e| anyhow::anyhow!("{}", e.message()))?)
+    } else {
+        None
+    };
+    let store = app::open_store(&args.store.config()).await?;
+    let core = Core::new(
+        store,
+        Arc::new(SystemClock),
+        PasswordHasher::recommended()?,
+        CoreSettings::default(),
+    );
+    let user = core
+        .add_user(NewUser {
+            login_name,
+            display_name: args.display_name,
+            organization_id: args.organization_id,
+            password,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    println!("{}", user.id);
+    Ok(())
+}
+
+fn token_mint(args: TokenMintArgs) -> anyhow::Result<()> {
+    for name in &args.permissions {
+        if Permission::parse(name).is_none() {
+            anyhow::bail!(
+                "unknown permission {name:?}: use session.read, session.write, session.delete, user.read, user.write"
+            );
+        }
+    }
+    let key = EmbeddedKey::load_or_create(&args.data_dir)?;
+    let settings = crate::auth::JwtSettings {
+        issuer: args.jwt_issuer,
+        audience: args.jwt_audience,
+    };
+    let token = mint(
+        &key,
+        &settings,
+        &args.subject,
+        &args.permissions,
+        args.ttl,
+        SystemClock.now(),
+    )?;
+    println!("{token}");
+    Ok(())
+}

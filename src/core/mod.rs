@@ -1,0 +1,127 @@
+//! The one session service under every face. It enforces every rule (permissions, state
+//! transitions, token rotation, password checks) and returns domain errors; faces only
+//! translate requests in and results out.
+
+mod password;
+mod sessions;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::{Clock, Error, ErrorKind};
+use crate::store::{DynStore, StoreError};
+
+pub use password::PasswordHasher;
+pub use sessions::{
+    Checks, CreateSession, ListSessions, SearchQuery, SessionChange, SetSession, UserLookup,
+};
+pub use users::NewUser;
+
+/// Tunables of the core.
+#[derive(Clone, Debug)]
+pub struct CoreSettings {
+    /// Resource owner reported in every `details` object.
+    pub instance_id: String,
+    /// Failed password checks after which a user is locked out; 0 turns lockout off.
+    pub max_password_attempts: u32,
+    /// Page size of ListSessions when the request gives none.
+    pub default_list_limit: u32,
+    /// Largest page ListSessions returns.
+    pub max_list_limit: u32,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        Self {
+            instance_id: String::from("sessiond"),
+            max_password_attempts: 10,
+            default_list_limit: 100,
+            max_list_limit: 1000,
+        }
+    }
+}
+
+/// The session service.
+#[derive(Clone)]
+pub struct Core {
+    store: DynStore,
+    clock: Arc<dyn Clock>,
+    passwords: PasswordHasher,
+    settings: Arc<CoreSettings>,
+}
+
+impl Core {
+    pub fn new(
+        store: DynStore,
+        clock: Arc<dyn Clock>,
+        passwords: PasswordHasher,
+        settings: CoreSettings,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            passwords,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &CoreSettings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> crate::domain::Time {
+        self.clock.now()
+    }
+}
+
+/// How often a command re-reads and retries after losing a race with another writer.
+const MAX_ATTEMPTS: u32 = 16;
+
+/// Runs `op` until it does not fail with a write conflict, a bounded number of times.
+async fn retry_on_conflict<T, F, Fut>(mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Attempt>>,
+{
+    for attempt in 0..MAX_ATTEMPTS {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(Attempt::Failed(e)) => return Err(e),
+            Err(Attempt::Conflict) => {
+                let jitter = u64::from(rand::random::<u8>() % 4);
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) + jitter)).await;
+            }
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Unavailable,
+        "SESSIOND-STORE-CONFLICT",
+        "too many concurrent changes to the same session, retry",
+    ))
+}
+
+/// Outcome of one try of a read-modify-write command.
+enum Attempt {
+    Conflict,
+    Failed(Error),
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => Attempt::Conflict,
+            other => Attempt::Failed(other.into()),
+        }
+    }
+}
+
+impl From<Error> for Attempt {
+    fn from(e: Error) -> Self {
+        Attempt::Failed(e)
+    }
+}

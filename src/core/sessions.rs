@@ -1,0 +1,581 @@
+//! Session commands and queries: create, set, get, list, delete.
+//!
+//! Every mutation is one event (`session.added`, `session.updated`, `session.terminated`)
+//! and bumps the session's sequence by one; a mutation that changes something also rotates
+//! the session token, so only the newest token ever works.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Attempt, Core, retry_on_conflict};
+use crate::domain::{
+    Details, Error, Factors, ListDetails, LoginName, Metadata, Password, Permission, Principal,
+    Session, SessionFilter, SessionId, SessionQuery, SessionToken, SortOrder, Time, TimeComparison,
+    User, UserAgent, UserFactor, UserId, UserState,
+};
+use crate::store::{NewEvent, StoreError};
+
+/// How the client names the user to check.
+#[derive(Clone, Debug)]
+pub enum UserLookup {
+    Id(UserId),
+    LoginName(LoginName),
+}
+
+/// Factors to verify in a Create or Set.
+#[derive(Clone, Debug, Default)]
+pub struct Checks {
+    pub user: Option<UserLookup>,
+    pub password: Option<Password>,
+    /// Names of requested checks this server does not support (e.g. "webAuthN").
+    pub unsupported: Vec<&'static str>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateSession {
+    pub checks: Checks,
+    pub metadata: BTreeMap<String, Vec<u8>>,
+    pub user_agent: UserAgent,
+    pub lifetime: Option<Duration>,
+    /// Names of requested challenges this server does not support.
+    pub unsupported_challenges: Vec<&'static str>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SetSession {
+    pub session_id: SessionId,
+    pub checks: Checks,
+    pub metadata: BTreeMap<String, Vec<u8>>,
+    pub lifetime: Option<Duration>,
+    pub unsupported_challenges: Vec<&'static str>,
+}
+
+/// Result of a mutation: the new details and, when the token rotated, the new token.
+#[derive(Debug)]
+pub struct SessionChange {
+    pub details: Details,
+    pub session_id: SessionId,
+    pub token: Option<SessionToken>,
+}
+
+/// A search condition as the client sent it. `Creator(None)` means "created by me";
+/// `UserAgent(None)` means "my user agent".
+#[derive(Clone, Debug)]
+pub enum SearchQuery {
+    Ids(Vec<String>),
+    UserId(String),
+    CreationDate(TimeComparison, Time),
+    Creator(Option<String>),
+    UserAgent(Option<String>),
+    ExpirationDate(TimeComparison, Time),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListSessions {
+    pub queries: Vec<SearchQuery>,
+    pub offset: u64,
+    pub limit: u32,
+    pub asc: bool,
+}
+
+const SESSION_NOT_FOUND: &str = "QUERY-SFeaa";
+const TOKEN_INVALID: &str = "COMMAND-sGr42";
+
+fn session_not_found() -> Error {
+    Error::not_found(SESSION_NOT_FOUND, "Session does not exist")
+}
+
+fn missing_permission(permission: Permission) -> Error {
+    Error::permission_denied(
+        "AUTH-AWfge",
+        format!(
+            "No matching permissions found (requires {})",
+            permission.name()
+        ),
+    )
+}
+
+fn require(principal: &Principal, permission: Permission) -> Result<(), Error> {
+    if principal.can(permission) {
+        Ok(())
+    } else {
+        Err(missing_permission(permission))
+    }
+}
+
+fn reject_unsupported(checks: &Checks, challenges: &[&'static str]) -> Result<(), Error> {
+    if let Some(name) = checks.unsupported.first() {
+        return Err(Error::invalid_argument(
+            "SESSIOND-CHECK-UNSUPPORTED",
+            format!("the {name} check is not supported by this server"),
+        ));
+    }
+    if let Some(name) = challenges.first() {
+        return Err(Error::invalid_argument(
+            "SESSIOND-CHALLENGE-UNSUPPORTED",
+            format!("the {name} challenge is not supported by this server"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_lifetime(lifetime: Option<Duration>) -> Result<Option<Duration>, Error> {
+    match lifetime {
+        Some(d) if d.is_zero() => Err(Error::invalid_argument(
+            "COMMAND-asEG4",
+            "lifetime must be greater than 0s",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The verified outcome of the checks of one request, applied to a session afterwards.
+struct VerifiedChecks {
+    user: Option<User>,
+    password_verified: bool,
+}
+
+impl VerifiedChecks {
+    fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.user.is_some() {
+            names.push("user");
+        }
+        if self.password_verified {
+            names.push("password");
+        }
+        names
+    }
+
+    /// Writes the verified factors into `factors`. Fails if the user would change.
+    fn apply(&self, factors: &mut Factors, now: Time) -> Result<bool, Error> {
+        let mut changed = false;
+        if let Some(user) = &self.user {
+            if let Some(existing) = &factors.user
+                && existing.id != user.id
+            {
+                return Err(Error::invalid_argument(
+                    "COMMAND-userchange",
+                    "user change not possible",
+                ));
+            }
+            factors.user = Some(UserFactor {
+                id: user.id.clone(),
+                verified_at: now,
+                login_name: user.login_name.as_str().to_owned(),
+                display_name: user.display_name.clone(),
+                organization_id: user.organization_id.clone(),
+            });
+            changed = true;
+        }
+        if self.password_verified {
+            factors.password_verified_at = Some(now);
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+impl Core {
+    /// Looks up the user of a check and verifies the password, if any. `session_user` is the
+    /// user already checked on the session (for a password check without a user check).
+    async fn verify_checks(
+        &self,
+        checks: &Checks,
+        session_user: Option<&UserId>,
+    ) -> Result<VerifiedChecks, Error> {
+        let user = match &checks.user {
+            Some(lookup) => Some(self.active_user(lookup).await?),
+            None => None,
+        };
+        let Some(password) = &checks.password else {
+            return Ok(VerifiedChecks {
+                user,
+                password_verified: false,
+            });
+        };
+        let password_user = match (&user, session_user) {
+            (Some(user), _) => user.clone(),
+            (None, Some(id)) => self.active_user(&UserLookup::Id(id.clone())).await?,
+            (None, None) => {
+                return Err(Error::failed_precondition(
+                    "COMMAND-Sfw3f",
+                    "a user must be checked before the password",
+                ));
+            }
+        };
+        self.check_password(&password_user, password).await?;
+        Ok(VerifiedChecks {
+            user,
+            password_verified: true,
+        })
+    }
+
+    async fn active_user(&self, lookup: &UserLookup) -> Result<User, Error> {
+        let user = match lookup {
+            UserLookup::Id(id) => self.store.user(id).await?,
+            UserLookup::LoginName(name) => self.store.user_by_login_name(name).await?,
+        };
+        let user =
+            user.ok_or_else(|| Error::not_found("COMMAND-ijzr3", "User could not be found"))?;
+        match user.state {
+            UserState::Active => Ok(user),
+            UserState::Locked => Err(Error::failed_precondition(
+                "COMMAND-JLK35",
+                "User is locked",
+            )),
+            UserState::Inactive => Err(Error::failed_precondition(
+                "SESSION-Gj4ko",
+                "User is not active",
+            )),
+        }
+    }
+
+    /// Verifies a password. The attempt is counted before hashing, so parallel guesses can
+    /// never exceed the lockout limit; a success resets the count.
+    async fn check_password(&self, user: &User, password: &Password) -> Result<(), Error> {
+        let limit = self.settings.max_password_attempts;
+        let attempts = self
+            .store
+            .reserve_password_attempt(&user.id, limit)
+            .await?
+            .ok_or_else(|| {
+                Error::failed_precondition(
+                    "COMMAND-SFA3t",
+                    "User is locked: too many failed password checks",
+                )
+            })?;
+        let Some(hash) = user.password_hash.as_deref() else {
+            return Err(Error::failed_precondition(
+                "COMMAND-3nJ4t",
+                "User has no password set",
+            ));
+        };
+        if self.passwords.verify(password, hash).await? {
+            self.store.reset_password_attempts(&user.id).await?;
+            Ok(())
+        } else {
+            Err(
+                Error::invalid_argument("COMMAND-3M0fs", "Password is invalid")
+                    .with_failed_attempts(attempts),
+            )
+        }
+    }
+
+    pub async fn create_session(
+        &self,
+        principal: &Principal,
+        request: CreateSession,
+    ) -> Result<SessionChange, Error> {
+        require(principal, Permission::SessionWrite)?;
+        reject_unsupported(&request.checks, &request.unsupported_challenges)?;
+        let lifetime = check_lifetime(request.lifetime)?;
+        let verified = self.verify_checks(&request.checks, None).await?;
+
+        let now = self.clock.now();
+        let mut factors = Factors::default();
+        verified.apply(&mut factors, now)?;
+        let mut metadata = Metadata::default();
+        metadata.merge(request.metadata);
+        let token = SessionToken::generate();
+        let mut session = Session {
+            id: SessionId::generate(),
+            factors,
+            metadata,
+            user_agent: request.user_agent,
+            expiration: lifetime.map(|l| now.saturating_add(l)),
+            creator: principal.user_id.clone(),
+            resource_owner: self.settings.instance_id.clone(),
+            creation_date: now,
+            change_date: now,
+            sequence: 1,
+            token_hash: token.hash(),
+            terminated_at: None,
+        };
+        let event = NewEvent {
+            event_type: "session.added",
+            payload: json!({
+                "userId": session.user_id().map(UserId::as_str),
+                "checks": verified.names(),
+                "metadataKeys": session.metadata.0.keys().collect::<Vec<_>>(),
+                "lifetime": lifetime.map(|l| format!("{}s", l.as_secs_f64())),
+                "userAgent": session.user_agent,
+            }),
+            created_at: now,
+            editor: principal.user_id.clone(),
+        };
+        // A random id colliding with an existing one is astronomically rare; draw again.
+        for _ in 0..3 {
+            match self.store.insert_session(&session, &event).await {
+                Ok(()) => {
+                    return Ok(SessionChange {
+                        details: session.details(),
+                        session_id: session.id,
+                        token: Some(token),
+                    });
+                }
+                Err(StoreError::Duplicate("id")) => session.id = SessionId::generate(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::internal(
+            "SESSIOND-ID-COLLISION",
+            "could not draw a free session id",
+        ))
+    }
+
+    pub async fn set_session(
+        &self,
+        principal: &Principal,
+        request: SetSession,
+    ) -> Result<SessionChange, Error> {
+        require(principal, Permission::SessionWrite)?;
+        reject_unsupported(&request.checks, &request.unsupported_challenges)?;
+        let lifetime = check_lifetime(request.lifetime)?;
+        let current = self.live_session(&request.session_id).await?;
+        let verified = self
+            .verify_checks(&request.checks, current.user_id())
+            .await?;
+
+        retry_on_conflict(|| async {
+            let mut session = self.live_session(&request.session_id).await?;
+            let now = self.clock.now();
+            if session.is_expired(now) {
+                return Err(
+                    Error::failed_precondition("COMMAND-Hkl3d", "Session has expired").into(),
+                );
+            }
+            let mut changed = verified.apply(&mut session.factors, now)?;
+            changed |= session.metadata.merge(request.metadata.clone());
+            if let Some(lifetime) = lifetime {
+                session.expiration = Some(now.saturating_add(lifetime));
+                changed = true;
+            }
+            if !changed {
+                return Ok(SessionChange {
+                    details: session.details(),
+                    session_id: session.id,
+                    token: None,
+                });
+            }
+            let expected = session.sequence;
+            let token = SessionToken::generate();
+            session.token_hash = token.hash();
+            session.sequence += 1;
+            session.change_date = now;
+            let event = NewEvent {
+                event_type: "session.updated",
+                payload: json!({
+                    "checks": verified.names(),
+                    "metadataKeys": request.metadata.keys().collect::<Vec<_>>(),
+                    "lifetime": lifetime.map(|l| format!("{}s", l.as_secs_f64())),
+                }),
+                created_at: now,
+                editor: principal.user_id.clone(),
+            };
+            self.store
+                .update_session(&session, expected, &event)
+                .await?;
+            Ok::<_, Attempt>(SessionChange {
+                details: session.details(),
+                session_id: session.id,
+                token: Some(token),
+            })
+        })
+        .await
+    }
+
+    /// A session that exists and is not terminated.
+    async fn live_session(&self, id: &SessionId) -> Result<Session, Error> {
+        match self.store.session(id).await? {
+            Some(session) if !session.is_terminated() => Ok(session),
+            _ => Err(session_not_found()),
+        }
+    }
+
+    /// Reads one session: with its current token, as its creator or checked user, or with
+    /// `session.read`. Expired sessions are still returned.
+    pub async fn get_session(
+        &self,
+        principal: &Principal,
+        id: &SessionId,
+        token: Option<&SessionToken>,
+    ) -> Result<Session, Error> {
+        let session = self.live_session(id).await?;
+        match token {
+            Some(token) => {
+                if token.hash() != session.token_hash {
+                    return Err(Error::permission_denied("QUERY-dsfr3", "Permission denied"));
+                }
+            }
+            None => {
+                if !may_read(principal, &session) {
+                    return Err(missing_permission(Permission::SessionRead));
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    /// Searches non-terminated sessions the caller may read. Sessions the caller may not read
+    /// are excluded in the query itself, so counts and pages agree.
+    pub async fn list_sessions(
+        &self,
+        principal: &Principal,
+        request: ListSessions,
+    ) -> Result<(Vec<Session>, ListDetails), Error> {
+        let mut queries = Vec::with_capacity(request.queries.len());
+        for query in request.queries {
+            queries.push(match query {
+                SearchQuery::Ids(ids) => {
+                    if ids.len() > 1000 {
+                        return Err(Error::invalid_argument(
+                            "SESSIOND-LIST-IDS",
+                            "idsQuery: at most 1000 ids",
+                        ));
+                    }
+                    SessionQuery::Ids(ids)
+                }
+                SearchQuery::UserId(id) => SessionQuery::UserId(id),
+                SearchQuery::CreationDate(op, at) => SessionQuery::CreationDate(op, at),
+                SearchQuery::ExpirationDate(op, at) => SessionQuery::ExpirationDate(op, at),
+                SearchQuery::Creator(id) => match id {
+                    None => SessionQuery::Creator(principal.user_id.clone()),
+                    Some(id) if !id.is_empty() => SessionQuery::Creator(id),
+                    Some(_) => {
+                        return Err(Error::invalid_argument(
+                            "GRPC-x8n24uh",
+                            "creatorQuery: id must not be empty",
+                        ));
+                    }
+                },
+                SearchQuery::UserAgent(fingerprint) => match fingerprint {
+                    Some(id) if !id.is_empty() => SessionQuery::UserAgentFingerprint(id),
+                    _ => {
+                        return Err(Error::invalid_argument(
+                            "GRPC-x8n23uh",
+                            "userAgentQuery: fingerprintId is required (callers have no user agent of their own)",
+                        ));
+                    }
+                },
+            });
+        }
+        let settings = &self.settings;
+        let limit = match request.limit {
+            0 => settings.default_list_limit,
+            n => n.min(settings.max_list_limit),
+        };
+        let filter = SessionFilter {
+            queries,
+            visible_to: (!principal.can(Permission::SessionRead))
+                .then(|| principal.user_id.clone()),
+            offset: request.offset,
+            limit,
+            order: if request.asc {
+                SortOrder::CreationAsc
+            } else {
+                SortOrder::CreationDesc
+            },
+        };
+        let page = self.store.list_sessions(&filter).await?;
+        Ok((
+            page.sessions,
+            ListDetails {
+                total_result: page.total,
+                timestamp: self.clock.now(),
+            },
+        ))
+    }
+
+    /// Terminates a session. The token or permission is checked before the state, and a
+    /// session that is already terminated (or, for an authorised caller, never existed)
+    /// yields success without a new event. Expired sessions can be terminated.
+    pub async fn delete_session(
+        &self,
+        principal: &Principal,
+        id: &SessionId,
+        token: Option<&SessionToken>,
+    ) -> Result<Details, Error> {
+        let token = token.filter(|t| !t.expose().is_empty());
+        retry_on_conflict(|| async {
+            let session = self.store.session(id).await?;
+            match token {
+                Some(token) => {
+                    if session.as_ref().map(|s| s.token_hash) != Some(token.hash()) {
+                        return Err(Error::permission_denied(
+                            TOKEN_INVALID,
+                            "Session Token is invalid",
+                        )
+                        .into());
+                    }
+                }
+                None => {
+                    let own = session
+                        .as_ref()
+                        .and_then(Session::user_id)
+                        .is_some_and(|user| user.as_str() == principal.user_id);
+                    if !own && !principal.can(Permission::SessionDelete) {
+                        return Err(missing_permission(Permission::SessionDelete).into());
+                    }
+                }
+            }
+            let Some(mut session) = session else {
+                return Ok(Details::default());
+            };
+            if session.is_terminated() {
+                return Ok(session.details());
+            }
+            let now = self.clock.now();
+            let expected = session.sequence;
+            session.sequence += 1;
+            session.change_date = now;
+            session.terminated_at = Some(now);
+            let event = NewEvent {
+                event_type: "session.terminated",
+                payload: json!({ "reason": "deleted" }),
+                created_at: now,
+                editor: principal.user_id.clone(),
+            };
+            self.store
+                .update_session(&session, expected, &event)
+                .await?;
+            Ok::<_, Attempt>(session.details())
+        })
+        .await
+    }
+
+    /// The principal a session token stands for: the session's checked user. Unknown,
+    /// rotated, terminated or expired tokens, and sessions without a checked user, are
+    /// rejected.
+    pub async fn authenticate_session_token(
+        &self,
+        token: &SessionToken,
+    ) -> Result<Principal, Error> {
+        let invalid = || Error::unauthenticated("AUTH-7fs1e", "Token is invalid or has expired");
+        let session = self
+            .store
+            .session_by_token(&token.hash())
+            .await?
+            .ok_or_else(invalid)?;
+        if !session.is_active(self.clock.now()) {
+            return Err(invalid());
+        }
+        let user = session.user_id().ok_or_else(invalid)?;
+        Ok(Principal {
+            user_id: user.as_str().to_owned(),
+            permissions: crate::domain::Permissions::none(),
+            kind: crate::domain::PrincipalKind::Session(session.id.clone()),
+        })
+    }
+}
+
+/// Whether the caller may read a session without presenting its token.
+fn may_read(principal: &Principal, session: &Session) -> bool {
+    session.creator == principal.user_id
+        || session
+            .user_id()
+            .is_some_and(|u| u.as_str() == principal.user_id)
+        || principal.can(Permission::SessionRead)
+}

@@ -1,0 +1,22 @@
+//! Domain types and rules: sessions, users, principals, tokens and the one error type the
+//! core returns. Nothing here knows about tonic, axum, sqlx or jsonwebtoken; values are parsed
+//! once at the boundary (`SessionId::parse`, `LoginName::parse`) and trusted afterwards.
+
+mod error;
+mod ids;
+mod principal;
+mod session;
+mod time;
+mod token;
+mod user;
+
+pub use error::{Error, ErrorKind};
+pub use ids::{SessionId, UserId, new_numeric_id};
+pub use principal::{Permission, Permissions, Principal, PrincipalKind};
+pub use session::{
+    Details, Factors, ListDetails, Metadata, Session, SessionFilter, SessionQuery, SortOrder,
+    TimeComparison, UserAgent, UserFactor,
+};
+pub use time::{Clock, ManualClock, SystemClock, Time};
+pub use token::{SessionToken, TokenHash};
+pub use user::{LoginName, Password, User, UserState};

@@ -1,0 +1,33 @@
+//! sessiond: a session API server.
+//!
+//! One request flows down the layers and back:
+//!
+//! ```text
+//! faces   gRPC · gRPC-Web · Connect · REST       decode, collect credentials, encode
+//!   │       (faces::grpc, connect, rest, status: the one error table)
+//! auth    Authorization header → Principal       (auth::Authenticator)
+//!   │
+//! core    the one SessionService                  (core::Core: rules, permissions, tokens)
+//!   │
+//! domain  Session, User, Principal, Error         (no wire or database types)
+//!   │
+//! store   trait Store: SQLite (default)           (one transaction per command)
+//! ```
+//!
+//! `app` wires the layers together and serves them on one listener; `main.rs` only parses
+//! the command line and calls into this library, so tests drive exactly what runs.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
+)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod domain;
+pub mod faces;
+pub mod store;
+pub mod telemetry;

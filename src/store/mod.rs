@@ -1,0 +1,130 @@
+//! Persistence behind one trait. The core decides; the store only reads and writes, one
+//! transaction per call. All SQL lives in the backend modules (SQL is kept per backend, and
+//! the contract tests in `tests/` hold every backend to the same behaviour).
+//!
+//! Writes use optimistic concurrency: [`Store::update_session`] only applies when the stored
+//! sequence is still the one the core read, and `(session_id, sequence)` is unique in the
+//! event log, so two writers can never both append the same change.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Error, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
+};
+
+pub use sqlite::SqliteStore;
+
+/// One appended event of a session's log.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub payload: serde_json::Value,
+    pub created_at: Time,
+    /// User id of whoever caused the change.
+    pub editor: String,
+}
+
+/// A stored event, as read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub sequence: u64,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub created_at: Time,
+    pub editor: String,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer changed the row first; the core re-reads and retries.
+    #[error("concurrent modification")]
+    Conflict,
+    /// A unique value (login name, id) is taken.
+    #[error("duplicate {0}")]
+    Duplicate(&'static str),
+    /// The database cannot be reached or timed out.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("store failure")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => Error::new(
+                crate::domain::ErrorKind::Unavailable,
+                "SESSIOND-STORE-CONFLICT",
+                "too many concurrent changes to the same session, retry",
+            ),
+            StoreError::Duplicate(what) => Error::new(
+                crate::domain::ErrorKind::AlreadyExists,
+                "SESSIOND-DUPLICATE",
+                format!("{what} already exists"),
+            ),
+            StoreError::Unavailable(source) => {
+                Error::unavailable("SESSIOND-STORE-UNAVAILABLE", source)
+            }
+            StoreError::Internal(source) => Error::internal("SESSIOND-STORE", source),
+        }
+    }
+}
+
+/// A page of sessions and the number of all matches.
+pub struct SessionPage {
+    pub sessions: Vec<Session>,
+    pub total: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new session and its first event (sequence 1).
+    async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError>;
+
+    /// Replaces the session's state and appends `event` as sequence `session.sequence`, if and
+    /// only if the stored sequence is still `expected_sequence`; otherwise `Conflict`.
+    async fn update_session(
+        &self,
+        session: &Session,
+        expected_sequence: u64,
+        event: &NewEvent,
+    ) -> Result<(), StoreError>;
+
+    /// A session by id, terminated or not.
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// The session whose current token has this hash, terminated or not.
+    async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError>;
+
+    /// Non-terminated sessions matching the filter.
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError>;
+
+    /// The event log of one session, oldest first.
+    async fn session_events(&self, id: &SessionId) -> Result<Vec<StoredEvent>, StoreError>;
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError>;
+
+    /// Counts one password attempt before it is verified, so parallel guesses cannot get
+    /// past the limit. Returns the attempts counted so far, or `None` when the user is not
+    /// active or already has `max_attempts` failures (`max_attempts == 0`: no limit).
+    async fn reserve_password_attempt(
+        &self,
+        id: &UserId,
+        max_attempts: u32,
+    ) -> Result<Option<u32>, StoreError>;
+
+    /// A password check succeeded: the failure count goes back to zero.
+    async fn reset_password_attempts(&self, id: &UserId) -> Result<(), StoreError>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+pub type DynStore = Arc<dyn Store>;

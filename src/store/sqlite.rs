@@ -1,0 +1,488 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly one connection
+//! (no `SQLITE_BUSY` storms, no lock upgrades) while reads use a pool of several. With
+//! `synchronous=NORMAL` a committed transaction survives a crash of the process; a power loss
+//! may lose the last transactions but never corrupts the file.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{NewEvent, SessionPage, Store, StoreError, StoredEvent};
+use crate::domain::{
+    Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery, SortOrder, Time,
+    TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId, UserState,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`)
+    /// and applies pending migrations.
+    pub async fn open(url: &str, readers: u32) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(internal)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(classify)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(classify)?;
+        Ok(Self { writer, reader })
+    }
+}
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Internal(Box::new(e))
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            if db.message().contains("login_name") {
+                StoreError::Duplicate("login name")
+            } else if db.message().contains("session_events") {
+                StoreError::Conflict
+            } else {
+                StoreError::Duplicate("id")
+            }
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        _ => StoreError::Internal(Box::new(e)),
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.user_id, s.user_verified_at, s.password_verified_at, \
+    s.metadata, s.user_agent, s.expiration, s.creator, s.resource_owner, s.creation_date, \
+    s.change_date, s.sequence, s.token_hash, s.terminated_at, \
+    u.login_name, u.display_name, u.organization_id";
+
+fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
+    let user_id: Option<String> = row.try_get("user_id").map_err(internal)?;
+    let user_verified_at: Option<i64> = row.try_get("user_verified_at").map_err(internal)?;
+    let user = match (user_id, user_verified_at) {
+        (Some(id), Some(at)) => Some(UserFactor {
+            id: UserId::from_trusted(id),
+            verified_at: Time::from_unix_micros(at),
+            login_name: row
+                .try_get::<Option<String>, _>("login_name")
+                .map_err(internal)?
+                .unwrap_or_default(),
+            display_name: row
+                .try_get::<Option<String>, _>("display_name")
+                .map_err(internal)?
+                .unwrap_or_default(),
+            organization_id: row
+                .try_get::<Option<String>, _>("organization_id")
+                .map_err(internal)?
+                .unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let metadata: String = row.try_get("metadata").map_err(internal)?;
+    let user_agent: String = row.try_get("user_agent").map_err(internal)?;
+    let token_hash: Vec<u8> = row.try_get("token_hash").map_err(internal)?;
+    let sequence: i64 = row.try_get("sequence").map_err(internal)?;
+    Ok(Session {
+        id: SessionId::from_trusted(row.try_get("id").map_err(internal)?),
+        factors: Factors {
+            user,
+            password_verified_at: row
+                .try_get::<Option<i64>, _>("password_verified_at")
+                .map_err(internal)?
+                .map(Time::from_unix_micros),
+        },
+        metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
+        user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,
+        expiration: row
+            .try_get::<Option<i64>, _>("expiration")
+            .map_err(internal)?
+            .map(Time::from_unix_micros),
+        creator: row.try_get("creator").map_err(internal)?,
+        resource_owner: row.try_get("resource_owner").map_err(internal)?,
+        creation_date: Time::from_unix_micros(row.try_get("creation_date").map_err(internal)?),
+        change_date: Time::from_unix_micros(row.try_get("change_date").map_err(internal)?),
+        sequence: u64::try_from(sequence).unwrap_or_default(),
+        token_hash: TokenHash::from_slice(&token_hash)
+            .ok_or_else(|| StoreError::Internal("stored token hash is not 32 bytes".into()))?,
+        terminated_at: row
+            .try_get::<Option<i64>, _>("terminated_at")
+            .map_err(internal)?
+            .map(Time::from_unix_micros),
+    })
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    let state: String = row.try_get("state").map_err(internal)?;
+    let attempts: i64 = row.try_get("failed_password_attempts").map_err(internal)?;
+    Ok(User {
+        id: UserId::from_trusted(row.try_get("id").map_err(internal)?),
+        login_name: LoginName::from_trusted(row.try_get("login_name").map_err(internal)?),
+        display_name: row.try_get("display_name").map_err(internal)?,
+        organization_id: row.try_get("organization_id").map_err(internal)?,
+        state: UserState::parse(&state)
+            .ok_or_else(|| StoreError::Internal(format!("unknown user state {state:?}").into()))?,
+        password_hash: row.try_get("password_hash").map_err(internal)?,
+        failed_password_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        created_at: Time::from_unix_micros(row.try_get("created_at").map_err(internal)?),
+        updated_at: Time::from_unix_micros(row.try_get("updated_at").map_err(internal)?),
+    })
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(internal)
+}
+
+fn comparison(op: TimeComparison) -> &'static str {
+    match op {
+        TimeComparison::Equals => " = ",
+        TimeComparison::Greater => " > ",
+        TimeComparison::GreaterOrEquals => " >= ",
+        TimeComparison::Less => " < ",
+        TimeComparison::LessOrEquals => " <= ",
+    }
+}
+
+fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, filter: &SessionFilter) {
+    qb.push(" WHERE s.terminated_at IS NULL");
+    if let Some(user) = &filter.visible_to {
+        qb.push(" AND (s.creator = ").push_bind(user.clone());
+        qb.push(" OR s.user_id = ")
+            .push_bind(user.clone())
+            .push(")");
+    }
+    for query in &filter.queries {
+        match query {
+            SessionQuery::Ids(ids) => {
+                if ids.is_empty() {
+                    qb.push(" AND 0");
+                } else {
+                    qb.push(" AND s.id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in ids {
+                        sep.push_bind(id.clone());
+                    }
+                    qb.push(")");
+                }
+            }
+            SessionQuery::UserId(id) => {
+                qb.push(" AND s.user_id = ").push_bind(id.clone());
+            }
+            SessionQuery::Creator(id) => {
+                qb.push(" AND s.creator = ").push_bind(id.clone());
+            }
+            SessionQuery::UserAgentFingerprint(id) => {
+                qb.push(" AND s.fingerprint_id = ").push_bind(id.clone());
+            }
+            SessionQuery::CreationDate(op, at) => {
+                qb.push(" AND s.creation_date")
+                    .push(comparison(*op))
+                    .push_bind(at.unix_micros());
+            }
+            SessionQuery::ExpirationDate(op, at) => {
+                let open_ended = matches!(
+                    op,
+                    TimeComparison::Greater | TimeComparison::GreaterOrEquals
+                );
+                qb.push(" AND (s.expiration")
+                    .push(comparison(*op))
+                    .push_bind(at.unix_micros());
+                if open_ended {
+                    qb.push(" OR s.expiration IS NULL");
+                }
+                qb.push(")");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        bind_session(
+            sqlx::query(
+                "INSERT INTO sessions (user_id, user_verified_at, password_verified_at, metadata, \
+             user_agent, fingerprint_id, expiration, change_date, sequence, token_hash, \
+             terminated_at, creator, resource_owner, creation_date, id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            session,
+        )?
+        .bind(&session.creator)
+        .bind(&session.resource_owner)
+        .bind(session.creation_date.unix_micros())
+        .bind(session.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        insert_event(&mut tx, &session.id, session.sequence, event).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn update_session(
+        &self,
+        session: &Session,
+        expected_sequence: u64,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let updated = bind_session(
+            sqlx::query(
+                "UPDATE sessions SET user_id = ?, user_verified_at = ?, password_verified_at = ?, \
+             metadata = ?, user_agent = ?, fingerprint_id = ?, expiration = ?, change_date = ?, \
+             sequence = ?, token_hash = ?, terminated_at = ? WHERE id = ? AND sequence = ?",
+            ),
+            session,
+        )?
+        .bind(session.id.as_str())
+        .bind(to_i64(expected_sequence))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        insert_event(&mut tx, &session.id, session.sequence, event).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(classify)?;
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM sessions s");
+        push_filter(&mut count, filter);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(classify)?;
+
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
+        ));
+        push_filter(&mut select, filter);
+        select.push(match filter.order {
+            SortOrder::CreationDesc => " ORDER BY s.creation_date DESC, s.id DESC",
+            SortOrder::CreationAsc => " ORDER BY s.creation_date ASC, s.id ASC",
+        });
+        select.push(" LIMIT ").push_bind(i64::from(filter.limit));
+        select.push(" OFFSET ").push_bind(to_i64(filter.offset));
+        let rows = select
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+        let sessions = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SessionPage {
+            sessions,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+
+    async fn session_events(&self, id: &SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sequence, event_type, payload, created_at, editor FROM session_events \
+             WHERE session_id = ? ORDER BY sequence",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let payload: String = row.try_get("payload").map_err(internal)?;
+                let sequence: i64 = row.try_get("sequence").map_err(internal)?;
+                Ok(StoredEvent {
+                    sequence: u64::try_from(sequence).unwrap_or_default(),
+                    event_type: row.try_get("event_type").map_err(internal)?,
+                    payload: serde_json::from_str(&payload).map_err(internal)?,
+                    created_at: Time::from_unix_micros(
+                        row.try_get("created_at").map_err(internal)?,
+                    ),
+                    editor: row.try_get("editor").map_err(internal)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, login_name, login_name_folded, display_name, organization_id, \
+             state, password_hash, failed_password_attempts, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.login_name.as_str())
+        .bind(user.login_name.folded())
+        .bind(&user.display_name)
+        .bind(&user.organization_id)
+        .bind(user.state.as_str())
+        .bind(&user.password_hash)
+        .bind(i64::from(user.failed_password_attempts))
+        .bind(user.created_at.unix_micros())
+        .bind(user.updated_at.unix_micros())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE login_name_folded = ?")
+            .bind(name.folded())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn reserve_password_attempt(
+        &self,
+        id: &UserId,
+        max_attempts: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET failed_password_attempts = failed_password_attempts + 1 \
+             WHERE id = ? AND state = 'active' AND (? = 0 OR failed_password_attempts < ?) \
+             RETURNING failed_password_attempts",
+        )
+        .bind(id.as_str())
+        .bind(i64::from(max_attempts))
+        .bind(i64::from(max_attempts))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(attempts.map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
+    }
+
+    async fn reset_password_attempts(&self, id: &UserId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET failed_password_attempts = 0 WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the mutable columns in the order both INSERT and UPDATE list them.
+fn bind_session<'q>(query: SqliteQuery<'q>, s: &'q Session) -> Result<SqliteQuery<'q>, StoreError> {
+    let user = s.factors.user.as_ref();
+    Ok(query
+        .bind(user.map(|u| u.id.as_str()))
+        .bind(user.map(|u| u.verified_at.unix_micros()))
+        .bind(s.factors.password_verified_at.map(Time::unix_micros))
+        .bind(json(&s.metadata)?)
+        .bind(json(&s.user_agent)?)
+        .bind(s.user_agent.fingerprint_id.as_deref())
+        .bind(s.expiration.map(Time::unix_micros))
+        .bind(s.change_date.unix_micros())
+        .bind(to_i64(s.sequence))
+        .bind(s.token_hash.as_bytes().to_vec())
+        .bind(s.terminated_at.map(Time::unix_micros)))
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    session_id: &SessionId,
+    sequence: u64,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, editor) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(session_id.as_str())
+    .bind(to_i64(sequence))
+    .bind(event.event_type)
+    .bind(json(&event.payload)?)
+    .bind(event.created_at.unix_micros())
+    .bind(&event.editor)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
