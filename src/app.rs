@@ -114,6 +114,7 @@ pub async fn build(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resu
     let http = faces::http_router(FaceState {
         api,
         body_limit: config.body_limit,
+        session_cookie: config.session_cookie.clone(),
     });
     let router = Router::new()
         .fallback_service(ProtocolSwitch::new(grpc, http))

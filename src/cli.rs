@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::app;
 use crate::auth::{EmbeddedKey, mint};
 use crate::config::{JwtConfig, ServerConfig, StoreConfig};
-use crate::core::{Core, CoreSettings, NewUser, PasswordHasher};
-use crate::domain::{Clock, LoginName, Password, Permission, SystemClock};
+use crate::core::{Core, CoreSettings, NewUser, PasswordHasher, UserAction};
+use crate::domain::{Clock, LoginName, Password, Permission, Principal, SystemClock, UserId};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -128,6 +128,13 @@ pub struct ServeArgs {
     /// Failed password checks after which a user is locked; 0 disables lockout.
     #[arg(long, env = "SESSIOND_MAX_PASSWORD_ATTEMPTS", default_value_t = 10)]
     pub max_password_attempts: u32,
+    /// Cookie name that may carry a session token on the /auth/sessions endpoints.
+    #[arg(
+        long,
+        env = "SESSIOND_SESSION_COOKIE",
+        default_value = "sessiond_session"
+    )]
+    pub session_cookie: String,
 }
 
 impl ServeArgs {
@@ -140,6 +147,7 @@ impl ServeArgs {
             body_limit: self.body_limit,
             cors_allowed_origins: self.cors_allowed_origins.clone(),
             max_password_attempts: self.max_password_attempts,
+            session_cookie: self.session_cookie.clone(),
         }
     }
 }
@@ -151,6 +159,60 @@ pub enum UsersCommand {
         after_help = "Example:\n  echo 's3cret-pass' | sessiond users add --login-name alice@example.com --display-name Alice --password-stdin"
     )]
     Add(UsersAddArgs),
+    /// List users as JSON lines, or the one with --login-name.
+    #[command(after_help = "Example:\n  sessiond users list --limit 50")]
+    List(UsersListArgs),
+    /// Print one user as JSON.
+    #[command(after_help = "Example:\n  sessiond users show 123456789012345678")]
+    Show(UserIdArgs),
+    /// Lock a user and end all its sessions.
+    #[command(after_help = "Example:\n  sessiond users lock 123456789012345678")]
+    Lock(UserIdArgs),
+    /// Deactivate a user and end all its sessions.
+    #[command(after_help = "Example:\n  sessiond users deactivate 123456789012345678")]
+    Deactivate(UserIdArgs),
+    /// Make a locked or deactivated user active again (clears failed password checks).
+    #[command(after_help = "Example:\n  sessiond users reactivate 123456789012345678")]
+    Reactivate(UserIdArgs),
+    /// Set a new password read from stdin; ends the user's sessions unless --keep-sessions.
+    #[command(
+        after_help = "Example:\n  echo 'n3w-passw0rd' | sessiond users set-password 123456789012345678 --password-stdin"
+    )]
+    SetPassword(SetPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UsersListArgs {
+    #[arg(long)]
+    pub login_name: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UserIdArgs {
+    /// The user's id.
+    pub id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    /// The user's id.
+    pub id: String,
+    /// Read the new password from standard input (first line).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    /// Keep the user's sessions instead of ending them.
+    #[arg(long)]
+    pub keep_sessions: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -202,7 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Users(UsersCommand::Add(args))) => users_add(args).await,
+        Some(Command::Users(command)) => users(command).await,
         Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args),
     }
 }
@@ -245,36 +307,107 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-async fn users_add(args: UsersAddArgs) -> anyhow::Result<()> {
-    let login_name =
-        LoginName::parse(args.login_name).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    let password = if args.password_stdin {
-        let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .context("reading the password from stdin")?;
-        let line = input.lines().next().unwrap_or_default().to_owned();
-        Some(Password::parse(line).map_err(|e| anyhow::anyhow!("{}", e.message()))?)
-    } else {
-        None
-    };
-    let store = app::open_store(&args.store.config()).await?;
-    let core = Core::new(
+async fn operator_core(store: &StoreArgs) -> anyhow::Result<Core> {
+    let store = app::open_store(&store.config()).await?;
+    Ok(Core::new(
         store,
         Arc::new(SystemClock),
         PasswordHasher::recommended()?,
         CoreSettings::default(),
-    );
-    let user = core
-        .add_user(NewUser {
-            login_name,
-            display_name: args.display_name,
-            organization_id: args.organization_id,
-            password,
-        })
+    ))
+}
+
+fn read_password_stdin(new: bool) -> anyhow::Result<Password> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the password from stdin")?;
+    let line = input.lines().next().unwrap_or_default().to_owned();
+    let parsed = if new {
+        Password::parse_new(line)
+    } else {
+        Password::parse(line)
+    };
+    parsed.map_err(|e| anyhow::anyhow!("{}", e.message()))
+}
+
+fn user_id(raw: &str) -> anyhow::Result<UserId> {
+    UserId::parse(raw).map_err(|e| anyhow::anyhow!("{}", e.message()))
+}
+
+fn print_user(user: &crate::domain::User) {
+    println!("{}", crate::faces::admin::user_json(user));
+}
+
+async fn users(command: UsersCommand) -> anyhow::Result<()> {
+    let system = Principal::system();
+    let fail = |e: crate::domain::Error| anyhow::anyhow!("{}", e.message());
+    match command {
+        UsersCommand::Add(args) => {
+            let login_name = LoginName::parse(args.login_name).map_err(fail)?;
+            let password = if args.password_stdin {
+                Some(read_password_stdin(true)?)
+            } else {
+                None
+            };
+            let core = operator_core(&args.store).await?;
+            let user = core
+                .add_user(NewUser {
+                    login_name,
+                    display_name: args.display_name,
+                    organization_id: args.organization_id,
+                    password,
+                })
+                .await
+                .map_err(fail)?;
+            println!("{}", user.id);
+        }
+        UsersCommand::List(args) => {
+            let login_name = args
+                .login_name
+                .map(LoginName::parse)
+                .transpose()
+                .map_err(fail)?;
+            let core = operator_core(&args.store).await?;
+            let (users, _) = core
+                .list_users(&system, login_name, args.offset, args.limit)
+                .await
+                .map_err(fail)?;
+            users.iter().for_each(print_user);
+        }
+        UsersCommand::Show(args) => {
+            let core = operator_core(&args.store).await?;
+            print_user(
+                &core
+                    .get_user(&system, &user_id(&args.id)?)
+                    .await
+                    .map_err(fail)?,
+            );
+        }
+        UsersCommand::Lock(args) => change_state(args, UserAction::Lock).await?,
+        UsersCommand::Deactivate(args) => change_state(args, UserAction::Deactivate).await?,
+        UsersCommand::Reactivate(args) => change_state(args, UserAction::Reactivate).await?,
+        UsersCommand::SetPassword(args) => {
+            let password = read_password_stdin(true)?;
+            let core = operator_core(&args.store).await?;
+            let (_, revoked) = core
+                .set_password(&system, &user_id(&args.id)?, &password, !args.keep_sessions)
+                .await
+                .map_err(fail)?;
+            eprintln!("password changed; {revoked} session(s) ended");
+        }
+    }
+    Ok(())
+}
+
+async fn change_state(args: UserIdArgs, action: UserAction) -> anyhow::Result<()> {
+    let core = operator_core(&args.store).await?;
+    let (user, revoked) = core
+        .change_user_state(&Principal::system(), &user_id(&args.id)?, action)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    println!("{}", user.id);
+    print_user(&user);
+    eprintln!("{revoked} session(s) ended");
     Ok(())
 }
 

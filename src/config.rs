@@ -77,6 +77,8 @@ pub struct ServerConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Failed password checks before lockout; 0: no lockout.
     pub max_password_attempts: u32,
+    /// Cookie that may carry a session token on the self-service endpoints.
+    pub session_cookie: String,
 }
 
 impl ServerConfig {
@@ -90,6 +92,7 @@ impl ServerConfig {
             body_limit: 1024 * 1024,
             cors_allowed_origins: Vec::new(),
             max_password_attempts: 10,
+            session_cookie: String::from("sessiond_session"),
         }
     }
 }

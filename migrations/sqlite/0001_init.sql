@@ -46,3 +46,9 @@ CREATE TABLE session_events (
     editor     TEXT NOT NULL,
     PRIMARY KEY (session_id, sequence)
 ) WITHOUT ROWID;
+
+-- Secrets every replica shares (e.g. the key that authenticates page tokens).
+CREATE TABLE server_secrets (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+);

@@ -2,21 +2,25 @@
 //! transitions, token rotation, password checks) and returns domain errors; faces only
 //! translate requests in and results out.
 
+mod paging;
 mod password;
 mod sessions;
+mod user_sessions;
 mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{Clock, Error, ErrorKind};
+use crate::domain::{Clock, Error, ErrorKind, Permission, Principal, error_ids};
 use crate::store::{DynStore, StoreError};
 
+pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
 pub use password::PasswordHasher;
 pub use sessions::{
     Checks, CreateSession, ListSessions, SearchQuery, SessionChange, SetSession, UserLookup,
 };
-pub use users::NewUser;
+pub use user_sessions::CurrentSession;
+pub use users::{NewUser, UserAction};
 
 /// Tunables of the core.
 #[derive(Clone, Debug)]
@@ -49,6 +53,8 @@ pub struct Core {
     clock: Arc<dyn Clock>,
     passwords: PasswordHasher,
     settings: Arc<CoreSettings>,
+    /// Key that authenticates page tokens; loaded from the store on first use.
+    page_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
 }
 
 impl Core {
@@ -63,6 +69,7 @@ impl Core {
             clock,
             passwords,
             settings: Arc::new(settings),
+            page_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -77,6 +84,29 @@ impl Core {
     pub fn now(&self) -> crate::domain::Time {
         self.clock.now()
     }
+}
+
+fn missing_permission(permission: Permission) -> Error {
+    Error::permission_denied(
+        "AUTH-AWfge",
+        format!(
+            "No matching permissions found (requires {})",
+            permission.name()
+        ),
+    )
+}
+
+/// Fails unless the caller holds `permission`.
+fn require(principal: &Principal, permission: Permission) -> Result<(), Error> {
+    if principal.can(permission) {
+        Ok(())
+    } else {
+        Err(missing_permission(permission))
+    }
+}
+
+fn user_not_found() -> Error {
+    Error::not_found(error_ids::USER_NOT_FOUND, "User could not be found")
 }
 
 /// How often a command re-reads and retries after losing a race with another writer.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Attempt, Core, retry_on_conflict};
+use super::{Attempt, Core, missing_permission, require, retry_on_conflict, user_not_found};
 use crate::domain::{
     Details, Error, Factors, ListDetails, LoginName, Metadata, Password, Permission, Principal,
     Session, SessionFilter, SessionId, SessionQuery, SessionToken, SortOrder, Time, TimeComparison,
@@ -80,29 +80,11 @@ pub struct ListSessions {
     pub asc: bool,
 }
 
-const SESSION_NOT_FOUND: &str = "QUERY-SFeaa";
+use crate::domain::error_ids::SESSION_NOT_FOUND;
 const TOKEN_INVALID: &str = "COMMAND-sGr42";
 
 fn session_not_found() -> Error {
     Error::not_found(SESSION_NOT_FOUND, "Session does not exist")
-}
-
-fn missing_permission(permission: Permission) -> Error {
-    Error::permission_denied(
-        "AUTH-AWfge",
-        format!(
-            "No matching permissions found (requires {})",
-            permission.name()
-        ),
-    )
-}
-
-fn require(principal: &Principal, permission: Permission) -> Result<(), Error> {
-    if principal.can(permission) {
-        Ok(())
-    } else {
-        Err(missing_permission(permission))
-    }
 }
 
 fn reject_unsupported(checks: &Checks, challenges: &[&'static str]) -> Result<(), Error> {
@@ -218,8 +200,7 @@ impl Core {
             UserLookup::Id(id) => self.store.user(id).await?,
             UserLookup::LoginName(name) => self.store.user_by_login_name(name).await?,
         };
-        let user =
-            user.ok_or_else(|| Error::not_found("COMMAND-ijzr3", "User could not be found"))?;
+        let user = user.ok_or_else(user_not_found)?;
         match user.state {
             UserState::Active => Ok(user),
             UserState::Locked => Err(Error::failed_precondition(
@@ -521,29 +502,43 @@ impl Core {
                     }
                 }
             }
-            let Some(mut session) = session else {
+            let Some(session) = session else {
                 return Ok(Details::default());
             };
             if session.is_terminated() {
                 return Ok(session.details());
             }
-            let now = self.clock.now();
-            let expected = session.sequence;
-            session.sequence += 1;
-            session.change_date = now;
-            session.terminated_at = Some(now);
-            let event = NewEvent {
-                event_type: "session.terminated",
-                payload: json!({ "reason": "deleted" }),
-                created_at: now,
-                editor: principal.user_id.clone(),
-            };
-            self.store
-                .update_session(&session, expected, &event)
+            let session = self
+                .terminate(session, &principal.user_id, "deleted")
                 .await?;
             Ok::<_, Attempt>(session.details())
         })
         .await
+    }
+
+    /// Terminates a live session read at `session.sequence`: one `session.terminated` event.
+    /// Fails with a conflict if another writer got there first.
+    pub(super) async fn terminate(
+        &self,
+        mut session: Session,
+        editor: &str,
+        reason: &str,
+    ) -> Result<Session, Attempt> {
+        let now = self.clock.now();
+        let expected = session.sequence;
+        session.sequence += 1;
+        session.change_date = now;
+        session.terminated_at = Some(now);
+        let event = NewEvent {
+            event_type: "session.terminated",
+            payload: json!({ "reason": reason }),
+            created_at: now,
+            editor: editor.to_owned(),
+        };
+        self.store
+            .update_session(&session, expected, &event)
+            .await?;
+        Ok(session)
     }
 
     /// The principal a session token stands for: the session's checked user. Unknown,

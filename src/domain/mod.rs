@@ -10,12 +10,12 @@ mod time;
 mod token;
 mod user;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, error_ids};
 pub use ids::{SessionId, UserId, new_numeric_id};
 pub use principal::{Permission, Permissions, Principal, PrincipalKind};
 pub use session::{
-    Details, Factors, ListDetails, Metadata, Session, SessionFilter, SessionQuery, SortOrder,
-    TimeComparison, UserAgent, UserFactor,
+    ActivityFilter, Details, Factors, ListDetails, Metadata, PageCursor, Session, SessionFilter,
+    SessionQuery, SortOrder, TimeComparison, UserAgent, UserFactor, UserSessionsQuery,
 };
 pub use time::{Clock, ManualClock, SystemClock, Time};
 pub use token::{SessionToken, TokenHash};

@@ -92,6 +92,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The operator at the command line: every permission.
+    pub fn system() -> Self {
+        Self {
+            user_id: String::from("system"),
+            permissions: Permission::ALL
+                .into_iter()
+                .fold(Permissions::none(), Permissions::with),
+            kind: PrincipalKind::Jwt,
+        }
+    }
+
     pub fn can(&self, p: Permission) -> bool {
         self.permissions.contains(p)
     }

@@ -227,3 +227,31 @@ mod tests {
         assert_eq!(back, m);
     }
 }
+
+/// Which sessions of a user to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivityFilter {
+    All,
+    /// Not terminated and not expired at this time.
+    Active(Time),
+    /// Terminated or expired at this time.
+    Inactive(Time),
+}
+
+/// Position after the last session of a page, in the order newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageCursor {
+    pub creation_date: Time,
+    pub id: SessionId,
+}
+
+/// A page of one user's sessions, newest first (keyset pagination: stable under inserts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSessionsQuery {
+    pub user_id: UserId,
+    /// Leave this session out (the caller's current one).
+    pub exclude: Option<SessionId>,
+    pub activity: ActivityFilter,
+    pub after: Option<PageCursor>,
+    pub limit: u32,
+}

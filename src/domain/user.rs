@@ -105,10 +105,34 @@ impl Password {
         Ok(Self(value))
     }
 
+    /// Checks a new password against the policy: 8..200 characters, not all the same.
+    pub fn parse_new(value: impl Into<String>) -> Result<Self, Error> {
+        let value = value.into();
+        let len = value.chars().count();
+        if !(MIN_NEW_PASSWORD_CHARS..=200).contains(&len) {
+            return Err(Error::invalid_argument(
+                "SESSIOND-PASSWORD-WEAK",
+                format!("password: must be between {MIN_NEW_PASSWORD_CHARS} and 200 characters"),
+            ));
+        }
+        let mut chars = value.chars();
+        let first = chars.next();
+        if chars.all(|c| Some(c) == first) {
+            return Err(Error::invalid_argument(
+                "SESSIOND-PASSWORD-WEAK",
+                "password: must not repeat a single character",
+            ));
+        }
+        Ok(Self(value))
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
+
+/// Shortest password a new user or a password change may set.
+pub const MIN_NEW_PASSWORD_CHARS: usize = 8;
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,6 +155,14 @@ mod tests {
         assert!(LoginName::parse(" alice").is_err());
         assert!(LoginName::parse("a\nb").is_err());
         assert!(LoginName::parse("x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn new_passwords_follow_the_policy() {
+        assert!(Password::parse_new("").is_err());
+        assert!(Password::parse_new("short").is_err());
+        assert!(Password::parse_new("aaaaaaaaaa").is_err());
+        assert!(Password::parse_new("long enough").is_ok());
     }
 
     #[test]

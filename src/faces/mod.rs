@@ -5,11 +5,17 @@
 //! the tonic services (native gRPC and, through tonic-web, gRPC-Web); everything else goes to
 //! the axum router (Connect, REST, and the other HTTP faces).
 
+// Handlers return a ready `Response` as their error (axum's idiom); it is built once per
+// failed request and moved out, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod admin;
 mod body;
 pub mod connect;
 pub mod grpc;
 pub mod pb;
 pub mod rest;
+pub mod self_service;
 pub mod session_api;
 pub mod status;
 
@@ -32,6 +38,8 @@ pub struct FaceState {
     pub api: SessionApi,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Name of the cookie that may carry a session token on the self-service face.
+    pub session_cookie: String,
 }
 
 /// The HTTP router of the non-gRPC faces.
@@ -39,23 +47,53 @@ pub fn http_router(state: FaceState) -> Router {
     Router::new()
         .merge(connect::routes())
         .merge(rest::routes())
+        .merge(self_service::routes())
+        .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-async fn not_found() -> Response {
-    rest::rejection(StatusCode::NOT_FOUND, ErrorKind::NotFound, "Not Found")
+/// A transport-level rejection in the error shape of the face that owns the path.
+fn rejection(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let path = uri.path();
+    if path.starts_with("/auth/admin/") {
+        let code = status
+            .canonical_reason()
+            .unwrap_or("ERROR")
+            .to_ascii_uppercase()
+            .replace(' ', "_");
+        admin::with_status(status, &code, message)
+    } else if path.starts_with("/auth/") {
+        self_service::with_status(status, "SESSIOND-HTTP", message, headers)
+    } else {
+        let kind = match status {
+            StatusCode::NOT_FOUND => ErrorKind::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorKind::Unimplemented,
+            _ => ErrorKind::InvalidArgument,
+        };
+        let mut response = rest::rejection(status, kind, message);
+        *response.status_mut() = status;
+        response
+    }
 }
 
-async fn method_not_allowed() -> Response {
-    let mut response = rest::rejection(
+async fn not_found(uri: http::Uri, headers: http::HeaderMap) -> Response {
+    rejection(&uri, &headers, StatusCode::NOT_FOUND, "Not Found")
+}
+
+async fn method_not_allowed(uri: http::Uri, headers: http::HeaderMap) -> Response {
+    rejection(
+        &uri,
+        &headers,
         StatusCode::METHOD_NOT_ALLOWED,
-        ErrorKind::InvalidArgument,
         "Method Not Allowed",
-    );
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
+    )
 }
 
 /// Sends gRPC and gRPC-Web requests to the tonic services and the rest to the HTTP router.

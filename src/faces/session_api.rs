@@ -37,6 +37,10 @@ impl SessionApi {
         Self { auth }
     }
 
+    pub fn core(&self) -> &crate::core::Core {
+        self.auth.core()
+    }
+
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Error> {
         self.auth.authenticate(authorization).await
     }

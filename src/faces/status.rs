@@ -48,6 +48,7 @@ pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
         ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
         ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
         ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+        ErrorKind::Unimplemented => tonic::Code::Unimplemented,
         ErrorKind::Internal => tonic::Code::Internal,
         ErrorKind::Unavailable => tonic::Code::Unavailable,
         ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Error, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
+    UserSessionsQuery,
 };
 
 pub use sqlite::SqliteStore;
@@ -75,6 +76,23 @@ impl From<StoreError> for Error {
     }
 }
 
+/// Why and by whom sessions are being terminated in bulk.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    pub at: Time,
+    pub editor: String,
+    /// Recorded in each `session.terminated` event, e.g. "revoke_others", "user_locked".
+    pub reason: &'static str,
+}
+
+/// A page of the user directory.
+#[derive(Clone, Debug, Default)]
+pub struct UserListQuery {
+    pub login_name: Option<LoginName>,
+    pub offset: u64,
+    pub limit: u32,
+}
+
 /// A page of sessions and the number of all matches.
 pub struct SessionPage {
     pub sessions: Vec<Session>,
@@ -122,6 +140,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// A password check succeeded: the failure count goes back to zero.
     async fn reset_password_attempts(&self, id: &UserId) -> Result<(), StoreError>;
+
+    /// One user's sessions (terminated ones included unless filtered), newest first, and
+    /// the number of all matches regardless of the cursor.
+    async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError>;
+
+    /// Terminates, in one transaction, every live session of `user` except `except`,
+    /// appending a `session.terminated` event to each. Returns how many were terminated.
+    async fn terminate_user_sessions(
+        &self,
+        user: &UserId,
+        except: Option<&SessionId>,
+        revocation: &Revocation,
+    ) -> Result<u64, StoreError>;
+
+    /// Writes a user's mutable fields (names, state, password hash, failure count) and, when
+    /// `revoke` is given, terminates all of the user's live sessions in the same transaction.
+    /// Returns how many sessions were terminated.
+    async fn update_user(
+        &self,
+        user: &User,
+        revoke: Option<&Revocation>,
+    ) -> Result<u64, StoreError>;
+
+    /// Users, optionally only the one with this login name, ordered by login name.
+    async fn list_users(&self, query: &UserListQuery) -> Result<(Vec<User>, u64), StoreError>;
+
+    /// A random 32-byte secret shared by every replica, created on first use.
+    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -15,10 +15,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{NewEvent, SessionPage, Store, StoreError, StoredEvent};
+use super::{NewEvent, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery};
 use crate::domain::{
-    Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery, SortOrder, Time,
-    TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId, UserState,
+    ActivityFilter, Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery,
+    SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
+    UserSessionsQuery, UserState,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -437,6 +438,165 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError> {
+        fn push_where(qb: &mut QueryBuilder<'_, Sqlite>, query: &UserSessionsQuery) {
+            qb.push(" WHERE s.user_id = ")
+                .push_bind(query.user_id.as_str().to_owned());
+            if let Some(id) = &query.exclude {
+                qb.push(" AND s.id <> ").push_bind(id.as_str().to_owned());
+            }
+            match query.activity {
+                ActivityFilter::All => {}
+                ActivityFilter::Active(now) => {
+                    qb.push(
+                        " AND s.terminated_at IS NULL AND (s.expiration IS NULL OR s.expiration > ",
+                    )
+                    .push_bind(now.unix_micros())
+                    .push(")");
+                }
+                ActivityFilter::Inactive(now) => {
+                    qb.push(" AND (s.terminated_at IS NOT NULL OR s.expiration <= ")
+                        .push_bind(now.unix_micros())
+                        .push(")");
+                }
+            }
+        }
+        let mut conn = self.reader.acquire().await.map_err(classify)?;
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM sessions s");
+        push_where(&mut count, query);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(classify)?;
+
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
+        ));
+        push_where(&mut select, query);
+        if let Some(after) = &query.after {
+            select
+                .push(" AND (s.creation_date < ")
+                .push_bind(after.creation_date.unix_micros())
+                .push(" OR (s.creation_date = ")
+                .push_bind(after.creation_date.unix_micros())
+                .push(" AND s.id < ")
+                .push_bind(after.id.as_str().to_owned())
+                .push("))");
+        }
+        select
+            .push(" ORDER BY s.creation_date DESC, s.id DESC LIMIT ")
+            .push_bind(i64::from(query.limit));
+        let rows = select
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+        let sessions = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SessionPage {
+            sessions,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+
+    async fn terminate_user_sessions(
+        &self,
+        user: &UserId,
+        except: Option<&SessionId>,
+        revocation: &Revocation,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let count = terminate_in(&mut tx, user, except, revocation).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(count)
+    }
+
+    async fn update_user(
+        &self,
+        user: &User,
+        revoke: Option<&Revocation>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let updated = sqlx::query(
+            "UPDATE users SET login_name = ?, login_name_folded = ?, display_name = ?, \
+             organization_id = ?, state = ?, password_hash = ?, failed_password_attempts = ?, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(user.login_name.as_str())
+        .bind(user.login_name.folded())
+        .bind(&user.display_name)
+        .bind(&user.organization_id)
+        .bind(user.state.as_str())
+        .bind(&user.password_hash)
+        .bind(i64::from(user.failed_password_attempts))
+        .bind(user.updated_at.unix_micros())
+        .bind(user.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        let revoked = match revoke {
+            Some(revocation) => terminate_in(&mut tx, &user.id, None, revocation).await?,
+            None => 0,
+        };
+        tx.commit().await.map_err(classify)?;
+        Ok(revoked)
+    }
+
+    async fn list_users(&self, query: &UserListQuery) -> Result<(Vec<User>, u64), StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(classify)?;
+        let folded = query.login_name.as_ref().map(LoginName::folded);
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE ? IS NULL OR login_name_folded = ?",
+        )
+        .bind(folded.clone())
+        .bind(folded.clone())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(classify)?;
+        let rows = sqlx::query(
+            "SELECT * FROM users WHERE ? IS NULL OR login_name_folded = ? \
+             ORDER BY login_name_folded LIMIT ? OFFSET ?",
+        )
+        .bind(folded.clone())
+        .bind(folded)
+        .bind(i64::from(query.limit))
+        .bind(to_i64(query.offset))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((users, u64::try_from(total).unwrap_or_default()))
+    }
+
+    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let mut fresh = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh.to_vec())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(classify)?;
+        <[u8; 32]>::try_from(value.as_slice())
+            .map_err(|_| StoreError::Internal(format!("secret {name} is not 32 bytes").into()))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.reader)
@@ -463,6 +623,43 @@ fn bind_session<'q>(query: SqliteQuery<'q>, s: &'q Session) -> Result<SqliteQuer
         .bind(to_i64(s.sequence))
         .bind(s.token_hash.as_bytes().to_vec())
         .bind(s.terminated_at.map(Time::unix_micros)))
+}
+
+/// Terminates the live sessions of a user inside a transaction: one event per session,
+/// sequence + 1, then the rows themselves.
+async fn terminate_in(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    user: &UserId,
+    except: Option<&SessionId>,
+    revocation: &Revocation,
+) -> Result<u64, StoreError> {
+    let except = except.map(|id| id.as_str().to_owned()).unwrap_or_default();
+    let payload = json(&serde_json::json!({ "reason": revocation.reason }))?;
+    sqlx::query(
+        "INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, editor) \
+         SELECT id, sequence + 1, 'session.terminated', ?, ?, ? FROM sessions \
+         WHERE user_id = ? AND id <> ? AND terminated_at IS NULL",
+    )
+    .bind(&payload)
+    .bind(revocation.at.unix_micros())
+    .bind(&revocation.editor)
+    .bind(user.as_str())
+    .bind(&except)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    let done = sqlx::query(
+        "UPDATE sessions SET terminated_at = ?, change_date = ?, sequence = sequence + 1 \
+         WHERE user_id = ? AND id <> ? AND terminated_at IS NULL",
+    )
+    .bind(revocation.at.unix_micros())
+    .bind(revocation.at.unix_micros())
+    .bind(user.as_str())
+    .bind(&except)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    Ok(done.rows_affected())
 }
 
 async fn insert_event(

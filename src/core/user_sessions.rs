@@ -1,0 +1,227 @@
+//! One user's sessions as a whole: the self-service view (my current session, my other
+//! sessions, revoke one or all others) and the administrator's view of a user's sessions.
+//! The same sessions the SessionService creates, in the same store.
+
+use super::paging::{PageRequest, SessionPageResult};
+use super::{Attempt, Core, require, retry_on_conflict, user_not_found};
+use crate::domain::{
+    ActivityFilter, Error, PageCursor, Permission, Principal, Session, SessionId, SessionToken,
+    User, UserId, UserSessionsQuery, error_ids,
+};
+use crate::store::Revocation;
+
+/// The active session a caller presented, and its user.
+#[derive(Clone, Debug)]
+pub struct CurrentSession {
+    pub session: Session,
+    pub user: User,
+}
+
+fn no_session() -> Error {
+    Error::unauthenticated(
+        error_ids::NO_SESSION,
+        "No valid session credentials found in the request.",
+    )
+}
+
+impl Core {
+    /// The session of a session token, if it is active and has a checked user.
+    pub async fn current_session(&self, token: &SessionToken) -> Result<CurrentSession, Error> {
+        let session = self
+            .store
+            .session_by_token(&token.hash())
+            .await?
+            .ok_or_else(no_session)?;
+        if !session.is_active(self.clock.now()) {
+            return Err(no_session());
+        }
+        let user_id = session.user_id().ok_or_else(no_session)?;
+        let user = self.store.user(user_id).await?.ok_or_else(no_session)?;
+        Ok(CurrentSession { session, user })
+    }
+
+    async fn page_of(
+        &self,
+        scope: &str,
+        user_id: &UserId,
+        exclude: Option<&SessionId>,
+        activity: ActivityFilter,
+        page: &PageRequest,
+    ) -> Result<SessionPageResult, Error> {
+        let limit = page.size()?;
+        let after = match &page.token {
+            Some(token) => Some(self.decode_page_token(scope, token).await?),
+            None => None,
+        };
+        let query = UserSessionsQuery {
+            user_id: user_id.clone(),
+            exclude: exclude.cloned(),
+            activity,
+            after,
+            limit,
+        };
+        let result = self.store.user_sessions(&query).await?;
+        let next_token = match result.sessions.last() {
+            Some(last) if result.sessions.len() == limit as usize => {
+                let cursor = PageCursor {
+                    creation_date: last.creation_date,
+                    id: last.id.clone(),
+                };
+                // Only hand out a token when something follows.
+                let probe = UserSessionsQuery {
+                    after: Some(cursor.clone()),
+                    limit: 1,
+                    ..query
+                };
+                if self.store.user_sessions(&probe).await?.sessions.is_empty() {
+                    None
+                } else {
+                    Some(self.encode_page_token(scope, &cursor).await?)
+                }
+            }
+            _ => None,
+        };
+        Ok(SessionPageResult {
+            sessions: result.sessions,
+            total: result.total,
+            next_token,
+        })
+    }
+
+    /// The caller's other active sessions, newest first.
+    pub async fn list_other_sessions(
+        &self,
+        current: &CurrentSession,
+        page: &PageRequest,
+    ) -> Result<SessionPageResult, Error> {
+        let scope = format!("self:{}", current.user.id);
+        let now = self.clock.now();
+        self.page_of(
+            &scope,
+            &current.user.id,
+            Some(&current.session.id),
+            ActivityFilter::Active(now),
+            page,
+        )
+        .await
+    }
+
+    /// Revokes one of the caller's other sessions. The current session cannot be revoked
+    /// here (that is what logging out is for). An id that is not one of the caller's live
+    /// sessions succeeds without revealing whether it exists.
+    pub async fn revoke_own_session(
+        &self,
+        current: &CurrentSession,
+        id: &SessionId,
+    ) -> Result<(), Error> {
+        if *id == current.session.id {
+            return Err(Error::invalid_argument(
+                error_ids::CURRENT_SESSION,
+                "cannot revoke current session",
+            ));
+        }
+        let editor = current.user.id.as_str();
+        retry_on_conflict(|| async {
+            match self.store.session(id).await? {
+                Some(session)
+                    if session.user_id() == Some(&current.user.id) && !session.is_terminated() =>
+                {
+                    self.terminate(session, editor, "revoked_by_user").await?;
+                    Ok::<_, Attempt>(())
+                }
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// Revokes all of the caller's sessions except the current one, in one transaction:
+    /// every session created before this call returns is included. Returns how many.
+    pub async fn revoke_other_sessions(&self, current: &CurrentSession) -> Result<u64, Error> {
+        let revocation = Revocation {
+            at: self.clock.now(),
+            editor: current.user.id.as_str().to_owned(),
+            reason: "revoked_by_user",
+        };
+        Ok(self
+            .store
+            .terminate_user_sessions(&current.user.id, Some(&current.session.id), &revocation)
+            .await?)
+    }
+
+    async fn existing_user(&self, id: &UserId) -> Result<User, Error> {
+        self.store.user(id).await?.ok_or_else(user_not_found)
+    }
+
+    /// A user's sessions for an administrator (`session.read`), terminated ones included
+    /// unless `active` filters them.
+    pub async fn admin_user_sessions(
+        &self,
+        principal: &Principal,
+        user_id: &UserId,
+        active: Option<bool>,
+        page: &PageRequest,
+    ) -> Result<SessionPageResult, Error> {
+        require(principal, Permission::SessionRead)?;
+        self.existing_user(user_id).await?;
+        let now = self.clock.now();
+        let (activity, tag) = match active {
+            None => (ActivityFilter::All, "all"),
+            Some(true) => (ActivityFilter::Active(now), "active"),
+            Some(false) => (ActivityFilter::Inactive(now), "inactive"),
+        };
+        let scope = format!("admin:{user_id}:{tag}");
+        self.page_of(&scope, user_id, None, activity, page).await
+    }
+
+    /// Revokes one session of a user (`session.delete`). Revoking an already revoked session
+    /// of that user succeeds again and reports the original revocation.
+    pub async fn admin_revoke_session(
+        &self,
+        principal: &Principal,
+        user_id: &UserId,
+        session_id: &SessionId,
+    ) -> Result<Session, Error> {
+        require(principal, Permission::SessionDelete)?;
+        self.existing_user(user_id).await?;
+        retry_on_conflict(|| async {
+            match self.store.session(session_id).await? {
+                Some(session) if session.user_id() == Some(user_id) => {
+                    if session.is_terminated() {
+                        Ok(session)
+                    } else {
+                        Ok::<_, Attempt>(
+                            self.terminate(session, &principal.user_id, "revoked_by_admin")
+                                .await?,
+                        )
+                    }
+                }
+                _ => Err(Error::not_found(
+                    error_ids::SESSION_NOT_FOUND,
+                    "Session not found for this user",
+                )
+                .into()),
+            }
+        })
+        .await
+    }
+
+    /// Revokes every live session of a user (`session.delete`). Returns how many.
+    pub async fn admin_revoke_user_sessions(
+        &self,
+        principal: &Principal,
+        user_id: &UserId,
+    ) -> Result<u64, Error> {
+        require(principal, Permission::SessionDelete)?;
+        self.existing_user(user_id).await?;
+        let revocation = Revocation {
+            at: self.clock.now(),
+            editor: principal.user_id.clone(),
+            reason: "revoked_by_admin",
+        };
+        Ok(self
+            .store
+            .terminate_user_sessions(user_id, None, &revocation)
+            .await?)
+    }
+}
