@@ -33,7 +33,7 @@ CREATE TABLE sessions (
 );
 
 CREATE INDEX sessions_live_by_creation ON sessions (creation_date, id) WHERE terminated_at IS NULL;
-CREATE INDEX sessions_live_by_user ON sessions (user_id, creation_date) WHERE terminated_at IS NULL;
+CREATE INDEX sessions_by_user ON sessions (user_id, creation_date, id);
 CREATE INDEX sessions_live_by_creator ON sessions (creator, creation_date) WHERE terminated_at IS NULL;
 
 -- Append-only log: one row per change. The primary key serialises concurrent writers.

@@ -129,6 +129,26 @@ async fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, Response> {
+    let bytes = match body::read_decoded(body, headers, state.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) => {
+            return Err(with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                &format!("request body is larger than {} bytes", state.body_limit),
+            ));
+        }
+        Err(BodyError::Unreadable) => {
+            return Err(validation("request body could not be read or decompressed"));
+        }
+        Err(BodyError::UnsupportedEncoding) => {
+            return Err(with_status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "unsupported content-encoding: use identity or gzip",
+            ));
+        }
+    };
     match body::media_type(headers).as_deref() {
         None | Some("application/json") => {}
         Some(other) => {
@@ -139,17 +159,7 @@ async fn json_body<T: DeserializeOwned>(
             ));
         }
     }
-    let bytes = match body::read(body, state.body_limit).await {
-        Ok(bytes) => bytes,
-        Err(BodyError::TooLarge) => {
-            return Err(with_status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                &format!("request body is larger than {} bytes", state.body_limit),
-            ));
-        }
-        Err(BodyError::Unreadable) => return Err(validation("request body could not be read")),
-    };
+
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
         &b"{}"[..]
     } else {

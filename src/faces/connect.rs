@@ -59,6 +59,36 @@ async fn unary<R: Rpc>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // The body is read before any header is judged, so that an early rejection never leaves
+    // an unread body behind on a keep-alive HTTP/1.1 connection.
+    let bytes = match body::read_decoded(body, &headers, state.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) => {
+            return protocol_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorKind::ResourceExhausted,
+                format!("request body is larger than {} bytes", state.body_limit),
+            );
+        }
+        Err(BodyError::Unreadable) => {
+            return protocol_error(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidArgument,
+                "request body could not be read or decompressed",
+            );
+        }
+        Err(BodyError::UnsupportedEncoding) => {
+            let mut response = protocol_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorKind::Unimplemented,
+                "unsupported content-encoding: use identity or gzip",
+            );
+            response
+                .headers_mut()
+                .insert("accept-encoding", HeaderValue::from_static("gzip"));
+            return response;
+        }
+    };
     if method != Method::POST {
         return protocol_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -89,15 +119,6 @@ async fn unary<R: Rpc>(
             "connect-protocol-version must be 1",
         );
     }
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
-        && encoding.as_bytes() != b"identity"
-    {
-        return protocol_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorKind::InvalidArgument,
-            "compressed request bodies are not supported; send them uncompressed",
-        );
-    }
     let deadline = match timeout(&headers) {
         Ok(deadline) => deadline,
         Err(()) => {
@@ -108,25 +129,8 @@ async fn unary<R: Rpc>(
             );
         }
     };
-    let bytes = match body::read(body, state.body_limit).await {
-        Ok(bytes) => bytes,
-        Err(BodyError::TooLarge) => {
-            return protocol_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorKind::ResourceExhausted,
-                format!("request body is larger than {} bytes", state.body_limit),
-            );
-        }
-        Err(BodyError::Unreadable) => {
-            return protocol_error(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::InvalidArgument,
-                "request body could not be read",
-            );
-        }
-    };
     let request = match codec {
-        Codec::Json if bytes.is_empty() => Ok(R::Request::default()),
+        Codec::Json if bytes.iter().all(u8::is_ascii_whitespace) => Ok(R::Request::default()),
         Codec::Json => serde_json::from_slice::<R::Request>(&bytes)
             .map_err(|e| format!("invalid JSON for {}: {e}", R::METHOD)),
         Codec::Proto => R::Request::decode(bytes)

@@ -96,18 +96,42 @@ grpc_service!(
 /// Both session services for gRPC and gRPC-Web; messages over `max_message` bytes are
 /// refused with RESOURCE_EXHAUSTED.
 pub fn service(api: SessionApi, max_message: usize) -> GrpcService {
+    use tonic::codec::CompressionEncoding::Gzip;
     let v2 = v2::session_service_server::SessionServiceServer::new(V2(api.clone()))
-        .max_decoding_message_size(max_message);
+        .max_decoding_message_size(max_message)
+        .accept_compressed(Gzip)
+        .send_compressed(Gzip);
     let v2beta = v2beta::session_service_server::SessionServiceServer::new(V2beta(api))
-        .max_decoding_message_size(max_message);
+        .max_decoding_message_size(max_message)
+        .accept_compressed(Gzip)
+        .send_compressed(Gzip);
     let routes = tonic::service::Routes::new(v2)
         .add_service(v2beta)
         .prepare();
     let svc = tower::ServiceBuilder::new()
         .map_response(|response: http::Response<tonic::body::Body>| response.map(Body::new))
         .layer(tonic_web::GrpcWebLayer::new())
+        .map_response(too_large_is_resource_exhausted)
         .service(routes);
     GrpcService::new(svc)
+}
+
+/// tonic reports a message over the size limit as OUT_OF_RANGE; the gRPC specification (and
+/// every other face here) says RESOURCE_EXHAUSTED. Such errors are trailers-only responses,
+/// so the status is in the headers.
+fn too_large_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11");
+    let too_large = headers.get("grpc-message").is_some_and(|m| {
+        m.to_str()
+            .is_ok_and(|m| m.contains("too%20large") || m.contains("too large"))
+    });
+    if out_of_range && too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }
 
 /// Whether a request speaks gRPC or gRPC-Web (by its content type).

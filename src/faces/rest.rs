@@ -39,17 +39,7 @@ async fn json_object(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Map<String, Value>, Response> {
-    match body::media_type(headers).as_deref() {
-        None | Some("application/json") => {}
-        Some(other) => {
-            return Err(rejection(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorKind::InvalidArgument,
-                format!("unsupported content type {other:?}: use application/json"),
-            ));
-        }
-    }
-    let bytes = match body::read(body, state.body_limit).await {
+    let bytes = match body::read_decoded(body, headers, state.body_limit).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
             return Err(rejection(
@@ -62,10 +52,28 @@ async fn json_object(
             return Err(rejection(
                 StatusCode::BAD_REQUEST,
                 ErrorKind::InvalidArgument,
-                "request body could not be read",
+                "request body could not be read or decompressed",
+            ));
+        }
+        Err(BodyError::UnsupportedEncoding) => {
+            return Err(rejection(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorKind::InvalidArgument,
+                "unsupported content-encoding: use identity or gzip",
             ));
         }
     };
+    match body::media_type(headers).as_deref() {
+        None | Some("application/json") => {}
+        Some(other) => {
+            return Err(rejection(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorKind::InvalidArgument,
+                format!("unsupported content type {other:?}: use application/json"),
+            ));
+        }
+    }
+
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }

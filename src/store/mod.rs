@@ -6,6 +6,7 @@
 //! sequence is still the one the core read, and `(session_id, sequence)` is unique in the
 //! event log, so two writers can never both append the same change.
 
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

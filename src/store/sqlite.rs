@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::rows::{
+    SESSION_COLUMNS, internal, json, push_session_filter, push_user_sessions_filter,
+    session_from_row, to_i64, user_from_row,
+};
 use super::{NewEvent, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery};
 use crate::domain::{
-    ActivityFilter, Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery,
-    SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
-    UserSessionsQuery, UserState,
+    LoginName, Session, SessionFilter, SessionId, SortOrder, Time, TokenHash, User, UserId,
+    UserSessionsQuery,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -63,10 +65,6 @@ impl SqliteStore {
     }
 }
 
-fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Internal(Box::new(e))
-}
-
 fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -82,154 +80,6 @@ fn classify(e: sqlx::Error) -> StoreError {
             StoreError::Unavailable(Box::new(e))
         }
         _ => StoreError::Internal(Box::new(e)),
-    }
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-const SESSION_COLUMNS: &str = "s.id, s.user_id, s.user_verified_at, s.password_verified_at, \
-    s.metadata, s.user_agent, s.expiration, s.creator, s.resource_owner, s.creation_date, \
-    s.change_date, s.sequence, s.token_hash, s.terminated_at, \
-    u.login_name, u.display_name, u.organization_id";
-
-fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
-    let user_id: Option<String> = row.try_get("user_id").map_err(internal)?;
-    let user_verified_at: Option<i64> = row.try_get("user_verified_at").map_err(internal)?;
-    let user = match (user_id, user_verified_at) {
-        (Some(id), Some(at)) => Some(UserFactor {
-            id: UserId::from_trusted(id),
-            verified_at: Time::from_unix_micros(at),
-            login_name: row
-                .try_get::<Option<String>, _>("login_name")
-                .map_err(internal)?
-                .unwrap_or_default(),
-            display_name: row
-                .try_get::<Option<String>, _>("display_name")
-                .map_err(internal)?
-                .unwrap_or_default(),
-            organization_id: row
-                .try_get::<Option<String>, _>("organization_id")
-                .map_err(internal)?
-                .unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    let metadata: String = row.try_get("metadata").map_err(internal)?;
-    let user_agent: String = row.try_get("user_agent").map_err(internal)?;
-    let token_hash: Vec<u8> = row.try_get("token_hash").map_err(internal)?;
-    let sequence: i64 = row.try_get("sequence").map_err(internal)?;
-    Ok(Session {
-        id: SessionId::from_trusted(row.try_get("id").map_err(internal)?),
-        factors: Factors {
-            user,
-            password_verified_at: row
-                .try_get::<Option<i64>, _>("password_verified_at")
-                .map_err(internal)?
-                .map(Time::from_unix_micros),
-        },
-        metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
-        user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,
-        expiration: row
-            .try_get::<Option<i64>, _>("expiration")
-            .map_err(internal)?
-            .map(Time::from_unix_micros),
-        creator: row.try_get("creator").map_err(internal)?,
-        resource_owner: row.try_get("resource_owner").map_err(internal)?,
-        creation_date: Time::from_unix_micros(row.try_get("creation_date").map_err(internal)?),
-        change_date: Time::from_unix_micros(row.try_get("change_date").map_err(internal)?),
-        sequence: u64::try_from(sequence).unwrap_or_default(),
-        token_hash: TokenHash::from_slice(&token_hash)
-            .ok_or_else(|| StoreError::Internal("stored token hash is not 32 bytes".into()))?,
-        terminated_at: row
-            .try_get::<Option<i64>, _>("terminated_at")
-            .map_err(internal)?
-            .map(Time::from_unix_micros),
-    })
-}
-
-fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    let state: String = row.try_get("state").map_err(internal)?;
-    let attempts: i64 = row.try_get("failed_password_attempts").map_err(internal)?;
-    Ok(User {
-        id: UserId::from_trusted(row.try_get("id").map_err(internal)?),
-        login_name: LoginName::from_trusted(row.try_get("login_name").map_err(internal)?),
-        display_name: row.try_get("display_name").map_err(internal)?,
-        organization_id: row.try_get("organization_id").map_err(internal)?,
-        state: UserState::parse(&state)
-            .ok_or_else(|| StoreError::Internal(format!("unknown user state {state:?}").into()))?,
-        password_hash: row.try_get("password_hash").map_err(internal)?,
-        failed_password_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        created_at: Time::from_unix_micros(row.try_get("created_at").map_err(internal)?),
-        updated_at: Time::from_unix_micros(row.try_get("updated_at").map_err(internal)?),
-    })
-}
-
-fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(internal)
-}
-
-fn comparison(op: TimeComparison) -> &'static str {
-    match op {
-        TimeComparison::Equals => " = ",
-        TimeComparison::Greater => " > ",
-        TimeComparison::GreaterOrEquals => " >= ",
-        TimeComparison::Less => " < ",
-        TimeComparison::LessOrEquals => " <= ",
-    }
-}
-
-fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, filter: &SessionFilter) {
-    qb.push(" WHERE s.terminated_at IS NULL");
-    if let Some(user) = &filter.visible_to {
-        qb.push(" AND (s.creator = ").push_bind(user.clone());
-        qb.push(" OR s.user_id = ")
-            .push_bind(user.clone())
-            .push(")");
-    }
-    for query in &filter.queries {
-        match query {
-            SessionQuery::Ids(ids) => {
-                if ids.is_empty() {
-                    qb.push(" AND 0");
-                } else {
-                    qb.push(" AND s.id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in ids {
-                        sep.push_bind(id.clone());
-                    }
-                    qb.push(")");
-                }
-            }
-            SessionQuery::UserId(id) => {
-                qb.push(" AND s.user_id = ").push_bind(id.clone());
-            }
-            SessionQuery::Creator(id) => {
-                qb.push(" AND s.creator = ").push_bind(id.clone());
-            }
-            SessionQuery::UserAgentFingerprint(id) => {
-                qb.push(" AND s.fingerprint_id = ").push_bind(id.clone());
-            }
-            SessionQuery::CreationDate(op, at) => {
-                qb.push(" AND s.creation_date")
-                    .push(comparison(*op))
-                    .push_bind(at.unix_micros());
-            }
-            SessionQuery::ExpirationDate(op, at) => {
-                let open_ended = matches!(
-                    op,
-                    TimeComparison::Greater | TimeComparison::GreaterOrEquals
-                );
-                qb.push(" AND (s.expiration")
-                    .push(comparison(*op))
-                    .push_bind(at.unix_micros());
-                if open_ended {
-                    qb.push(" OR s.expiration IS NULL");
-                }
-                qb.push(")");
-            }
-        }
     }
 }
 
@@ -312,7 +162,7 @@ impl Store for SqliteStore {
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError> {
         let mut conn = self.reader.acquire().await.map_err(classify)?;
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM sessions s");
-        push_filter(&mut count, filter);
+        push_session_filter(&mut count, filter);
         let total: i64 = count
             .build_query_scalar()
             .fetch_one(&mut *conn)
@@ -322,7 +172,7 @@ impl Store for SqliteStore {
         let mut select = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
         ));
-        push_filter(&mut select, filter);
+        push_session_filter(&mut select, filter);
         select.push(match filter.order {
             SortOrder::CreationDesc => " ORDER BY s.creation_date DESC, s.id DESC",
             SortOrder::CreationAsc => " ORDER BY s.creation_date ASC, s.id ASC",
@@ -439,31 +289,9 @@ impl Store for SqliteStore {
     }
 
     async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError> {
-        fn push_where(qb: &mut QueryBuilder<'_, Sqlite>, query: &UserSessionsQuery) {
-            qb.push(" WHERE s.user_id = ")
-                .push_bind(query.user_id.as_str().to_owned());
-            if let Some(id) = &query.exclude {
-                qb.push(" AND s.id <> ").push_bind(id.as_str().to_owned());
-            }
-            match query.activity {
-                ActivityFilter::All => {}
-                ActivityFilter::Active(now) => {
-                    qb.push(
-                        " AND s.terminated_at IS NULL AND (s.expiration IS NULL OR s.expiration > ",
-                    )
-                    .push_bind(now.unix_micros())
-                    .push(")");
-                }
-                ActivityFilter::Inactive(now) => {
-                    qb.push(" AND (s.terminated_at IS NOT NULL OR s.expiration <= ")
-                        .push_bind(now.unix_micros())
-                        .push(")");
-                }
-            }
-        }
         let mut conn = self.reader.acquire().await.map_err(classify)?;
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM sessions s");
-        push_where(&mut count, query);
+        push_user_sessions_filter(&mut count, query, false);
         let total: i64 = count
             .build_query_scalar()
             .fetch_one(&mut *conn)
@@ -473,17 +301,7 @@ impl Store for SqliteStore {
         let mut select = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
         ));
-        push_where(&mut select, query);
-        if let Some(after) = &query.after {
-            select
-                .push(" AND (s.creation_date < ")
-                .push_bind(after.creation_date.unix_micros())
-                .push(" OR (s.creation_date = ")
-                .push_bind(after.creation_date.unix_micros())
-                .push(" AND s.id < ")
-                .push_bind(after.id.as_str().to_owned())
-                .push("))");
-        }
+        push_user_sessions_filter(&mut select, query, true);
         select
             .push(" ORDER BY s.creation_date DESC, s.id DESC LIMIT ")
             .push_bind(i64::from(query.limit));

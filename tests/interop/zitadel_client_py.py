@@ -1,0 +1,131 @@
+"""Interop: the official ZITADEL Python SDK (PyPI `zitadel-client`, pinned in requirements.txt).
+
+The SDK is OpenAPI-generated but speaks the Connect protocol's unary JSON form: every call is
+`POST {host}/zitadel.session.<v>.SessionService/<Method>` with `Content-Type` and `Accept`
+`application/json`, the request message as proto3 JSON, and `Authorization: Bearer <PAT>`
+from `Zitadel.with_access_token(host, token)`. Errors surface as `ApiError` with the HTTP
+status (`code`) and the decoded Connect error JSON (`response_body`).
+
+Runs create -> get -> list (userIdQuery, idsQuery) -> delete -> get (NotFound) for v2
+(`zitadel.sessions`) and v2beta (`zitadel.beta_sessions`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from zitadel_client import Zitadel
+from zitadel_client.exceptions import ApiError
+from zitadel_client.models import (
+    BetaSessionServiceCheckPassword,
+    BetaSessionServiceChecks,
+    BetaSessionServiceCheckUser,
+    BetaSessionServiceCreateSessionRequest,
+    BetaSessionServiceDeleteSessionRequest,
+    BetaSessionServiceGetSessionRequest,
+    BetaSessionServiceIDsQuery,
+    BetaSessionServiceListSessionsRequest,
+    BetaSessionServiceSearchQuery,
+    BetaSessionServiceUserIDQuery,
+    SessionServiceCheckPassword,
+    SessionServiceChecks,
+    SessionServiceCheckUser,
+    SessionServiceCreateSessionRequest,
+    SessionServiceDeleteSessionRequest,
+    SessionServiceGetSessionRequest,
+    SessionServiceIDsQuery,
+    SessionServiceListSessionsRequest,
+    SessionServiceSearchQuery,
+    SessionServiceUserIDQuery,
+)
+
+from sessiond_fixture import LOGIN_NAME, PASSWORD, Sessiond, check
+
+MODELS = {
+    "v2": dict(
+        CheckPassword=SessionServiceCheckPassword,
+        Checks=SessionServiceChecks,
+        CheckUser=SessionServiceCheckUser,
+        Create=SessionServiceCreateSessionRequest,
+        Delete=SessionServiceDeleteSessionRequest,
+        Get=SessionServiceGetSessionRequest,
+        IDsQuery=SessionServiceIDsQuery,
+        List=SessionServiceListSessionsRequest,
+        SearchQuery=SessionServiceSearchQuery,
+        UserIDQuery=SessionServiceUserIDQuery,
+    ),
+    "v2beta": dict(
+        CheckPassword=BetaSessionServiceCheckPassword,
+        Checks=BetaSessionServiceChecks,
+        CheckUser=BetaSessionServiceCheckUser,
+        Create=BetaSessionServiceCreateSessionRequest,
+        Delete=BetaSessionServiceDeleteSessionRequest,
+        Get=BetaSessionServiceGetSessionRequest,
+        IDsQuery=BetaSessionServiceIDsQuery,
+        List=BetaSessionServiceListSessionsRequest,
+        SearchQuery=BetaSessionServiceSearchQuery,
+        UserIDQuery=BetaSessionServiceUserIDQuery,
+    ),
+}
+
+
+def flow(version: str, api, server: Sessiond) -> None:
+    m = MODELS[version]
+    created = api.create_session(
+        m["Create"](
+            checks=m["Checks"](
+                user=m["CheckUser"](login_name=LOGIN_NAME),
+                password=m["CheckPassword"](password=PASSWORD),
+            )
+        )
+    )
+    sid = created.session_id
+    check(bool(sid), f"{version} create: no sessionId in {created!r}")
+    check(bool(created.session_token), f"{version} create: no sessionToken")
+    check(created.details is not None and created.details.change_date is not None,
+          f"{version} create: no details.changeDate in {created!r}")
+
+    got = api.get_session(m["Get"](session_id=sid))
+    check(got.session is not None and got.session.id == sid,
+          f"{version} get: expected id {sid}, got {got!r}")
+    factors = got.session.factors
+    check(factors is not None and factors.user is not None
+          and factors.user.login_name == LOGIN_NAME and factors.user.id == server.user_id,
+          f"{version} get: user factor wrong: {factors!r}")
+    check(factors.password is not None and factors.password.verified_at is not None,
+          f"{version} get: password factor not verified: {factors!r}")
+
+    by_user = api.list_sessions(m["List"](
+        queries=[m["SearchQuery"](user_id_query=m["UserIDQuery"](id=server.user_id))]))
+    check(any(s.id == sid for s in by_user.sessions or []),
+          f"{version} list(userIdQuery): {sid} missing in {by_user!r}")
+    by_id = api.list_sessions(m["List"](
+        queries=[m["SearchQuery"](ids_query=m["IDsQuery"](ids=[sid]))]))
+    check([s.id for s in by_id.sessions or []] == [sid],
+          f"{version} list(idsQuery): expected exactly [{sid}], got {by_id!r}")
+
+    deleted = api.delete_session(m["Delete"](session_id=sid))
+    check(deleted.details is not None and deleted.details.change_date is not None,
+          f"{version} delete: no details.changeDate in {deleted!r}")
+
+    try:
+        api.get_session(m["Get"](session_id=sid))
+    except ApiError as e:
+        body = e.response_body if isinstance(e.response_body, dict) else {}
+        check(e.code == 404 and body.get("code") == "not_found",
+              f"{version} get after delete: expected 404 not_found, got {e.code} {e.response_body!r}")
+    else:
+        raise AssertionError(f"{version} get after delete: succeeded, expected NotFound")
+    print(f"  ok zitadel-client {version} (Connect JSON): session {sid}")
+
+
+def main() -> int:
+    with Sessiond() as server:
+        zitadel = Zitadel.with_access_token(server.url, server.token)
+        flow("v2", zitadel.sessions, server)
+        flow("v2beta", zitadel.beta_sessions, server)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
