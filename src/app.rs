@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -13,16 +14,44 @@ use http::{HeaderName, HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{Authenticator, JwtSettings, JwtVerifier, KeySource, load_keys};
-use crate::config::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, ServerConfig, StoreConfig};
+use crate::config::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, ServerConfig, StoreConfig, redact_url};
 use crate::core::{Core, CoreSettings, PasswordHasher};
 use crate::domain::Clock;
 use crate::faces::{self, FaceState, ProtocolSwitch, SessionApi};
-use crate::store::{DynStore, SqliteStore};
+use crate::store::{DynStore, PostgresStore, SqliteStore, StoreError};
 
-/// Opens the configured store, creating and migrating it if needed.
+/// Opens the configured store and applies pending migrations (SQLite: creating the file;
+/// PostgreSQL: under an advisory lock). An unreachable PostgreSQL is retried with backoff for
+/// `startup_timeout`, with a log line per attempt.
 pub async fn open_store(config: &StoreConfig) -> anyhow::Result<DynStore> {
     let url = config.url();
-    if url.starts_with("sqlite:") {
+    if config.is_postgres() {
+        let store = PostgresStore::connect(&url, &config.postgres)
+            .with_context(|| format!("invalid PostgreSQL URL {}", redact_url(&url)))?;
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match store.migrate().await {
+                Ok(()) => break,
+                Err(StoreError::Unavailable(e)) if started.elapsed() < config.startup_timeout => {
+                    tracing::warn!(
+                        database = %redact_url(&url),
+                        error = %e,
+                        retry_in = ?delay,
+                        "database not reachable yet; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)).with_context(|| {
+                        format!("preparing PostgreSQL database {}", redact_url(&url))
+                    });
+                }
+            }
+        }
+        Ok(Arc::new(store))
+    } else if url.starts_with("sqlite:") {
         if config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
                 format!("creating the data directory {}", config.data_dir.display())
@@ -38,8 +67,8 @@ pub async fn open_store(config: &StoreConfig) -> anyhow::Result<DynStore> {
         Ok(Arc::new(store))
     } else {
         anyhow::bail!(
-            "unsupported database URL {}: use sqlite://PATH",
-            crate::config::redact_url(&url)
+            "unsupported database URL {}: use sqlite://PATH or postgres://…",
+            redact_url(&url)
         )
     }
 }
@@ -182,4 +211,24 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Prunes on a schedule while serving; failures are logged and retried next time.
+pub async fn prune_periodically(core: Core, retention: crate::core::Retention, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match core.prune(retention, |_| {}).await {
+            Ok(totals) if totals.sessions > 0 => {
+                tracing::info!(
+                    sessions = totals.sessions,
+                    events = totals.events,
+                    "pruned old sessions"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = ?error, "scheduled prune failed"),
+        }
+    }
 }

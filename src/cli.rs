@@ -14,8 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::app;
 use crate::auth::{EmbeddedKey, mint};
 use crate::config::{JwtConfig, ServerConfig, StoreConfig};
-use crate::core::{Core, CoreSettings, NewUser, PasswordHasher, UserAction};
+use crate::core::{Core, CoreSettings, NewUser, PasswordHasher, Retention, UserAction};
 use crate::domain::{Clock, LoginName, Password, Permission, Principal, SystemClock, UserId};
+use crate::store::PgSettings;
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -48,13 +49,31 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  sessiond serve --listen 127.0.0.1:8080 --data-dir ./data --instance-id my-instance"
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
     /// Manage bearer tokens signed with the embedded key.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Apply pending database migrations and exit (serve also does this at start).
+    #[command(
+        after_help = "Example:\n  sessiond migrate --database-url postgres://sessiond@db/sessiond"
+    )]
+    Migrate(StoreArgs),
+    /// Delete old terminated and expired sessions with their events, in batches.
+    #[command(
+        after_help = "Example:\n  sessiond prune --terminated-before 30d --expired-before 30d"
+    )]
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -62,9 +81,21 @@ pub struct StoreArgs {
     /// Directory for the SQLite database and the embedded signing key.
     #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Database URL; default sqlite://<data-dir>/sessiond.db.
+    /// Database URL: sqlite://PATH (default sqlite://<data-dir>/sessiond.db) or postgres://…
     #[arg(long, env = "SESSIOND_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL: connections per replica.
+    #[arg(long, env = "SESSIOND_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// PostgreSQL: how long a request waits for a free connection before failing (503/UNAVAILABLE).
+    #[arg(long, env = "SESSIOND_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+    /// PostgreSQL: server-side limit of one statement.
+    #[arg(long, env = "SESSIOND_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+    /// How long to keep retrying an unreachable database at start-up.
+    #[arg(long, env = "SESSIOND_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub db_startup_timeout: Duration,
 }
 
 impl StoreArgs {
@@ -72,6 +103,35 @@ impl StoreArgs {
         StoreConfig {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
+            postgres: PgSettings {
+                max_connections: self.db_max_connections,
+                acquire_timeout: self.db_acquire_timeout,
+                statement_timeout: self.db_statement_timeout,
+            },
+            startup_timeout: self.db_startup_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Delete sessions terminated longer ago than this.
+    #[arg(long, env = "SESSIOND_PRUNE_TERMINATED_BEFORE", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub terminated_before: Duration,
+    /// Delete sessions expired longer ago than this.
+    #[arg(long, env = "SESSIOND_PRUNE_EXPIRED_BEFORE", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub expired_before: Duration,
+    /// Sessions deleted per transaction.
+    #[arg(long, env = "SESSIOND_PRUNE_BATCH", default_value_t = 1000)]
+    pub batch: u32,
+}
+
+impl RetentionArgs {
+    fn retention(&self) -> Retention {
+        Retention {
+            terminated: self.terminated_before,
+            expired: self.expired_before,
+            batch: self.batch,
         }
     }
 }
@@ -135,6 +195,11 @@ pub struct ServeArgs {
         default_value = "sessiond_session"
     )]
     pub session_cookie: String,
+    /// Run a prune this often while serving (e.g. 1h); off unless set.
+    #[arg(long, env = "SESSIOND_PRUNE_INTERVAL", value_parser = humantime::parse_duration)]
+    pub prune_interval: Option<Duration>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 impl ServeArgs {
@@ -263,15 +328,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Users(command)) => users(command).await,
         Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args),
+        Some(Command::Migrate(args)) => {
+            let store = app::open_store(&args.config()).await?;
+            let ready = store.schema_ready().await?;
+            println!("migrations applied; schema ready: {ready}");
+            Ok(())
+        }
+        Some(Command::Prune(args)) => {
+            let core = operator_core(&args.store).await?;
+            let totals = core
+                .prune(args.retention.retention(), |t| {
+                    eprintln!("pruned {} sessions, {} events so far", t.sessions, t.events)
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            println!(
+                "pruned {} sessions and {} events in {} batches",
+                totals.sessions, totals.events, totals.batches
+            );
+            Ok(())
+        }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config();
     let app = app::build(&config, Arc::new(SystemClock)).await?;
+    if let Some(every) = args.prune_interval {
+        tokio::spawn(app::prune_periodically(
+            app.core.clone(),
+            args.retention.retention(),
+            every,
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -10,11 +10,32 @@ use std::path::PathBuf;
 pub struct StoreConfig {
     /// Directory for the SQLite file and the embedded signing key.
     pub data_dir: PathBuf,
-    /// Overrides the default `sqlite://<data-dir>/sessiond.db`.
+    /// Overrides the default `sqlite://<data-dir>/sessiond.db`; `postgres://…` selects
+    /// PostgreSQL.
     pub database_url: Option<String>,
+    /// PostgreSQL pool and timeouts.
+    pub postgres: crate::store::PgSettings,
+    /// How long to keep retrying an unreachable database at start-up.
+    pub startup_timeout: std::time::Duration,
 }
 
 impl StoreConfig {
+    /// The embedded default in `data_dir`, with default PostgreSQL settings.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            database_url: None,
+            postgres: crate::store::PgSettings::default(),
+            startup_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    }
+
     pub fn url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
@@ -31,6 +52,8 @@ impl fmt::Debug for StoreConfig {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("postgres", &self.postgres)
+            .field("startup_timeout", &self.startup_timeout)
             .finish()
     }
 }
@@ -112,8 +135,8 @@ mod tests {
             "sqlite://./data/sessiond.db"
         );
         let cfg = StoreConfig {
-            data_dir: "d".into(),
             database_url: Some("postgres://a:pw@h/db".into()),
+            ..StoreConfig::new("d")
         };
         assert!(!format!("{cfg:?}").contains("pw@"));
     }

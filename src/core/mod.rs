@@ -4,6 +4,7 @@
 
 mod paging;
 mod password;
+mod retention;
 mod sessions;
 mod user_sessions;
 mod users;
@@ -16,6 +17,7 @@ use crate::store::{DynStore, StoreError};
 
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
 pub use password::PasswordHasher;
+pub use retention::{PruneTotals, Retention};
 pub use sessions::{
     Checks, CreateSession, ListSessions, SearchQuery, SessionChange, SetSession, UserLookup,
 };

@@ -112,6 +112,7 @@ pub fn service(api: SessionApi, max_message: usize) -> GrpcService {
         .map_response(|response: http::Response<tonic::body::Body>| response.map(Body::new))
         .layer(tonic_web::GrpcWebLayer::new())
         .map_response(too_large_is_resource_exhausted)
+        .map_response(undecodable_requests_are_invalid_arguments)
         .service(routes);
     GrpcService::new(svc)
 }
@@ -130,6 +131,24 @@ fn too_large_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::
     });
     if out_of_range && too_large {
         headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
+}
+
+/// tonic answers a request it cannot decode (malformed protobuf, invalid UTF-8, a truncated
+/// frame, no message at all) with INTERNAL; that is the client's fault, and connect-go (which
+/// ZITADEL serves with) says INVALID_ARGUMENT. Such answers are trailers-only and carry no
+/// `grpc-status-details-bin`, whereas every INTERNAL of ours carries an error detail, so the
+/// two cannot be confused.
+fn undecodable_requests_are_invalid_arguments<B>(
+    mut response: http::Response<B>,
+) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let internal = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"13");
+    if internal && !headers.contains_key("grpc-status-details-bin") {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
     }
     response
 }

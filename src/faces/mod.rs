@@ -13,6 +13,7 @@ pub mod admin;
 mod body;
 pub mod connect;
 pub mod grpc;
+pub mod health;
 pub mod pb;
 pub mod rest;
 pub mod self_service;
@@ -49,6 +50,7 @@ pub fn http_router(state: FaceState) -> Router {
         .merge(rest::routes())
         .merge(self_service::routes())
         .merge(admin::routes())
+        .merge(health::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -6,6 +6,7 @@
 //! sequence is still the one the core read, and `(session_id, sequence)` is unique in the
 //! event log, so two writers can never both append the same change.
 
+mod postgres;
 mod rows;
 mod sqlite;
 
@@ -18,6 +19,7 @@ use crate::domain::{
     UserSessionsQuery,
 };
 
+pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// One appended event of a session's log.
@@ -92,6 +94,58 @@ pub struct UserListQuery {
     pub login_name: Option<LoginName>,
     pub offset: u64,
     pub limit: u32,
+}
+
+/// What one prune batch deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneBatch {
+    pub sessions: u64,
+    pub events: u64,
+}
+
+/// A migration failure as a store error, with a clear message when the database was migrated
+/// by a newer sessiond than this one.
+fn migration_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::VersionMissing(version) => StoreError::Internal(
+            format!(
+                "the database schema is newer than this sessiond binary (it has migration \
+                 {version}, which this binary does not know); run a sessiond at least as new as \
+                 the one that migrated it"
+            )
+            .into(),
+        ),
+        MigrateError::Execute(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        other => StoreError::Internal(Box::new(other)),
+    }
+}
+
+/// Whether `_sqlx_migrations` lists every migration of `migrator` as applied.
+async fn schema_ready<'a, E>(
+    migrator: &sqlx::migrate::Migrator,
+    executor: E,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'a>,
+    i64: sqlx::Decode<'a, E::Database> + sqlx::Type<E::Database>,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+    (i64,): for<'r> sqlx::FromRow<'r, <E::Database as sqlx::Database>::Row>,
+{
+    let applied: Vec<(i64,)> =
+        match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(executor)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(_)) => return Ok(false),
+            Err(e) => return Err(StoreError::Unavailable(Box::new(e))),
+        };
+    Ok(migrator
+        .iter()
+        .all(|m| applied.iter().any(|(v,)| *v == m.version)))
 }
 
 /// A page of sessions and the number of all matches.
@@ -170,8 +224,20 @@ pub trait Store: Send + Sync + 'static {
     /// A random 32-byte secret shared by every replica, created on first use.
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 
+    /// Deletes up to `batch` sessions terminated before `terminated_before` or expired before
+    /// `expired_before`, with their events, in one transaction.
+    async fn prune(
+        &self,
+        terminated_before: Time,
+        expired_before: Time,
+        batch: u32,
+    ) -> Result<PruneBatch, StoreError>;
+
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether every migration this binary knows has been applied.
+    async fn schema_ready(&self) -> Result<bool, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -18,7 +18,9 @@ use super::rows::{
     SESSION_COLUMNS, internal, json, push_session_filter, push_user_sessions_filter,
     session_from_row, to_i64, user_from_row,
 };
-use super::{NewEvent, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery};
+use super::{
+    NewEvent, PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
+};
 use crate::domain::{
     LoginName, Session, SessionFilter, SessionId, SortOrder, Time, TokenHash, User, UserId,
     UserSessionsQuery,
@@ -54,7 +56,7 @@ impl SqliteStore {
         MIGRATOR
             .run(&writer)
             .await
-            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+            .map_err(super::migration_error)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -413,6 +415,55 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         <[u8; 32]>::try_from(value.as_slice())
             .map_err(|_| StoreError::Internal(format!("secret {name} is not 32 bytes").into()))
+    }
+
+    async fn prune(
+        &self,
+        terminated_before: Time,
+        expired_before: Time,
+        batch: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE (terminated_at IS NOT NULL AND terminated_at < ?) \
+             OR (expiration IS NOT NULL AND expiration < ?) LIMIT ?",
+        )
+        .bind(terminated_before.unix_micros())
+        .bind(expired_before.unix_micros())
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if ids.is_empty() {
+            return Ok(PruneBatch::default());
+        }
+        let mut deleted = PruneBatch::default();
+        for (table, column) in [("session_events", "session_id"), ("sessions", "id")] {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE {column} IN ("));
+            let mut separated = qb.separated(", ");
+            for id in &ids {
+                separated.push_bind(id.clone());
+            }
+            qb.push(")");
+            let n = qb
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?
+                .rows_affected();
+            if table == "sessions" {
+                deleted.sessions = n;
+            } else {
+                deleted.events = n;
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(deleted)
+    }
+
+    async fn schema_ready(&self) -> Result<bool, StoreError> {
+        super::schema_ready(&MIGRATOR, &self.reader).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
