@@ -116,10 +116,11 @@ pub fn key_source(config: &ServerConfig) -> anyhow::Result<KeySource> {
     })
 }
 
-/// A built server: its router and the core beneath it.
+/// A built server: its router, the core beneath it, and the gRPC health reporter.
 pub struct App {
     pub router: Router,
     pub core: Core,
+    pub health: tonic_health::server::HealthReporter,
 }
 
 /// Builds everything from a configuration. The clock is a parameter so tests can move time.
@@ -139,7 +140,13 @@ pub async fn build(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resu
     );
     let auth = Authenticator::new(JwtVerifier::new(keys, settings), core.clone());
     let api = SessionApi::new(auth);
-    let grpc = faces::grpc::service(api.clone(), config.body_limit);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in faces::grpc::SESSION_SERVICES {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let grpc = faces::grpc::service(api.clone(), config.body_limit, health_service)?;
     let http = faces::http_router(FaceState {
         api,
         body_limit: config.body_limit,
@@ -148,7 +155,11 @@ pub async fn build(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resu
     let router = Router::new()
         .fallback_service(ProtocolSwitch::new(grpc, http))
         .layer(cors(&config.cors_allowed_origins)?);
-    Ok(App { router, core })
+    Ok(App {
+        router,
+        core,
+        health,
+    })
 }
 
 /// CORS for browsers calling gRPC-Web, Connect or REST from another origin.
@@ -229,6 +240,31 @@ pub async fn prune_periodically(core: Core, retention: crate::core::Retention, e
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(error = ?error, "scheduled prune failed"),
+        }
+    }
+}
+
+/// Keeps gRPC health in step with the store: NOT_SERVING while it is unreachable or not
+/// migrated, SERVING again once it is back.
+pub async fn watch_store_health(core: Core, health: tonic_health::server::HealthReporter) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    let mut last = true;
+    loop {
+        ticker.tick().await;
+        let store = core.store();
+        let ready = store.ping().await.is_ok() && store.schema_ready().await.unwrap_or(false);
+        if ready != last {
+            let status = if ready {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            health.set_service_status("", status).await;
+            for name in faces::grpc::SESSION_SERVICES {
+                health.set_service_status(name, status).await;
+            }
+            tracing::warn!(ready, "store readiness changed");
+            last = ready;
         }
     }
 }

@@ -357,6 +357,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config();
     let app = app::build(&config, Arc::new(SystemClock)).await?;
+    tokio::spawn(app::watch_store_health(
+        app.core.clone(),
+        app.health.clone(),
+    ));
     if let Some(every) = args.prune_interval {
         tokio::spawn(app::prune_periodically(
             app.core.clone(),

@@ -95,7 +95,13 @@ grpc_service!(
 
 /// Both session services for gRPC and gRPC-Web; messages over `max_message` bytes are
 /// refused with RESOURCE_EXHAUSTED.
-pub fn service(api: SessionApi, max_message: usize) -> GrpcService {
+pub fn service(
+    api: SessionApi,
+    max_message: usize,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> anyhow::Result<GrpcService> {
     use tonic::codec::CompressionEncoding::Gzip;
     let v2 = v2::session_service_server::SessionServiceServer::new(V2(api.clone()))
         .max_decoding_message_size(max_message)
@@ -105,8 +111,16 @@ pub fn service(api: SessionApi, max_message: usize) -> GrpcService {
         .max_decoding_message_size(max_message)
         .accept_compressed(Gzip)
         .send_compressed(Gzip);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(super::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let routes = tonic::service::Routes::new(v2)
         .add_service(v2beta)
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .prepare();
     let svc = tower::ServiceBuilder::new()
         .map_response(|response: http::Response<tonic::body::Body>| response.map(Body::new))
@@ -114,8 +128,14 @@ pub fn service(api: SessionApi, max_message: usize) -> GrpcService {
         .map_response(too_large_is_resource_exhausted)
         .map_response(undecodable_requests_are_invalid_arguments)
         .service(routes);
-    GrpcService::new(svc)
+    Ok(GrpcService::new(svc))
 }
+
+/// Names of the services health is reported for (besides the overall "" entry).
+pub const SESSION_SERVICES: [&str; 2] = [
+    "zitadel.session.v2.SessionService",
+    "zitadel.session.v2beta.SessionService",
+];
 
 /// tonic reports a message over the size limit as OUT_OF_RANGE; the gRPC specification (and
 /// every other face here) says RESOURCE_EXHAUSTED. Such errors are trailers-only responses,

@@ -62,10 +62,25 @@ pub mod wkt {
         const PACKAGE: &'static str = "google.protobuf";
     }
 
+    /// The range a protobuf Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+    const MIN_SECONDS: i64 = -62_135_596_800;
+    const MAX_SECONDS: i64 = 253_402_300_799;
+
     impl From<Time> for Timestamp {
+        /// Times beyond the protobuf range (an expiration after a lifetime of millennia)
+        /// saturate at its ends, so binary and JSON answers show the same instant.
         fn from(t: Time) -> Self {
-            let (seconds, nanos) = t.unix_parts();
-            Self { seconds, nanos }
+            match t.unix_parts() {
+                (seconds, _) if seconds > MAX_SECONDS => Self {
+                    seconds: MAX_SECONDS,
+                    nanos: 0,
+                },
+                (seconds, _) if seconds < MIN_SECONDS => Self {
+                    seconds: MIN_SECONDS,
+                    nanos: 0,
+                },
+                (seconds, nanos) => Self { seconds, nanos },
+            }
         }
     }
 

@@ -1,0 +1,164 @@
+//! Route drift: every method of every `SessionService` in the compiled descriptor set answers
+//! on every protocol. Each is called without credentials and must say Unauthenticated; a
+//! method missing a route on any protocol would say 404 / Unimplemented instead.
+
+use std::collections::BTreeSet;
+
+use http::uri::PathAndQuery;
+use prost::Message;
+use prost_types::FileDescriptorSet;
+
+use crate::helpers::*;
+
+/// The REST rule of each method: verb and path below the version prefix.
+const REST_ROUTES: &[(&str, &str, &str)] = &[
+    ("ListSessions", "POST", "/sessions/search"),
+    ("GetSession", "GET", "/sessions/123"),
+    ("CreateSession", "POST", "/sessions"),
+    ("SetSession", "PATCH", "/sessions/123"),
+    ("DeleteSession", "DELETE", "/sessions/123"),
+];
+
+/// `(package, service, method)` of every method of every session service.
+fn session_methods() -> Vec<(String, String, String)> {
+    let set = FileDescriptorSet::decode(sessiond::faces::pb::FILE_DESCRIPTOR_SET)
+        .expect("the embedded descriptor set decodes");
+    let mut methods = Vec::new();
+    for file in &set.file {
+        let package = file.package().to_owned();
+        for service in &file.service {
+            if service.name() != "SessionService" {
+                continue;
+            }
+            for method in &service.method {
+                methods.push((
+                    package.clone(),
+                    format!("{package}.{}", service.name()),
+                    method.name().to_owned(),
+                ));
+            }
+        }
+    }
+    methods
+}
+
+#[test]
+fn the_descriptor_holds_both_session_services_with_five_methods_each() {
+    let methods = session_methods();
+    let services: BTreeSet<&str> = methods.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert_eq!(
+        services,
+        BTreeSet::from([
+            "zitadel.session.v2.SessionService",
+            "zitadel.session.v2beta.SessionService"
+        ])
+    );
+    assert_eq!(methods.len(), 10, "{methods:?}");
+}
+
+#[test]
+fn the_rest_table_covers_exactly_the_methods_of_the_descriptor() {
+    let in_descriptor: BTreeSet<String> = session_methods().into_iter().map(|m| m.2).collect();
+    let in_table: BTreeSet<String> = REST_ROUTES.iter().map(|r| r.0.to_owned()).collect();
+    assert_eq!(in_descriptor, in_table);
+}
+
+async fn native_grpc_code(app: &TestApp, service: &str, method: &str) -> Code {
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let path = PathAndQuery::try_from(format!("/{service}/{method}")).expect("path");
+    // `()` is the empty message: every request type accepts it.
+    let result: Result<tonic::Response<()>, tonic::Status> = grpc
+        .unary(
+            tonic::Request::new(()),
+            path,
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await;
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn every_method_of_every_version_is_routed_on_every_protocol() {
+    let app = spawn_app().await;
+    let methods = session_methods();
+    assert!(!methods.is_empty());
+    for (package, service, method) in methods {
+        let version = package.rsplit('.').next().expect("version segment");
+        let procedure = app.url(&format!("/{service}/{method}"));
+
+        let code = native_grpc_code(&app, &service, &method).await;
+        assert_eq!(code, Code::Unauthenticated, "gRPC {service}/{method}");
+
+        for text in [false, true] {
+            let answer = grpc_web_call(&app.http, &procedure, None, &[], text).await;
+            assert_eq!(answer.http_status, 200, "gRPC-Web {service}/{method}");
+            let status = answer.status.expect("grpc-status");
+            assert_eq!(
+                status.code(),
+                Code::Unauthenticated,
+                "gRPC-Web (text: {text}) {service}/{method}: {status:?}"
+            );
+        }
+
+        for (content_type, body) in [
+            ("application/json", b"{}".to_vec()),
+            ("application/proto", Vec::new()),
+        ] {
+            let response = app
+                .http
+                .post(&procedure)
+                .header("content-type", content_type)
+                .header("connect-protocol-version", "1")
+                .body(body)
+                .send()
+                .await
+                .expect("Connect request");
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.expect("body");
+            assert_eq!(
+                status,
+                401,
+                "Connect {content_type} {service}/{method}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            let failure = failure_from_connect(status, &bytes);
+            assert_eq!(
+                (status, failure.code),
+                (401, Code::Unauthenticated),
+                "Connect {content_type} {service}/{method}"
+            );
+        }
+
+        let (_, verb, path) = REST_ROUTES
+            .iter()
+            .find(|r| r.0 == method)
+            .unwrap_or_else(|| panic!("no REST route for {method} in the table"));
+        let url = app.url(&format!("/{version}{path}"));
+        let verb = reqwest::Method::from_bytes(verb.as_bytes()).expect("verb");
+        let mut request = app.http.request(verb.clone(), &url);
+        if verb != reqwest::Method::GET {
+            request = request
+                .header("content-type", "application/json")
+                .body("{}");
+        }
+        let response = request.send().await.expect("REST request");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        assert_eq!(
+            status,
+            401,
+            "REST {verb} {url}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let failure = failure_from_rest(status, &bytes);
+        assert_eq!(
+            (status, failure.code),
+            (401, Code::Unauthenticated),
+            "REST {verb} {url}"
+        );
+    }
+}

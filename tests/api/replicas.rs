@@ -1,0 +1,184 @@
+//! Three `sessiond serve` processes on one PostgreSQL database behave as one service: a
+//! session created on A and revoked on B is gone on C at once, and its token is refused by
+//! all three. Needs `SESSIOND_TEST_POSTGRES_URL`; skipped loudly without it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::backends::{postgres_schema_url, postgres_url};
+
+struct Replica {
+    base: String,
+    _child: Child,
+}
+
+/// Starts `sessiond serve` on an OS-chosen port and waits for its "listening" log line.
+async fn start(database_url: &str, data_dir: &std::path::Path) -> Replica {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("SESSIOND_DATABASE_URL", database_url)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting sessiond");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("reading the log") {
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(address) = entry["fields"]["address"].as_str() {
+                return address.to_owned();
+            }
+        }
+        panic!("sessiond exited before listening");
+    })
+    .await
+    .expect("sessiond did not start listening within 30 s");
+    // Keep draining the log so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Replica {
+        base: format!("http://{address}"),
+        _child: child,
+    }
+}
+
+#[tokio::test]
+async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
+    let Some(base_url) = postgres_url() else {
+        return;
+    };
+    let database_url = postgres_schema_url(&base_url).await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    // One signing key for all replicas, as production would share one JWKS.
+    sessiond::auth::EmbeddedKey::load_or_create(data_dir.path()).expect("key");
+    let config = sessiond::config::StoreConfig {
+        database_url: Some(database_url.clone()),
+        ..sessiond::config::StoreConfig::new(data_dir.path())
+    };
+    let store = sessiond::app::open_store(&config).await.expect("migrating");
+    drop(store);
+
+    let replicas = [
+        start(&database_url, data_dir.path()).await,
+        start(&database_url, data_dir.path()).await,
+        start(&database_url, data_dir.path()).await,
+    ];
+    let key = sessiond::auth::EmbeddedKey::load(data_dir.path()).expect("key");
+    let settings = sessiond::auth::JwtSettings {
+        issuer: "sessiond".into(),
+        audience: "sessiond".into(),
+    };
+    let permissions = [
+        "session.read",
+        "session.write",
+        "session.delete",
+        "user.write",
+    ]
+    .map(String::from);
+    let now = sessiond::domain::SystemClock;
+    let jwt = sessiond::auth::mint(
+        &key,
+        &settings,
+        "admin",
+        &permissions,
+        Duration::from_secs(600),
+        sessiond::domain::Clock::now(&now),
+    )
+    .expect("minting");
+    let http = reqwest::Client::new();
+    let bearer = format!("Bearer {jwt}");
+
+    let user: Value = http
+        .post(format!("{}/auth/admin/api/users", replicas[0].base))
+        .header("authorization", &bearer)
+        .json(&json!({"loginName": "replicated", "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("create user")
+        .json()
+        .await
+        .expect("user json");
+    assert!(user["id"].is_string(), "{user}");
+
+    let created: Value = http
+        .post(format!("{}/v2/sessions", replicas[0].base))
+        .header("authorization", &bearer)
+        .json(&json!({"checks": {"user": {"loginName": "replicated"}, "password": {"password": "correct horse battery"}}}))
+        .send()
+        .await
+        .expect("create on A")
+        .json()
+        .await
+        .expect("json");
+    let id = created["sessionId"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let token = created["sessionToken"].as_str().expect("token").to_owned();
+
+    for r in &replicas {
+        let status = http
+            .get(format!("{}/auth/sessions/whoami", r.base))
+            .header("x-session-token", &token)
+            .send()
+            .await
+            .expect("whoami")
+            .status();
+        assert_eq!(status, 200, "every replica sees the new session");
+    }
+
+    let deleted = http
+        .delete(format!("{}/v2/sessions/{id}", replicas[1].base))
+        .header("authorization", &bearer)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("delete on B");
+    assert_eq!(deleted.status(), 200);
+
+    let got = http
+        .get(format!("{}/v2/sessions/{id}", replicas[2].base))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .expect("get on C");
+    assert_eq!(got.status(), 404, "revoked on B, gone on C at once");
+
+    for r in &replicas {
+        let whoami = http
+            .get(format!("{}/auth/sessions/whoami", r.base))
+            .header("x-session-token", &token)
+            .send()
+            .await
+            .expect("whoami");
+        assert_eq!(
+            whoami.status(),
+            401,
+            "{}: the revoked token is refused",
+            r.base
+        );
+        let as_bearer = http
+            .post(format!("{}/v2/sessions/search", r.base))
+            .header("authorization", format!("Bearer {token}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(
+            as_bearer.status(),
+            401,
+            "{}: the revoked token is no bearer either",
+            r.base
+        );
+    }
+}

@@ -1,0 +1,699 @@
+//! The storage contract: the same tests against every `Store` implementation (SQLite always,
+//! PostgreSQL when configured; see `backends.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sessiond::domain::{
+    ActivityFilter, Factors, LoginName, Metadata, PageCursor, Session, SessionFilter, SessionId,
+    SessionQuery, SessionToken, SortOrder, Time, TimeComparison, User, UserAgent, UserFactor,
+    UserId, UserSessionsQuery, UserState,
+};
+use sessiond::store::{DynStore, NewEvent, Revocation, StoreError, UserListQuery};
+
+use crate::backends::backends;
+use crate::helpers::START;
+
+fn at(seconds: i64) -> Time {
+    Time::from_unix_micros(START.unix_micros() + seconds * 1_000_000)
+}
+
+fn user(login: &str) -> User {
+    User {
+        id: UserId::generate(),
+        login_name: LoginName::parse(login).expect("login name"),
+        display_name: format!("{login} display"),
+        organization_id: "org-1".into(),
+        state: UserState::Active,
+        password_hash: Some(
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        ),
+        failed_password_attempts: 0,
+        created_at: at(0),
+        updated_at: at(0),
+    }
+}
+
+fn session(user: Option<&User>, created: Time, creator: &str) -> (Session, SessionToken) {
+    let token = SessionToken::generate();
+    let session = Session {
+        id: SessionId::generate(),
+        factors: Factors {
+            user: user.map(|u| UserFactor {
+                id: u.id.clone(),
+                verified_at: created,
+                login_name: String::new(),
+                display_name: String::new(),
+                organization_id: String::new(),
+            }),
+            password_verified_at: None,
+        },
+        metadata: Metadata(BTreeMap::from([("k".into(), b"v".to_vec())])),
+        user_agent: UserAgent {
+            fingerprint_id: Some("fp-1".into()),
+            ip: Some("10.0.0.1".into()),
+            ..Default::default()
+        },
+        expiration: None,
+        creator: creator.into(),
+        resource_owner: "instance".into(),
+        creation_date: created,
+        change_date: created,
+        sequence: 1,
+        token_hash: token.hash(),
+        terminated_at: None,
+    };
+    (session, token)
+}
+
+fn event(kind: &'static str, t: Time) -> NewEvent {
+    NewEvent {
+        event_type: kind,
+        payload: serde_json::json!({"test": true}),
+        created_at: t,
+        editor: "tester".into(),
+    }
+}
+
+async fn insert(store: &DynStore, s: &Session) {
+    store
+        .insert_session(s, &event("session.added", s.creation_date))
+        .await
+        .expect("insert session");
+}
+
+#[tokio::test]
+async fn a_session_reads_back_by_id_and_by_token_with_its_users_names() {
+    for b in backends().await {
+        let u = user("Alice");
+        b.store.insert_user(&u).await.expect("insert user");
+        let (s, token) = session(Some(&u), at(1), "creator-1");
+        insert(&b.store, &s).await;
+        let by_id = b
+            .store
+            .session(&s.id)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(by_id.id, s.id, "{}", b.name);
+        assert_eq!(by_id.sequence, 1, "{}", b.name);
+        assert_eq!(by_id.metadata, s.metadata, "{}", b.name);
+        assert_eq!(by_id.user_agent, s.user_agent, "{}", b.name);
+        let factor = by_id.factors.user.expect("user factor");
+        assert_eq!(factor.login_name, "Alice", "{}", b.name);
+        assert_eq!(factor.display_name, "Alice display", "{}", b.name);
+        assert_eq!(factor.organization_id, "org-1", "{}", b.name);
+        let by_token = b
+            .store
+            .session_by_token(&token.hash())
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(by_token.id, s.id, "{}", b.name);
+        assert!(
+            b.store
+                .session_by_token(&SessionToken::generate().hash())
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            b.store
+                .session(&SessionId::generate())
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let events = b.store.session_events(&s.id).await.expect("events");
+        assert_eq!(events.len(), 1, "{}", b.name);
+        assert_eq!(events[0].event_type, "session.added", "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn an_update_applies_only_at_the_sequence_it_was_read_at() {
+    for b in backends().await {
+        let (mut s, _) = session(None, at(1), "c");
+        insert(&b.store, &s).await;
+        s.sequence = 2;
+        s.change_date = at(2);
+        b.store
+            .update_session(&s, 1, &event("session.updated", at(2)))
+            .await
+            .expect("first update");
+        let stale = b
+            .store
+            .update_session(&s, 1, &event("session.updated", at(3)))
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::Conflict)),
+            "{}: {stale:?}",
+            b.name
+        );
+        let events = b.store.session_events(&s.id).await.expect("events");
+        assert_eq!(
+            events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            vec![1, 2],
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn racing_updates_of_one_session_have_exactly_one_winner() {
+    for b in backends().await {
+        let (s, _) = session(None, at(1), "c");
+        insert(&b.store, &s).await;
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = b.store.clone();
+            let mut next = s.clone();
+            next.sequence = 2;
+            next.change_date = at(2 + i);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .update_session(&next, 1, &event("session.updated", at(2)))
+                    .await
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(()) => wins += 1,
+                Err(StoreError::Conflict) => {}
+                Err(e) => panic!("{}: unexpected {e:?}", b.name),
+            }
+        }
+        assert_eq!(wins, 1, "{}", b.name);
+        assert_eq!(
+            b.store.session_events(&s.id).await.expect("events").len(),
+            2,
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn session_search_filters_orders_pages_and_counts() {
+    for b in backends().await {
+        let u = user("searcher");
+        b.store.insert_user(&u).await.expect("user");
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let (mut s, _) = session(
+                if i % 2 == 0 { Some(&u) } else { None },
+                at(10 + i),
+                if i < 3 { "c1" } else { "c2" },
+            );
+            if i == 4 {
+                s.expiration = Some(at(100));
+            }
+            insert(&b.store, &s).await;
+            ids.push(s.id.as_str().to_owned());
+        }
+        let (mut dead, _) = session(Some(&u), at(50), "c1");
+        insert(&b.store, &dead).await;
+        dead.sequence = 2;
+        dead.terminated_at = Some(at(51));
+        b.store
+            .update_session(&dead, 1, &event("session.terminated", at(51)))
+            .await
+            .expect("terminate");
+
+        let page = |queries: Vec<SessionQuery>| SessionFilter {
+            queries,
+            visible_to: None,
+            offset: 0,
+            limit: 100,
+            order: SortOrder::CreationDesc,
+        };
+        let found = |p: &sessiond::store::SessionPage| {
+            p.sessions
+                .iter()
+                .map(|s| s.id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+
+        let all = b.store.list_sessions(&page(vec![])).await.expect("list");
+        assert_eq!(all.total, 5, "{}: terminated sessions never appear", b.name);
+        assert_eq!(
+            found(&all),
+            ids.iter().rev().cloned().collect::<Vec<_>>(),
+            "{}: newest first",
+            b.name
+        );
+
+        let mut asc = page(vec![]);
+        asc.order = SortOrder::CreationAsc;
+        asc.offset = 1;
+        asc.limit = 2;
+        let window = b.store.list_sessions(&asc).await.expect("list");
+        assert_eq!(found(&window), ids[1..3].to_vec(), "{}", b.name);
+        assert_eq!(window.total, 5, "{}", b.name);
+
+        let by_user = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::UserId(u.id.as_str().into())]))
+            .await
+            .expect("list");
+        assert_eq!(by_user.total, 3, "{}", b.name);
+        let by_ids = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::Ids(vec![
+                ids[0].clone(),
+                ids[3].clone(),
+                "nope".into(),
+            ])]))
+            .await
+            .expect("list");
+        assert_eq!(by_ids.total, 2, "{}", b.name);
+        let none = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::Ids(vec![])]))
+            .await
+            .expect("list");
+        assert_eq!(none.total, 0, "{}", b.name);
+        let by_creator = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::Creator("c2".into())]))
+            .await
+            .expect("list");
+        assert_eq!(by_creator.total, 2, "{}", b.name);
+        let by_fp = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::UserAgentFingerprint(
+                "fp-1".into(),
+            )]))
+            .await
+            .expect("list");
+        assert_eq!(by_fp.total, 5, "{}", b.name);
+        let created = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::CreationDate(
+                TimeComparison::GreaterOrEquals,
+                at(12),
+            )]))
+            .await
+            .expect("list");
+        assert_eq!(created.total, 3, "{}", b.name);
+        let created_eq = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::CreationDate(
+                TimeComparison::Equals,
+                at(12),
+            )]))
+            .await
+            .expect("list");
+        assert_eq!(created_eq.total, 1, "{}", b.name);
+        let exp_greater = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::ExpirationDate(
+                TimeComparison::Greater,
+                at(50),
+            )]))
+            .await
+            .expect("list");
+        assert_eq!(
+            exp_greater.total, 5,
+            "{}: GREATER includes sessions that never expire",
+            b.name
+        );
+        let exp_less = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::ExpirationDate(
+                TimeComparison::Less,
+                at(200),
+            )]))
+            .await
+            .expect("list");
+        assert_eq!(
+            exp_less.total, 1,
+            "{}: LESS only matches sessions with an expiration",
+            b.name
+        );
+        let mut visible = page(vec![]);
+        visible.visible_to = Some("c2".into());
+        assert_eq!(
+            b.store.list_sessions(&visible).await.expect("list").total,
+            2,
+            "{}",
+            b.name
+        );
+        visible.visible_to = Some(u.id.as_str().into());
+        assert_eq!(
+            b.store.list_sessions(&visible).await.expect("list").total,
+            3,
+            "{}",
+            b.name
+        );
+        let sql_injection = b
+            .store
+            .list_sessions(&page(vec![SessionQuery::UserId("' OR 1=1 --".into())]))
+            .await
+            .expect("list");
+        assert_eq!(sql_injection.total, 0, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_users_sessions_page_by_keyset_each_exactly_once() {
+    for b in backends().await {
+        let u = user("pager");
+        b.store.insert_user(&u).await.expect("user");
+        let mut all = Vec::new();
+        for i in 0..7 {
+            // Two sessions share each creation time, so the id breaks ties.
+            let (s, _) = session(Some(&u), at(i / 2), "c");
+            insert(&b.store, &s).await;
+            all.push(s.id.clone());
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<PageCursor> = None;
+        loop {
+            let page = b
+                .store
+                .user_sessions(&UserSessionsQuery {
+                    user_id: u.id.clone(),
+                    exclude: Some(all[0].clone()),
+                    activity: ActivityFilter::Active(at(1000)),
+                    after: after.clone(),
+                    limit: 3,
+                })
+                .await
+                .expect("page");
+            assert_eq!(page.total, 6, "{}", b.name);
+            let Some(last) = page.sessions.last() else {
+                break;
+            };
+            after = Some(PageCursor {
+                creation_date: last.creation_date,
+                id: last.id.clone(),
+            });
+            seen.extend(page.sessions.iter().map(|s| s.id.clone()));
+        }
+        let mut expected = all[1..].to_vec();
+        expected.sort();
+        let mut got = seen.clone();
+        got.sort();
+        assert_eq!(got, expected, "{}: every session exactly once", b.name);
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_users_sessions_spares_the_current_one_and_logs_each() {
+    for b in backends().await {
+        let u = user("revoker");
+        let other = user("bystander");
+        b.store.insert_user(&u).await.expect("user");
+        b.store.insert_user(&other).await.expect("user");
+        let (current, _) = session(Some(&u), at(1), "c");
+        insert(&b.store, &current).await;
+        let mut victims = Vec::new();
+        for i in 0..3 {
+            let (s, _) = session(Some(&u), at(2 + i), "c");
+            insert(&b.store, &s).await;
+            victims.push(s.id);
+        }
+        let (theirs, _) = session(Some(&other), at(2), "c");
+        insert(&b.store, &theirs).await;
+        let revocation = Revocation {
+            at: at(10),
+            editor: "tester".into(),
+            reason: "test",
+        };
+        let n = b
+            .store
+            .terminate_user_sessions(&u.id, Some(&current.id), &revocation)
+            .await
+            .expect("revoke");
+        assert_eq!(n, 3, "{}", b.name);
+        let again = b
+            .store
+            .terminate_user_sessions(&u.id, Some(&current.id), &revocation)
+            .await
+            .expect("revoke");
+        assert_eq!(
+            again, 0,
+            "{}: already revoked sessions are not counted again",
+            b.name
+        );
+        for id in &victims {
+            let s = b.store.session(id).await.expect("read").expect("kept");
+            assert_eq!(s.terminated_at, Some(at(10)), "{}", b.name);
+            assert_eq!(s.sequence, 2, "{}", b.name);
+            let events = b.store.session_events(id).await.expect("events");
+            assert_eq!(
+                events.last().map(|e| (e.sequence, e.event_type.as_str())),
+                Some((2, "session.terminated")),
+                "{}",
+                b.name
+            );
+        }
+        assert!(
+            b.store
+                .session(&current.id)
+                .await
+                .expect("read")
+                .expect("kept")
+                .terminated_at
+                .is_none(),
+            "{}",
+            b.name
+        );
+        assert!(
+            b.store
+                .session(&theirs.id)
+                .await
+                .expect("read")
+                .expect("kept")
+                .terminated_at
+                .is_none(),
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_update_can_end_all_its_sessions_in_the_same_transaction() {
+    for b in backends().await {
+        let mut u = user("locker");
+        b.store.insert_user(&u).await.expect("user");
+        let (s, _) = session(Some(&u), at(1), "c");
+        insert(&b.store, &s).await;
+        u.state = UserState::Locked;
+        u.updated_at = at(5);
+        let revocation = Revocation {
+            at: at(5),
+            editor: "admin".into(),
+            reason: "user_locked",
+        };
+        assert_eq!(
+            b.store
+                .update_user(&u, Some(&revocation))
+                .await
+                .expect("update"),
+            1,
+            "{}",
+            b.name
+        );
+        let read = b.store.user(&u.id).await.expect("read").expect("present");
+        assert_eq!(read.state, UserState::Locked, "{}", b.name);
+        assert!(
+            b.store
+                .session(&s.id)
+                .await
+                .expect("read")
+                .expect("kept")
+                .is_terminated(),
+            "{}",
+            b.name
+        );
+        let ghost = user("ghost");
+        assert!(
+            matches!(
+                b.store.update_user(&ghost, None).await,
+                Err(StoreError::Conflict)
+            ),
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn login_names_are_unique_without_regard_to_case() {
+    for b in backends().await {
+        b.store
+            .insert_user(&user("Carol@Example.com"))
+            .await
+            .expect("user");
+        let dup = b.store.insert_user(&user("carol@example.COM")).await;
+        assert!(
+            matches!(dup, Err(StoreError::Duplicate("login name"))),
+            "{}: {dup:?}",
+            b.name
+        );
+        let name = LoginName::parse("CAROL@example.com").expect("name");
+        let found = b
+            .store
+            .user_by_login_name(&name)
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(found.login_name.as_str(), "Carol@Example.com", "{}", b.name);
+        let (list, total) = b
+            .store
+            .list_users(&UserListQuery {
+                login_name: Some(name),
+                offset: 0,
+                limit: 10,
+            })
+            .await
+            .expect("list");
+        assert_eq!((list.len(), total), (1, 1), "{}", b.name);
+        let (_, all) = b
+            .store
+            .list_users(&UserListQuery {
+                login_name: None,
+                offset: 0,
+                limit: 10,
+            })
+            .await
+            .expect("list");
+        assert_eq!(all, 1, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn parallel_password_attempts_never_exceed_the_limit() {
+    for b in backends().await {
+        let u = user("guessed");
+        b.store.insert_user(&u).await.expect("user");
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let store = b.store.clone();
+            let id = u.id.clone();
+            tasks.push(tokio::spawn(async move {
+                store.reserve_password_attempt(&id, 5).await
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            if t.await.expect("join").expect("reserve").is_some() {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 5, "{}", b.name);
+        b.store.reset_password_attempts(&u.id).await.expect("reset");
+        assert_eq!(
+            b.store
+                .reserve_password_attempt(&u.id, 5)
+                .await
+                .expect("reserve"),
+            Some(1),
+            "{}",
+            b.name
+        );
+        assert!(
+            b.store
+                .reserve_password_attempt(&u.id, 0)
+                .await
+                .expect("reserve")
+                .is_some(),
+            "{}: 0 = no limit",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_created_once_and_shared() {
+    for b in backends().await {
+        let first = b.store.secret("page-token").await.expect("secret");
+        let second = b.store.secret("page-token").await.expect("secret");
+        let other = b.store.secret("other").await.expect("secret");
+        assert_eq!(first, second, "{}", b.name);
+        assert_ne!(first, other, "{}", b.name);
+        // A second handle on the same database (another replica) sees the same secret.
+        let replica = sessiond::app::open_store(&b.config).await.expect("reopen");
+        assert_eq!(
+            replica.secret("page-token").await.expect("secret"),
+            first,
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn prune_deletes_old_terminated_and_expired_sessions_in_batches() {
+    for b in backends().await {
+        let mut keep = Vec::new();
+        let mut old = Vec::new();
+        for i in 0..5 {
+            let (mut s, _) = session(None, at(i), "c");
+            insert(&b.store, &s).await;
+            s.sequence = 2;
+            s.terminated_at = Some(at(10));
+            b.store
+                .update_session(&s, 1, &event("session.terminated", at(10)))
+                .await
+                .expect("terminate");
+            old.push(s.id);
+        }
+        let (mut expired, _) = session(None, at(0), "c");
+        expired.expiration = Some(at(20));
+        insert(&b.store, &expired).await;
+        old.push(expired.id);
+        let (mut fresh, _) = session(None, at(0), "c");
+        fresh.expiration = Some(at(500));
+        insert(&b.store, &fresh).await;
+        keep.push(fresh.id);
+        let (live, _) = session(None, at(0), "c");
+        insert(&b.store, &live).await;
+        keep.push(live.id);
+
+        let mut total = 0;
+        loop {
+            let batch = b.store.prune(at(100), at(100), 2).await.expect("prune");
+            assert!(batch.sessions <= 2, "{}", b.name);
+            if batch.sessions == 0 {
+                break;
+            }
+            total += batch.sessions;
+        }
+        assert_eq!(total, 6, "{}", b.name);
+        for id in &old {
+            assert!(
+                b.store.session(id).await.expect("read").is_none(),
+                "{}",
+                b.name
+            );
+            assert!(
+                b.store.session_events(id).await.expect("events").is_empty(),
+                "{}",
+                b.name
+            );
+        }
+        for id in &keep {
+            assert!(
+                b.store.session(id).await.expect("read").is_some(),
+                "{}",
+                b.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_store_is_reachable_and_fully_migrated() {
+    for b in backends().await {
+        b.store.ping().await.expect("ping");
+        assert!(b.store.schema_ready().await.expect("schema"), "{}", b.name);
+        let store: Arc<dyn sessiond::store::Store> = b.store.clone();
+        drop(store);
+    }
+}
