@@ -18,7 +18,7 @@ use crate::config::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, ServerConfig, StoreConfi
 use crate::core::{Core, CoreSettings, PasswordHasher};
 use crate::domain::Clock;
 use crate::faces::{self, FaceState, ProtocolSwitch, SessionApi};
-use crate::store::{DynStore, PostgresStore, SqliteStore, StoreError};
+use crate::store::{Bounded, DynStore, PostgresStore, SqliteStore, StoreError};
 
 /// Opens the configured store and applies pending migrations (SQLite: creating the file;
 /// PostgreSQL: under an advisory lock). An unreachable PostgreSQL is retried with backoff for
@@ -50,7 +50,11 @@ pub async fn open_store(config: &StoreConfig) -> anyhow::Result<DynStore> {
                 }
             }
         }
-        Ok(Arc::new(store))
+        // Every call is bounded: waiting for a connection, then running the statement.
+        let limit = config.postgres.acquire_timeout
+            + config.postgres.statement_timeout
+            + Duration::from_secs(1);
+        Ok(Arc::new(Bounded::new(Arc::new(store), limit)))
     } else if url.starts_with("sqlite:") {
         if config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {

@@ -6,6 +6,7 @@
 //! sequence is still the one the core read, and `(session_id, sequence)` is unique in the
 //! event log, so two writers can never both append the same change.
 
+mod bounded;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -19,6 +20,7 @@ use crate::domain::{
     UserSessionsQuery,
 };
 
+pub use bounded::Bounded;
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 

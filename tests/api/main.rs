@@ -21,3 +21,5 @@ mod backends;
 mod concurrency;
 mod replicas;
 mod store_contract;
+mod faults;
+mod operations;
