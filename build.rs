@@ -5,17 +5,22 @@
 
 use std::path::{Path, PathBuf};
 
-use prost::Message;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new("proto");
     let mut files = Vec::new();
     collect_protos(&root.join("zitadel"), &mut files)?;
     files.sort();
 
-    let fds = protox::compile(&files, [root])?;
+    // As `protox::compile`, but the encoded set also keeps extension options (the
+    // `google.api.http` rules), which `prost_types` drops.
+    let mut compiler = protox::Compiler::new([root])?;
+    compiler
+        .include_source_info(true)
+        .include_imports(true)
+        .open_files(&files)?;
+    let fds = compiler.file_descriptor_set();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let descriptor_bytes = fds.encode_to_vec();
+    let descriptor_bytes = compiler.encode_file_descriptor_set();
     std::fs::write(out_dir.join("sessiond_descriptor.bin"), &descriptor_bytes)?;
 
     tonic_prost_build::configure()

@@ -151,13 +151,24 @@ pub async fn build(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resu
             .await;
     }
     let grpc = faces::grpc::service(api.clone(), config.body_limit, health_service)?;
+    let metrics = faces::metrics::Metrics::new(core.clone());
     let http = faces::http_router(FaceState {
         api,
         body_limit: config.body_limit,
         session_cookie: config.session_cookie.clone(),
+        metrics: metrics.clone(),
     });
+    let observe = faces::observe::Observe::new(
+        metrics,
+        config.max_concurrent_requests,
+        config.request_timeout,
+    );
     let router = Router::new()
         .fallback_service(ProtocolSwitch::new(grpc, http))
+        .layer(axum::middleware::from_fn_with_state(
+            observe,
+            faces::observe::middleware,
+        ))
         .layer(cors(&config.cors_allowed_origins)?);
     Ok(App {
         router,
@@ -194,6 +205,9 @@ fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
         "grpc-message",
         "grpc-status-details-bin",
         "x-request-id",
+        // Paging of the self-service list (Kratos SDKs in browsers read them).
+        "link",
+        "x-total-count",
     ]
     .map(HeaderName::from_static);
     Ok(CorsLayer::new()

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app;
 use crate::auth::{EmbeddedKey, mint};
-use crate::config::{JwtConfig, ServerConfig, StoreConfig};
+use crate::config::{JwtConfig, ServerConfig, StoreConfig, redact_url};
+use crate::config_file::FileConfig;
 use crate::core::{Core, CoreSettings, NewUser, PasswordHasher, Retention, UserAction};
 use crate::domain::{Clock, LoginName, Password, Permission, Principal, SystemClock, UserId};
 use crate::store::PgSettings;
@@ -27,6 +28,10 @@ use crate::telemetry::{self, LogFormat};
     after_help = "Examples:\n  sessiond                          # serve on 127.0.0.1:8080 with ./data\n  sessiond serve --listen 0.0.0.0:8080 --data-dir /var/lib/sessiond\n  echo 's3cret-pass' | sessiond users add --login-name alice --password-stdin\n  sessiond token mint --subject admin --permissions session.read,session.write,session.delete"
 )]
 pub struct Cli {
+    /// Optional TOML configuration file; flags and SESSIOND_… variables override it.
+    #[arg(long, env = "SESSIOND_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
     #[arg(
         long,
         env = "SESSIOND_LOG_FORMAT",
@@ -56,6 +61,9 @@ pub enum Command {
     /// Manage bearer tokens signed with the embedded key.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Show the effective configuration (defaults, file, environment, flags), secrets redacted.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Apply pending database migrations and exit (serve also does this at start).
     #[command(
         after_help = "Example:\n  sessiond migrate --database-url postgres://sessiond@db/sessiond"
@@ -66,6 +74,13 @@ pub enum Command {
         after_help = "Example:\n  sessiond prune --terminated-before 30d --expired-before 30d"
     )]
     Prune(PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the settings `serve` would use with the same flags, environment and file.
+    #[command(after_help = "Example:\n  sessiond --config /etc/sessiond.toml config show")]
+    Show(Box<ServeArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -195,6 +210,15 @@ pub struct ServeArgs {
         default_value = "sessiond_session"
     )]
     pub session_cookie: String,
+    /// Requests in flight before new ones are refused with 503 / RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take before it is answered with 504 / DEADLINE_EXCEEDED.
+    #[arg(long, env = "SESSIOND_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exiting.
+    #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
     /// Run a prune this often while serving (e.g. 1h); off unless set.
     #[arg(long, env = "SESSIOND_PRUNE_INTERVAL", value_parser = humantime::parse_duration)]
     pub prune_interval: Option<Duration>,
@@ -213,6 +237,8 @@ impl ServeArgs {
             cors_allowed_origins: self.cors_allowed_origins.clone(),
             max_password_attempts: self.max_password_attempts,
             session_cookie: self.session_cookie.clone(),
+            max_concurrent_requests: self.max_concurrent_requests,
+            request_timeout: self.request_timeout,
         }
     }
 }
@@ -324,11 +350,46 @@ pub struct TokenMintArgs {
 }
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Parses the command line (exiting with usage errors, code 2) and runs it.
+pub async fn main() -> anyhow::Result<()> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    run(cli, &matches).await
+}
+
+/// The serve settings after the configuration file, checked.
+fn effective(
+    mut args: ServeArgs,
+    config: Option<&Path>,
+    matches: &clap::ArgMatches,
+) -> anyhow::Result<ServeArgs> {
+    match config {
+        Some(path) => FileConfig::load(path)?.apply(&mut args, matches)?,
+        None => crate::config_file::check(&args)?,
+    }
+    Ok(args)
+}
+
+/// Runs a parsed command line; `matches` tells which settings came from flags or the
+/// environment (those win over the configuration file).
+pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
+    let config = cli.config.as_deref();
     match cli.command {
-        None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(*args).await,
+        None => serve(effective(cli.serve, config, matches)?).await,
+        Some(Command::Serve(args)) => {
+            let sub = matches.subcommand_matches("serve").unwrap_or(matches);
+            serve(effective(*args, config, sub)?).await
+        }
+        Some(Command::Config(ConfigCommand::Show(args))) => {
+            let sub = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("show"))
+                .unwrap_or(matches);
+            print!("{}", show(&effective(*args, config, sub)?));
+            Ok(())
+        }
         Some(Command::Users(command)) => users(command).await,
         Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args),
         Some(Command::Migrate(args)) => {
@@ -373,7 +434,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, store = ?config.store, "sessiond listening (HTTP/1.1 and h2c)");
-    app::serve(listener, app.router, shutdown_signal()).await?;
+    // On SIGTERM/SIGINT: stop accepting, let in-flight requests finish, but never wait
+    // longer than the shutdown timeout.
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stopping.send(());
+    };
+    let deadline = args.shutdown_timeout;
+    tokio::select! {
+        served = app::serve(listener, app.router, signal) => served?,
+        () = async move {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(deadline).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?deadline, "shutdown timeout reached with requests still in flight");
+        }
+    }
     tracing::info!("sessiond stopped");
     Ok(())
 }
@@ -530,4 +610,80 @@ fn token_mint(args: TokenMintArgs) -> anyhow::Result<()> {
     )?;
     println!("{token}");
     Ok(())
+}
+
+/// The effective serve settings as TOML, with the database password redacted.
+fn show(args: &ServeArgs) -> String {
+    fn opt<T: std::fmt::Debug>(v: &Option<T>) -> String {
+        v.as_ref()
+            .map_or_else(|| String::from("(unset)"), |v| format!("{v:?}"))
+    }
+    let d = |d: &Duration| format!("{:?}", humantime::format_duration(*d).to_string());
+    let lines = [
+        ("listen", format!("{:?}", args.listen.to_string())),
+        (
+            "data-dir",
+            format!("{:?}", args.store.data_dir.display().to_string()),
+        ),
+        (
+            "database-url",
+            args.store.database_url.as_deref().map_or_else(
+                || String::from("(embedded SQLite)"),
+                |u| format!("{:?}", redact_url(u)),
+            ),
+        ),
+        ("instance-id", format!("{:?}", args.instance_id)),
+        ("body-limit", args.body_limit.to_string()),
+        (
+            "cors-allowed-origins",
+            format!("{:?}", args.cors_allowed_origins),
+        ),
+        (
+            "max-password-attempts",
+            args.max_password_attempts.to_string(),
+        ),
+        ("session-cookie", format!("{:?}", args.session_cookie)),
+        (
+            "max-concurrent-requests",
+            args.max_concurrent_requests.to_string(),
+        ),
+        ("request-timeout", d(&args.request_timeout)),
+        ("shutdown-timeout", d(&args.shutdown_timeout)),
+        (
+            "prune-interval",
+            args.prune_interval
+                .as_ref()
+                .map_or_else(|| String::from("(off)"), d),
+        ),
+        ("terminated-before", d(&args.retention.terminated_before)),
+        ("expired-before", d(&args.retention.expired_before)),
+        ("batch", args.retention.batch.to_string()),
+        (
+            "jwt-jwks-file",
+            opt(&args
+                .jwt
+                .jwt_jwks_file
+                .as_ref()
+                .map(|p| p.display().to_string())),
+        ),
+        (
+            "jwt-public-key-pem",
+            opt(&args
+                .jwt
+                .jwt_public_key_pem
+                .as_ref()
+                .map(|p| p.display().to_string())),
+        ),
+        ("jwt-algorithm", opt(&args.jwt.jwt_algorithm)),
+        ("jwt-issuer", opt(&args.jwt.jwt_issuer)),
+        ("jwt-audience", opt(&args.jwt.jwt_audience)),
+        (
+            "db-max-connections",
+            args.store.db_max_connections.to_string(),
+        ),
+        ("db-acquire-timeout", d(&args.store.db_acquire_timeout)),
+        ("db-statement-timeout", d(&args.store.db_statement_timeout)),
+        ("db-startup-timeout", d(&args.store.db_startup_timeout)),
+    ];
+    lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
 }

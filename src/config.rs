@@ -102,6 +102,10 @@ pub struct ServerConfig {
     pub max_password_attempts: u32,
     /// Cookie that may carry a session token on the self-service endpoints.
     pub session_cookie: String,
+    /// Requests in flight before new ones are refused (503 / RESOURCE_EXHAUSTED).
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take (504 / DEADLINE_EXCEEDED).
+    pub request_timeout: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -116,6 +120,8 @@ impl ServerConfig {
             cors_allowed_origins: Vec::new(),
             max_password_attempts: 10,
             session_cookie: String::from("sessiond_session"),
+            max_concurrent_requests: 1024,
+            request_timeout: std::time::Duration::from_secs(15),
         }
     }
 }

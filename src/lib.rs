@@ -26,6 +26,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod core;
 pub mod domain;
 pub mod faces;

@@ -1,9 +1,8 @@
-use clap::Parser;
+//! The `sessiond` binary: parse the command line and run it. Everything else is the library.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = sessiond::cli::Cli::parse();
-    match sessiond::cli::run(cli).await {
+    match sessiond::cli::main().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -6,6 +6,7 @@ mod paging;
 mod password;
 mod retention;
 mod sessions;
+mod stats;
 mod user_sessions;
 mod users;
 
@@ -21,6 +22,7 @@ pub use retention::{PruneTotals, Retention};
 pub use sessions::{
     Checks, CreateSession, ListSessions, SearchQuery, SessionChange, SetSession, UserLookup,
 };
+pub use stats::{CoreStats, StatsSnapshot};
 pub use user_sessions::CurrentSession;
 pub use users::{NewUser, UserAction};
 
@@ -57,6 +59,7 @@ pub struct Core {
     settings: Arc<CoreSettings>,
     /// Key that authenticates page tokens; loaded from the store on first use.
     page_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
+    stats: Arc<CoreStats>,
 }
 
 impl Core {
@@ -72,11 +75,16 @@ impl Core {
             passwords,
             settings: Arc::new(settings),
             page_key: Arc::new(tokio::sync::OnceCell::new()),
+            stats: Arc::new(CoreStats::default()),
         }
     }
 
     pub fn store(&self) -> &DynStore {
         &self.store
+    }
+
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
     }
 
     pub fn settings(&self) -> &CoreSettings {

@@ -1,20 +1,31 @@
-//! argon2id hashing and verification, run on the blocking pool behind a semaphore so that a
-//! burst of password checks uses at most one thread per core and never blocks the async
-//! workers that serve every other request.
+//! argon2id hashing and verification on a fixed pool of worker threads, one per core.
+//!
+//! Each worker owns its argon2 memory (19 MiB with the recommended settings) and reuses it
+//! for every check: no allocation per check, and memory stays at workers × m_cost however
+//! many checks arrive (a thread pool that allocates per check leaves one malloc arena per
+//! thread holding tens of MiB). Checks never run on the async workers, so a burst of logins
+//! cannot starve other requests. The queue in front of the workers is bounded: past it,
+//! checks are refused at once with RESOURCE_EXHAUSTED instead of waiting longer than any
+//! client would.
 
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
 
-use crate::domain::{Error, Password};
+use crate::domain::{Error, ErrorKind, Password};
+
+/// Work for a worker, given the worker's reusable memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -25,18 +36,61 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
+fn failed(id: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::internal(id, e.to_string())
+}
+
+fn worker(jobs: Arc<Mutex<Receiver<Job>>>) {
+    let mut memory = Vec::new();
+    loop {
+        let job = match jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(&mut memory),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs argon2 with `params` into `out`, growing the worker's memory if needed.
+fn compute(
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), Error> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        .map_err(|e| failed("SESSIOND-ARGON2", e))
+}
+
 impl PasswordHasher {
-    /// `m_cost` KiB of memory, `t_cost` passes, one lane; `parallel` checks at once.
-    pub fn new(m_cost: u32, t_cost: u32, parallel: usize) -> Result<Self, Error> {
+    /// `m_cost` KiB of memory, `t_cost` passes, one lane; `workers` threads, and at most
+    /// 32 checks waiting per worker.
+    pub fn new(m_cost: u32, t_cost: u32, workers: usize) -> Result<Self, Error> {
         let params = Params::new(m_cost, t_cost, 1, None)
-            .map_err(|e| Error::internal("SESSIOND-ARGON2-PARAMS", e.to_string()))?;
-        Ok(Self {
-            params,
-            permits: Arc::new(Semaphore::new(parallel.max(1))),
-        })
+            .map_err(|e| failed("SESSIOND-ARGON2-PARAMS", e))?;
+        let workers = workers.max(1);
+        let (jobs, receiver) = sync_channel::<Job>(workers * 32);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..workers {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || worker(receiver))
+                .map_err(|e| failed("SESSIOND-ARGON2-THREAD", e))?;
+        }
+        Ok(Self { params, jobs })
     }
 
-    /// OWASP's recommended argon2id settings (19 MiB, 2 passes), one check per core.
+    /// OWASP's recommended argon2id settings (19 MiB, 2 passes), one worker per core.
     pub fn recommended() -> Result<Self, Error> {
         let cores = std::thread::available_parallelism()
             .map(usize::from)
@@ -44,51 +98,96 @@ impl PasswordHasher {
         Self::new(19 * 1024, 2, cores)
     }
 
-    fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = done.send(work(memory));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(Error::new(
+                    ErrorKind::ResourceExhausted,
+                    "SESSIOND-PASSWORD-BUSY",
+                    "too many password checks in progress, retry shortly",
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(failed(
+                    "SESSIOND-ARGON2-GONE",
+                    "the password workers stopped",
+                ));
+            }
+        }
+        result
+            .await
+            .map_err(|e| failed("SESSIOND-ARGON2-LOST", e))?
     }
 
+    /// A PHC string (`$argon2id$v=19$m=…,t=…,p=1$salt$hash`) for a new password.
     pub async fn hash(&self, password: &Password) -> Result<String, Error> {
         let password = password.clone();
-        let argon2 = self.argon2();
-        self.run(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            argon2
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| Error::internal("SESSIOND-ARGON2-HASH", e.to_string()))
+        let params = self.params.clone();
+        self.run(move |memory| {
+            let mut salt = [0u8; 16];
+            OsRng.fill_bytes(&mut salt);
+            let mut out = [0u8; 32];
+            compute(
+                params.clone(),
+                password.expose().as_bytes(),
+                &salt,
+                &mut out,
+                memory,
+            )?;
+            let salt =
+                SaltString::encode_b64(&salt).map_err(|e| failed("SESSIOND-ARGON2-SALT", e))?;
+            let output = Output::new(&out).map_err(|e| failed("SESSIOND-ARGON2-OUTPUT", e))?;
+            let phc = PasswordHash {
+                algorithm: argon2::ARGON2ID_IDENT,
+                version: Some(Version::V0x13.into()),
+                params: params
+                    .try_into()
+                    .map_err(|e| failed("SESSIOND-ARGON2-PARAMS", e))?,
+                salt: Some(salt.as_salt()),
+                hash: Some(output),
+            };
+            Ok(phc.to_string())
         })
         .await
     }
 
-    /// Whether `password` matches the PHC string `hash`. The parameters stored in the hash
-    /// are the ones used, so hashes made with older settings keep working.
+    /// Whether `password` matches the PHC string `hash`, in constant time. The parameters
+    /// stored in the hash are the ones used, so hashes made with older settings keep working.
     pub async fn verify(&self, password: &Password, hash: &str) -> Result<bool, Error> {
         let password = password.clone();
         let hash = hash.to_owned();
-        let argon2 = self.argon2();
-        self.run(move || {
-            let parsed = PasswordHash::new(&hash)
-                .map_err(|e| Error::internal("SESSIOND-ARGON2-STORED", e.to_string()))?;
-            Ok(argon2
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok())
+        self.run(move |memory| {
+            let phc = PasswordHash::new(&hash).map_err(|e| failed("SESSIOND-ARGON2-STORED", e))?;
+            if phc.algorithm != argon2::ARGON2ID_IDENT {
+                return Err(failed(
+                    "SESSIOND-ARGON2-STORED",
+                    "stored hash is not argon2id",
+                ));
+            }
+            let params = Params::try_from(&phc).map_err(|e| failed("SESSIOND-ARGON2-STORED", e))?;
+            let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+                return Err(failed(
+                    "SESSIOND-ARGON2-STORED",
+                    "stored hash lacks salt or output",
+                ));
+            };
+            let mut salt_bytes = [0u8; 64];
+            let salt = salt
+                .decode_b64(&mut salt_bytes)
+                .map_err(|e| failed("SESSIOND-ARGON2-STORED", e))?;
+            let mut out = vec![0u8; expected.len()];
+            compute(params, password.expose().as_bytes(), salt, &mut out, memory)?;
+            Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
         })
         .await
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| Error::internal("SESSIOND-ARGON2-CLOSED", e))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::internal("SESSIOND-ARGON2-JOIN", e))?
     }
 }
 
@@ -101,13 +200,63 @@ mod tests {
         let hasher = PasswordHasher::new(1024, 1, 1)?;
         let right = Password::parse("correct horse")?;
         let hash = hasher.hash(&right).await?;
-        assert!(hash.starts_with("$argon2id$"));
+        assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(!hash.contains("correct horse"));
         assert!(hasher.verify(&right, &hash).await?);
         assert!(
             !hasher
                 .verify(&Password::parse("battery staple")?, &hash)
                 .await?
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn hashes_from_the_reference_implementation_verify() -> Result<(), Error> {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let salt = SaltString::encode_b64(b"0123456789abcdef").map_err(|e| failed("t", e))?;
+        let reference = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(2048, 2, 1, None).map_err(|e| failed("t", e))?,
+        )
+        .hash_password(b"from elsewhere", &salt)
+        .map_err(|e| failed("t", e))?
+        .to_string();
+        let hasher = PasswordHasher::new(1024, 1, 1)?;
+        assert!(
+            hasher
+                .verify(&Password::parse("from elsewhere")?, &reference)
+                .await?
+        );
+        assert!(
+            !hasher
+                .verify(&Password::parse("from nowhere")?, &reference)
+                .await?
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() -> Result<(), Error> {
+        let hasher = PasswordHasher::new(8 * 1024, 1, 1)?;
+        let password = Password::parse("slow to hash")?;
+        let checks: Vec<_> = (0..40)
+            .map(|_| {
+                let (hasher, password) = (hasher.clone(), password.clone());
+                tokio::spawn(async move { hasher.hash(&password).await })
+            })
+            .collect();
+        let mut refused = 0;
+        for check in checks {
+            if let Ok(Err(e)) = check.await {
+                assert_eq!(e.kind(), ErrorKind::ResourceExhausted);
+                refused += 1;
+            }
+        }
+        assert!(
+            refused > 0,
+            "40 slow checks on a queue of 32 must refuse some"
         );
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::domain::{
     Session, SessionFilter, SessionId, SessionQuery, SessionToken, SortOrder, Time, TimeComparison,
     User, UserAgent, UserFactor, UserId, UserState,
 };
-use crate::store::{NewEvent, StoreError};
+use crate::store::{CheckOutcome, NewEvent, PasswordCheck, Revocation, StoreError};
 
 /// How the client names the user to check.
 #[derive(Clone, Debug)]
@@ -201,46 +201,114 @@ impl Core {
             UserLookup::LoginName(name) => self.store.user_by_login_name(name).await?,
         };
         let user = user.ok_or_else(user_not_found)?;
-        match user.state {
-            UserState::Active => Ok(user),
-            UserState::Locked => Err(Error::failed_precondition(
-                "COMMAND-JLK35",
-                "User is locked",
-            )),
-            UserState::Inactive => Err(Error::failed_precondition(
-                "SESSION-Gj4ko",
-                "User is not active",
-            )),
+        match inactive_user(user.state) {
+            None => Ok(user),
+            Some(error) => Err(error),
         }
     }
 
-    /// Verifies a password. The attempt is counted before hashing, so parallel guesses can
-    /// never exceed the lockout limit; a success resets the count.
+    /// A login checks the user (and its password) before it writes the session, so a lock,
+    /// deactivation or new password committed in between ends the user's sessions but misses
+    /// this one. Looking again after the write closes the gap: the change either saw this
+    /// session (and ended it) or is seen here, and then the login ends it and fails as its
+    /// checks would have.
+    async fn recheck_user(
+        &self,
+        principal: &Principal,
+        session: &SessionId,
+        checked: &User,
+        password_checked: bool,
+    ) -> Result<(), Error> {
+        let user = self
+            .store
+            .user(&checked.id)
+            .await?
+            .ok_or_else(user_not_found)?;
+        if let Some(error) = inactive_user(user.state) {
+            let reason = if user.state == UserState::Locked {
+                "user_locked"
+            } else {
+                "user_deactivated"
+            };
+            let revocation = Revocation {
+                at: self.clock.now(),
+                editor: principal.user_id.clone(),
+                reason,
+            };
+            let revoked = self
+                .store
+                .terminate_user_sessions(&user.id, None, &revocation)
+                .await?;
+            self.stats.terminated(revoked);
+            return Err(error);
+        }
+        if password_checked && user.password_hash != checked.password_hash {
+            retry_on_conflict(|| async {
+                match self.store.session(session).await? {
+                    Some(live) if !live.is_terminated() => {
+                        self.terminate(live, &principal.user_id, "password_changed")
+                            .await?;
+                        Ok::<_, Attempt>(())
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .await?;
+            return Err(Error::failed_precondition(
+                "SESSIOND-PASSWORD-CHANGED",
+                "The password changed while it was being checked",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Verifies a password. The check is registered before hashing, so parallel guesses can
+    /// never exceed the lockout limit; a pass clears the failures, a failure adds one.
     async fn check_password(&self, user: &User, password: &Password) -> Result<(), Error> {
         let limit = self.settings.max_password_attempts;
-        let attempts = self
+        let now = self.clock.now();
+        let stale = Time::from_unix_micros(now.unix_micros().saturating_sub(60_000_000));
+        match self
             .store
-            .reserve_password_attempt(&user.id, limit)
+            .begin_password_check(&user.id, limit, now, stale)
             .await?
-            .ok_or_else(|| {
-                Error::failed_precondition(
+        {
+            PasswordCheck::Granted { .. } => {}
+            PasswordCheck::Locked => {
+                return Err(Error::failed_precondition(
                     "COMMAND-SFA3t",
                     "User is locked: too many failed password checks",
-                )
-            })?;
-        let Some(hash) = user.password_hash.as_deref() else {
-            return Err(Error::failed_precondition(
+                ));
+            }
+            PasswordCheck::Busy => {
+                return Err(Error::new(
+                    crate::domain::ErrorKind::ResourceExhausted,
+                    "SESSIOND-PASSWORD-BUSY",
+                    "too many password checks for this user at once, retry shortly",
+                ));
+            }
+        }
+        let verified = match user.password_hash.as_deref() {
+            None => Err(Error::failed_precondition(
                 "COMMAND-3nJ4t",
                 "User has no password set",
-            ));
+            )),
+            Some(hash) => self.passwords.verify(password, hash).await,
         };
-        if self.passwords.verify(password, hash).await? {
-            self.store.reset_password_attempts(&user.id).await?;
+        let outcome = match &verified {
+            Ok(true) => CheckOutcome::Passed,
+            Ok(false) => CheckOutcome::Failed,
+            Err(_) => CheckOutcome::Aborted,
+        };
+        let failures = self.store.end_password_check(&user.id, outcome).await?;
+        let passed = verified?;
+        self.stats.password_check(passed);
+        if passed {
             Ok(())
         } else {
             Err(
                 Error::invalid_argument("COMMAND-3M0fs", "Password is invalid")
-                    .with_failed_attempts(attempts),
+                    .with_failed_attempts(failures),
             )
         }
     }
@@ -291,6 +359,11 @@ impl Core {
         for _ in 0..3 {
             match self.store.insert_session(&session, &event).await {
                 Ok(()) => {
+                    self.stats.created();
+                    if let Some(user) = &verified.user {
+                        self.recheck_user(principal, &session.id, user, verified.password_verified)
+                            .await?;
+                    }
                     return Ok(SessionChange {
                         details: session.details(),
                         session_id: session.id,
@@ -538,6 +611,7 @@ impl Core {
         self.store
             .update_session(&session, expected, &event)
             .await?;
+        self.stats.terminated(1);
         Ok(session)
     }
 
@@ -563,6 +637,21 @@ impl Core {
             permissions: crate::domain::Permissions::none(),
             kind: crate::domain::PrincipalKind::Session(session.id.clone()),
         })
+    }
+}
+
+/// Why a user in this state cannot pass `checks.user`, if it cannot.
+fn inactive_user(state: UserState) -> Option<Error> {
+    match state {
+        UserState::Active => None,
+        UserState::Locked => Some(Error::failed_precondition(
+            "COMMAND-JLK35",
+            "User is locked",
+        )),
+        UserState::Inactive => Some(Error::failed_precondition(
+            "SESSION-Gj4ko",
+            "User is not active",
+        )),
     }
 }
 

@@ -6,7 +6,7 @@ use super::paging::{PageRequest, SessionPageResult};
 use super::{Attempt, Core, require, retry_on_conflict, user_not_found};
 use crate::domain::{
     ActivityFilter, Error, PageCursor, Permission, Principal, Session, SessionId, SessionToken,
-    User, UserId, UserSessionsQuery, error_ids,
+    User, UserId, UserSessionsQuery, UserState, error_ids,
 };
 use crate::store::Revocation;
 
@@ -37,6 +37,11 @@ impl Core {
         }
         let user_id = session.user_id().ok_or_else(no_session)?;
         let user = self.store.user(user_id).await?.ok_or_else(no_session)?;
+        // A locked or deactivated user's sessions authenticate nobody here (Kratos: an
+        // inactive identity has no active session).
+        if user.state != UserState::Active {
+            return Err(no_session());
+        }
         Ok(CurrentSession { session, user })
     }
 
@@ -143,10 +148,12 @@ impl Core {
             editor: current.user.id.as_str().to_owned(),
             reason: "revoked_by_user",
         };
-        Ok(self
+        let revoked = self
             .store
             .terminate_user_sessions(&current.user.id, Some(&current.session.id), &revocation)
-            .await?)
+            .await?;
+        self.stats.terminated(revoked);
+        Ok(revoked)
     }
 
     async fn existing_user(&self, id: &UserId) -> Result<User, Error> {
@@ -219,9 +226,11 @@ impl Core {
             editor: principal.user_id.clone(),
             reason: "revoked_by_admin",
         };
-        Ok(self
+        let revoked = self
             .store
             .terminate_user_sessions(user_id, None, &revocation)
-            .await?)
+            .await?;
+        self.stats.terminated(revoked);
+        Ok(revoked)
     }
 }

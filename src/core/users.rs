@@ -164,6 +164,7 @@ impl Core {
                 StoreError::Conflict => user_not_found(),
                 other => other.into(),
             })?;
+        self.stats.terminated(revoked);
         Ok((user, revoked))
     }
 
@@ -195,6 +196,7 @@ impl Core {
                 StoreError::Conflict => user_not_found(),
                 other => other.into(),
             })?;
+        self.stats.terminated(revoked);
         Ok((user, revoked))
     }
 

@@ -5,6 +5,7 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -112,6 +113,15 @@ async fn principal(state: &FaceState, headers: &HeaderMap) -> Result<Principal, 
         .map_err(|e| error_response(&e))
 }
 
+/// Path parameters, taken as they come so that a bad one (e.g. not UTF-8 once decoded) is
+/// judged after authentication and answered in this face's shape.
+type PathParam<T> = Result<Path<T>, PathRejection>;
+
+fn path_value<T>(path: PathParam<T>) -> Result<T, Response> {
+    path.map(|Path(value)| value)
+        .map_err(|rejection| validation(rejection.body_text()))
+}
+
 fn user_id(raw: String) -> Result<UserId, Response> {
     UserId::parse(raw).map_err(|e| error_response(&e))
 }
@@ -181,13 +191,13 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Response> 
 
 async fn list_sessions(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: PathParam<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let run = async {
         let principal = principal(&state, &headers).await?;
-        let id = user_id(id)?;
+        let id = user_id(path_value(id)?)?;
         let mut page = PageRequest::default();
         let mut active = None;
         for (key, value) in query_pairs(query.as_deref())? {
@@ -225,11 +235,12 @@ async fn list_sessions(
 
 async fn revoke_session(
     State(state): State<FaceState>,
-    Path((id, session_id)): Path<(String, String)>,
+    ids: PathParam<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let run = async {
         let principal = principal(&state, &headers).await?;
+        let (id, session_id) = path_value(ids)?;
         let id = user_id(id)?;
         let session_id = SessionId::parse(session_id).map_err(|e| error_response(&e))?;
         let session = state
@@ -250,12 +261,12 @@ async fn revoke_session(
 
 async fn revoke_all(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: PathParam<String>,
     headers: HeaderMap,
 ) -> Response {
     let run = async {
         let principal = principal(&state, &headers).await?;
-        let id = user_id(id)?;
+        let id = user_id(path_value(id)?)?;
         let count = state
             .api
             .core()
@@ -304,12 +315,12 @@ async fn create_user(State(state): State<FaceState>, headers: HeaderMap, body: B
 
 async fn get_user(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: PathParam<String>,
     headers: HeaderMap,
 ) -> Response {
     let run = async {
         let principal = principal(&state, &headers).await?;
-        let id = user_id(id)?;
+        let id = user_id(path_value(id)?)?;
         let user = state
             .api
             .core()
@@ -354,13 +365,13 @@ async fn list_users(
 
 async fn change_state(
     state: FaceState,
-    id: String,
+    id: PathParam<String>,
     headers: HeaderMap,
     action: UserAction,
 ) -> Response {
     let run = async {
         let principal = principal(&state, &headers).await?;
-        let id = user_id(id)?;
+        let id = user_id(path_value(id)?)?;
         let (user, revoked) = state
             .api
             .core()
@@ -377,7 +388,7 @@ async fn change_state(
 
 async fn lock(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: PathParam<String>,
     headers: HeaderMap,
 ) -> Response {
     change_state(state, id, headers, UserAction::Lock).await
@@ -385,7 +396,7 @@ async fn lock(
 
 async fn deactivate(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: PathParam<String>,
     headers: HeaderMap,
 ) -> Response {
     change_state(state, id, headers, UserAction::Deactivate).await
@@ -393,7 +404,7 @@ async fn deactivate(
 
 async fn reactivate(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: PathParam<String>,
     headers: HeaderMap,
 ) -> Response {
     change_state(state, id, headers, UserAction::Reactivate).await
@@ -413,13 +424,13 @@ fn default_true() -> bool {
 
 async fn set_password(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: PathParam<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let run = async {
         let principal = principal(&state, &headers).await?;
-        let id = user_id(id)?;
+        let id = user_id(path_value(id)?)?;
         let body: PasswordBody = json_body(&state, &headers, body).await?;
         let password = Password::parse_new(body.password).map_err(|e| error_response(&e))?;
         let (user, revoked) = state

@@ -28,7 +28,7 @@ enum Codec {
     Proto,
 }
 
-fn error_response(error: &Error) -> Response {
+pub fn error_response(error: &Error) -> Response {
     let (status, body) = connect_body(error);
     (status, axum::Json(body)).into_response()
 }

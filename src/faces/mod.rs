@@ -12,8 +12,13 @@
 pub mod admin;
 mod body;
 pub mod connect;
+#[cfg(test)]
+mod fuzz;
 pub mod grpc;
 pub mod health;
+pub mod metrics;
+pub mod observe;
+pub mod openapi;
 pub mod pb;
 pub mod rest;
 pub mod self_service;
@@ -41,6 +46,7 @@ pub struct FaceState {
     pub body_limit: usize,
     /// Name of the cookie that may carry a session token on the self-service face.
     pub session_cookie: String,
+    pub metrics: metrics::Metrics,
 }
 
 /// The HTTP router of the non-gRPC faces.
@@ -51,6 +57,8 @@ pub fn http_router(state: FaceState) -> Router {
         .merge(self_service::routes())
         .merge(admin::routes())
         .merge(health::routes())
+        .merge(openapi::routes())
+        .route("/metrics", axum::routing::get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

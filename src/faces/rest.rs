@@ -21,7 +21,7 @@ use super::session_api::{
 use super::status::rest_body;
 use crate::domain::{Error, ErrorKind};
 
-fn error_response(error: &Error) -> Response {
+pub fn error_response(error: &Error) -> Response {
     let (status, body) = rest_body(error);
     (status, axum::Json(body)).into_response()
 }

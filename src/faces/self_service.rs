@@ -4,6 +4,7 @@
 //! CreateSession issued. Errors are Kratos' `{"error":{code,status,reason,message,…}}`.
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -42,6 +43,7 @@ fn generic_message(status: StatusCode) -> &'static str {
         401 => "The request could not be authorized",
         403 => "The requested action was forbidden",
         404 => "The requested resource could not be found",
+        405 => "The requested method is not allowed on this resource",
         409 => "The resource could not be created due to a conflict",
         413 => "The request body is too large",
         415 => "The request's content type is not supported",
@@ -103,15 +105,13 @@ pub fn session_json(session: &Session, user: &User, now: Time) -> Value {
     let devices: Vec<Value> = if ua.is_empty() {
         Vec::new()
     } else {
+        // Kratos' `user_agent` is the User-Agent header; the description stands in without one.
         let agent = ua
-            .description
-            .clone()
-            .or_else(|| {
-                ua.header
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
-                    .and_then(|(_, v)| v.first().cloned())
-            })
+            .header
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+            .and_then(|(_, v)| v.first().cloned())
+            .or_else(|| ua.description.clone())
             .unwrap_or_default();
         vec![json!({ "id": session.id.as_str(), "ip_address": ua.ip, "user_agent": agent })]
     };
@@ -234,12 +234,25 @@ async fn list(
 
 async fn revoke_one(
     State(state): State<FaceState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let current = match current(&state, &headers).await {
         Ok(current) => current,
         Err(response) => return response,
+    };
+    // A bad path (e.g. not UTF-8 once decoded) is judged after authentication, in this shape.
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => {
+            let reason = rejection.body_text();
+            return with_status(
+                StatusCode::BAD_REQUEST,
+                "SESSIOND-ID-INVALID",
+                &reason,
+                &headers,
+            );
+        }
     };
     let id = match SessionId::parse(id) {
         Ok(id) => id,

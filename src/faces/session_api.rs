@@ -50,13 +50,7 @@ impl SessionApi {
         principal: Principal,
         request: v2::CreateSessionRequest,
     ) -> Result<v2::CreateSessionResponse, Error> {
-        let command = CreateSession {
-            checks: checks(request.checks)?,
-            metadata: metadata(request.metadata)?,
-            user_agent: user_agent(request.user_agent),
-            lifetime: lifetime(request.lifetime)?,
-            unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
-        };
+        let command = validate_create(request)?;
         let change = self.auth.core().create_session(&principal, command).await?;
         Ok(v2::CreateSessionResponse {
             details: Some(details(&change.details)),
@@ -74,13 +68,7 @@ impl SessionApi {
         principal: Principal,
         request: v2::SetSessionRequest,
     ) -> Result<v2::SetSessionResponse, Error> {
-        let command = SetSession {
-            session_id: SessionId::parse(request.session_id)?,
-            checks: checks(request.checks)?,
-            metadata: metadata(request.metadata)?,
-            lifetime: lifetime(request.lifetime)?,
-            unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
-        };
+        let command = validate_set_request(request)?;
         let change = self.auth.core().set_session(&principal, command).await?;
         Ok(v2::SetSessionResponse {
             details: Some(details(&change.details)),
@@ -114,22 +102,7 @@ impl SessionApi {
         principal: Principal,
         request: v2::ListSessionsRequest,
     ) -> Result<v2::ListSessionsResponse, Error> {
-        if v2::SessionFieldName::try_from(request.sorting_column).is_err() {
-            return Err(invalid(
-                "sortingColumn: value must be one of the defined enum values",
-            ));
-        }
-        let query = request.query.unwrap_or_default();
-        let command = ListSessions {
-            queries: request
-                .queries
-                .into_iter()
-                .map(search_query)
-                .collect::<Result<_, _>>()?,
-            offset: query.offset,
-            limit: query.limit,
-            asc: query.asc,
-        };
+        let command = validate_list(request)?;
         let (sessions, list) = self.auth.core().list_sessions(&principal, command).await?;
         Ok(v2::ListSessionsResponse {
             details: Some(object::ListDetails {
@@ -157,6 +130,56 @@ impl SessionApi {
             details: Some(self::details(&details)),
         })
     }
+}
+
+/// The CreateSession command of a request, validated.
+pub(crate) fn validate_create(request: v2::CreateSessionRequest) -> Result<CreateSession, Error> {
+    Ok(CreateSession {
+        checks: checks(request.checks)?,
+        metadata: metadata(request.metadata)?,
+        user_agent: user_agent(request.user_agent),
+        lifetime: lifetime(request.lifetime)?,
+        unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
+    })
+}
+
+/// The SetSession command of a request, validated.
+pub(crate) fn validate_set_request(request: v2::SetSessionRequest) -> Result<SetSession, Error> {
+    Ok(SetSession {
+        session_id: SessionId::parse(request.session_id)?,
+        checks: checks(request.checks)?,
+        metadata: metadata(request.metadata)?,
+        lifetime: lifetime(request.lifetime)?,
+        unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
+    })
+}
+
+/// The SetSession command of protobuf bytes of either package version.
+#[cfg(test)]
+pub(crate) fn validate_set(bytes: &[u8]) -> Result<SetSession, Error> {
+    let request =
+        <v2::SetSessionRequest as Message>::decode(bytes).map_err(|e| invalid(e.to_string()))?;
+    validate_set_request(request)
+}
+
+/// The ListSessions command of a request, validated.
+pub(crate) fn validate_list(request: v2::ListSessionsRequest) -> Result<ListSessions, Error> {
+    if v2::SessionFieldName::try_from(request.sorting_column).is_err() {
+        return Err(invalid(
+            "sortingColumn: value must be one of the defined enum values",
+        ));
+    }
+    let query = request.query.unwrap_or_default();
+    Ok(ListSessions {
+        queries: request
+            .queries
+            .into_iter()
+            .map(search_query)
+            .collect::<Result<_, _>>()?,
+        offset: query.offset,
+        limit: query.limit,
+        asc: query.asc,
+    })
 }
 
 fn session_token(value: String) -> Result<SessionToken, Error> {

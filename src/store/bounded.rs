@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    DynStore, NewEvent, PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent,
-    UserListQuery,
+    CheckOutcome, DynStore, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation,
+    SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
 use crate::domain::{
     LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
@@ -86,16 +86,26 @@ impl Store for Bounded {
         self.run(self.inner.user_by_login_name(name)).await
     }
 
-    async fn reserve_password_attempt(
+    async fn begin_password_check(
         &self,
         id: &UserId,
-        max: u32,
-    ) -> Result<Option<u32>, StoreError> {
-        self.run(self.inner.reserve_password_attempt(id, max)).await
+        max_failures: u32,
+        now: Time,
+        stale_before: Time,
+    ) -> Result<PasswordCheck, StoreError> {
+        self.run(
+            self.inner
+                .begin_password_check(id, max_failures, now, stale_before),
+        )
+        .await
     }
 
-    async fn reset_password_attempts(&self, id: &UserId) -> Result<(), StoreError> {
-        self.run(self.inner.reset_password_attempts(id)).await
+    async fn end_password_check(
+        &self,
+        id: &UserId,
+        outcome: CheckOutcome,
+    ) -> Result<u32, StoreError> {
+        self.run(self.inner.end_password_check(id, outcome)).await
     }
 
     async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError> {
@@ -144,5 +154,13 @@ impl Store for Bounded {
 
     async fn schema_ready(&self) -> Result<bool, StoreError> {
         self.run(self.inner.schema_ready()).await
+    }
+
+    async fn count_live_sessions(&self, now: Time) -> Result<u64, StoreError> {
+        self.run(self.inner.count_live_sessions(now)).await
+    }
+
+    fn pools(&self) -> Vec<PoolStats> {
+        self.inner.pools()
     }
 }

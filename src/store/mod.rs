@@ -98,6 +98,34 @@ pub struct UserListQuery {
     pub limit: u32,
 }
 
+/// Whether a password check may start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Go ahead; `failures` confirmed failures so far.
+    Granted { failures: u32 },
+    /// The user has `max_failures` confirmed failures: locked out.
+    Locked,
+    /// Too many checks of this user are in progress right now; retry shortly.
+    Busy,
+}
+
+/// How a password check ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Passed,
+    Failed,
+    /// Not decided (e.g. the check could not run): neither a pass nor a failure.
+    Aborted,
+}
+
+/// Occupancy of one connection pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    pub name: &'static str,
+    pub open: u32,
+    pub idle: usize,
+}
+
 /// What one prune batch deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PruneBatch {
@@ -186,17 +214,25 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
     async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError>;
 
-    /// Counts one password attempt before it is verified, so parallel guesses cannot get
-    /// past the limit. Returns the attempts counted so far, or `None` when the user is not
-    /// active or already has `max_attempts` failures (`max_attempts == 0`: no limit).
-    async fn reserve_password_attempt(
+    /// Starts a password check: allowed while confirmed failures plus checks in progress stay
+    /// below `max_failures` (0: no limit), so parallel guesses can never get past the limit.
+    /// Checks in progress older than `stale_before` (their process died) do not count.
+    async fn begin_password_check(
         &self,
         id: &UserId,
-        max_attempts: u32,
-    ) -> Result<Option<u32>, StoreError>;
+        max_failures: u32,
+        now: Time,
+        stale_before: Time,
+    ) -> Result<PasswordCheck, StoreError>;
 
-    /// A password check succeeded: the failure count goes back to zero.
-    async fn reset_password_attempts(&self, id: &UserId) -> Result<(), StoreError>;
+    /// Ends a password check begun with `begin_password_check`. A pass clears the failures,
+    /// a failure adds one; an aborted check only stops counting as in progress. Returns the
+    /// confirmed failures after it.
+    async fn end_password_check(
+        &self,
+        id: &UserId,
+        outcome: CheckOutcome,
+    ) -> Result<u32, StoreError>;
 
     /// One user's sessions (terminated ones included unless filtered), newest first, and
     /// the number of all matches regardless of the cursor.
@@ -240,6 +276,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether every migration this binary knows has been applied.
     async fn schema_ready(&self) -> Result<bool, StoreError>;
+
+    /// Sessions neither terminated nor expired at `now`.
+    async fn count_live_sessions(&self, now: Time) -> Result<u64, StoreError>;
+
+    /// Connection pools: name, open connections, idle connections.
+    fn pools(&self) -> Vec<PoolStats>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -19,7 +19,8 @@ use super::rows::{
     session_from_row, to_i64, user_from_row,
 };
 use super::{
-    NewEvent, PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
+    CheckOutcome, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store,
+    StoreError, StoredEvent, UserListQuery,
 };
 use crate::domain::{
     LoginName, Session, SessionFilter, SessionId, SortOrder, Time, TokenHash, User, UserId,
@@ -262,32 +263,69 @@ impl Store for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn reserve_password_attempt(
+    async fn begin_password_check(
         &self,
         id: &UserId,
-        max_attempts: u32,
-    ) -> Result<Option<u32>, StoreError> {
-        let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE users SET failed_password_attempts = failed_password_attempts + 1 \
-             WHERE id = ? AND state = 'active' AND (? = 0 OR failed_password_attempts < ?) \
+        max_failures: u32,
+        now: Time,
+        stale_before: Time,
+    ) -> Result<PasswordCheck, StoreError> {
+        let granted: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET \
+             password_checks_pending = CASE WHEN password_checks_pending_since < ?1 THEN 1 \
+                 ELSE password_checks_pending + 1 END, \
+             password_checks_pending_since = ?2 \
+             WHERE id = ?3 AND state = 'active' AND (?4 = 0 OR failed_password_attempts + \
+                 CASE WHEN password_checks_pending_since < ?1 THEN 0 ELSE password_checks_pending END < ?4) \
              RETURNING failed_password_attempts",
         )
+        .bind(stale_before.unix_micros())
+        .bind(now.unix_micros())
         .bind(id.as_str())
-        .bind(i64::from(max_attempts))
-        .bind(i64::from(max_attempts))
+        .bind(i64::from(max_failures))
         .fetch_optional(&self.writer)
         .await
         .map_err(classify)?;
-        Ok(attempts.map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
+        if let Some(failures) = granted {
+            return Ok(PasswordCheck::Granted {
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            });
+        }
+        let failures: Option<i64> =
+            sqlx::query_scalar("SELECT failed_password_attempts FROM users WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(classify)?;
+        Ok(match failures {
+            Some(f) if max_failures > 0 && f >= i64::from(max_failures) => PasswordCheck::Locked,
+            Some(_) => PasswordCheck::Busy,
+            None => PasswordCheck::Locked,
+        })
     }
 
-    async fn reset_password_attempts(&self, id: &UserId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET failed_password_attempts = 0 WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await
-            .map_err(classify)?;
-        Ok(())
+    async fn end_password_check(
+        &self,
+        id: &UserId,
+        outcome: CheckOutcome,
+    ) -> Result<u32, StoreError> {
+        let outcome = match outcome {
+            CheckOutcome::Passed => "passed",
+            CheckOutcome::Failed => "failed",
+            CheckOutcome::Aborted => "aborted",
+        };
+        let failures: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET password_checks_pending = MAX(password_checks_pending - 1, 0), \
+             failed_password_attempts = CASE ?1 WHEN 'passed' THEN 0 WHEN 'failed' \
+                 THEN failed_password_attempts + 1 ELSE failed_password_attempts END \
+             WHERE id = ?2 RETURNING failed_password_attempts",
+        )
+        .bind(outcome)
+        .bind(id.as_str())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(failures.map_or(0, |f| u32::try_from(f).unwrap_or(u32::MAX)))
     }
 
     async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError> {
@@ -460,6 +498,33 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(classify)?;
         Ok(deleted)
+    }
+
+    async fn count_live_sessions(&self, now: Time) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE terminated_at IS NULL \
+             AND (expiration IS NULL OR expiration > ?)",
+        )
+        .bind(now.unix_micros())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    fn pools(&self) -> Vec<PoolStats> {
+        vec![
+            PoolStats {
+                name: "sqlite_writer",
+                open: self.writer.size(),
+                idle: self.writer.num_idle(),
+            },
+            PoolStats {
+                name: "sqlite_reader",
+                open: self.reader.size(),
+                idle: self.reader.num_idle(),
+            },
+        ]
     }
 
     async fn schema_ready(&self) -> Result<bool, StoreError> {

@@ -8,7 +8,7 @@ use sessiond::domain::Time;
 use crate::helpers::*;
 
 /// ListSessions with `auth` fails Unauthenticated on every protocol and version.
-async fn assert_unauthenticated_everywhere(app: &TestApp, auth: Option<&str>, what: &str) {
+pub async fn assert_unauthenticated_everywhere(app: &TestApp, auth: Option<&str>, what: &str) {
     for api in app.apis() {
         let failure = fails_with(
             &api,

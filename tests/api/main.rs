@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod admin;
 mod auth;
 mod bad_input;
 mod connect;
@@ -11,15 +12,24 @@ mod cors;
 mod delete;
 mod drift;
 mod list;
+mod openapi;
 mod passwords;
 mod permissions;
 mod round_trip;
+mod self_service;
 mod set_session;
 mod shutdown;
 
+mod attacks;
 mod backends;
 mod concurrency;
-mod replicas;
-mod store_contract;
+mod configuration;
+mod durability;
 mod faults;
+mod hostile;
 mod operations;
+mod overload;
+mod process;
+mod replicas;
+mod secrets;
+mod store_contract;

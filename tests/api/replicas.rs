@@ -2,55 +2,12 @@
 //! session created on A and revoked on B is gone on C at once, and its token is refused by
 //! all three. Needs `SESSIOND_TEST_POSTGRES_URL`; skipped loudly without it.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::backends::{postgres_schema_url, postgres_url};
-
-struct Replica {
-    base: String,
-    _child: Child,
-}
-
-/// Starts `sessiond serve` on an OS-chosen port and waits for its "listening" log line.
-async fn start(database_url: &str, data_dir: &std::path::Path) -> Replica {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("SESSIOND_DATABASE_URL", database_url)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting sessiond");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("reading the log") {
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(address) = entry["fields"]["address"].as_str() {
-                return address.to_owned();
-            }
-        }
-        panic!("sessiond exited before listening");
-    })
-    .await
-    .expect("sessiond did not start listening within 30 s");
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Replica {
-        base: format!("http://{address}"),
-        _child: child,
-    }
-}
+use crate::process::Server;
 
 #[tokio::test]
 async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
@@ -68,10 +25,11 @@ async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
     let store = sessiond::app::open_store(&config).await.expect("migrating");
     drop(store);
 
+    let env = [("SESSIOND_DATABASE_URL", database_url.as_str())];
     let replicas = [
-        start(&database_url, data_dir.path()).await,
-        start(&database_url, data_dir.path()).await,
-        start(&database_url, data_dir.path()).await,
+        Server::start(data_dir.path(), &[], &env).await,
+        Server::start(data_dir.path(), &[], &env).await,
+        Server::start(data_dir.path(), &[], &env).await,
     ];
     let key = sessiond::auth::EmbeddedKey::load(data_dir.path()).expect("key");
     let settings = sessiond::auth::JwtSettings {

@@ -569,41 +569,109 @@ async fn login_names_are_unique_without_regard_to_case() {
 
 #[tokio::test]
 async fn parallel_password_attempts_never_exceed_the_limit() {
+    use sessiond::store::{CheckOutcome, PasswordCheck};
     for b in backends().await {
         let u = user("guessed");
         b.store.insert_user(&u).await.expect("user");
+        let (now, stale) = (at(100), at(40));
+        // 40 guesses at once on a limit of 5: exactly 5 may run, the others are busy.
         let mut tasks = Vec::new();
         for _ in 0..40 {
             let store = b.store.clone();
             let id = u.id.clone();
             tasks.push(tokio::spawn(async move {
-                store.reserve_password_attempt(&id, 5).await
+                store.begin_password_check(&id, 5, now, stale).await
             }));
         }
         let mut granted = 0;
         for t in tasks {
-            if t.await.expect("join").expect("reserve").is_some() {
-                granted += 1;
+            match t.await.expect("join").expect("begin") {
+                PasswordCheck::Granted { .. } => granted += 1,
+                PasswordCheck::Busy => {}
+                PasswordCheck::Locked => panic!("{}: nothing has failed yet", b.name),
             }
         }
         assert_eq!(granted, 5, "{}", b.name);
-        b.store.reset_password_attempts(&u.id).await.expect("reset");
+        // All five fail: the user is now locked, not merely busy.
+        for _ in 0..5 {
+            b.store
+                .end_password_check(&u.id, CheckOutcome::Failed)
+                .await
+                .expect("end");
+        }
         assert_eq!(
             b.store
-                .reserve_password_attempt(&u.id, 5)
+                .begin_password_check(&u.id, 5, now, stale)
                 .await
-                .expect("reserve"),
-            Some(1),
+                .expect("begin"),
+            PasswordCheck::Locked,
             "{}",
             b.name
         );
         assert!(
-            b.store
-                .reserve_password_attempt(&u.id, 0)
-                .await
-                .expect("reserve")
-                .is_some(),
+            matches!(
+                b.store
+                    .begin_password_check(&u.id, 0, now, stale)
+                    .await
+                    .expect("begin"),
+                PasswordCheck::Granted { .. }
+            ),
             "{}: 0 = no limit",
+            b.name
+        );
+        b.store
+            .end_password_check(&u.id, CheckOutcome::Aborted)
+            .await
+            .expect("end");
+
+        // Correct passwords in a burst never read as a lockout, and a pass clears failures.
+        let other = user("popular");
+        b.store.insert_user(&other).await.expect("user");
+        for _ in 0..5 {
+            assert!(matches!(
+                b.store
+                    .begin_password_check(&other.id, 5, now, stale)
+                    .await
+                    .expect("begin"),
+                PasswordCheck::Granted { .. }
+            ));
+        }
+        assert_eq!(
+            b.store
+                .begin_password_check(&other.id, 5, now, stale)
+                .await
+                .expect("begin"),
+            PasswordCheck::Busy,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store
+                .end_password_check(&other.id, CheckOutcome::Failed)
+                .await
+                .expect("end"),
+            1
+        );
+        assert_eq!(
+            b.store
+                .end_password_check(&other.id, CheckOutcome::Passed)
+                .await
+                .expect("end"),
+            0,
+            "{}",
+            b.name
+        );
+        // Checks left in progress by a process that died stop counting once stale.
+        let later = at(1000);
+        assert!(
+            matches!(
+                b.store
+                    .begin_password_check(&other.id, 5, later, at(900))
+                    .await
+                    .expect("begin"),
+                PasswordCheck::Granted { failures: 0 }
+            ),
+            "{}",
             b.name
         );
     }

@@ -7,7 +7,13 @@
 #   zitadel-client-node  npm @zitadel/client (official ZITADEL TS SDK): gRPC, gRPC-Web, Connect
 #   grpcio               Python grpcio with stubs generated from proto/ at test time: native gRPC
 #
-# each for zitadel.session.v2 and v2beta. Builds nothing.
+# each for zitadel.session.v2 and v2beta, and
+#
+#   kratos-client-node   npm @ory/kratos-client (official Ory Kratos TS SDK), FrontendApi with
+#                        base path /auth: toSession, listMySessions (Link paging),
+#                        disableMySession, disableMyOtherSessions
+#
+# Builds nothing.
 #
 # Usage: tests/interop/run.sh [path/to/sessiond]   (default: target/debug/sessiond)
 # Installs (only when requirements.txt / package-lock.json changed): a venv in
@@ -53,12 +59,13 @@ fi
 LOGS="$(mktemp -d "${TMPDIR:-/tmp}/sessiond-interop-logs.XXXXXX")"
 trap 'rm -rf "$LOGS"' EXIT
 
-declare -a NAMES=(buf-curl zitadel-client-py zitadel-client-node grpcio)
+declare -a NAMES=(buf-curl zitadel-client-py zitadel-client-node grpcio kratos-client-node)
 declare -A CMDS=(
   [buf-curl]="$VENV/bin/python -W ignore buf_curl.py"
   [zitadel-client-py]="$VENV/bin/python -W ignore zitadel_client_py.py"
   [zitadel-client-node]="node zitadel_client_node.mjs"
   [grpcio]="$VENV/bin/python -W ignore grpcio_py.py"
+  [kratos-client-node]="node kratos_client_node.mjs"
 )
 
 passed=0

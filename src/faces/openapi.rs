@@ -1,0 +1,76 @@
+//! `GET /openapi.json`: the OpenAPI 3 description of every HTTP route (`openapi/openapi.json`,
+//! embedded at build time).
+//!
+//! The REST routes of the SessionService follow the `google.api.http` rules of the compiled
+//! descriptor set; the other HTTP routes are listed in [`HTTP_ROUTES`]. `tests/api/openapi.rs`
+//! checks that the document covers exactly those, that the list matches the `.route(…)` calls
+//! of the faces and what the running server answers, and `tests/openapi/run.sh` checks the
+//! server's answers against the document (schemathesis).
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, header};
+
+use super::FaceState;
+
+/// The document, as served.
+pub const DOCUMENT: &str = include_str!("../../openapi/openapi.json");
+
+/// Every HTTP route that is not a REST transcoding of a SessionService RPC, as
+/// `(method, path)` with axum's `{param}` syntax. Add a route here (and to the document) when
+/// adding one to a face.
+pub const HTTP_ROUTES: &[(&str, &str)] = &[
+    // self_service.rs
+    ("GET", "/auth/sessions/whoami"),
+    ("GET", "/auth/sessions"),
+    ("DELETE", "/auth/sessions"),
+    ("DELETE", "/auth/sessions/{id}"),
+    // admin.rs
+    ("GET", "/auth/admin/api/users"),
+    ("POST", "/auth/admin/api/users"),
+    ("GET", "/auth/admin/api/users/{id}"),
+    ("POST", "/auth/admin/api/users/{id}/lock"),
+    ("POST", "/auth/admin/api/users/{id}/deactivate"),
+    ("POST", "/auth/admin/api/users/{id}/reactivate"),
+    ("PUT", "/auth/admin/api/users/{id}/password"),
+    ("GET", "/auth/admin/api/users/{id}/sessions"),
+    ("DELETE", "/auth/admin/api/users/{id}/sessions"),
+    ("DELETE", "/auth/admin/api/users/{id}/sessions/{session_id}"),
+    // health.rs, mod.rs, this module
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+async fn document() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        DOCUMENT,
+    )
+        .into_response()
+}
+
+pub fn routes() -> Router<FaceState> {
+    Router::new().route("/openapi.json", get(document))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_json() {
+        let doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
+        assert!(
+            doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+            "{:?}",
+            doc["openapi"]
+        );
+        assert!(doc["paths"].as_object().is_some_and(|p| !p.is_empty()));
+    }
+}

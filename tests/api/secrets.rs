@@ -1,0 +1,183 @@
+//! Nothing secret at rest or in logs: after a workload that sends passwords, session tokens
+//! (in headers, cookies, query strings and bodies) and JWTs, neither the database files nor
+//! the server's log at the most verbose level contain any of them in clear.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::process::Server;
+
+fn find_in(haystack: &[u8], needle: &str) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() {
+    let data_dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(data_dir.path(), &[], &[("RUST_LOG", "trace")]).await;
+    let key = sessiond::auth::EmbeddedKey::load(data_dir.path()).expect("key");
+    let settings = sessiond::auth::JwtSettings {
+        issuer: "sessiond".into(),
+        audience: "sessiond".into(),
+    };
+    let permissions = [
+        "session.read",
+        "session.write",
+        "session.delete",
+        "user.write",
+        "user.read",
+    ]
+    .map(String::from);
+    let now = sessiond::domain::Clock::now(&sessiond::domain::SystemClock);
+    let jwt = sessiond::auth::mint(
+        &key,
+        &settings,
+        "auditor",
+        &permissions,
+        Duration::from_secs(600),
+        now,
+    )
+    .expect("jwt");
+    let auth = format!("Bearer {jwt}");
+    let password = "Sup3r-Secret-Passw0rd!";
+    let new_password = "An0ther-Secret-Passw0rd?";
+    let http = reqwest::Client::new();
+
+    let user: Value = http
+        .post(server.url("/auth/admin/api/users"))
+        .header("authorization", &auth)
+        .json(&json!({"loginName": "audited", "password": password}))
+        .send()
+        .await
+        .expect("user")
+        .json()
+        .await
+        .expect("json");
+    let user_id = user["id"].as_str().expect("id").to_owned();
+
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let created: Value = http
+            .post(server.url("/v2/sessions"))
+            .header("authorization", &auth)
+            .json(&json!({"checks": {"user": {"loginName": "audited"}, "password": {"password": password}}}))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json");
+        let id = created["sessionId"].as_str().expect("id").to_owned();
+        let token = created["sessionToken"].as_str().expect("token").to_owned();
+        // The token travels in every place a client may put it.
+        let got = http
+            .get(server.url(&format!("/v2/sessions/{id}?sessionToken={token}")))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(got.status(), 200);
+        for request in [
+            http.get(server.url("/auth/sessions/whoami"))
+                .header("x-session-token", &token),
+            http.get(server.url("/auth/sessions/whoami"))
+                .header("cookie", format!("sessiond_session={token}")),
+            http.get(server.url("/auth/sessions"))
+                .header("authorization", format!("Bearer {token}")),
+        ] {
+            assert_eq!(request.send().await.expect("self-service").status(), 200);
+        }
+        let rotated: Value = http
+            .patch(server.url(&format!("/v2/sessions/{id}")))
+            .header("authorization", &auth)
+            .json(&json!({"metadata": {"k": "dg=="}}))
+            .send()
+            .await
+            .expect("set")
+            .json()
+            .await
+            .expect("json");
+        tokens.push(token);
+        tokens.push(
+            rotated["sessionToken"]
+                .as_str()
+                .expect("new token")
+                .to_owned(),
+        );
+    }
+    // A wrong password, a password change, and a delete with a (stale) token in the body.
+    let wrong = http
+        .post(server.url("/v2/sessions"))
+        .header("authorization", &auth)
+        .json(&json!({"checks": {"user": {"loginName": "audited"}, "password": {"password": "Wr0ng-Guess-Passw0rd"}}}))
+        .send()
+        .await
+        .expect("wrong password");
+    assert_eq!(wrong.status(), 400);
+    let changed = http
+        .put(server.url(&format!("/auth/admin/api/users/{user_id}/password")))
+        .header("authorization", &auth)
+        .json(&json!({"password": new_password, "revokeSessions": false}))
+        .send()
+        .await
+        .expect("password change");
+    assert_eq!(changed.status(), 200);
+    let stale = http
+        .delete(server.url("/v2/sessions/1"))
+        .header("authorization", &auth)
+        .json(&json!({"sessionToken": tokens[0]}))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(stale.status(), 403);
+
+    let log = server.log_text();
+    assert!(
+        log.lines().count() > 50,
+        "the trace log is suspiciously short"
+    );
+    server.kill().await;
+
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("password", password.to_owned()),
+        ("new password", new_password.to_owned()),
+        ("wrong password", "Wr0ng-Guess-Passw0rd".to_owned()),
+        ("JWT", jwt.clone()),
+        (
+            "JWT signature",
+            jwt.rsplit('.').next().unwrap_or_default().to_owned(),
+        ),
+    ];
+    secrets.extend(tokens.iter().map(|t| ("session token", t.clone())));
+    for (what, secret) in &secrets {
+        assert!(
+            !find_in(log.as_bytes(), secret),
+            "the trace log contains a {what}"
+        );
+    }
+    let mut files = 0;
+    for entry in std::fs::read_dir(data_dir.path()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        files += 1;
+        for (what, secret) in &secrets {
+            assert!(
+                !find_in(&bytes, secret),
+                "{} contains a {what}",
+                path.display()
+            );
+        }
+    }
+    assert!(files >= 2, "expected the database files in the data dir");
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "secrets: {} secrets checked against {} log lines and {files} data files",
+        secrets.len(),
+        log.lines().count()
+    );
+}
