@@ -148,7 +148,7 @@ pub fn classify(method: &http::Method, path: &str, content_type: Option<&str>) -
         "admin"
     } else if path.starts_with("/auth/") {
         "self-service"
-    } else if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    } else if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json") {
         "ops"
     } else {
         return Route {

@@ -291,14 +291,18 @@ impl Store for SqliteStore {
                 failures: u32::try_from(failures).unwrap_or(u32::MAX),
             });
         }
-        let failures: Option<i64> =
-            sqlx::query_scalar("SELECT failed_password_attempts FROM users WHERE id = ?")
+        // Refused: locked (too many failures, or no longer active), or busy.
+        let current: Option<(i64, String)> =
+            sqlx::query_as("SELECT failed_password_attempts, state FROM users WHERE id = ?")
                 .bind(id.as_str())
                 .fetch_optional(&self.writer)
                 .await
                 .map_err(classify)?;
-        Ok(match failures {
-            Some(f) if max_failures > 0 && f >= i64::from(max_failures) => PasswordCheck::Locked,
+        Ok(match current {
+            Some((_, state)) if state != "active" => PasswordCheck::Locked,
+            Some((f, _)) if max_failures > 0 && f >= i64::from(max_failures) => {
+                PasswordCheck::Locked
+            }
             Some(_) => PasswordCheck::Busy,
             None => PasswordCheck::Locked,
         })

@@ -699,3 +699,69 @@ fn every_schema_reference_resolves() {
     }
     walk(&doc, &doc, "#");
 }
+
+/// Load shedding answers 503 in each face's shape; the self-service and admin shapes repeat
+/// the HTTP status in the body, which must be the 503 that is sent (the document says so).
+#[tokio::test]
+async fn shed_answers_repeat_the_status_they_are_sent_with() {
+    let app = spawn_app_with(|c| c.max_concurrent_requests = 1).await;
+    // One request held in flight: its body never ends until `more` is dropped.
+    let (more, chunks) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    more.send(Ok(bytes::Bytes::from_static(b"{")))
+        .await
+        .expect("first chunk");
+    let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|chunk| (chunk, chunks))
+    });
+    let held = tokio::spawn(
+        app.http
+            .post(app.url("/v2/sessions"))
+            .header("authorization", app.admin())
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send(),
+    );
+    let mut shedding = false;
+    for _ in 0..200 {
+        let status = app
+            .http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("GET /healthz")
+            .status();
+        if status == 503 {
+            shedding = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(shedding, "the held request never filled the one slot");
+
+    let admin = app
+        .http
+        .get(app.url("/auth/admin/api/users"))
+        .header("authorization", app.bearer("ops", &["user.read"]))
+        .send()
+        .await
+        .expect("admin request");
+    assert_eq!(admin.status(), 503);
+    let body: Value = admin.json().await.expect("admin JSON");
+    assert_eq!(body["statusCode"], 503, "{body}");
+    assert_eq!(body["error"], "Service Unavailable", "{body}");
+
+    let own = app
+        .http
+        .get(app.url("/auth/sessions/whoami"))
+        .header("x-session-token", "sdst_x")
+        .send()
+        .await
+        .expect("self-service request");
+    assert_eq!(own.status(), 503);
+    let body: Value = own.json().await.expect("self-service JSON");
+    assert_eq!(body["error"]["code"], 503, "{body}");
+    assert_eq!(body["error"]["status"], "Service Unavailable", "{body}");
+
+    drop(more);
+    let _ = held.await;
+}
