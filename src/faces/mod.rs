@@ -12,6 +12,7 @@
 pub mod admin;
 mod body;
 pub mod connect;
+mod connect_stream;
 #[cfg(test)]
 mod fuzz;
 pub mod grpc;
@@ -133,6 +134,8 @@ impl tower::Service<http::Request<Body>> for ProtocolSwitch {
         if grpc::is_grpc(&request) {
             let grpc = self.grpc.clone();
             Box::pin(async move { grpc.oneshot(request).await })
+        } else if connect_stream::is_connect_stream(&request) {
+            Box::pin(connect_stream::serve(self.grpc.clone(), request))
         } else {
             let http = self.http.clone();
             Box::pin(async move { http.oneshot(request).await })

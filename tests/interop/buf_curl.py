@@ -122,6 +122,16 @@ def main() -> int:
         image = f"{tmp}/sessiond.binpb"
         subprocess.run([BUF, "build", str(REPO), "-o", image], check=True, timeout=120)
         with Sessiond() as server:
+            # Reflection with buf curl's defaults (Connect over HTTP/1.1), no proto files.
+            listed = subprocess.run(
+                [BUF, "curl", "--list-services", server.url],
+                capture_output=True, text=True, timeout=60,
+            )
+            services = set(listed.stdout.split())
+            wanted = {"zitadel.session.v2.SessionService", "zitadel.session.v2beta.SessionService"}
+            if listed.returncode != 0 or not wanted <= services:
+                failed = True
+                print(f"  FAIL buf curl --list-services: {listed.returncode} {listed.stdout!r} {listed.stderr!r}", file=sys.stderr)
             for variant, flags in VARIANTS.items():
                 for version in ("v2", "v2beta"):
                     label = f"{version} {variant}"
