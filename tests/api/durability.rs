@@ -10,7 +10,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::backends::{postgres_schema_url, postgres_url};
-use crate::process::Server;
+use crate::process::{Server, process_bearer};
 
 #[derive(Default)]
 struct Acked {
@@ -20,32 +20,6 @@ struct Acked {
     deleted: Vec<String>,
     /// Ids of deletes sent without an answer: either outcome is right.
     unanswered: Vec<String>,
-}
-
-async fn bearer(data_dir: &std::path::Path) -> String {
-    let key = sessiond::auth::EmbeddedKey::load(data_dir).expect("key");
-    let settings = sessiond::auth::JwtSettings {
-        issuer: "sessiond".into(),
-        audience: "sessiond".into(),
-    };
-    let permissions = [
-        "session.read",
-        "session.write",
-        "session.delete",
-        "user.write",
-    ]
-    .map(String::from);
-    let now = sessiond::domain::Clock::now(&sessiond::domain::SystemClock);
-    let jwt = sessiond::auth::mint(
-        &key,
-        &settings,
-        "chaos",
-        &permissions,
-        Duration::from_secs(3600),
-        now,
-    )
-    .expect("jwt");
-    format!("Bearer {jwt}")
 }
 
 /// One client: creates sessions and deletes some of them until the server goes away.
@@ -110,7 +84,16 @@ async fn crash_and_check(name: &str, database_url: Option<String>) {
     let mut checked = 0usize;
     for round in 0..4 {
         let server = Server::start(data_dir.path(), &[], &env).await;
-        let auth = bearer(data_dir.path()).await;
+        let auth = process_bearer(
+            data_dir.path(),
+            "chaos",
+            &[
+                "session.read",
+                "session.write",
+                "session.delete",
+                "user.write",
+            ],
+        );
         let http = reqwest::Client::new();
         if round == 0 {
             let user = http

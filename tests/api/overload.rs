@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::process::Server;
+use crate::process::{Server, process_bearer};
 
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -23,37 +23,20 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn admin_bearer(data_dir: &std::path::Path) -> String {
-    let key = sessiond::auth::EmbeddedKey::load(data_dir).expect("key");
-    let settings = sessiond::auth::JwtSettings {
-        issuer: "sessiond".into(),
-        audience: "sessiond".into(),
-    };
-    let permissions = [
-        "session.read",
-        "session.write",
-        "session.delete",
-        "user.write",
-    ]
-    .map(String::from);
-    let now = sessiond::domain::Clock::now(&sessiond::domain::SystemClock);
-    let jwt = sessiond::auth::mint(
-        &key,
-        &settings,
-        "load",
-        &permissions,
-        Duration::from_secs(600),
-        now,
-    )
-    .expect("jwt");
-    format!("Bearer {jwt}")
-}
-
 #[tokio::test]
 async fn far_more_requests_than_capacity_are_shed_not_queued() {
     let data_dir = tempfile::tempdir().expect("dir");
     let server = Server::start(data_dir.path(), &["--max-concurrent-requests", "16"], &[]).await;
-    let auth = admin_bearer(data_dir.path()).await;
+    let auth = process_bearer(
+        data_dir.path(),
+        "load",
+        &[
+            "session.read",
+            "session.write",
+            "session.delete",
+            "user.write",
+        ],
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()
@@ -140,7 +123,16 @@ async fn far_more_requests_than_capacity_are_shed_not_queued() {
 async fn sigterm_under_load_finishes_accepted_requests_and_exits_zero() {
     let data_dir = tempfile::tempdir().expect("dir");
     let server = Server::start(data_dir.path(), &["--shutdown-timeout", "20s"], &[]).await;
-    let auth = admin_bearer(data_dir.path()).await;
+    let auth = process_bearer(
+        data_dir.path(),
+        "load",
+        &[
+            "session.read",
+            "session.write",
+            "session.delete",
+            "user.write",
+        ],
+    );
     let http = reqwest::Client::new();
     let user = http
         .post(server.url("/auth/admin/api/users"))

@@ -95,3 +95,25 @@ impl Server {
         self.log.lock().expect("log").join("\n")
     }
 }
+
+/// `Bearer <JWT>` for a server process, signed with the embedded key in its data directory
+/// by the wall clock (the process runs on real time), valid for ten minutes.
+pub fn process_bearer(data_dir: &Path, subject: &str, permissions: &[&str]) -> String {
+    let key = sessiond::auth::EmbeddedKey::load(data_dir).expect("the embedded key");
+    let settings = sessiond::auth::JwtSettings {
+        issuer: "sessiond".into(),
+        audience: "sessiond".into(),
+    };
+    let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+    let now = sessiond::domain::Clock::now(&sessiond::domain::SystemClock);
+    let jwt = sessiond::auth::mint(
+        &key,
+        &settings,
+        subject,
+        &permissions,
+        Duration::from_secs(600),
+        now,
+    )
+    .expect("minting a JWT");
+    format!("Bearer {jwt}")
+}

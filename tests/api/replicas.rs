@@ -2,12 +2,10 @@
 //! session created on A and revoked on B is gone on C at once, and its token is refused by
 //! all three. Needs `SESSIOND_TEST_POSTGRES_URL`; skipped loudly without it.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::backends::{postgres_schema_url, postgres_url};
-use crate::process::Server;
+use crate::process::{Server, process_bearer};
 
 #[tokio::test]
 async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
@@ -31,30 +29,17 @@ async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
         Server::start(data_dir.path(), &[], &env).await,
         Server::start(data_dir.path(), &[], &env).await,
     ];
-    let key = sessiond::auth::EmbeddedKey::load(data_dir.path()).expect("key");
-    let settings = sessiond::auth::JwtSettings {
-        issuer: "sessiond".into(),
-        audience: "sessiond".into(),
-    };
-    let permissions = [
-        "session.read",
-        "session.write",
-        "session.delete",
-        "user.write",
-    ]
-    .map(String::from);
-    let now = sessiond::domain::SystemClock;
-    let jwt = sessiond::auth::mint(
-        &key,
-        &settings,
-        "admin",
-        &permissions,
-        Duration::from_secs(600),
-        sessiond::domain::Clock::now(&now),
-    )
-    .expect("minting");
     let http = reqwest::Client::new();
-    let bearer = format!("Bearer {jwt}");
+    let bearer = process_bearer(
+        data_dir.path(),
+        "admin",
+        &[
+            "session.read",
+            "session.write",
+            "session.delete",
+            "user.write",
+        ],
+    );
 
     let user: Value = http
         .post(format!("{}/auth/admin/api/users", replicas[0].base))

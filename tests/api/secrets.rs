@@ -2,11 +2,9 @@
 //! (in headers, cookies, query strings and bodies) and JWTs, neither the database files nor
 //! the server's log at the most verbose level contain any of them in clear.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use crate::process::Server;
+use crate::process::{Server, process_bearer};
 
 fn find_in(haystack: &[u8], needle: &str) -> bool {
     !needle.is_empty()
@@ -19,30 +17,18 @@ fn find_in(haystack: &[u8], needle: &str) -> bool {
 async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() {
     let data_dir = tempfile::tempdir().expect("dir");
     let server = Server::start(data_dir.path(), &[], &[("RUST_LOG", "trace")]).await;
-    let key = sessiond::auth::EmbeddedKey::load(data_dir.path()).expect("key");
-    let settings = sessiond::auth::JwtSettings {
-        issuer: "sessiond".into(),
-        audience: "sessiond".into(),
-    };
-    let permissions = [
-        "session.read",
-        "session.write",
-        "session.delete",
-        "user.write",
-        "user.read",
-    ]
-    .map(String::from);
-    let now = sessiond::domain::Clock::now(&sessiond::domain::SystemClock);
-    let jwt = sessiond::auth::mint(
-        &key,
-        &settings,
+    let auth = process_bearer(
+        data_dir.path(),
         "auditor",
-        &permissions,
-        Duration::from_secs(600),
-        now,
-    )
-    .expect("jwt");
-    let auth = format!("Bearer {jwt}");
+        &[
+            "session.read",
+            "session.write",
+            "session.delete",
+            "user.write",
+            "user.read",
+        ],
+    );
+    let jwt = auth.trim_start_matches("Bearer ").to_owned();
     let password = "Sup3r-Secret-Passw0rd!";
     let new_password = "An0ther-Secret-Passw0rd?";
     let http = reqwest::Client::new();
