@@ -120,7 +120,7 @@ fn user_not_found() -> Error {
 }
 
 /// How often a command re-reads and retries after losing a race with another writer.
-const MAX_ATTEMPTS: u32 = 16;
+const MAX_ATTEMPTS: u32 = 40;
 
 /// Runs `op` until it does not fail with a write conflict, a bounded number of times.
 async fn retry_on_conflict<T, F, Fut>(mut op: F) -> Result<T, Error>
@@ -133,8 +133,11 @@ where
             Ok(value) => return Ok(value),
             Err(Attempt::Failed(e)) => return Err(e),
             Err(Attempt::Conflict) => {
-                let jitter = u64::from(rand::random::<u8>() % 4);
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt) + jitter)).await;
+                // Exponential backoff capped at 32 ms, with jitter so racers spread out:
+                // at most about a second in all before giving up.
+                let base = 1u64 << attempt.min(5);
+                let jitter = u64::from(rand::random::<u8>()) % (base + 1);
+                tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
             }
         }
     }
