@@ -616,26 +616,24 @@ impl Core {
     }
 
     /// The principal a session token stands for: the session's checked user. Unknown,
-    /// rotated, terminated or expired tokens, and sessions without a checked user, are
-    /// rejected.
+    /// rotated, terminated or expired tokens, sessions without a checked user, and sessions
+    /// of a locked or deactivated user are rejected.
     pub async fn authenticate_session_token(
         &self,
         token: &SessionToken,
     ) -> Result<Principal, Error> {
-        let invalid = || Error::unauthenticated("AUTH-7fs1e", "Token is invalid or has expired");
-        let session = self
-            .store
-            .session_by_token(&token.hash())
-            .await?
-            .ok_or_else(invalid)?;
-        if !session.is_active(self.clock.now()) {
-            return Err(invalid());
-        }
-        let user = session.user_id().ok_or_else(invalid)?;
+        // The same rules as the self-service face: an active session with an active user.
+        let current = self.current_session(token).await.map_err(|e| {
+            if e.kind() == crate::domain::ErrorKind::Unauthenticated {
+                Error::unauthenticated("AUTH-7fs1e", "Token is invalid or has expired")
+            } else {
+                e
+            }
+        })?;
         Ok(Principal {
-            user_id: user.as_str().to_owned(),
+            user_id: current.user.id.into_string(),
             permissions: crate::domain::Permissions::none(),
-            kind: crate::domain::PrincipalKind::Session(session.id.clone()),
+            kind: crate::domain::PrincipalKind::Session(current.session.id),
         })
     }
 }
