@@ -330,7 +330,7 @@ impl Core {
         metadata.merge(request.metadata);
         let token = SessionToken::generate();
         let mut session = Session {
-            id: SessionId::generate(),
+            id: SessionId::generate_at(now),
             factors,
             metadata,
             user_agent: request.user_agent,
@@ -355,7 +355,8 @@ impl Core {
             created_at: now,
             editor: principal.user_id.clone(),
         };
-        // A random id colliding with an existing one is astronomically rare; draw again.
+        // A new id colliding with an existing one (same millisecond, same random low bits)
+        // is rare; draw again.
         for _ in 0..3 {
             match self.store.insert_session(&session, &event).await {
                 Ok(()) => {
@@ -370,7 +371,7 @@ impl Core {
                         token: Some(token),
                     });
                 }
-                Err(StoreError::Duplicate("id")) => session.id = SessionId::generate(),
+                Err(StoreError::Duplicate("id")) => session.id = SessionId::generate_at(now),
                 Err(e) => return Err(e.into()),
             }
         }
