@@ -65,7 +65,7 @@ pub async fn open_store(config: &StoreConfig) -> anyhow::Result<DynStore> {
             .map(|n| n.get() as u32)
             .unwrap_or(2)
             * 2;
-        let store = SqliteStore::open(&url, readers)
+        let store = SqliteStore::open(&url, readers, config.sqlite_synchronous)
             .await
             .with_context(|| format!("opening SQLite database {url}"))?;
         Ok(Arc::new(store))

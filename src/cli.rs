@@ -17,7 +17,7 @@ use crate::config::{JwtConfig, ServerConfig, StoreConfig, redact_url};
 use crate::config_file::FileConfig;
 use crate::core::{Core, CoreSettings, NewUser, PasswordHasher, Retention, UserAction};
 use crate::domain::{Clock, LoginName, Password, Permission, Principal, SystemClock, UserId};
-use crate::store::PgSettings;
+use crate::store::{PgSettings, Synchronous};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -111,6 +111,10 @@ pub struct StoreArgs {
     /// How long to keep retrying an unreachable database at start-up.
     #[arg(long, env = "SESSIOND_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub db_startup_timeout: Duration,
+    /// SQLite: `normal` (a commit survives a crash of the process; a power loss may lose the
+    /// last moments) or `full` (the log is synced at every commit: survives power loss too).
+    #[arg(long, env = "SESSIOND_SQLITE_SYNCHRONOUS", default_value = "normal")]
+    pub sqlite_synchronous: Synchronous,
 }
 
 impl StoreArgs {
@@ -124,6 +128,7 @@ impl StoreArgs {
                 statement_timeout: self.db_statement_timeout,
             },
             startup_timeout: self.db_startup_timeout,
+            sqlite_synchronous: self.sqlite_synchronous,
         }
     }
 }
@@ -684,6 +689,10 @@ fn show(args: &ServeArgs) -> String {
         ("db-acquire-timeout", d(&args.store.db_acquire_timeout)),
         ("db-statement-timeout", d(&args.store.db_statement_timeout)),
         ("db-startup-timeout", d(&args.store.db_startup_timeout)),
+        (
+            "sqlite-synchronous",
+            format!("{:?}", args.store.sqlite_synchronous.to_string()),
+        ),
     ];
     lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
 }

@@ -17,6 +17,8 @@ pub struct StoreConfig {
     pub postgres: crate::store::PgSettings,
     /// How long to keep retrying an unreachable database at start-up.
     pub startup_timeout: std::time::Duration,
+    /// SQLite: how often a commit reaches the disk.
+    pub sqlite_synchronous: crate::store::Synchronous,
 }
 
 impl StoreConfig {
@@ -27,6 +29,7 @@ impl StoreConfig {
             database_url: None,
             postgres: crate::store::PgSettings::default(),
             startup_timeout: std::time::Duration::from_secs(60),
+            sqlite_synchronous: crate::store::Synchronous::default(),
         }
     }
 
@@ -54,6 +57,7 @@ impl fmt::Debug for StoreConfig {
             )
             .field("postgres", &self.postgres)
             .field("startup_timeout", &self.startup_timeout)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()
     }
 }

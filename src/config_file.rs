@@ -43,6 +43,7 @@ pub struct FileConfig {
     db_acquire_timeout: Option<String>,
     db_statement_timeout: Option<String>,
     db_startup_timeout: Option<String>,
+    sqlite_synchronous: Option<String>,
 }
 
 impl FileConfig {
@@ -170,6 +171,11 @@ impl FileConfig {
             "db-startup-timeout",
             args.store.db_startup_timeout
         );
+        if let (Some(v), true) = (self.sqlite_synchronous, unset("sqlite_synchronous")) {
+            args.store.sqlite_synchronous = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("sqlite-synchronous: {e}"))?;
+        }
         if let (Some(v), true) = (self.prune_interval, unset("prune_interval")) {
             args.prune_interval = Some(duration("prune-interval", &v)?);
         }

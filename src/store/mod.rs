@@ -22,7 +22,7 @@ use crate::domain::{
 
 pub use bounded::Bounded;
 pub use postgres::{PgSettings, PostgresStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Synchronous};
 
 /// One appended event of a session's log.
 #[derive(Clone, Debug)]

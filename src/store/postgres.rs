@@ -19,8 +19,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::rows::{
-    SESSION_COLUMNS, internal, json, push_session_filter, push_user_sessions_filter,
-    session_from_row, to_i64, user_from_row,
+    Columns, SESSION_COLUMNS, SqlBuilder, USER_COLUMNS, internal, json, push_session_filter,
+    push_user_sessions_filter, session_from_row, to_i64, user_from_row,
 };
 use super::{
     CheckOutcome, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store,
@@ -50,6 +50,34 @@ impl Default for PgSettings {
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl Columns for sqlx::postgres::PgRow {
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i).map_err(internal)
+    }
+
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.try_get(i).map_err(internal)
+    }
+
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        self.try_get(i).map_err(internal)
+    }
+}
+
+impl SqlBuilder for QueryBuilder<'_, Postgres> {
+    fn sql(&mut self, text: &str) -> &mut Self {
+        self.push(text)
+    }
+
+    fn bind_text(&mut self, value: String) -> &mut Self {
+        self.push_bind(value)
+    }
+
+    fn bind_int(&mut self, value: i64) -> &mut Self {
+        self.push_bind(value)
     }
 }
 
@@ -358,7 +386,7 @@ impl Store for PostgresStore {
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -367,11 +395,13 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE login_name_folded = $1")
-            .bind(name.folded())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE login_name_folded = $1"
+        ))
+        .bind(name.folded())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -528,10 +558,10 @@ impl Store for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let rows = sqlx::query(
-            "SELECT * FROM users WHERE $1::TEXT IS NULL OR login_name_folded = $1 \
-             ORDER BY login_name_folded LIMIT $2 OFFSET $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE $1::TEXT IS NULL OR login_name_folded = $1 \
+             ORDER BY login_name_folded LIMIT $2 OFFSET $3"
+        ))
         .bind(folded)
         .bind(i64::from(query.limit))
         .bind(to_i64(query.offset))

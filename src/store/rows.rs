@@ -1,8 +1,6 @@
 //! Row decoding and small helpers shared by both SQL backends. Both schemas use the same
 //! column names and types (TEXT, BIGINT microseconds, BLOB/BYTEA), so one decoder serves both.
 
-use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
-
 use super::StoreError;
 use crate::domain::{
     ActivityFilter, Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery,
@@ -38,185 +36,177 @@ pub fn comparison(op: TimeComparison) -> &'static str {
     }
 }
 
-fn get<'r, R, T>(row: &'r R, column: &'r str) -> Result<T, StoreError>
-where
-    R: Row,
-    &'r str: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
-{
-    row.try_get(column).map_err(internal)
+/// The columns `user_from_row` reads, in its order.
+pub const USER_COLUMNS: &str = "id, login_name, display_name, organization_id, state, \
+    password_hash, failed_password_attempts, created_at, updated_at";
+
+/// Positional access to one result row; each backend implements it for its row type. Columns
+/// are read by position (the order of [`SESSION_COLUMNS`] / [`USER_COLUMNS`]): a name lookup
+/// per column would cost more than the decoding itself.
+pub trait Columns {
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn required_text(&self, i: usize) -> Result<String, StoreError> {
+        self.text(i)?.ok_or_else(|| null_column(i))
+    }
+
+    fn required_int(&self, i: usize) -> Result<i64, StoreError> {
+        self.int(i)?.ok_or_else(|| null_column(i))
+    }
+
+    fn time(&self, i: usize) -> Result<Option<Time>, StoreError> {
+        Ok(self.int(i)?.map(Time::from_unix_micros))
+    }
 }
 
-fn time<'r, R>(row: &'r R, column: &'r str) -> Result<Option<Time>, StoreError>
-where
-    R: Row,
-    &'r str: ColumnIndex<R>,
-    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(get::<R, Option<i64>>(row, column)?.map(Time::from_unix_micros))
+fn null_column(i: usize) -> StoreError {
+    StoreError::Internal(format!("column {i} is unexpectedly NULL").into())
 }
 
-pub fn session_from_row<'r, R>(row: &'r R) -> Result<Session, StoreError>
-where
-    R: Row,
-    &'r str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let user_id: Option<String> = get(row, "user_id")?;
-    let user = match (user_id, time(row, "user_verified_at")?) {
+/// Where the SQL of a dynamic query goes, with its parameters in order: each backend has its
+/// own placeholder syntax, the filters below are written once.
+pub trait SqlBuilder {
+    fn sql(&mut self, text: &str) -> &mut Self;
+    fn bind_text(&mut self, value: String) -> &mut Self;
+    fn bind_int(&mut self, value: i64) -> &mut Self;
+}
+
+pub fn session_from_row(row: &impl Columns) -> Result<Session, StoreError> {
+    let user = match (row.text(1)?, row.time(2)?) {
         (Some(id), Some(verified_at)) => Some(UserFactor {
             id: UserId::from_trusted(id),
             verified_at,
-            login_name: get::<R, Option<String>>(row, "login_name")?.unwrap_or_default(),
-            display_name: get::<R, Option<String>>(row, "display_name")?.unwrap_or_default(),
-            organization_id: get::<R, Option<String>>(row, "organization_id")?.unwrap_or_default(),
+            login_name: row.text(14)?.unwrap_or_default(),
+            display_name: row.text(15)?.unwrap_or_default(),
+            organization_id: row.text(16)?.unwrap_or_default(),
         }),
         _ => None,
     };
-    let metadata: String = get(row, "metadata")?;
-    let user_agent: String = get(row, "user_agent")?;
-    let token_hash: Vec<u8> = get(row, "token_hash")?;
-    let sequence: i64 = get(row, "sequence")?;
+    let metadata = row.required_text(4)?;
+    let user_agent = row.required_text(5)?;
+    let token_hash = row.blob(12)?.unwrap_or_default();
     Ok(Session {
-        id: SessionId::from_trusted(get(row, "id")?),
+        id: SessionId::from_trusted(row.required_text(0)?),
         factors: Factors {
             user,
-            password_verified_at: time(row, "password_verified_at")?,
+            password_verified_at: row.time(3)?,
         },
         metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
         user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,
-        expiration: time(row, "expiration")?,
-        creator: get(row, "creator")?,
-        resource_owner: get(row, "resource_owner")?,
-        creation_date: Time::from_unix_micros(get(row, "creation_date")?),
-        change_date: Time::from_unix_micros(get(row, "change_date")?),
-        sequence: u64::try_from(sequence).unwrap_or_default(),
+        expiration: row.time(6)?,
+        creator: row.required_text(7)?,
+        resource_owner: row.required_text(8)?,
+        creation_date: Time::from_unix_micros(row.required_int(9)?),
+        change_date: Time::from_unix_micros(row.required_int(10)?),
+        sequence: u64::try_from(row.required_int(11)?).unwrap_or_default(),
         token_hash: TokenHash::from_slice(&token_hash)
             .ok_or_else(|| StoreError::Internal("stored token hash is not 32 bytes".into()))?,
-        terminated_at: time(row, "terminated_at")?,
+        terminated_at: row.time(13)?,
     })
 }
 
-pub fn user_from_row<'r, R>(row: &'r R) -> Result<User, StoreError>
-where
-    R: Row,
-    &'r str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let state: String = get(row, "state")?;
-    let attempts: i64 = get(row, "failed_password_attempts")?;
+pub fn user_from_row(row: &impl Columns) -> Result<User, StoreError> {
+    let state = row.required_text(4)?;
+    let attempts = row.required_int(6)?;
     Ok(User {
-        id: UserId::from_trusted(get(row, "id")?),
-        login_name: LoginName::from_trusted(get(row, "login_name")?),
-        display_name: get(row, "display_name")?,
-        organization_id: get(row, "organization_id")?,
+        id: UserId::from_trusted(row.required_text(0)?),
+        login_name: LoginName::from_trusted(row.required_text(1)?),
+        display_name: row.required_text(2)?,
+        organization_id: row.required_text(3)?,
         state: UserState::parse(&state)
             .ok_or_else(|| StoreError::Internal(format!("unknown user state {state:?}").into()))?,
-        password_hash: get(row, "password_hash")?,
+        password_hash: row.text(5)?,
         failed_password_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        created_at: Time::from_unix_micros(get(row, "created_at")?),
-        updated_at: Time::from_unix_micros(get(row, "updated_at")?),
+        created_at: Time::from_unix_micros(row.required_int(7)?),
+        updated_at: Time::from_unix_micros(row.required_int(8)?),
     })
 }
 
 /// `WHERE …` of a session search, in SQL both backends accept.
-pub fn push_session_filter<'a, DB>(qb: &mut QueryBuilder<'a, DB>, filter: &SessionFilter)
-where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    qb.push(" WHERE s.terminated_at IS NULL");
+pub fn push_session_filter(qb: &mut impl SqlBuilder, filter: &SessionFilter) {
+    qb.sql(" WHERE s.terminated_at IS NULL");
     if let Some(user) = &filter.visible_to {
-        qb.push(" AND (s.creator = ").push_bind(user.clone());
-        qb.push(" OR s.user_id = ")
-            .push_bind(user.clone())
-            .push(")");
+        qb.sql(" AND (s.creator = ").bind_text(user.clone());
+        qb.sql(" OR s.user_id = ").bind_text(user.clone()).sql(")");
     }
     for query in &filter.queries {
         match query {
             SessionQuery::Ids(ids) if ids.is_empty() => {
-                qb.push(" AND 1 = 0");
+                qb.sql(" AND 1 = 0");
             }
             SessionQuery::Ids(ids) => {
-                qb.push(" AND s.id IN (");
-                let mut separated = qb.separated(", ");
-                for id in ids {
-                    separated.push_bind(id.clone());
+                qb.sql(" AND s.id IN (");
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        qb.sql(", ");
+                    }
+                    qb.bind_text(id.clone());
                 }
-                qb.push(")");
+                qb.sql(")");
             }
             SessionQuery::UserId(id) => {
-                qb.push(" AND s.user_id = ").push_bind(id.clone());
+                qb.sql(" AND s.user_id = ").bind_text(id.clone());
             }
             SessionQuery::Creator(id) => {
-                qb.push(" AND s.creator = ").push_bind(id.clone());
+                qb.sql(" AND s.creator = ").bind_text(id.clone());
             }
             SessionQuery::UserAgentFingerprint(id) => {
-                qb.push(" AND s.fingerprint_id = ").push_bind(id.clone());
+                qb.sql(" AND s.fingerprint_id = ").bind_text(id.clone());
             }
             SessionQuery::CreationDate(op, at) => {
-                qb.push(" AND s.creation_date")
-                    .push(comparison(*op))
-                    .push_bind(at.unix_micros());
+                qb.sql(" AND s.creation_date")
+                    .sql(comparison(*op))
+                    .bind_int(at.unix_micros());
             }
             SessionQuery::ExpirationDate(op, at) => {
-                qb.push(" AND (s.expiration")
-                    .push(comparison(*op))
-                    .push_bind(at.unix_micros());
+                qb.sql(" AND (s.expiration")
+                    .sql(comparison(*op))
+                    .bind_int(at.unix_micros());
                 if matches!(
                     op,
                     TimeComparison::Greater | TimeComparison::GreaterOrEquals
                 ) {
-                    qb.push(" OR s.expiration IS NULL");
+                    qb.sql(" OR s.expiration IS NULL");
                 }
-                qb.push(")");
+                qb.sql(")");
             }
         }
     }
 }
 
 /// `WHERE …` of one user's sessions; with `with_cursor`, also the keyset position.
-pub fn push_user_sessions_filter<'a, DB>(
-    qb: &mut QueryBuilder<'a, DB>,
+pub fn push_user_sessions_filter(
+    qb: &mut impl SqlBuilder,
     query: &UserSessionsQuery,
     with_cursor: bool,
-) where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    qb.push(" WHERE s.user_id = ")
-        .push_bind(query.user_id.as_str().to_owned());
+) {
+    qb.sql(" WHERE s.user_id = ")
+        .bind_text(query.user_id.as_str().to_owned());
     if let Some(id) = &query.exclude {
-        qb.push(" AND s.id <> ").push_bind(id.as_str().to_owned());
+        qb.sql(" AND s.id <> ").bind_text(id.as_str().to_owned());
     }
     match query.activity {
         ActivityFilter::All => {}
         ActivityFilter::Active(now) => {
-            qb.push(" AND s.terminated_at IS NULL AND (s.expiration IS NULL OR s.expiration > ")
-                .push_bind(now.unix_micros())
-                .push(")");
+            qb.sql(" AND s.terminated_at IS NULL AND (s.expiration IS NULL OR s.expiration > ")
+                .bind_int(now.unix_micros())
+                .sql(")");
         }
         ActivityFilter::Inactive(now) => {
-            qb.push(" AND (s.terminated_at IS NOT NULL OR s.expiration <= ")
-                .push_bind(now.unix_micros())
-                .push(")");
+            qb.sql(" AND (s.terminated_at IS NOT NULL OR s.expiration <= ")
+                .bind_int(now.unix_micros())
+                .sql(")");
         }
     }
     if let (true, Some(after)) = (with_cursor, &query.after) {
-        qb.push(" AND (s.creation_date < ")
-            .push_bind(after.creation_date.unix_micros())
-            .push(" OR (s.creation_date = ")
-            .push_bind(after.creation_date.unix_micros())
-            .push(" AND s.id < ")
-            .push_bind(after.id.as_str().to_owned())
-            .push("))");
+        qb.sql(" AND (s.creation_date < ")
+            .bind_int(after.creation_date.unix_micros())
+            .sql(" OR (s.creation_date = ")
+            .bind_int(after.creation_date.unix_micros())
+            .sql(" AND s.id < ")
+            .bind_text(after.id.as_str().to_owned())
+            .sql("))");
     }
 }
