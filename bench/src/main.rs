@@ -649,11 +649,11 @@ async fn main_table(
     let deletes_needed = ops.contains(&Op::Delete).then(|| {
         let protos = protos.len() as f64;
         let per_round = settings.warmup + settings.duration;
-        // Generous guesses of the delete rates (measured: ~1,100-1,500/s closed loop on
+        // Generous guesses of the delete rates (measured: ~9,000-12,000/s closed loop on
         // 2 cores); a round that runs out reports its rate over the time it lasted.
-        let closed = settings.rounds as f64 * protos * per_round * 4000.0;
-        let c1 = protos * (settings.warmup + settings.c1_duration) * 1500.0;
-        let rate = protos * (settings.warmup + settings.rate_duration) * 2000.0;
+        let closed = settings.rounds as f64 * protos * per_round * 16_000.0;
+        let c1 = protos * (settings.warmup + settings.c1_duration) * 4000.0;
+        let rate = protos * (settings.warmup + settings.rate_duration) * 8000.0;
         (closed + c1 + rate) as usize
     });
     let delete_pool_size = args.delete_pool.or(deletes_needed).unwrap_or(0);
