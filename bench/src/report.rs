@@ -222,6 +222,12 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(o, "- Total run time: {:.0} s\n", r.total_seconds);
 
     targets(&mut o, r);
+    let _ = writeln!(
+        o,
+        "What bounds each missed target, with the profiles and experiments behind it, is \
+         written up in [ANALYSIS.md](ANALYSIS.md) (by hand, from the runs; this file is \
+         generated).\n"
+    );
 
     if !r.cells.is_empty() {
         let _ = writeln!(o, "## Maximum throughput (closed loop)\n");
