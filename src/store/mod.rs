@@ -1,5 +1,5 @@
-//! Persistence behind one trait. The core decides; the store only reads and writes, one
-//! transaction per call. All SQL lives in the backend modules (SQL is kept per backend, and
+//! Persistence behind one trait. The core decides; the store only reads and writes, and each
+//! call is atomic (a transaction of its own, or a savepoint of its own inside a group commit). All SQL lives in the backend modules (SQL is kept per backend, and
 //! the contract tests in `tests/` hold every backend to the same behaviour).
 //!
 //! Writes use optimistic concurrency: [`Store::update_session`] only applies when the stored
