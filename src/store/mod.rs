@@ -1,6 +1,7 @@
 //! Persistence behind one trait. The core decides; the store only reads and writes, and each
-//! call is atomic (a transaction of its own, or a savepoint of its own inside a group commit). All SQL lives in the backend modules (SQL is kept per backend, and
-//! the contract tests in `tests/` hold every backend to the same behaviour).
+//! call is atomic (a transaction of its own, or a savepoint of its own inside a group commit).
+//! All SQL lives in the backend modules (SQL is kept per backend, and the contract tests in
+//! `tests/` hold every backend to the same behaviour).
 //!
 //! Writes use optimistic concurrency: [`Store::update_session`] only applies when the stored
 //! sequence is still the one the core read, and `(session_id, sequence)` is unique in the
