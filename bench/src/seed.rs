@@ -47,13 +47,6 @@ fn numeric_id(rng: &mut impl Rng) -> String {
         .to_string()
 }
 
-/// The shape of sessiond's session ids: 19 digits, milliseconds since 2025 in the high bits
-/// and 23 random low bits, so ids sort by creation time as sessiond's own do.
-fn ordered_id(rng: &mut impl Rng, at_micros: i64) -> String {
-    let ms = u64::try_from(at_micros / 1000 - 1_735_689_600_000).unwrap_or(0);
-    (1_000_000_000_000_000_000u64 + (ms << 23) + rng.gen_range(0..1u64 << 23)).to_string()
-}
-
 fn token(rng: &mut impl RngCore) -> String {
     let mut bytes = [0u8; 32];
     rng.fill_bytes(&mut bytes);
@@ -133,7 +126,8 @@ pub async fn seed(
                 let tok = token(&mut rng);
                 let at = now_micros - ((spec.sessions - n) as i64) * 1000;
                 let row = Row {
-                    id: ordered_id(&mut rng, at),
+                    // sessiond's own id shape: sorted by creation time.
+                    id: sessiond::domain::ordered_id_from(&mut rng, at / 1000),
                     user: n % user_count,
                     hash: Sha256::digest(tok.as_bytes()).to_vec(),
                     at,

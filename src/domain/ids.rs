@@ -30,10 +30,16 @@ const ORDERED_RANDOM_BITS: u32 = 23;
 /// Keeps every time-ordered id at 19 digits (so text order is time order) for 31 years.
 const ORDERED_BASE: u64 = 1_000_000_000_000_000_000;
 
-/// A fresh id that sorts after the ids made before `now_ms` (milliseconds since the epoch).
+/// A fresh id that sorts after the ids made before `now_unix_ms` (milliseconds since the
+/// epoch).
 pub fn new_ordered_id(now_unix_ms: i64) -> String {
+    ordered_id_from(&mut rand::thread_rng(), now_unix_ms)
+}
+
+/// [`new_ordered_id`] with the random low bits drawn from `rng` (e.g. a seeded one).
+pub fn ordered_id_from(rng: &mut impl Rng, now_unix_ms: i64) -> String {
     let ms = u64::try_from(now_unix_ms - ORDERED_EPOCH_MS).unwrap_or(0) & ((1 << 39) - 1);
-    let random: u64 = rand::thread_rng().gen_range(0..1 << ORDERED_RANDOM_BITS);
+    let random: u64 = rng.gen_range(0..1 << ORDERED_RANDOM_BITS);
     (ORDERED_BASE + (ms << ORDERED_RANDOM_BITS) + random).to_string()
 }
 

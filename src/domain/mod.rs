@@ -11,7 +11,7 @@ mod token;
 mod user;
 
 pub use error::{Error, ErrorKind, error_ids};
-pub use ids::{SessionId, UserId, new_numeric_id};
+pub use ids::{SessionId, UserId, new_numeric_id, new_ordered_id, ordered_id_from};
 pub use principal::{Permission, Permissions, Principal, PrincipalKind};
 pub use session::{
     ActivityFilter, Details, Factors, ListDetails, Metadata, PageCursor, Session, SessionFilter,

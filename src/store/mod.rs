@@ -174,9 +174,13 @@ where
             Err(sqlx::Error::Database(_)) => return Ok(false),
             Err(e) => return Err(StoreError::Unavailable(Box::new(e))),
         };
-    Ok(migrator
-        .iter()
-        .all(|m| applied.iter().any(|(v,)| *v == m.version)))
+    let applied: Vec<i64> = applied.into_iter().map(|(v,)| v).collect();
+    Ok(migrations_applied(migrator, &applied))
+}
+
+/// Whether every migration of `migrator` is among the `applied` versions.
+fn migrations_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> bool {
+    migrator.iter().all(|m| applied.contains(&m.version))
 }
 
 /// A page of sessions and the number of all matches.

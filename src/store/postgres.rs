@@ -19,16 +19,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::rows::{
-    Columns, SESSION_COLUMNS, SqlBuilder, USER_COLUMNS, internal, json, push_session_filter,
-    push_user_sessions_filter, session_from_row, to_i64, user_from_row,
+    Columns, SqlBuilder, event_from_row, internal, json, select_events, select_sessions,
+    select_users, session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
 };
 use super::{
     CheckOutcome, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store,
     StoreError, StoredEvent, UserListQuery,
 };
 use crate::domain::{
-    LoginName, Session, SessionFilter, SessionId, SortOrder, Time, TokenHash, User, UserId,
-    UserSessionsQuery,
+    LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -221,6 +220,31 @@ async fn terminate_in(
     Ok(done.rows_affected())
 }
 
+impl PostgresStore {
+    /// Runs the count and the page of a session search in one transaction (one snapshot).
+    async fn session_page(
+        &self,
+        (mut count, mut select): (QueryBuilder<'_, Postgres>, QueryBuilder<'_, Postgres>),
+    ) -> Result<SessionPage, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let rows = select.build().fetch_all(&mut *tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        let sessions = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SessionPage {
+            sessions,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError> {
@@ -281,11 +305,7 @@ impl Store for PostgresStore {
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-             WHERE s.id = $1"
-        );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(select_sessions!(" WHERE s.id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -294,11 +314,7 @@ impl Store for PostgresStore {
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1"
-        );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(select_sessions!(" WHERE s.token_hash = $1"))
             .bind(hash.as_bytes().as_slice())
             .fetch_optional(&self.pool)
             .await
@@ -307,60 +323,17 @@ impl Store for PostgresStore {
     }
 
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM sessions s");
-        push_session_filter(&mut count, filter);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&mut *tx)
+        self.session_page(session_search(QueryBuilder::new, filter))
             .await
-            .map_err(classify)?;
-        let mut select = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
-        ));
-        push_session_filter(&mut select, filter);
-        select.push(match filter.order {
-            SortOrder::CreationDesc => " ORDER BY s.creation_date DESC, s.id DESC",
-            SortOrder::CreationAsc => " ORDER BY s.creation_date ASC, s.id ASC",
-        });
-        select.push(" LIMIT ").push_bind(i64::from(filter.limit));
-        select.push(" OFFSET ").push_bind(to_i64(filter.offset));
-        let rows = select.build().fetch_all(&mut *tx).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        let sessions = rows
-            .iter()
-            .map(session_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(SessionPage {
-            sessions,
-            total: u64::try_from(total).unwrap_or_default(),
-        })
     }
 
     async fn session_events(&self, id: &SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT sequence, event_type, payload, created_at, editor FROM session_events \
-             WHERE session_id = $1 ORDER BY sequence",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                let payload: String = row.try_get("payload").map_err(internal)?;
-                let sequence: i64 = row.try_get("sequence").map_err(internal)?;
-                Ok(StoredEvent {
-                    sequence: u64::try_from(sequence).unwrap_or_default(),
-                    event_type: row.try_get("event_type").map_err(internal)?,
-                    payload: serde_json::from_str(&payload).map_err(internal)?,
-                    created_at: Time::from_unix_micros(
-                        row.try_get("created_at").map_err(internal)?,
-                    ),
-                    editor: row.try_get("editor").map_err(internal)?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(select_events!(" WHERE session_id = $1 ORDER BY sequence"))
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(event_from_row).collect()
     }
 
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
@@ -386,7 +359,7 @@ impl Store for PostgresStore {
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        let row = sqlx::query(select_users!(" WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -395,13 +368,11 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE login_name_folded = $1"
-        ))
-        .bind(name.folded())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
+        let row = sqlx::query(select_users!(" WHERE login_name_folded = $1"))
+            .bind(name.folded())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -475,31 +446,8 @@ impl Store for PostgresStore {
     }
 
     async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM sessions s");
-        push_user_sessions_filter(&mut count, query, false);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&mut *tx)
+        self.session_page(user_sessions_search(QueryBuilder::new, query))
             .await
-            .map_err(classify)?;
-        let mut select = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
-        ));
-        push_user_sessions_filter(&mut select, query, true);
-        select
-            .push(" ORDER BY s.creation_date DESC, s.id DESC LIMIT ")
-            .push_bind(i64::from(query.limit));
-        let rows = select.build().fetch_all(&mut *tx).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        let sessions = rows
-            .iter()
-            .map(session_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(SessionPage {
-            sessions,
-            total: u64::try_from(total).unwrap_or_default(),
-        })
     }
 
     async fn terminate_user_sessions(
@@ -558,8 +506,8 @@ impl Store for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE $1::TEXT IS NULL OR login_name_folded = $1 \
+        let rows = sqlx::query(select_users!(
+            " WHERE $1::TEXT IS NULL OR login_name_folded = $1 \
              ORDER BY login_name_folded LIMIT $2 OFFSET $3"
         ))
         .bind(folded)

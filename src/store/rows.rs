@@ -1,18 +1,50 @@
 //! Row decoding and small helpers shared by both SQL backends. Both schemas use the same
 //! column names and types (TEXT, BIGINT microseconds, BLOB/BYTEA), so one decoder serves both.
 
-use super::StoreError;
+use super::{StoreError, StoredEvent};
 use crate::domain::{
     ActivityFilter, Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery,
-    Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId, UserSessionsQuery,
-    UserState,
+    SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
+    UserSessionsQuery, UserState,
 };
 
-/// The columns `session_from_row` reads, from `sessions s LEFT JOIN users u`.
-pub const SESSION_COLUMNS: &str = "s.id, s.user_id, s.user_verified_at, s.password_verified_at, \
-    s.metadata, s.user_agent, s.expiration, s.creator, s.resource_owner, s.creation_date, \
-    s.change_date, s.sequence, s.token_hash, s.terminated_at, \
-    u.login_name, u.display_name, u.organization_id";
+/// `SELECT` of the columns `session_from_row` reads (from `sessions s LEFT JOIN users u`),
+/// followed by `$tail`: a `&'static str`, so no query text is built per request.
+macro_rules! select_sessions {
+    ($tail:literal) => {
+        concat!(
+            "SELECT s.id, s.user_id, s.user_verified_at, s.password_verified_at, s.metadata, \
+             s.user_agent, s.expiration, s.creator, s.resource_owner, s.creation_date, \
+             s.change_date, s.sequence, s.token_hash, s.terminated_at, u.login_name, \
+             u.display_name, u.organization_id FROM sessions s LEFT JOIN users u \
+             ON u.id = s.user_id",
+            $tail
+        )
+    };
+}
+
+/// `SELECT` of the columns `user_from_row` reads, followed by `$tail`.
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, login_name, display_name, organization_id, state, password_hash, \
+             failed_password_attempts, created_at, updated_at FROM users",
+            $tail
+        )
+    };
+}
+
+/// `SELECT` of the columns `event_from_row` reads, followed by `$tail`.
+macro_rules! select_events {
+    ($tail:literal) => {
+        concat!(
+            "SELECT sequence, event_type, payload, created_at, editor FROM session_events",
+            $tail
+        )
+    };
+}
+
+pub(crate) use {select_events, select_sessions, select_users};
 
 pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Internal(Box::new(e))
@@ -36,12 +68,8 @@ pub fn comparison(op: TimeComparison) -> &'static str {
     }
 }
 
-/// The columns `user_from_row` reads, in its order.
-pub const USER_COLUMNS: &str = "id, login_name, display_name, organization_id, state, \
-    password_hash, failed_password_attempts, created_at, updated_at";
-
 /// Positional access to one result row; each backend implements it for its row type. Columns
-/// are read by position (the order of [`SESSION_COLUMNS`] / [`USER_COLUMNS`]): a name lookup
+/// are read by position (the order of `select_sessions!` / `select_users!`): a name lookup
 /// per column would cost more than the decoding itself.
 pub trait Columns {
     fn text(&self, i: usize) -> Result<Option<String>, StoreError>;
@@ -63,6 +91,17 @@ pub trait Columns {
 
 fn null_column(i: usize) -> StoreError {
     StoreError::Internal(format!("column {i} is unexpectedly NULL").into())
+}
+
+pub fn event_from_row(row: &impl Columns) -> Result<StoredEvent, StoreError> {
+    let payload = row.required_text(2)?;
+    Ok(StoredEvent {
+        sequence: u64::try_from(row.required_int(0)?).unwrap_or_default(),
+        event_type: row.required_text(1)?,
+        payload: serde_json::from_str(&payload).map_err(internal)?,
+        created_at: Time::from_unix_micros(row.required_int(3)?),
+        editor: row.required_text(4)?,
+    })
 }
 
 /// Where the SQL of a dynamic query goes, with its parameters in order: each backend has its
@@ -124,8 +163,42 @@ pub fn user_from_row(row: &impl Columns) -> Result<User, StoreError> {
     })
 }
 
+/// The count and the page of a session search (ListSessions), in SQL both backends accept;
+/// `new` starts a query in the backend's builder.
+pub fn session_search<B: SqlBuilder>(
+    new: impl Fn(&'static str) -> B,
+    filter: &SessionFilter,
+) -> (B, B) {
+    let mut count = new("SELECT COUNT(*) FROM sessions s");
+    push_session_filter(&mut count, filter);
+    let mut select = new(select_sessions!(""));
+    push_session_filter(&mut select, filter);
+    select.sql(match filter.order {
+        SortOrder::CreationDesc => " ORDER BY s.creation_date DESC, s.id DESC",
+        SortOrder::CreationAsc => " ORDER BY s.creation_date ASC, s.id ASC",
+    });
+    select.sql(" LIMIT ").bind_int(i64::from(filter.limit));
+    select.sql(" OFFSET ").bind_int(to_i64(filter.offset));
+    (count, select)
+}
+
+/// The count and the page (newest first, from the keyset cursor) of one user's sessions.
+pub fn user_sessions_search<B: SqlBuilder>(
+    new: impl Fn(&'static str) -> B,
+    query: &UserSessionsQuery,
+) -> (B, B) {
+    let mut count = new("SELECT COUNT(*) FROM sessions s");
+    push_user_sessions_filter(&mut count, query, false);
+    let mut select = new(select_sessions!(""));
+    push_user_sessions_filter(&mut select, query, true);
+    select
+        .sql(" ORDER BY s.creation_date DESC, s.id DESC LIMIT ")
+        .bind_int(i64::from(query.limit));
+    (count, select)
+}
+
 /// `WHERE …` of a session search, in SQL both backends accept.
-pub fn push_session_filter(qb: &mut impl SqlBuilder, filter: &SessionFilter) {
+fn push_session_filter(qb: &mut impl SqlBuilder, filter: &SessionFilter) {
     qb.sql(" WHERE s.terminated_at IS NULL");
     if let Some(user) = &filter.visible_to {
         qb.sql(" AND (s.creator = ").bind_text(user.clone());
@@ -177,7 +250,7 @@ pub fn push_session_filter(qb: &mut impl SqlBuilder, filter: &SessionFilter) {
 }
 
 /// `WHERE …` of one user's sessions; with `with_cursor`, also the keyset position.
-pub fn push_user_sessions_filter(
+fn push_user_sessions_filter(
     qb: &mut impl SqlBuilder,
     query: &UserSessionsQuery,
     with_cursor: bool,

@@ -18,7 +18,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, LazyLock, mpsc};
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -28,16 +28,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use self::readers::{BUSY_TIMEOUT, Readers, start_checkpointer};
 use self::writer::Writer;
 use super::rows::{
-    Columns, SESSION_COLUMNS, SqlBuilder, USER_COLUMNS, internal, json, push_session_filter,
-    push_user_sessions_filter, session_from_row, to_i64, user_from_row,
+    Columns, SqlBuilder, event_from_row, json, select_events, select_sessions, select_users,
+    session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
 };
 use super::{
     CheckOutcome, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store,
     StoreError, StoredEvent, UserListQuery,
 };
 use crate::domain::{
-    LoginName, Session, SessionFilter, SessionId, SortOrder, Time, TokenHash, User, UserId,
-    UserSessionsQuery,
+    LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -58,15 +57,6 @@ pub enum Synchronous {
     Normal,
     /// Survives a power loss too: the log is synced on every commit.
     Full,
-}
-
-impl Synchronous {
-    fn pragma(self) -> &'static str {
-        match self {
-            Self::Normal => "NORMAL",
-            Self::Full => "FULL",
-        }
-    }
 }
 
 impl std::fmt::Display for Synchronous {
@@ -173,9 +163,10 @@ fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, Stor
     )
     .map_err(classify)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    let synchronous = synchronous.to_string();
     for (name, value) in [
         ("journal_mode", "WAL"),
-        ("synchronous", synchronous.pragma()),
+        ("synchronous", synchronous.as_str()),
         ("foreign_keys", "ON"),
         ("temp_store", "memory"),
     ] {
@@ -245,9 +236,9 @@ struct Query {
 }
 
 impl Query {
-    fn new(sql: impl Into<String>) -> Self {
+    fn new(sql: &str) -> Self {
         Self {
-            sql: sql.into(),
+            sql: sql.to_owned(),
             params: Vec::new(),
         }
     }
@@ -329,6 +320,14 @@ const CHANGEABLE_COLUMNS: [&str; 11] = [
     "terminated_at",
 ];
 
+/// Reads [`CHANGEABLE_COLUMNS`] of a session at an expected sequence.
+static SELECT_CHANGEABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM sessions WHERE id = ? AND sequence = ?",
+        CHANGEABLE_COLUMNS.join(", ")
+    )
+});
+
 impl SessionRow {
     fn changeable(&self) -> [Value; 11] {
         let int = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
@@ -353,12 +352,7 @@ impl SessionRow {
     /// does not rewrite (a termination touches the row and the two live-session indexes,
     /// not the token and user indexes).
     fn update(&self, conn: &Connection, expected: i64) -> Result<(), StoreError> {
-        let mut statement = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM sessions WHERE id = ? AND sequence = ?",
-                CHANGEABLE_COLUMNS.join(", ")
-            ))
-            .map_err(classify)?;
+        let mut statement = conn.prepare_cached(&SELECT_CHANGEABLE).map_err(classify)?;
         let stored: Option<[Value; 11]> = statement
             .query_row(params![self.id, expected], |row| {
                 let mut values = [const { Value::Null }; 11];
@@ -522,45 +516,47 @@ impl RevocationRow {
     }
 }
 
-fn session_query(
+/// The rows of a prepared statement, decoded.
+fn all_rows<T>(
     conn: &Connection,
     sql: &str,
-    key: &dyn rusqlite::ToSql,
-) -> Result<Option<Session>, StoreError> {
+    params: impl rusqlite::Params,
+    decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let mut statement = conn.prepare_cached(sql).map_err(classify)?;
-    let mut rows = statement.query([key]).map_err(classify)?;
-    match rows.next().map_err(classify)? {
-        Some(row) => session_from_row(row).map(Some),
-        None => Ok(None),
+    let mut rows = statement.query(params).map_err(classify)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(classify)? {
+        out.push(decode(row)?);
     }
+    Ok(out)
 }
 
-fn user_query(conn: &Connection, sql: &str, key: &str) -> Result<Option<User>, StoreError> {
+/// The first row of a prepared statement, decoded, if there is one.
+fn first_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
     let mut statement = conn.prepare_cached(sql).map_err(classify)?;
-    let mut rows = statement.query([key]).map_err(classify)?;
-    match rows.next().map_err(classify)? {
-        Some(row) => user_from_row(row).map(Some),
-        None => Ok(None),
-    }
+    let mut rows = statement.query(params).map_err(classify)?;
+    rows.next().map_err(classify)?.map(decode).transpose()
 }
 
 /// Runs a count and a page of sessions in one read transaction (one snapshot).
-fn session_page(conn: &Connection, count: Query, select: Query) -> Result<SessionPage, StoreError> {
+fn session_page(
+    conn: &Connection,
+    (count, select): (Query, Query),
+) -> Result<SessionPage, StoreError> {
     let tx = conn.unchecked_transaction().map_err(classify)?;
     let total: i64 = tx
         .prepare_cached(&count.sql)
         .and_then(|mut st| st.query_row(params_from_iter(count.params), |row| row.get(0)))
         .map_err(classify)?;
-    let mut statement = tx.prepare_cached(&select.sql).map_err(classify)?;
-    let mut rows = statement
-        .query(params_from_iter(select.params))
-        .map_err(classify)?;
-    let mut sessions = Vec::new();
-    while let Some(row) = rows.next().map_err(classify)? {
-        sessions.push(session_from_row(row)?);
-    }
-    drop(rows);
-    drop(statement);
+    let sessions = all_rows(&tx, &select.sql, params_from_iter(select.params), |row| {
+        session_from_row(row)
+    })?;
     tx.commit().map_err(classify)?;
     Ok(SessionPage {
         sessions,
@@ -625,45 +621,30 @@ impl Store for SqliteStore {
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
         self.readers.read(|conn| {
-            session_query(
+            first_row(
                 conn,
-                &format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u \
-                     ON u.id = s.user_id WHERE s.id = ?"
-                ),
-                &id.as_str(),
+                select_sessions!(" WHERE s.id = ?"),
+                [id.as_str()],
+                |row| session_from_row(row),
             )
         })
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
         self.readers.read(|conn| {
-            session_query(
+            first_row(
                 conn,
-                &format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u \
-                     ON u.id = s.user_id WHERE s.token_hash = ?"
-                ),
-                &hash.as_bytes().as_slice(),
+                select_sessions!(" WHERE s.token_hash = ?"),
+                [hash.as_bytes().as_slice()],
+                |row| session_from_row(row),
             )
         })
     }
 
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError> {
-        let mut count = Query::new("SELECT COUNT(*) FROM sessions s");
-        push_session_filter(&mut count, filter);
-        let mut select = Query::new(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
-        ));
-        push_session_filter(&mut select, filter);
-        select.sql(match filter.order {
-            SortOrder::CreationDesc => " ORDER BY s.creation_date DESC, s.id DESC",
-            SortOrder::CreationAsc => " ORDER BY s.creation_date ASC, s.id ASC",
-        });
-        select.sql(" LIMIT ").bind_int(i64::from(filter.limit));
-        select.sql(" OFFSET ").bind_int(to_i64(filter.offset));
+        let search = session_search(Query::new, filter);
         self.readers
-            .read_blocking(move |conn| session_page(conn, count, select))
+            .read_blocking(move |conn| session_page(conn, search))
             .await
     }
 
@@ -671,25 +652,12 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.readers
             .read_blocking(move |conn| {
-                let mut statement = conn
-                    .prepare_cached(
-                        "SELECT sequence, event_type, payload, created_at, editor \
-                         FROM session_events WHERE session_id = ? ORDER BY sequence",
-                    )
-                    .map_err(classify)?;
-                let mut rows = statement.query([id]).map_err(classify)?;
-                let mut events = Vec::new();
-                while let Some(row) = rows.next().map_err(classify)? {
-                    let payload = row.required_text(2)?;
-                    events.push(StoredEvent {
-                        sequence: u64::try_from(row.required_int(0)?).unwrap_or_default(),
-                        event_type: row.required_text(1)?,
-                        payload: serde_json::from_str(&payload).map_err(internal)?,
-                        created_at: Time::from_unix_micros(row.required_int(3)?),
-                        editor: row.required_text(4)?,
-                    });
-                }
-                Ok(events)
+                all_rows(
+                    conn,
+                    select_events!(" WHERE session_id = ? ORDER BY sequence"),
+                    [id],
+                    |row| event_from_row(row),
+                )
             })
             .await
     }
@@ -725,20 +693,19 @@ impl Store for SqliteStore {
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         self.readers.read(|conn| {
-            user_query(
-                conn,
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"),
-                id.as_str(),
-            )
+            first_row(conn, select_users!(" WHERE id = ?"), [id.as_str()], |row| {
+                user_from_row(row)
+            })
         })
     }
 
     async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError> {
         self.readers.read(|conn| {
-            user_query(
+            first_row(
                 conn,
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE login_name_folded = ?"),
-                &name.folded(),
+                select_users!(" WHERE login_name_folded = ?"),
+                [name.folded()],
+                |row| user_from_row(row),
             )
         })
     }
@@ -831,17 +798,9 @@ impl Store for SqliteStore {
     }
 
     async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError> {
-        let mut count = Query::new("SELECT COUNT(*) FROM sessions s");
-        push_user_sessions_filter(&mut count, query, false);
-        let mut select = Query::new(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
-        ));
-        push_user_sessions_filter(&mut select, query, true);
-        select
-            .sql(" ORDER BY s.creation_date DESC, s.id DESC LIMIT ")
-            .bind_int(i64::from(query.limit));
+        let search = user_sessions_search(Query::new, query);
         self.readers
-            .read_blocking(move |conn| session_page(conn, count, select))
+            .read_blocking(move |conn| session_page(conn, search))
             .await
     }
 
@@ -909,21 +868,15 @@ impl Store for SqliteStore {
                     )
                     .and_then(|mut st| st.query_row([&folded], |row| row.get(0)))
                     .map_err(classify)?;
-                let mut statement = tx
-                    .prepare_cached(&format!(
-                        "SELECT {USER_COLUMNS} FROM users WHERE ?1 IS NULL OR \
-                         login_name_folded = ?1 ORDER BY login_name_folded LIMIT ?2 OFFSET ?3"
-                    ))
-                    .map_err(classify)?;
-                let mut rows = statement
-                    .query(params![folded, limit, offset])
-                    .map_err(classify)?;
-                let mut users = Vec::new();
-                while let Some(row) = rows.next().map_err(classify)? {
-                    users.push(user_from_row(row)?);
-                }
-                drop(rows);
-                drop(statement);
+                let users = all_rows(
+                    &tx,
+                    select_users!(
+                        " WHERE ?1 IS NULL OR login_name_folded = ?1 \
+                         ORDER BY login_name_folded LIMIT ?2 OFFSET ?3"
+                    ),
+                    params![folded, limit, offset],
+                    |row| user_from_row(row),
+                )?;
                 tx.commit().map_err(classify)?;
                 Ok((users, u64::try_from(total).unwrap_or_default()))
             })
@@ -1043,7 +996,7 @@ impl Store for SqliteStore {
             Err(StoreError::Internal(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
-        Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
+        Ok(super::migrations_applied(&MIGRATOR, &applied))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
