@@ -229,7 +229,6 @@ impl Columns for rusqlite::Row<'_> {
 }
 
 /// A dynamic query: SQL with `?` placeholders and its parameters in order.
-#[derive(Default)]
 struct Query {
     sql: String,
     params: Vec<Value>,
