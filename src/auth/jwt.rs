@@ -16,6 +16,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{EmbeddedKey, VerifyKey};
+use crate::domain::error_ids;
 use crate::domain::{Error, Permissions, Principal, PrincipalKind, Time};
 
 /// Longest bearer JWT accepted, in bytes.
@@ -97,7 +98,10 @@ pub struct JwtVerifier {
 }
 
 fn invalid() -> Error {
-    Error::unauthenticated("AUTH-7fs1e", "Token is invalid or has expired")
+    Error::unauthenticated(
+        error_ids::AUTH_TOKEN_INVALID,
+        "Token is invalid or has expired",
+    )
 }
 
 impl JwtVerifier {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::core::Core;
 use crate::domain::{Error, Principal, SessionToken};
 
+use crate::domain::error_ids;
 pub use jwt::{Claims, JwtSettings, JwtVerifier, mint};
 pub use keys::{EMBEDDED_KEY_FILE, EmbeddedKey, KeySource, VerifyKey, load_keys};
 
@@ -34,9 +35,14 @@ impl Authenticator {
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Error> {
         let header = authorization
             .filter(|h| !h.trim().is_empty())
-            .ok_or_else(|| Error::unauthenticated("AUTH-7fs1a", "auth header missing"))?;
+            .ok_or_else(|| {
+                Error::unauthenticated(error_ids::AUTH_HEADER_MISSING, "auth header missing")
+            })?;
         let credential = bearer(header).ok_or_else(|| {
-            Error::unauthenticated("AUTH-7fs1b", "auth header must use the Bearer scheme")
+            Error::unauthenticated(
+                error_ids::AUTH_NOT_BEARER,
+                "auth header must use the Bearer scheme",
+            )
         })?;
         if SessionToken::looks_like_session_token(credential) {
             self.core

@@ -98,7 +98,7 @@ impl Core {
 
 fn missing_permission(permission: Permission) -> Error {
     Error::permission_denied(
-        "AUTH-AWfge",
+        error_ids::PERMISSION_MISSING,
         format!(
             "No matching permissions found (requires {})",
             permission.name()
@@ -143,7 +143,7 @@ where
     }
     Err(Error::new(
         ErrorKind::Unavailable,
-        "SESSIOND-STORE-CONFLICT",
+        error_ids::STORE_CONFLICT,
         "too many concurrent changes to the same session, retry",
     ))
 }

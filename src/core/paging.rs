@@ -47,7 +47,7 @@ impl PageRequest {
             None => Ok(DEFAULT_PAGE_SIZE),
             Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
             Some(_) => Err(Error::invalid_argument(
-                "SESSIOND-PAGE-SIZE",
+                error_ids::PAGE_SIZE_INVALID,
                 format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
             )),
         }
@@ -65,7 +65,7 @@ impl Core {
 
     fn tag(key: &[u8; 32], scope: &str, payload: &[u8]) -> Result<[u8; TAG_LEN], Error> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-            .map_err(|e| Error::internal("SESSIOND-HMAC", e.to_string()))?;
+            .map_err(|e| Error::internal(error_ids::HMAC_FAILED, e.to_string()))?;
         mac.update(scope.as_bytes());
         mac.update(&[0]);
         mac.update(payload);

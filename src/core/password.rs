@@ -17,6 +17,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
+use crate::domain::error_ids;
 use crate::domain::{Error, ErrorKind, Password};
 
 /// Work for a worker, given the worker's reusable memory.
@@ -68,7 +69,7 @@ fn compute(
     }
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
-        .map_err(|e| failed("SESSIOND-ARGON2", e))
+        .map_err(|e| failed(error_ids::ARGON2_FAILED, e))
 }
 
 impl PasswordHasher {
@@ -76,7 +77,7 @@ impl PasswordHasher {
     /// 32 checks waiting per worker.
     pub fn new(m_cost: u32, t_cost: u32, workers: usize) -> Result<Self, Error> {
         let params = Params::new(m_cost, t_cost, 1, None)
-            .map_err(|e| failed("SESSIOND-ARGON2-PARAMS", e))?;
+            .map_err(|e| failed(error_ids::ARGON2_PARAMS, e))?;
         let workers = workers.max(1);
         let (jobs, receiver) = sync_channel::<Job>(workers * 32);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -85,7 +86,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || worker(receiver))
-                .map_err(|e| failed("SESSIOND-ARGON2-THREAD", e))?;
+                .map_err(|e| failed(error_ids::ARGON2_THREAD, e))?;
         }
         Ok(Self { params, jobs })
     }
@@ -111,20 +112,20 @@ impl PasswordHasher {
             Err(TrySendError::Full(_)) => {
                 return Err(Error::new(
                     ErrorKind::ResourceExhausted,
-                    "SESSIOND-PASSWORD-BUSY",
+                    error_ids::PASSWORD_BUSY,
                     "too many password checks in progress, retry shortly",
                 ));
             }
             Err(TrySendError::Disconnected(_)) => {
                 return Err(failed(
-                    "SESSIOND-ARGON2-GONE",
+                    error_ids::ARGON2_GONE,
                     "the password workers stopped",
                 ));
             }
         }
         result
             .await
-            .map_err(|e| failed("SESSIOND-ARGON2-LOST", e))?
+            .map_err(|e| failed(error_ids::ARGON2_LOST, e))?
     }
 
     /// A PHC string (`$argon2id$v=19$m=…,t=…,p=1$salt$hash`) for a new password.
@@ -143,14 +144,14 @@ impl PasswordHasher {
                 memory,
             )?;
             let salt =
-                SaltString::encode_b64(&salt).map_err(|e| failed("SESSIOND-ARGON2-SALT", e))?;
-            let output = Output::new(&out).map_err(|e| failed("SESSIOND-ARGON2-OUTPUT", e))?;
+                SaltString::encode_b64(&salt).map_err(|e| failed(error_ids::ARGON2_SALT, e))?;
+            let output = Output::new(&out).map_err(|e| failed(error_ids::ARGON2_OUTPUT, e))?;
             let phc = PasswordHash {
                 algorithm: argon2::ARGON2ID_IDENT,
                 version: Some(Version::V0x13.into()),
                 params: params
                     .try_into()
-                    .map_err(|e| failed("SESSIOND-ARGON2-PARAMS", e))?,
+                    .map_err(|e| failed(error_ids::ARGON2_PARAMS, e))?,
                 salt: Some(salt.as_salt()),
                 hash: Some(output),
             };
@@ -165,24 +166,24 @@ impl PasswordHasher {
         let password = password.clone();
         let hash = hash.to_owned();
         self.run(move |memory| {
-            let phc = PasswordHash::new(&hash).map_err(|e| failed("SESSIOND-ARGON2-STORED", e))?;
+            let phc = PasswordHash::new(&hash).map_err(|e| failed(error_ids::ARGON2_STORED, e))?;
             if phc.algorithm != argon2::ARGON2ID_IDENT {
                 return Err(failed(
-                    "SESSIOND-ARGON2-STORED",
+                    error_ids::ARGON2_STORED,
                     "stored hash is not argon2id",
                 ));
             }
-            let params = Params::try_from(&phc).map_err(|e| failed("SESSIOND-ARGON2-STORED", e))?;
+            let params = Params::try_from(&phc).map_err(|e| failed(error_ids::ARGON2_STORED, e))?;
             let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
                 return Err(failed(
-                    "SESSIOND-ARGON2-STORED",
+                    error_ids::ARGON2_STORED,
                     "stored hash lacks salt or output",
                 ));
             };
             let mut salt_bytes = [0u8; 64];
             let salt = salt
                 .decode_b64(&mut salt_bytes)
-                .map_err(|e| failed("SESSIOND-ARGON2-STORED", e))?;
+                .map_err(|e| failed(error_ids::ARGON2_STORED, e))?;
             let mut out = vec![0u8; expected.len()];
             compute(params, password.expose().as_bytes(), salt, &mut out, memory)?;
             Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))

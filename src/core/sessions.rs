@@ -80,8 +80,8 @@ pub struct ListSessions {
     pub asc: bool,
 }
 
-use crate::domain::error_ids::SESSION_NOT_FOUND;
-const TOKEN_INVALID: &str = "COMMAND-sGr42";
+use crate::domain::error_ids::{self, SESSION_NOT_FOUND};
+const TOKEN_INVALID: &str = error_ids::SESSION_TOKEN_INVALID;
 
 fn session_not_found() -> Error {
     Error::not_found(SESSION_NOT_FOUND, "Session does not exist")
@@ -90,13 +90,13 @@ fn session_not_found() -> Error {
 fn reject_unsupported(checks: &Checks, challenges: &[&'static str]) -> Result<(), Error> {
     if let Some(name) = checks.unsupported.first() {
         return Err(Error::invalid_argument(
-            "SESSIOND-CHECK-UNSUPPORTED",
+            error_ids::CHECK_UNSUPPORTED,
             format!("the {name} check is not supported by this server"),
         ));
     }
     if let Some(name) = challenges.first() {
         return Err(Error::invalid_argument(
-            "SESSIOND-CHALLENGE-UNSUPPORTED",
+            error_ids::CHALLENGE_UNSUPPORTED,
             format!("the {name} challenge is not supported by this server"),
         ));
     }
@@ -106,7 +106,7 @@ fn reject_unsupported(checks: &Checks, challenges: &[&'static str]) -> Result<()
 fn check_lifetime(lifetime: Option<Duration>) -> Result<Option<Duration>, Error> {
     match lifetime {
         Some(d) if d.is_zero() => Err(Error::invalid_argument(
-            "COMMAND-asEG4",
+            error_ids::LIFETIME_INVALID,
             "lifetime must be greater than 0s",
         )),
         other => Ok(other),
@@ -139,7 +139,7 @@ impl VerifiedChecks {
                 && existing.id != user.id
             {
                 return Err(Error::invalid_argument(
-                    "COMMAND-userchange",
+                    error_ids::USER_CHANGE,
                     "user change not possible",
                 ));
             }
@@ -183,7 +183,7 @@ impl Core {
             (None, Some(id)) => self.active_user(&UserLookup::Id(id.clone())).await?,
             (None, None) => {
                 return Err(Error::failed_precondition(
-                    "COMMAND-Sfw3f",
+                    error_ids::USER_CHECK_FIRST,
                     "a user must be checked before the password",
                 ));
             }
@@ -255,7 +255,7 @@ impl Core {
             })
             .await?;
             return Err(Error::failed_precondition(
-                "SESSIOND-PASSWORD-CHANGED",
+                error_ids::PASSWORD_CHANGED,
                 "The password changed while it was being checked",
             ));
         }
@@ -276,21 +276,21 @@ impl Core {
             PasswordCheck::Granted { .. } => {}
             PasswordCheck::Locked => {
                 return Err(Error::failed_precondition(
-                    "COMMAND-SFA3t",
+                    error_ids::PASSWORD_LOCKED,
                     "User is locked: too many failed password checks",
                 ));
             }
             PasswordCheck::Busy => {
                 return Err(Error::new(
                     crate::domain::ErrorKind::ResourceExhausted,
-                    "SESSIOND-PASSWORD-BUSY",
+                    error_ids::PASSWORD_BUSY,
                     "too many password checks for this user at once, retry shortly",
                 ));
             }
         }
         let verified = match user.password_hash.as_deref() {
             None => Err(Error::failed_precondition(
-                "COMMAND-3nJ4t",
+                error_ids::PASSWORD_NOT_SET,
                 "User has no password set",
             )),
             Some(hash) => self.passwords.verify(password, hash).await,
@@ -307,7 +307,7 @@ impl Core {
             Ok(())
         } else {
             Err(
-                Error::invalid_argument("COMMAND-3M0fs", "Password is invalid")
+                Error::invalid_argument(error_ids::PASSWORD_INVALID, "Password is invalid")
                     .with_failed_attempts(failures),
             )
         }
@@ -376,7 +376,7 @@ impl Core {
             }
         }
         Err(Error::internal(
-            "SESSIOND-ID-COLLISION",
+            error_ids::ID_COLLISION,
             "could not draw a free session id",
         ))
     }
@@ -398,9 +398,11 @@ impl Core {
             let mut session = self.live_session(&request.session_id).await?;
             let now = self.clock.now();
             if session.is_expired(now) {
-                return Err(
-                    Error::failed_precondition("COMMAND-Hkl3d", "Session has expired").into(),
-                );
+                return Err(Error::failed_precondition(
+                    error_ids::SESSION_EXPIRED,
+                    "Session has expired",
+                )
+                .into());
             }
             let mut changed = verified.apply(&mut session.factors, now)?;
             changed |= session.metadata.merge(request.metadata.clone());
@@ -462,7 +464,10 @@ impl Core {
         match token {
             Some(token) => {
                 if token.hash() != session.token_hash {
-                    return Err(Error::permission_denied("QUERY-dsfr3", "Permission denied"));
+                    return Err(Error::permission_denied(
+                        error_ids::SESSION_READ_DENIED,
+                        "Permission denied",
+                    ));
                 }
             }
             None => {
@@ -487,7 +492,7 @@ impl Core {
                 SearchQuery::Ids(ids) => {
                     if ids.len() > 1000 {
                         return Err(Error::invalid_argument(
-                            "SESSIOND-LIST-IDS",
+                            error_ids::LIST_TOO_MANY_IDS,
                             "idsQuery: at most 1000 ids",
                         ));
                     }
@@ -501,7 +506,7 @@ impl Core {
                     Some(id) if !id.is_empty() => SessionQuery::Creator(id),
                     Some(_) => {
                         return Err(Error::invalid_argument(
-                            "GRPC-x8n24uh",
+                            error_ids::CREATOR_QUERY_EMPTY,
                             "creatorQuery: id must not be empty",
                         ));
                     }
@@ -510,7 +515,7 @@ impl Core {
                     Some(id) if !id.is_empty() => SessionQuery::UserAgentFingerprint(id),
                     _ => {
                         return Err(Error::invalid_argument(
-                            "GRPC-x8n23uh",
+                            error_ids::USER_AGENT_QUERY_EMPTY,
                             "userAgentQuery: fingerprintId is required (callers have no user agent of their own)",
                         ));
                     }
@@ -626,7 +631,10 @@ impl Core {
         // The same rules as the self-service face: an active session with an active user.
         let current = self.current_session(token).await.map_err(|e| {
             if e.kind() == crate::domain::ErrorKind::Unauthenticated {
-                Error::unauthenticated("AUTH-7fs1e", "Token is invalid or has expired")
+                Error::unauthenticated(
+                    error_ids::AUTH_TOKEN_INVALID,
+                    "Token is invalid or has expired",
+                )
             } else {
                 e
             }
@@ -644,11 +652,11 @@ fn inactive_user(state: UserState) -> Option<Error> {
     match state {
         UserState::Active => None,
         UserState::Locked => Some(Error::failed_precondition(
-            "COMMAND-JLK35",
+            error_ids::USER_LOCKED,
             "User is locked",
         )),
         UserState::Inactive => Some(Error::failed_precondition(
-            "SESSION-Gj4ko",
+            error_ids::USER_INACTIVE,
             "User is not active",
         )),
     }

@@ -32,7 +32,7 @@ pub enum UserAction {
 fn check_text(value: &str, what: &str) -> Result<(), Error> {
     if value.chars().count() > 200 || value.chars().any(char::is_control) {
         return Err(Error::invalid_argument(
-            "SESSIOND-USER-INVALID",
+            error_ids::USER_FIELD_INVALID,
             format!("{what}: at most 200 characters, no control characters"),
         ));
     }
@@ -128,7 +128,7 @@ impl Core {
             UserAction::Lock => {
                 if user.state == UserState::Inactive {
                     return Err(Error::failed_precondition(
-                        "SESSIOND-USER-INACTIVE",
+                        error_ids::USER_DEACTIVATED,
                         "a deactivated user cannot be locked; reactivate it first",
                     ));
                 }

@@ -147,13 +147,3 @@ impl std::error::Error for Error {
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
-
-/// Stable ids of errors that faces map to their own codes.
-pub mod error_ids {
-    pub const SESSION_NOT_FOUND: &str = "QUERY-SFeaa";
-    pub const USER_NOT_FOUND: &str = "COMMAND-ijzr3";
-    pub const USER_EXISTS: &str = "SESSIOND-USER-EXISTS";
-    pub const CURRENT_SESSION: &str = "SESSIOND-CURRENT-SESSION";
-    pub const PAGE_TOKEN_INVALID: &str = "SESSIOND-PAGE-TOKEN";
-    pub const NO_SESSION: &str = "SESSIOND-NO-SESSION";
-}

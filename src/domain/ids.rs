@@ -12,6 +12,7 @@ use std::fmt;
 use rand::Rng;
 
 use super::Error;
+use super::error_ids;
 
 const MAX_ID_LEN: usize = 200;
 
@@ -61,7 +62,7 @@ fn check_id(value: &str, what: &'static str, error_id: &'static str) -> Result<(
 }
 
 macro_rules! id_type {
-    ($name:ident, $what:literal, $error_id:literal) => {
+    ($name:ident, $what:literal, $error_id:expr) => {
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
@@ -110,8 +111,8 @@ macro_rules! id_type {
     };
 }
 
-id_type!(SessionId, "session id", "SESSIOND-ID-INVALID");
-id_type!(UserId, "user id", "SESSIOND-USERID-INVALID");
+id_type!(SessionId, "session id", error_ids::SESSION_ID_INVALID);
+id_type!(UserId, "user id", error_ids::USER_ID_INVALID);
 
 #[cfg(test)]
 mod tests {

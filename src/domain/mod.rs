@@ -3,6 +3,7 @@
 //! once at the boundary (`SessionId::parse`, `LoginName::parse`) and trusted afterwards.
 
 mod error;
+pub mod error_ids;
 mod ids;
 mod principal;
 mod session;
@@ -10,7 +11,7 @@ mod time;
 mod token;
 mod user;
 
-pub use error::{Error, ErrorKind, error_ids};
+pub use error::{Error, ErrorKind};
 pub use ids::{SessionId, UserId, new_numeric_id, new_ordered_id, ordered_id_from};
 pub use principal::{Permission, Permissions, Principal, PrincipalKind};
 pub use session::{

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::error_ids;
 use super::{Error, Time, UserId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,13 +55,13 @@ impl LoginName {
         let len = value.chars().count();
         if len == 0 || len > 200 {
             return Err(Error::invalid_argument(
-                "SESSIOND-LOGINNAME-INVALID",
+                error_ids::LOGIN_NAME_INVALID,
                 "login name: value length must be between 1 and 200 runes, inclusive",
             ));
         }
         if value.chars().any(char::is_control) || value.trim() != value {
             return Err(Error::invalid_argument(
-                "SESSIOND-LOGINNAME-INVALID",
+                error_ids::LOGIN_NAME_INVALID,
                 "login name: must not contain control characters or surrounding whitespace",
             ));
         }
@@ -98,7 +99,7 @@ impl Password {
         let len = value.chars().count();
         if len == 0 || len > 200 {
             return Err(Error::invalid_argument(
-                "SESSIOND-PASSWORD-INVALID",
+                error_ids::PASSWORD_LENGTH,
                 "password: value length must be between 1 and 200 runes, inclusive",
             ));
         }
@@ -111,7 +112,7 @@ impl Password {
         let len = value.chars().count();
         if !(MIN_NEW_PASSWORD_CHARS..=200).contains(&len) {
             return Err(Error::invalid_argument(
-                "SESSIOND-PASSWORD-WEAK",
+                error_ids::PASSWORD_WEAK,
                 format!("password: must be between {MIN_NEW_PASSWORD_CHARS} and 200 characters"),
             ));
         }
@@ -119,7 +120,7 @@ impl Password {
         let first = chars.next();
         if chars.all(|c| Some(c) == first) {
             return Err(Error::invalid_argument(
-                "SESSIOND-PASSWORD-WEAK",
+                error_ids::PASSWORD_WEAK,
                 "password: must not repeat a single character",
             ));
         }

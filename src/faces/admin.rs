@@ -128,7 +128,7 @@ fn user_id(raw: String) -> Result<UserId, Response> {
 
 fn validation(message: impl Into<String>) -> Response {
     error_response(&Error::invalid_argument(
-        "SESSIOND-ADMIN-INVALID",
+        error_ids::ADMIN_INVALID,
         message.into(),
     ))
 }

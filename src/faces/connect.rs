@@ -20,6 +20,7 @@ use super::session_api::{
     SetV2, SetV2beta,
 };
 use super::status::connect_body;
+use crate::domain::error_ids;
 use crate::domain::{Error, ErrorKind};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,11 @@ pub fn error_response(error: &Error) -> Response {
 }
 
 fn protocol_error(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Response {
-    let mut response = error_response(&Error::new(kind, "SESSIOND-CONNECT", message.into()));
+    let mut response = error_response(&Error::new(
+        kind,
+        error_ids::CONNECT_REJECTED,
+        message.into(),
+    ));
     *response.status_mut() = status;
     response
 }
@@ -154,7 +159,7 @@ async fn unary<R: Rpc>(
         Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
             Err(Error::new(
                 ErrorKind::DeadlineExceeded,
-                "SESSIOND-DEADLINE",
+                error_ids::DEADLINE,
                 "the request deadline was exceeded",
             ))
         }),
@@ -169,7 +174,7 @@ fn encode<M: Message + serde::Serialize>(codec: Codec, message: &M) -> Response 
     let (content_type, bytes) = match codec {
         Codec::Json => match serde_json::to_vec(message) {
             Ok(bytes) => ("application/json", bytes),
-            Err(e) => return error_response(&Error::internal("SESSIOND-ENCODE", e)),
+            Err(e) => return error_response(&Error::internal(error_ids::ENCODE_FAILED, e)),
         },
         Codec::Proto => ("application/proto", message.encode_to_vec()),
     };

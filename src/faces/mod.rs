@@ -37,7 +37,7 @@ use http::StatusCode;
 
 pub use session_api::SessionApi;
 
-use crate::domain::ErrorKind;
+use crate::domain::{ErrorKind, error_ids};
 
 /// What every HTTP handler needs.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ fn rejection(
             .replace(' ', "_");
         admin::with_status(status, &code, message)
     } else if path.starts_with("/auth/") {
-        self_service::with_status(status, "SESSIOND-HTTP", message, headers)
+        self_service::with_status(status, error_ids::HTTP_REJECTED, message, headers)
     } else {
         let kind = match status {
             StatusCode::NOT_FOUND => ErrorKind::NotFound,

@@ -20,6 +20,7 @@ use http::{HeaderValue, StatusCode};
 use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
+use crate::domain::error_ids;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -204,7 +205,7 @@ fn refuse(
         tonic::Code::DeadlineExceeded => crate::domain::ErrorKind::DeadlineExceeded,
         _ => crate::domain::ErrorKind::ResourceExhausted,
     };
-    let error = crate::domain::Error::new(kind, "SESSIOND-OVERLOAD", message.to_owned());
+    let error = crate::domain::Error::new(kind, error_ids::OVERLOADED, message.to_owned());
     let mut response = match route.protocol {
         "connect" => super::connect::error_response(&error),
         "rest" => super::rest::error_response(&error),

@@ -19,6 +19,7 @@ use super::session_api::{
     SetV2, SetV2beta,
 };
 use super::status::rest_body;
+use crate::domain::error_ids;
 use crate::domain::{Error, ErrorKind};
 
 pub fn error_response(error: &Error) -> Response {
@@ -28,7 +29,7 @@ pub fn error_response(error: &Error) -> Response {
 
 /// A transport-level rejection (not from the core) in the REST error shape.
 pub fn rejection(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Response {
-    let mut response = error_response(&Error::new(kind, "SESSIOND-HTTP", message.into()));
+    let mut response = error_response(&Error::new(kind, error_ids::HTTP_REJECTED, message.into()));
     *response.status_mut() = status;
     response
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::FaceState;
 use super::status::{grpc_code, http_status, log};
 use crate::core::{CurrentSession, PageRequest};
+use crate::domain::error_ids;
 use crate::domain::{Error, Session, SessionId, SessionToken, Time, User, UserState};
 
 /// Where the caller's session token was found, in Kratos' order of precedence.
@@ -175,7 +176,14 @@ async fn whoami(State(state): State<FaceState>, headers: HeaderMap) -> Response 
 
 /// Page parameters: `page_size` (or the legacy `per_page`) and `page_token`.
 fn page_request(query: Option<&str>, headers: &HeaderMap) -> Result<PageRequest, Response> {
-    let bad = |reason: &str| with_status(StatusCode::BAD_REQUEST, "SESSIOND-PAGE", reason, headers);
+    let bad = |reason: &str| {
+        with_status(
+            StatusCode::BAD_REQUEST,
+            error_ids::PAGE_INVALID,
+            reason,
+            headers,
+        )
+    };
     let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or_default())
         .map_err(|_| bad("malformed query string"))?;
     let mut page = PageRequest::default();
@@ -248,7 +256,7 @@ async fn revoke_one(
             let reason = rejection.body_text();
             return with_status(
                 StatusCode::BAD_REQUEST,
-                "SESSIOND-ID-INVALID",
+                error_ids::SESSION_ID_INVALID,
                 &reason,
                 &headers,
             );

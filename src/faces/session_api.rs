@@ -17,6 +17,7 @@ use super::pb::zitadel::session::{v2, v2beta};
 use super::pb::zitadel::v1::TimestampQueryMethod;
 use crate::auth::Authenticator;
 use crate::core::{Checks, CreateSession, ListSessions, SearchQuery, SetSession, UserLookup};
+use crate::domain::error_ids;
 use crate::domain::{
     Details, Error, LoginName, Password, Principal, Session, SessionId, SessionToken,
     TimeComparison, UserAgent, UserId,
@@ -29,7 +30,7 @@ pub struct SessionApi {
 }
 
 fn invalid(message: impl Into<String>) -> Error {
-    Error::invalid_argument("SESSIOND-REQUEST-INVALID", message.into())
+    Error::invalid_argument(error_ids::REQUEST_INVALID, message.into())
 }
 
 impl SessionApi {
@@ -273,7 +274,7 @@ fn lifetime(duration: Option<pbjson_types::Duration>) -> Result<Option<Duration>
     let Some(d) = duration else { return Ok(None) };
     if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
         return Err(Error::invalid_argument(
-            "COMMAND-asEG4",
+            error_ids::LIFETIME_INVALID,
             "lifetime must be greater than 0s",
         ));
     }
@@ -394,7 +395,8 @@ pub fn session_to_pb(s: &Session) -> v2::Session {
 
 /// Re-encodes a message as a wire-compatible message of another package.
 fn transcode<A: Message, B: Message + Default>(from: &A) -> Result<B, Error> {
-    B::decode(from.encode_to_vec().as_slice()).map_err(|e| Error::internal("SESSIOND-TRANSCODE", e))
+    B::decode(from.encode_to_vec().as_slice())
+        .map_err(|e| Error::internal(error_ids::TRANSCODE_FAILED, e))
 }
 
 /// One RPC of one package version, as every transport calls it.

@@ -216,6 +216,7 @@ pub fn connect_body(error: &Error) -> (StatusCode, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::error_ids;
 
     #[test]
     fn every_kind_has_the_documented_code_and_status() {
@@ -241,7 +242,8 @@ mod tests {
 
     #[test]
     fn rest_body_is_a_google_rpc_status_with_an_error_detail() {
-        let e = Error::permission_denied("COMMAND-sGr42", "Session Token is invalid");
+        let e =
+            Error::permission_denied(error_ids::SESSION_TOKEN_INVALID, "Session Token is invalid");
         let (status, body) = rest_body(&e);
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(
@@ -251,7 +253,7 @@ mod tests {
                 "message": "Session Token is invalid (COMMAND-sGr42)",
                 "details": [{
                     "@type": "type.googleapis.com/zitadel.v1.ErrorDetail",
-                    "id": "COMMAND-sGr42",
+                    "id": error_ids::SESSION_TOKEN_INVALID,
                     "message": "Session Token is invalid",
                 }],
             })
@@ -260,19 +262,19 @@ mod tests {
 
     #[test]
     fn connect_body_has_string_code_and_base64_detail() {
-        let e = Error::not_found("QUERY-SFeaa", "Session does not exist");
+        let e = Error::not_found(error_ids::SESSION_NOT_FOUND, "Session does not exist");
         let (status, body) = connect_body(&e);
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["code"], "not_found");
         let value = body["details"][0]["value"].as_str().unwrap_or_default();
         let bytes = STANDARD_NO_PAD.decode(value).unwrap_or_default();
         let detail = ErrorDetail::decode(bytes.as_slice()).unwrap_or_default();
-        assert_eq!(detail.id, "QUERY-SFeaa");
+        assert_eq!(detail.id, error_ids::SESSION_NOT_FOUND);
     }
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let e = Error::internal("SESSIOND-STORE", "disk on fire at /var/lib/secret");
+        let e = Error::internal(error_ids::STORE_FAILED, "disk on fire at /var/lib/secret");
         let (status, body) = rest_body(&e);
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!body.to_string().contains("disk on fire"));
@@ -282,8 +284,8 @@ mod tests {
 
     #[test]
     fn failed_password_checks_carry_the_attempt_count() {
-        let e =
-            Error::invalid_argument("COMMAND-3M0fs", "Password is invalid").with_failed_attempts(3);
+        let e = Error::invalid_argument(error_ids::PASSWORD_INVALID, "Password is invalid")
+            .with_failed_attempts(3);
         let (_, body) = rest_body(&e);
         assert_eq!(
             body["details"][0]["@type"],

@@ -21,6 +21,7 @@ use crate::domain::{
     UserSessionsQuery,
 };
 
+use crate::domain::error_ids;
 pub use bounded::Bounded;
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
@@ -66,18 +67,18 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Conflict => Error::new(
                 crate::domain::ErrorKind::Unavailable,
-                "SESSIOND-STORE-CONFLICT",
+                error_ids::STORE_CONFLICT,
                 "too many concurrent changes to the same session, retry",
             ),
             StoreError::Duplicate(what) => Error::new(
                 crate::domain::ErrorKind::AlreadyExists,
-                "SESSIOND-DUPLICATE",
+                error_ids::DUPLICATE,
                 format!("{what} already exists"),
             ),
             StoreError::Unavailable(source) => {
-                Error::unavailable("SESSIOND-STORE-UNAVAILABLE", source)
+                Error::unavailable(error_ids::STORE_UNAVAILABLE, source)
             }
-            StoreError::Internal(source) => Error::internal("SESSIOND-STORE", source),
+            StoreError::Internal(source) => Error::internal(error_ids::STORE_FAILED, source),
         }
     }
 }

@@ -1,0 +1,212 @@
+//! Every error id sessiond answers with, in one table. An id is stable: clients branch on it,
+//! so it never changes meaning. Ids that ZITADEL clients already know keep ZITADEL's spelling;
+//! ids of sessiond's own start with `SESSIOND-`.
+//!
+//! No other module writes an id as a string literal (a test below scans the sources), so
+//! adding an error means adding one line here.
+
+macro_rules! error_ids {
+    ($($(#[doc = $doc:literal])+ $name:ident = $id:literal;)+) => {
+        $($(#[doc = $doc])+ pub const $name: &str = $id;)+
+
+        /// Every id with its constant's name, for the checks below and for documentation.
+        pub const ALL: &[(&str, &str)] = &[$((stringify!($name), $id)),+];
+    };
+}
+
+error_ids! {
+    // --- authentication --------------------------------------------------------------------
+    /// No `Authorization` header (or an empty one).
+    AUTH_HEADER_MISSING = "AUTH-7fs1a";
+    /// An `Authorization` header that does not use the Bearer scheme.
+    AUTH_NOT_BEARER = "AUTH-7fs1b";
+    /// A bearer JWT or session token that does not verify, is expired or revoked.
+    AUTH_TOKEN_INVALID = "AUTH-7fs1e";
+    /// The caller lacks a permission the call needs.
+    PERMISSION_MISSING = "AUTH-AWfge";
+    /// No session credentials on a self-service call.
+    NO_SESSION = "SESSIOND-NO-SESSION";
+
+    // --- sessions --------------------------------------------------------------------------
+    /// The session does not exist or is terminated.
+    SESSION_NOT_FOUND = "QUERY-SFeaa";
+    /// The caller may not read this session.
+    SESSION_READ_DENIED = "QUERY-dsfr3";
+    /// A wrong, stale or foreign session token.
+    SESSION_TOKEN_INVALID = "COMMAND-sGr42";
+    /// The session has expired.
+    SESSION_EXPIRED = "COMMAND-Hkl3d";
+    /// A lifetime of zero or less, or beyond what a duration can hold.
+    LIFETIME_INVALID = "COMMAND-asEG4";
+    /// A check names a different user than the one the session already checked.
+    USER_CHANGE = "COMMAND-userchange";
+    /// A password check without a checked user.
+    USER_CHECK_FIRST = "COMMAND-Sfw3f";
+    /// A creator query with an empty id.
+    CREATOR_QUERY_EMPTY = "GRPC-x8n24uh";
+    /// A user agent query without a fingerprint.
+    USER_AGENT_QUERY_EMPTY = "GRPC-x8n23uh";
+    /// An ids query with more ids than one list may name.
+    LIST_TOO_MANY_IDS = "SESSIOND-LIST-IDS";
+    /// A check this server does not implement.
+    CHECK_UNSUPPORTED = "SESSIOND-CHECK-UNSUPPORTED";
+    /// A challenge this server does not implement.
+    CHALLENGE_UNSUPPORTED = "SESSIOND-CHALLENGE-UNSUPPORTED";
+    /// The self-service caller tried to revoke the session it is using.
+    CURRENT_SESSION = "SESSIOND-CURRENT-SESSION";
+    /// A freshly generated session id collided too often (never expected).
+    ID_COLLISION = "SESSIOND-ID-COLLISION";
+
+    // --- passwords and users ---------------------------------------------------------------
+    /// The password does not match.
+    PASSWORD_INVALID = "COMMAND-3M0fs";
+    /// The user has no password to check.
+    PASSWORD_NOT_SET = "COMMAND-3nJ4t";
+    /// Too many failed checks: the user is locked out of password checks.
+    PASSWORD_LOCKED = "COMMAND-SFA3t";
+    /// Too many checks of one user are running at once; retry shortly.
+    PASSWORD_BUSY = "SESSIOND-PASSWORD-BUSY";
+    /// The password changed while it was being checked.
+    PASSWORD_CHANGED = "SESSIOND-PASSWORD-CHANGED";
+    /// A password of a length no check accepts.
+    PASSWORD_LENGTH = "SESSIOND-PASSWORD-INVALID";
+    /// A new password too weak to set.
+    PASSWORD_WEAK = "SESSIOND-PASSWORD-WEAK";
+    /// The user is locked.
+    USER_LOCKED = "COMMAND-JLK35";
+    /// The user is deactivated.
+    USER_INACTIVE = "SESSION-Gj4ko";
+    /// A deactivated user cannot be locked.
+    USER_DEACTIVATED = "SESSIOND-USER-INACTIVE";
+    /// The user does not exist.
+    USER_NOT_FOUND = "COMMAND-ijzr3";
+    /// The login name is taken.
+    USER_EXISTS = "SESSIOND-USER-EXISTS";
+    /// A user field that is too long or holds control characters.
+    USER_FIELD_INVALID = "SESSIOND-USER-INVALID";
+    /// A login name of a length no user can have.
+    LOGIN_NAME_INVALID = "SESSIOND-LOGINNAME-INVALID";
+
+    // --- request shapes --------------------------------------------------------------------
+    /// A session id that cannot be one.
+    SESSION_ID_INVALID = "SESSIOND-ID-INVALID";
+    /// A user id that cannot be one.
+    USER_ID_INVALID = "SESSIOND-USERID-INVALID";
+    /// A request message that is malformed or breaks a field rule.
+    REQUEST_INVALID = "SESSIOND-REQUEST-INVALID";
+    /// A page size out of range.
+    PAGE_SIZE_INVALID = "SESSIOND-PAGE-SIZE";
+    /// A page token that is forged, garbled or from another list.
+    PAGE_TOKEN_INVALID = "SESSIOND-PAGE-TOKEN";
+    /// A transport-level refusal (path, method, body, content type) by the HTTP layer.
+    HTTP_REJECTED = "SESSIOND-HTTP";
+    /// The request was refused to protect the server (too many in flight).
+    OVERLOADED = "SESSIOND-OVERLOAD";
+    /// The request's deadline passed.
+    DEADLINE = "SESSIOND-DEADLINE";
+    /// A Connect protocol rule broken (method, content type, headers, message).
+    CONNECT_REJECTED = "SESSIOND-CONNECT";
+    /// An admin request that breaks a field rule.
+    ADMIN_INVALID = "SESSIOND-ADMIN-INVALID";
+    /// Self-service page parameters that are malformed.
+    PAGE_INVALID = "SESSIOND-PAGE";
+
+    // --- the server's own faults -----------------------------------------------------------
+    /// The store failed unexpectedly.
+    STORE_FAILED = "SESSIOND-STORE";
+    /// The store is unreachable or timed out.
+    STORE_UNAVAILABLE = "SESSIOND-STORE-UNAVAILABLE";
+    /// Too many concurrent changes to one record; retry.
+    STORE_CONFLICT = "SESSIOND-STORE-CONFLICT";
+    /// A unique value is already taken.
+    DUPLICATE = "SESSIOND-DUPLICATE";
+    /// An answer could not be encoded.
+    ENCODE_FAILED = "SESSIOND-ENCODE";
+    /// A message could not be carried over to its twin package version.
+    TRANSCODE_FAILED = "SESSIOND-TRANSCODE";
+    /// The page-token key could not be used.
+    HMAC_FAILED = "SESSIOND-HMAC";
+    /// argon2 failed to hash.
+    ARGON2_FAILED = "SESSIOND-ARGON2";
+    /// argon2 parameters were refused.
+    ARGON2_PARAMS = "SESSIOND-ARGON2-PARAMS";
+    /// A password worker thread could not be started.
+    ARGON2_THREAD = "SESSIOND-ARGON2-THREAD";
+    /// The password workers are gone.
+    ARGON2_GONE = "SESSIOND-ARGON2-GONE";
+    /// A password worker dropped a job.
+    ARGON2_LOST = "SESSIOND-ARGON2-LOST";
+    /// A salt could not be made.
+    ARGON2_SALT = "SESSIOND-ARGON2-SALT";
+    /// An argon2 output could not be encoded.
+    ARGON2_OUTPUT = "SESSIOND-ARGON2-OUTPUT";
+    /// A stored password hash could not be read.
+    ARGON2_STORED = "SESSIOND-ARGON2-STORED";
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    use super::ALL;
+
+    #[test]
+    fn every_id_is_unique() {
+        let mut seen = HashSet::new();
+        for (name, id) in ALL {
+            assert!(seen.insert(*id), "{name}: {id} is used twice");
+        }
+    }
+
+    /// Whether `text` holds a quoted string that looks like an error id: an upper-case prefix,
+    /// a dash, then letters, digits and dashes (`"COMMAND-sGr42"`, `"SESSIOND-HTTP"`).
+    fn literal_ids(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (i, _) in text.match_indices('"') {
+            let rest = &text[i + 1..];
+            let Some(end) = rest.find('"') else { continue };
+            let candidate = &rest[..end];
+            let Some((prefix, tail)) = candidate.split_once('-') else {
+                continue;
+            };
+            let prefix_ok = prefix.len() >= 3 && prefix.bytes().all(|b| b.is_ascii_uppercase());
+            let tail_ok =
+                !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if prefix_ok && tail_ok && ALL.iter().any(|(_, id)| *id == candidate) {
+                found.push(candidate.to_owned());
+            }
+        }
+        found
+    }
+
+    fn visit(dir: &Path, offenders: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                visit(&path, offenders);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("domain/error_ids.rs")
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                for id in literal_ids(&text) {
+                    offenders.push(format!("{}: {id}", path.display()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_module_writes_an_id_as_a_literal() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        visit(&src, &mut offenders);
+        assert!(
+            offenders.is_empty(),
+            "error ids belong in domain/error_ids.rs: {offenders:#?}"
+        );
+    }
+}
