@@ -2,9 +2,9 @@
 //! reading them, and the state changes that end their sessions (lock, deactivate, new
 //! password), each in one transaction with the revocation.
 
-use super::{Core, require, user_not_found};
+use super::{Attempt, Core, require, retry_on_conflict, user_not_found};
 use crate::domain::{
-    Error, ErrorKind, LoginName, Password, Permission, Principal, User, UserId, UserState,
+    Error, ErrorKind, LoginName, Password, Permission, Principal, Time, User, UserId, UserState,
     error_ids,
 };
 use crate::store::{Revocation, StoreError, UserListQuery};
@@ -74,6 +74,7 @@ impl Core {
             failed_password_attempts: 0,
             created_at: now,
             updated_at: now,
+            version: 1,
         };
         match self.store.insert_user(&user).await {
             Ok(()) => Ok(user),
@@ -122,50 +123,35 @@ impl Core {
         action: UserAction,
     ) -> Result<(User, u64), Error> {
         require(principal, Permission::UserWrite)?;
-        let mut user = self.store.user(id).await?.ok_or_else(user_not_found)?;
-        let now = self.clock.now();
-        let revoke = match action {
-            UserAction::Lock => {
-                if user.state == UserState::Inactive {
-                    return Err(Error::failed_precondition(
-                        error_ids::USER_DEACTIVATED,
-                        "a deactivated user cannot be locked; reactivate it first",
-                    ));
+        self.change_user(id, |user, now| {
+            let reason = match action {
+                UserAction::Lock => {
+                    if user.state == UserState::Inactive {
+                        return Err(Error::failed_precondition(
+                            error_ids::USER_DEACTIVATED,
+                            "a deactivated user cannot be locked; reactivate it first",
+                        ));
+                    }
+                    user.state = UserState::Locked;
+                    Some("user_locked")
                 }
-                user.state = UserState::Locked;
-                true
-            }
-            UserAction::Deactivate => {
-                user.state = UserState::Inactive;
-                true
-            }
-            UserAction::Reactivate => {
-                user.state = UserState::Active;
-                user.failed_password_attempts = 0;
-                false
-            }
-        };
-        user.updated_at = now;
-        let reason = if action == UserAction::Lock {
-            "user_locked"
-        } else {
-            "user_deactivated"
-        };
-        let revocation = Revocation {
-            at: now,
-            editor: principal.user_id.clone(),
-            reason,
-        };
-        let revoked = self
-            .store
-            .update_user(&user, revoke.then_some(&revocation))
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict => user_not_found(),
-                other => other.into(),
-            })?;
-        self.stats.terminated(revoked);
-        Ok((user, revoked))
+                UserAction::Deactivate => {
+                    user.state = UserState::Inactive;
+                    Some("user_deactivated")
+                }
+                UserAction::Reactivate => {
+                    user.state = UserState::Active;
+                    user.failed_password_attempts = 0;
+                    None
+                }
+            };
+            Ok(reason.map(|reason| Revocation {
+                at: now,
+                editor: principal.user_id.clone(),
+                reason,
+            }))
+        })
+        .await
     }
 
     /// Sets a new password (`user.write`) and clears the failure count. Unless told not to,
@@ -178,24 +164,44 @@ impl Core {
         revoke_sessions: bool,
     ) -> Result<(User, u64), Error> {
         require(principal, Permission::UserWrite)?;
-        let mut user = self.store.user(id).await?.ok_or_else(user_not_found)?;
-        let now = self.clock.now();
-        user.password_hash = Some(self.passwords.hash(password).await?);
-        user.failed_password_attempts = 0;
-        user.updated_at = now;
-        let revocation = Revocation {
-            at: now,
-            editor: principal.user_id.clone(),
-            reason: "password_changed",
-        };
-        let revoked = self
-            .store
-            .update_user(&user, revoke_sessions.then_some(&revocation))
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict => user_not_found(),
-                other => other.into(),
-            })?;
+        // An unknown user fails before the (costly) hashing.
+        self.store.user(id).await?.ok_or_else(user_not_found)?;
+        let hash = self.passwords.hash(password).await?;
+        self.change_user(id, |user, now| {
+            user.password_hash = Some(hash.clone());
+            user.failed_password_attempts = 0;
+            Ok(revoke_sessions.then(|| Revocation {
+                at: now,
+                editor: principal.user_id.clone(),
+                reason: "password_changed",
+            }))
+        })
+        .await
+    }
+
+    /// Reads the user, applies `change` (which returns the revocation to run with the write,
+    /// if any) and writes it at the version read. When another change landed in between, it
+    /// re-reads and re-applies (bounded), so racing changes each take effect in some order.
+    /// Returns the user as written and how many sessions ended.
+    async fn change_user(
+        &self,
+        id: &UserId,
+        change: impl Fn(&mut User, Time) -> Result<Option<Revocation>, Error>,
+    ) -> Result<(User, u64), Error> {
+        let (user, revoked) = retry_on_conflict(|| async {
+            let mut user = self.store.user(id).await?.ok_or_else(user_not_found)?;
+            let now = self.clock.now();
+            let revocation = change(&mut user, now)?;
+            let expected = user.version;
+            user.version += 1;
+            user.updated_at = now;
+            let revoked = self
+                .store
+                .update_user(&user, expected, revocation.as_ref())
+                .await?;
+            Ok::<_, Attempt>((user, revoked))
+        })
+        .await?;
         self.stats.terminated(revoked);
         Ok((user, revoked))
     }

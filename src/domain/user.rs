@@ -43,6 +43,9 @@ pub struct User {
     pub failed_password_attempts: u32,
     pub created_at: Time,
     pub updated_at: Time,
+    /// Bumped by every write of the row's columns (an admin change, or a password check
+    /// that changes the failure count); an update applies only at the version it read.
+    pub version: u64,
 }
 
 /// A login name: 1..200 characters, no control characters, no surrounding whitespace.

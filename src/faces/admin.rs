@@ -509,6 +509,7 @@ mod tests {
             failed_password_attempts: 0,
             created_at: Time::from_unix_micros(0),
             updated_at: Time::from_unix_micros(0),
+            version: 1,
         };
         assert!(!user_json(&user).to_string().contains("argon2id"));
     }

@@ -1,16 +1,30 @@
 //! Persistence behind one trait. The core decides; the store only reads and writes, and each
 //! call is atomic (a transaction of its own, or a savepoint of its own inside a group commit).
 //! All SQL lives in the backend modules (SQL is kept per backend, and the contract tests in
-//! `tests/` hold every backend to the same behaviour).
+//! `tests/` hold every backend to the same behaviour); neither backend decides any rule.
 //!
 //! Writes use optimistic concurrency: [`Store::update_session`] only applies when the stored
 //! sequence is still the one the core read, and `(session_id, sequence)` is unique in the
-//! event log, so two writers can never both append the same change.
-
-mod bounded;
-mod postgres;
-mod rows;
-mod sqlite;
+//! event log, so two writers can never both append the same change. [`Store::update_user`]
+//! likewise only applies at the user's `version` the core read. Every write of a `User`
+//! column bumps that version, the failure count of a password check included, so a whole-row
+//! write read before it conflicts (and the core re-reads) instead of writing an old value
+//! back; starting a check changes only its in-progress counters, which are no `User` column,
+//! and leaves the version alone.
+//!
+//! Layout: `columns` (one column list per table), `rows` (decoding and the searches, shared),
+//! `sqlite/` and `postgres/` (the backends), `bounded` (a time bound around any store).
+//!
+//! Adding a column:
+//! 1. a migration in both `migrations/sqlite` and `migrations/postgres` (`000N_….sql`);
+//! 2. one line in the table's list in `columns`: the position constant, the column name, its
+//!    role (`Changes` if updates write it, `Fixed` if only INSERT does) and how to encode it
+//!    from the domain value. SELECT, INSERT and UPDATE of both backends follow from the list;
+//! 3. if the domain reads it back, its field in the decoder in `rows`, by that constant.
+//!
+//! The bulk statements written by hand (a user's sessions revoked at once, the password-check
+//! counters) name only the columns they change, so a new column needs a DEFAULT or a line
+//! there only if they must set it.
 
 use std::sync::Arc;
 
@@ -22,6 +36,13 @@ use crate::domain::{
 };
 
 use crate::domain::error_ids;
+
+mod bounded;
+mod columns;
+mod postgres;
+mod rows;
+mod sqlite;
+
 pub use bounded::Bounded;
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
@@ -190,104 +211,97 @@ pub struct SessionPage {
     pub total: u64,
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Inserts a new session and its first event (sequence 1).
-    async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError>;
+/// The `Store` methods, written once: `store_methods!(then)` hands this list to the macro
+/// `then`, which declares the trait (`declare_store`, below) or implements it by delegation
+/// (`Bounded`). One line per method, so a new method is one line here plus its backends.
+macro_rules! store_methods {
+    ($then:ident) => {
+        $then! {
+            /// Inserts a new session and its first event (sequence 1).
+            async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError>;
 
-    /// Replaces the session's state and appends `event` as sequence `session.sequence`, if and
-    /// only if the stored sequence is still `expected_sequence`; otherwise `Conflict`.
-    async fn update_session(
-        &self,
-        session: &Session,
-        expected_sequence: u64,
-        event: &NewEvent,
-    ) -> Result<(), StoreError>;
+            /// Replaces the session's state and appends `event` as sequence `session.sequence`, if and
+            /// only if the stored sequence is still `expected_sequence`; otherwise `Conflict`.
+            async fn update_session(&self, session: &Session, expected_sequence: u64, event: &NewEvent) -> Result<(), StoreError>;
 
-    /// A session by id, terminated or not.
-    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+            /// A session by id, terminated or not.
+            async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
 
-    /// The session whose current token has this hash, terminated or not.
-    async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError>;
+            /// The session whose current token has this hash, terminated or not.
+            async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError>;
 
-    /// Non-terminated sessions matching the filter.
-    async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError>;
+            /// Non-terminated sessions matching the filter.
+            async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError>;
 
-    /// The event log of one session, oldest first.
-    async fn session_events(&self, id: &SessionId) -> Result<Vec<StoredEvent>, StoreError>;
+            /// The event log of one session, oldest first.
+            async fn session_events(&self, id: &SessionId) -> Result<Vec<StoredEvent>, StoreError>;
 
-    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
-    async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
-    async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError>;
+            async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+            async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+            async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError>;
 
-    /// Starts a password check: allowed while confirmed failures plus checks in progress stay
-    /// below `max_failures` (0: no limit), so parallel guesses can never get past the limit.
-    /// Checks in progress older than `stale_before` (their process died) do not count.
-    async fn begin_password_check(
-        &self,
-        id: &UserId,
-        max_failures: u32,
-        now: Time,
-        stale_before: Time,
-    ) -> Result<PasswordCheck, StoreError>;
+            /// Starts a password check: allowed while confirmed failures plus checks in progress stay
+            /// below `max_failures` (0: no limit), so parallel guesses can never get past the limit.
+            /// Checks in progress older than `stale_before` (their process died) do not count.
+            /// Leaves the user's version alone: the checks in progress are no column of `User`.
+            async fn begin_password_check(&self, id: &UserId, max_failures: u32, now: Time, stale_before: Time) -> Result<PasswordCheck, StoreError>;
 
-    /// Ends a password check begun with `begin_password_check`. A pass clears the failures,
-    /// a failure adds one; an aborted check only stops counting as in progress. Returns the
-    /// confirmed failures after it.
-    async fn end_password_check(
-        &self,
-        id: &UserId,
-        outcome: CheckOutcome,
-    ) -> Result<u32, StoreError>;
+            /// Ends a password check begun with `begin_password_check`. A pass clears the failures,
+            /// a failure adds one; an aborted check only stops counting as in progress. Returns the
+            /// confirmed failures after it. Bumps the user's version when the failure count changes.
+            async fn end_password_check(&self, id: &UserId, outcome: CheckOutcome) -> Result<u32, StoreError>;
 
-    /// One user's sessions (terminated ones included unless filtered), newest first, and
-    /// the number of all matches regardless of the cursor.
-    async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError>;
+            /// One user's sessions (terminated ones included unless filtered), newest first, and
+            /// the number of all matches regardless of the cursor.
+            async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError>;
 
-    /// Terminates, in one transaction, every live session of `user` except `except`,
-    /// appending a `session.terminated` event to each. Returns how many were terminated.
-    async fn terminate_user_sessions(
-        &self,
-        user: &UserId,
-        except: Option<&SessionId>,
-        revocation: &Revocation,
-    ) -> Result<u64, StoreError>;
+            /// Terminates, in one transaction, every live session of `user` except `except`,
+            /// appending a `session.terminated` event to each. Returns how many were terminated.
+            async fn terminate_user_sessions(&self, user: &UserId, except: Option<&SessionId>, revocation: &Revocation) -> Result<u64, StoreError>;
 
-    /// Writes a user's mutable fields (names, state, password hash, failure count) and, when
-    /// `revoke` is given, terminates all of the user's live sessions in the same transaction.
-    /// Returns how many sessions were terminated.
-    async fn update_user(
-        &self,
-        user: &User,
-        revoke: Option<&Revocation>,
-    ) -> Result<u64, StoreError>;
+            /// Writes a user's columns (names, state, password hash, failure count) and its new
+            /// `version`, if and only if the stored version is still `expected_version`
+            /// (otherwise, or if the user is gone, `Conflict`); when `revoke` is given,
+            /// terminates all of the user's live sessions in the same transaction. Returns how
+            /// many sessions were terminated.
+            async fn update_user(&self, user: &User, expected_version: u64, revoke: Option<&Revocation>) -> Result<u64, StoreError>;
 
-    /// Users, optionally only the one with this login name, ordered by login name.
-    async fn list_users(&self, query: &UserListQuery) -> Result<(Vec<User>, u64), StoreError>;
+            /// Users, optionally only the one with this login name, ordered by login name.
+            async fn list_users(&self, query: &UserListQuery) -> Result<(Vec<User>, u64), StoreError>;
 
-    /// A random 32-byte secret shared by every replica, created on first use.
-    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
+            /// A random 32-byte secret shared by every replica, created on first use.
+            async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 
-    /// Deletes up to `batch` sessions terminated before `terminated_before` or expired before
-    /// `expired_before`, with their events, in one transaction.
-    async fn prune(
-        &self,
-        terminated_before: Time,
-        expired_before: Time,
-        batch: u32,
-    ) -> Result<PruneBatch, StoreError>;
+            /// Deletes up to `batch` sessions terminated before `terminated_before` or expired before
+            /// `expired_before`, with their events, in one transaction.
+            async fn prune(&self, terminated_before: Time, expired_before: Time, batch: u32) -> Result<PruneBatch, StoreError>;
 
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+            /// Whether the database answers.
+            async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Whether every migration this binary knows has been applied.
-    async fn schema_ready(&self) -> Result<bool, StoreError>;
+            /// Whether every migration this binary knows has been applied.
+            async fn schema_ready(&self) -> Result<bool, StoreError>;
 
-    /// Sessions neither terminated nor expired at `now`.
-    async fn count_live_sessions(&self, now: Time) -> Result<u64, StoreError>;
-
-    /// Connection pools: name, open connections, idle connections.
-    fn pools(&self) -> Vec<PoolStats>;
+            /// Sessions neither terminated nor expired at `now`.
+            async fn count_live_sessions(&self, now: Time) -> Result<u64, StoreError>;
+        }
+    };
 }
+
+pub(crate) use store_methods;
+
+macro_rules! declare_store {
+    ($($(#[$doc:meta])* async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        #[async_trait]
+        pub trait Store: Send + Sync + 'static {
+            $($(#[$doc])* async fn $name(&self $(, $arg: $ty)*) -> $ret;)*
+
+            /// Connection pools: name, open connections, idle connections.
+            fn pools(&self) -> Vec<PoolStats>;
+        }
+    };
+}
+
+store_methods!(declare_store);
 
 pub type DynStore = Arc<dyn Store>;

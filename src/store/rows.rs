@@ -1,50 +1,15 @@
-//! Row decoding and small helpers shared by both SQL backends. Both schemas use the same
-//! column names and types (TEXT, BIGINT microseconds, BLOB/BYTEA), so one decoder serves both.
+//! Row decoding and the dynamic searches, shared by both SQL backends. Both schemas use the
+//! same column names and types (TEXT, BIGINT microseconds, BLOB/BYTEA), so one decoder serves
+//! both; it reads columns at the positions the column lists (`columns`) give. It runs no
+//! query: each backend executes what is built here.
 
-use super::{StoreError, StoredEvent};
+use super::columns::{events, sessions};
+use super::{CheckOutcome, PasswordCheck, StoreError, StoredEvent};
 use crate::domain::{
     ActivityFilter, Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery,
     SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
     UserSessionsQuery, UserState,
 };
-
-/// `SELECT` of the columns `session_from_row` reads (from `sessions s LEFT JOIN users u`),
-/// followed by `$tail`: a `&'static str`, so no query text is built per request.
-macro_rules! select_sessions {
-    ($tail:literal) => {
-        concat!(
-            "SELECT s.id, s.user_id, s.user_verified_at, s.password_verified_at, s.metadata, \
-             s.user_agent, s.expiration, s.creator, s.resource_owner, s.creation_date, \
-             s.change_date, s.sequence, s.token_hash, s.terminated_at, u.login_name, \
-             u.display_name, u.organization_id FROM sessions s LEFT JOIN users u \
-             ON u.id = s.user_id",
-            $tail
-        )
-    };
-}
-
-/// `SELECT` of the columns `user_from_row` reads, followed by `$tail`.
-macro_rules! select_users {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, login_name, display_name, organization_id, state, password_hash, \
-             failed_password_attempts, created_at, updated_at FROM users",
-            $tail
-        )
-    };
-}
-
-/// `SELECT` of the columns `event_from_row` reads, followed by `$tail`.
-macro_rules! select_events {
-    ($tail:literal) => {
-        concat!(
-            "SELECT sequence, event_type, payload, created_at, editor FROM session_events",
-            $tail
-        )
-    };
-}
-
-pub(crate) use {select_events, select_sessions, select_users};
 
 pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Internal(Box::new(e))
@@ -68,9 +33,9 @@ pub fn comparison(op: TimeComparison) -> &'static str {
     }
 }
 
-/// Positional access to one result row; each backend implements it for its row type. Columns
-/// are read by position (the order of `select_sessions!` / `select_users!`): a name lookup
-/// per column would cost more than the decoding itself.
+/// Positional access to one result row; each backend implements it for its row type with
+/// [`columns_via!`]. Columns are read by position (the positions `columns` derives from the
+/// column lists): a name lookup per column would cost more than the decoding itself.
 pub trait Columns {
     fn text(&self, i: usize) -> Result<Option<String>, StoreError>;
     fn int(&self, i: usize) -> Result<Option<i64>, StoreError>;
@@ -89,18 +54,40 @@ pub trait Columns {
     }
 }
 
+/// Implements [`Columns`] for a backend's row type: `$get` reads a column by position,
+/// `$error` classifies the backend's error.
+macro_rules! columns_via {
+    ($row:ty, $get:ident, $error:path) => {
+        impl $crate::store::rows::Columns for $row {
+            fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+                self.$get(i).map_err($error)
+            }
+
+            fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+                self.$get(i).map_err($error)
+            }
+
+            fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+                self.$get(i).map_err($error)
+            }
+        }
+    };
+}
+
+pub(crate) use columns_via;
+
 fn null_column(i: usize) -> StoreError {
     StoreError::Internal(format!("column {i} is unexpectedly NULL").into())
 }
 
 pub fn event_from_row(row: &impl Columns) -> Result<StoredEvent, StoreError> {
-    let payload = row.required_text(2)?;
+    let payload = row.required_text(events::PAYLOAD)?;
     Ok(StoredEvent {
-        sequence: u64::try_from(row.required_int(0)?).unwrap_or_default(),
-        event_type: row.required_text(1)?,
+        sequence: u64::try_from(row.required_int(events::SEQUENCE)?).unwrap_or_default(),
+        event_type: row.required_text(events::EVENT_TYPE)?,
         payload: serde_json::from_str(&payload).map_err(internal)?,
-        created_at: Time::from_unix_micros(row.required_int(3)?),
-        editor: row.required_text(4)?,
+        created_at: Time::from_unix_micros(row.required_int(events::CREATED_AT)?),
+        editor: row.required_text(events::EDITOR)?,
     })
 }
 
@@ -113,53 +100,56 @@ pub trait SqlBuilder {
 }
 
 pub fn session_from_row(row: &impl Columns) -> Result<Session, StoreError> {
-    let user = match (row.text(1)?, row.time(2)?) {
+    use super::columns::sessions::*;
+    let user = match (row.text(USER_ID)?, row.time(USER_VERIFIED_AT)?) {
         (Some(id), Some(verified_at)) => Some(UserFactor {
             id: UserId::from_trusted(id),
             verified_at,
-            login_name: row.text(14)?.unwrap_or_default(),
-            display_name: row.text(15)?.unwrap_or_default(),
-            organization_id: row.text(16)?.unwrap_or_default(),
+            login_name: row.text(LOGIN_NAME)?.unwrap_or_default(),
+            display_name: row.text(DISPLAY_NAME)?.unwrap_or_default(),
+            organization_id: row.text(ORGANIZATION_ID)?.unwrap_or_default(),
         }),
         _ => None,
     };
-    let metadata = row.required_text(4)?;
-    let user_agent = row.required_text(5)?;
-    let token_hash = row.blob(12)?.unwrap_or_default();
+    let metadata = row.required_text(METADATA)?;
+    let user_agent = row.required_text(USER_AGENT)?;
+    let token_hash = row.blob(TOKEN_HASH)?.unwrap_or_default();
     Ok(Session {
-        id: SessionId::from_trusted(row.required_text(0)?),
+        id: SessionId::from_trusted(row.required_text(ID)?),
         factors: Factors {
             user,
-            password_verified_at: row.time(3)?,
+            password_verified_at: row.time(PASSWORD_VERIFIED_AT)?,
         },
         metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
         user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,
-        expiration: row.time(6)?,
-        creator: row.required_text(7)?,
-        resource_owner: row.required_text(8)?,
-        creation_date: Time::from_unix_micros(row.required_int(9)?),
-        change_date: Time::from_unix_micros(row.required_int(10)?),
-        sequence: u64::try_from(row.required_int(11)?).unwrap_or_default(),
+        expiration: row.time(EXPIRATION)?,
+        creator: row.required_text(CREATOR)?,
+        resource_owner: row.required_text(RESOURCE_OWNER)?,
+        creation_date: Time::from_unix_micros(row.required_int(CREATION_DATE)?),
+        change_date: Time::from_unix_micros(row.required_int(CHANGE_DATE)?),
+        sequence: u64::try_from(row.required_int(SEQUENCE)?).unwrap_or_default(),
         token_hash: TokenHash::from_slice(&token_hash)
             .ok_or_else(|| StoreError::Internal("stored token hash is not 32 bytes".into()))?,
-        terminated_at: row.time(13)?,
+        terminated_at: row.time(TERMINATED_AT)?,
     })
 }
 
 pub fn user_from_row(row: &impl Columns) -> Result<User, StoreError> {
-    let state = row.required_text(4)?;
-    let attempts = row.required_int(6)?;
+    use super::columns::users::*;
+    let state = row.required_text(STATE)?;
+    let attempts = row.required_int(FAILED_PASSWORD_ATTEMPTS)?;
     Ok(User {
-        id: UserId::from_trusted(row.required_text(0)?),
-        login_name: LoginName::from_trusted(row.required_text(1)?),
-        display_name: row.required_text(2)?,
-        organization_id: row.required_text(3)?,
+        id: UserId::from_trusted(row.required_text(ID)?),
+        login_name: LoginName::from_trusted(row.required_text(LOGIN_NAME)?),
+        display_name: row.required_text(DISPLAY_NAME)?,
+        organization_id: row.required_text(ORGANIZATION_ID)?,
         state: UserState::parse(&state)
             .ok_or_else(|| StoreError::Internal(format!("unknown user state {state:?}").into()))?,
-        password_hash: row.text(5)?,
+        password_hash: row.text(PASSWORD_HASH)?,
         failed_password_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        created_at: Time::from_unix_micros(row.required_int(7)?),
-        updated_at: Time::from_unix_micros(row.required_int(8)?),
+        created_at: Time::from_unix_micros(row.required_int(CREATED_AT)?),
+        updated_at: Time::from_unix_micros(row.required_int(UPDATED_AT)?),
+        version: u64::try_from(row.required_int(VERSION)?).unwrap_or_default(),
     })
 }
 
@@ -171,7 +161,7 @@ pub fn session_search<B: SqlBuilder>(
 ) -> (B, B) {
     let mut count = new("SELECT COUNT(*) FROM sessions s");
     push_session_filter(&mut count, filter);
-    let mut select = new(select_sessions!(""));
+    let mut select = new(sessions::SELECT.as_str());
     push_session_filter(&mut select, filter);
     select.sql(match filter.order {
         SortOrder::CreationDesc => " ORDER BY s.creation_date DESC, s.id DESC",
@@ -189,7 +179,7 @@ pub fn user_sessions_search<B: SqlBuilder>(
 ) -> (B, B) {
     let mut count = new("SELECT COUNT(*) FROM sessions s");
     push_user_sessions_filter(&mut count, query, false);
-    let mut select = new(select_sessions!(""));
+    let mut select = new(sessions::SELECT.as_str());
     push_user_sessions_filter(&mut select, query, true);
     select
         .sql(" ORDER BY s.creation_date DESC, s.id DESC LIMIT ")
@@ -282,4 +272,42 @@ fn push_user_sessions_filter(
             .bind_text(after.id.as_str().to_owned())
             .sql("))");
     }
+}
+
+/// How a password check ended, as the password-check statements name it.
+pub fn outcome_name(outcome: CheckOutcome) -> &'static str {
+    match outcome {
+        CheckOutcome::Passed => "passed",
+        CheckOutcome::Failed => "failed",
+        CheckOutcome::Aborted => "aborted",
+    }
+}
+
+/// A failure count as read back from the database.
+pub fn failures(count: i64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+/// Why a password check was refused, from the user's failure count and state (`None`: no
+/// such user): locked (too many failures, or no longer active), or busy.
+pub fn refusal(current: Option<(i64, String)>, max_failures: u32) -> PasswordCheck {
+    match current {
+        Some((_, state)) if state != UserState::Active.as_str() => PasswordCheck::Locked,
+        Some((f, _)) if max_failures > 0 && f >= i64::from(max_failures) => PasswordCheck::Locked,
+        Some(_) => PasswordCheck::Busy,
+        None => PasswordCheck::Locked,
+    }
+}
+
+/// A secret as read back: exactly 32 bytes.
+pub fn secret_bytes(value: &[u8]) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(value)
+        .map_err(|_| StoreError::Internal("a stored secret is not 32 bytes".into()))
+}
+
+/// A fresh random secret, stored unless another replica stored one first.
+pub fn fresh_secret() -> [u8; 32] {
+    let mut fresh = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
+    fresh
 }

@@ -485,9 +485,10 @@ async fn a_session_authenticates_nobody_while_its_user_is_locked_or_deactivated(
     let mut user = alice.clone();
     for state in [UserState::Locked, UserState::Inactive] {
         user.state = state;
+        user.version += 1;
         app.core
             .store()
-            .update_user(&user, None)
+            .update_user(&user, user.version - 1, None)
             .await
             .expect("changing the state");
         assert_unauthorized(&whoami(&app, &session.token).await);
@@ -497,9 +498,10 @@ async fn a_session_authenticates_nobody_while_its_user_is_locked_or_deactivated(
         assert!(!is_revoked(&app, &other.id).await);
     }
     user.state = UserState::Active;
+    user.version += 1;
     app.core
         .store()
-        .update_user(&user, None)
+        .update_user(&user, user.version - 1, None)
         .await
         .expect("reactivating");
     let back = whoami(&app, &session.token).await;

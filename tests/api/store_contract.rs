@@ -31,6 +31,7 @@ fn user(login: &str) -> User {
         failed_password_attempts: 0,
         created_at: at(0),
         updated_at: at(0),
+        version: 1,
     }
 }
 
@@ -492,7 +493,7 @@ async fn a_user_update_can_end_all_its_sessions_in_the_same_transaction() {
         };
         assert_eq!(
             b.store
-                .update_user(&u, Some(&revocation))
+                .update_user(&u, 1, Some(&revocation))
                 .await
                 .expect("update"),
             1,
@@ -514,7 +515,7 @@ async fn a_user_update_can_end_all_its_sessions_in_the_same_transaction() {
         let ghost = user("ghost");
         assert!(
             matches!(
-                b.store.update_user(&ghost, None).await,
+                b.store.update_user(&ghost, 1, None).await,
                 Err(StoreError::Conflict)
             ),
             "{}",

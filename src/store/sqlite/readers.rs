@@ -5,7 +5,7 @@
 //! caller's thread, with a connection from a small idle list: handing them to another thread
 //! would cost several times the lookup. Queries whose cost grows with the data (lists, counts)
 //! run on the blocking pool instead, a bounded number at a time, so they never hold up the
-//! async workers.
+//! async workers. Nothing here writes data: the checkpointer only copies the log back.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use super::classify;
+use super::open::classify;
 use crate::store::StoreError;
 
 /// Page cache of each read connection, in KiB (SQLite's negative `cache_size`).

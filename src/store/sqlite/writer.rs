@@ -9,7 +9,8 @@
 //! nothing waits for company; under heavy load the batches grow by themselves.
 //!
 //! The thread runs the statements directly on the connection: no per-statement hand-off
-//! between threads, which would cost more than the statements.
+//! between threads, which would cost more than the statements. It knows no table: the jobs
+//! bring their statements.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::classify;
+use super::open::classify;
 use crate::store::StoreError;
 
 /// Most jobs committed together.

@@ -1,0 +1,506 @@
+//! The scale-out store: PostgreSQL (or a compatible database), shared by any number of
+//! sessiond replicas. Nothing is cached in the process, so a revocation on one replica is
+//! seen by every other at once.
+//!
+//! Concurrency: transactions run at READ COMMITTED. A session update only applies at the
+//! sequence it was read at (`WHERE sequence = $n`), so concurrent writers to one session
+//! serialise and the loser retries. Creating a session for a user takes a shared lock on the
+//! user row and bulk revocation an exclusive one, so "revoke my other sessions" waits for
+//! logins in flight and includes every session committed before it returns.
+//!
+//! Faults: connection errors, pool timeouts and statement timeouts surface as `Unavailable`
+//! (gRPC 14 / HTTP 503); the pool reconnects by itself when the database is back.
+//!
+//! Rows are written and read from the column lists (`columns`); the user directory's own
+//! statements (password checks, bulk revocation, the user list) are in `users`. Nothing here
+//! bounds a call's time: `Bounded` does.
+
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+
+use super::columns::{Appended, Table, Value, events, sessions, users as user_columns};
+use super::rows::{
+    SqlBuilder, columns_via, event_from_row, fresh_secret, internal, outcome_name, secret_bytes,
+    session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
+};
+use super::{
+    CheckOutcome, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store,
+    StoreError, StoredEvent, UserListQuery,
+};
+use crate::domain::{
+    LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
+};
+
+mod users;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Pool and timeout settings.
+#[derive(Clone, Debug)]
+pub struct PgSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing with Unavailable.
+    pub acquire_timeout: Duration,
+    /// Server-side limit of one statement (`statement_timeout`).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+columns_via!(PgRow, try_get, internal);
+
+impl SqlBuilder for QueryBuilder<'_, Postgres> {
+    fn sql(&mut self, text: &str) -> &mut Self {
+        self.push(text)
+    }
+
+    fn bind_text(&mut self, value: String) -> &mut Self {
+        self.push_bind(value)
+    }
+
+    fn bind_int(&mut self, value: i64) -> &mut Self {
+        self.push_bind(value)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects (lazily: connections are made on demand and remade after failures).
+    pub fn connect(url: &str, settings: &PgSettings) -> Result<Self, StoreError> {
+        let timeout_ms = settings.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(internal)?
+            .application_name("sessiond")
+            .options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations under PostgreSQL's advisory lock, so replicas that start
+    /// together never race. Fails if the database is newer than this binary.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(super::migration_error)
+    }
+}
+
+/// SQLSTATE codes that mean "the database is not there right now": connection exceptions
+/// (class 08), shutdown and statement timeout.
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "53300")
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => match db.constraint() {
+            Some(c) if c.contains("login_name") => StoreError::Duplicate("login name"),
+            Some(c) if c.starts_with("session_events") => StoreError::Conflict,
+            _ => StoreError::Duplicate("id"),
+        },
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("40001" | "40P01") => StoreError::Conflict,
+            Some(code) if unavailable_code(code) => StoreError::Unavailable(Box::new(e)),
+            _ => StoreError::Internal(Box::new(e)),
+        },
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(e)),
+        _ => StoreError::Internal(Box::new(e)),
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// PostgreSQL's numbered placeholder `$n`.
+fn param(n: usize) -> String {
+    format!("${n}")
+}
+
+/// A table's INSERT and guarded UPDATE, built once from its column list.
+struct Writes {
+    table: &'static Table,
+    insert: LazyLock<String>,
+    update: LazyLock<String>,
+}
+
+macro_rules! writes {
+    ($table:expr) => {
+        Writes {
+            table: &$table,
+            insert: LazyLock::new(|| $table.insert(param)),
+            update: LazyLock::new(|| $table.update(param)),
+        }
+    };
+}
+
+static SESSION_WRITES: Writes = writes!(sessions::TABLE);
+static USER_WRITES: Writes = writes!(user_columns::TABLE);
+static EVENT_WRITES: Writes = writes!(events::TABLE);
+
+/// The point reads, built once from the column lists.
+static SESSION_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("{} WHERE s.id = $1", *sessions::SELECT));
+static SESSION_BY_TOKEN: LazyLock<String> =
+    LazyLock::new(|| format!("{} WHERE s.token_hash = $1", *sessions::SELECT));
+static EVENTS_OF_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} WHERE session_id = $1 ORDER BY sequence",
+        *events::SELECT
+    )
+});
+static USER_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("{} WHERE id = $1", *user_columns::SELECT));
+static USER_BY_LOGIN_NAME: LazyLock<String> =
+    LazyLock::new(|| format!("{} WHERE login_name_folded = $1", *user_columns::SELECT));
+
+/// Binds the values in order.
+fn bind_values(mut query: PgQuery<'_>, values: Vec<Value>) -> PgQuery<'_> {
+    for value in values {
+        query = match value {
+            Value::Int(v) => query.bind(v),
+            Value::Text(v) => query.bind(v),
+            Value::Blob(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+impl Writes {
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        row: Vec<Value>,
+    ) -> Result<(), StoreError> {
+        bind_values(sqlx::query(&self.insert), row)
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Writes `row` if its guard column still holds `expected`; otherwise `Conflict`.
+    async fn update(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        row: Vec<Value>,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        let params = self
+            .table
+            .update_params(row, Value::Int(Some(to_i64(expected))));
+        let done = bind_values(sqlx::query(&self.update), params)
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+}
+
+/// Appends the event `session.sequence` of a session.
+async fn insert_event(
+    tx: &mut Transaction<'_, Postgres>,
+    session: &Session,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
+    let appended = Appended {
+        session: &session.id,
+        sequence: session.sequence,
+        event,
+    };
+    EVENT_WRITES.insert(tx, events::encode(&appended)?).await
+}
+
+/// Deletes the rows of these sessions from `table` (`sessions` or `session_events`).
+async fn delete_ids(
+    tx: &mut Transaction<'_, Postgres>,
+    table: &'static str,
+    ids: &[String],
+) -> Result<u64, StoreError> {
+    let sql = if table == "sessions" {
+        "DELETE FROM sessions WHERE id = ANY($1)"
+    } else {
+        "DELETE FROM session_events WHERE session_id = ANY($1)"
+    };
+    let done = sqlx::query(sql)
+        .bind(ids)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    Ok(done.rows_affected())
+}
+
+impl PostgresStore {
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(classify)
+    }
+
+    /// The first row `query` returns, decoded, if there is one.
+    async fn first<T>(
+        &self,
+        query: PgQuery<'_>,
+        decode: impl Fn(&PgRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Runs the count and the page of a session search in one transaction (one snapshot).
+    async fn session_page(
+        &self,
+        (mut count, mut select): (QueryBuilder<'_, Postgres>, QueryBuilder<'_, Postgres>),
+    ) -> Result<SessionPage, StoreError> {
+        let mut tx = self.begin().await?;
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let rows = select.build().fetch_all(&mut *tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        let sessions = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SessionPage {
+            sessions,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if let Some(user) = session.user_id() {
+            users::lock(&mut tx, user, "FOR SHARE").await?;
+        }
+        SESSION_WRITES
+            .insert(&mut tx, sessions::encode(session)?)
+            .await?;
+        insert_event(&mut tx, session, event).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn update_session(
+        &self,
+        session: &Session,
+        expected_sequence: u64,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        SESSION_WRITES
+            .update(&mut tx, sessions::encode(session)?, expected_sequence)
+            .await?;
+        insert_event(&mut tx, session, event).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let query = sqlx::query(&SESSION_BY_ID).bind(id.as_str());
+        self.first(query, session_from_row).await
+    }
+
+    async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+        let query = sqlx::query(&SESSION_BY_TOKEN).bind(hash.as_bytes().as_slice());
+        self.first(query, session_from_row).await
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError> {
+        self.session_page(session_search(QueryBuilder::new, filter))
+            .await
+    }
+
+    async fn session_events(&self, id: &SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(&EVENTS_OF_SESSION)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        USER_WRITES
+            .insert(&mut tx, user_columns::encode(user)?)
+            .await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let query = sqlx::query(&USER_BY_ID).bind(id.as_str());
+        self.first(query, user_from_row).await
+    }
+
+    async fn user_by_login_name(&self, name: &LoginName) -> Result<Option<User>, StoreError> {
+        let query = sqlx::query(&USER_BY_LOGIN_NAME).bind(name.folded());
+        self.first(query, user_from_row).await
+    }
+
+    async fn begin_password_check(
+        &self,
+        id: &UserId,
+        max_failures: u32,
+        now: Time,
+        stale_before: Time,
+    ) -> Result<PasswordCheck, StoreError> {
+        users::begin_check(&self.pool, id, max_failures, now, stale_before).await
+    }
+
+    async fn end_password_check(
+        &self,
+        id: &UserId,
+        outcome: CheckOutcome,
+    ) -> Result<u32, StoreError> {
+        users::end_check(&self.pool, id, outcome_name(outcome)).await
+    }
+
+    async fn user_sessions(&self, query: &UserSessionsQuery) -> Result<SessionPage, StoreError> {
+        self.session_page(user_sessions_search(QueryBuilder::new, query))
+            .await
+    }
+
+    async fn terminate_user_sessions(
+        &self,
+        user: &UserId,
+        except: Option<&SessionId>,
+        revocation: &Revocation,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let count = users::terminate_sessions(&mut tx, user, except, revocation).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(count)
+    }
+
+    async fn update_user(
+        &self,
+        user: &User,
+        expected_version: u64,
+        revoke: Option<&Revocation>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        USER_WRITES
+            .update(&mut tx, user_columns::encode(user)?, expected_version)
+            .await?;
+        let revoked = match revoke {
+            Some(revocation) => {
+                users::terminate_sessions(&mut tx, &user.id, None, revocation).await?
+            }
+            None => 0,
+        };
+        tx.commit().await.map_err(classify)?;
+        Ok(revoked)
+    }
+
+    async fn list_users(&self, query: &UserListQuery) -> Result<(Vec<User>, u64), StoreError> {
+        let mut tx = self.begin().await?;
+        let page = users::list(&mut tx, query).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(page)
+    }
+
+    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh_secret().to_vec())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        secret_bytes(&value)
+    }
+
+    async fn prune(
+        &self,
+        terminated_before: Time,
+        expired_before: Time,
+        batch: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE (terminated_at IS NOT NULL AND terminated_at < $1) \
+             OR (expiration IS NOT NULL AND expiration < $2) LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(terminated_before.unix_micros())
+        .bind(expired_before.unix_micros())
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if ids.is_empty() {
+            return Ok(PruneBatch::default());
+        }
+        let events = delete_ids(&mut tx, "session_events", &ids).await?;
+        let sessions = delete_ids(&mut tx, "sessions", &ids).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(PruneBatch { sessions, events })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn count_live_sessions(&self, now: Time) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE terminated_at IS NULL \
+             AND (expiration IS NULL OR expiration > $1)",
+        )
+        .bind(now.unix_micros())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    fn pools(&self) -> Vec<PoolStats> {
+        vec![PoolStats {
+            name: "postgres",
+            open: self.pool.size(),
+            idle: self.pool.num_idle(),
+        }]
+    }
+
+    async fn schema_ready(&self) -> Result<bool, StoreError> {
+        super::schema_ready(&MIGRATOR, &self.pool).await
+    }
+}
