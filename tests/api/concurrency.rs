@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sessiond::core::{
-    Checks, CoreSettings, CreateSession, CurrentSession, NewUser, SetSession, UserLookup,
+    Checks, CoreSettings, CreateSession, CurrentSession, NewUser, SetSession, UserAction,
+    UserLookup,
 };
-use sessiond::domain::{LoginName, Permission, Permissions, Principal, PrincipalKind};
+use sessiond::domain::{
+    LoginName, Password, Permission, Permissions, Principal, PrincipalKind, UserState,
+};
 
 use crate::backends::{backends, clock};
 
@@ -18,6 +21,16 @@ fn service() -> Principal {
             .with(Permission::SessionRead)
             .with(Permission::SessionWrite)
             .with(Permission::SessionDelete),
+        kind: PrincipalKind::Jwt,
+    }
+}
+
+fn admin() -> Principal {
+    Principal {
+        user_id: "admin".into(),
+        permissions: Permissions::none()
+            .with(Permission::UserRead)
+            .with(Permission::UserWrite),
         kind: PrincipalKind::Jwt,
     }
 }
@@ -230,4 +243,78 @@ async fn revoke(core: &sessiond::core::Core, current: &CurrentSession) -> u64 {
     core.revoke_other_sessions(current)
         .await
         .expect("revoke others")
+}
+
+#[tokio::test]
+async fn racing_user_changes_each_take_effect_in_some_order() {
+    for b in backends().await {
+        let core = b.core(&clock(), CoreSettings::default());
+        let user = core
+            .add_user(NewUser {
+                login_name: LoginName::parse("contested").expect("name"),
+                display_name: None,
+                organization_id: None,
+                password: Some(Password::parse_new("first password").expect("password")),
+            })
+            .await
+            .expect("user");
+        // Eight password changes and a lock, all at once.
+        let mut passwords = Vec::new();
+        for i in 0..8 {
+            let (core, id) = (core.clone(), user.id.clone());
+            passwords.push(tokio::spawn(async move {
+                let password = Password::parse_new(format!("new password {i}")).expect("pw");
+                core.set_password(&admin(), &id, &password, false).await
+            }));
+        }
+        let lock = {
+            let (core, id) = (core.clone(), user.id.clone());
+            tokio::spawn(async move {
+                core.change_user_state(&admin(), &id, UserAction::Lock)
+                    .await
+            })
+        };
+        let mut written = Vec::new();
+        for task in passwords {
+            let (written_user, _) = task
+                .await
+                .expect("join")
+                .unwrap_or_else(|e| panic!("{}: set password failed: {e:?}", b.name));
+            written.push(written_user);
+        }
+        let (locked, _) = lock
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{}: lock failed: {e:?}", b.name));
+        assert_eq!(locked.state, UserState::Locked, "{}", b.name);
+        let stored = core
+            .store()
+            .user(&user.id)
+            .await
+            .expect("read")
+            .expect("present");
+        // Each change was applied to the state the one before it left: nine versions on
+        // top of the first, the lock kept, and the password of the last change stored.
+        let mut versions: Vec<u64> = written.iter().map(|u| u.version).collect();
+        versions.push(locked.version);
+        versions.sort_unstable();
+        assert_eq!(versions, (2..=10).collect::<Vec<_>>(), "{}", b.name);
+        assert_eq!(stored.version, 10, "{}", b.name);
+        assert_eq!(
+            stored.state,
+            UserState::Locked,
+            "{}: the lock was not lost",
+            b.name
+        );
+        let last_password = written
+            .iter()
+            .max_by_key(|u| u.version)
+            .and_then(|u| u.password_hash.clone());
+        assert_eq!(
+            stored.password_hash, last_password,
+            "{}: the last password change was not lost",
+            b.name
+        );
+        assert_ne!(stored.password_hash, user.password_hash, "{}", b.name);
+    }
 }

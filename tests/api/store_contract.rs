@@ -9,7 +9,9 @@ use sessiond::domain::{
     SessionQuery, SessionToken, SortOrder, Time, TimeComparison, User, UserAgent, UserFactor,
     UserId, UserSessionsQuery, UserState,
 };
-use sessiond::store::{DynStore, NewEvent, Revocation, StoreError, UserListQuery};
+use sessiond::store::{
+    CheckOutcome, DynStore, NewEvent, PasswordCheck, Revocation, StoreError, UserListQuery,
+};
 
 use crate::backends::backends;
 use crate::helpers::START;
@@ -521,6 +523,94 @@ async fn a_user_update_can_end_all_its_sessions_in_the_same_transaction() {
             "{}",
             b.name
         );
+    }
+}
+
+#[tokio::test]
+async fn a_user_update_applies_only_at_the_version_it_was_read_at() {
+    for b in backends().await {
+        let u = user("versioned");
+        b.store.insert_user(&u).await.expect("user");
+        let read = b.store.user(&u.id).await.expect("read").expect("present");
+        assert_eq!(read.version, 1, "{}", b.name);
+        // Two writers read version 1: the first write wins, the second conflicts.
+        let mut renamed = read.clone();
+        renamed.display_name = "renamed".into();
+        renamed.version = 2;
+        let mut locked = read.clone();
+        locked.state = UserState::Locked;
+        locked.version = 2;
+        assert_eq!(
+            b.store.update_user(&renamed, 1, None).await.expect("first"),
+            0,
+            "{}",
+            b.name
+        );
+        assert!(
+            matches!(
+                b.store.update_user(&locked, 1, None).await,
+                Err(StoreError::Conflict)
+            ),
+            "{}: a write at a stale version conflicts",
+            b.name
+        );
+        let stored = b.store.user(&u.id).await.expect("read").expect("present");
+        assert_eq!(stored.display_name, "renamed", "{}", b.name);
+        assert_eq!(stored.state, UserState::Active, "{}", b.name);
+        assert_eq!(stored.version, 2, "{}", b.name);
+
+        // Starting a check, or ending one without changing the count, keeps the version;
+        // a failure changes the count and bumps it, so a write read before it conflicts
+        // instead of writing the old count back.
+        for outcome in [
+            CheckOutcome::Aborted,
+            CheckOutcome::Passed,
+            CheckOutcome::Failed,
+        ] {
+            assert!(
+                matches!(
+                    b.store.begin_password_check(&u.id, 10, at(1), at(0)).await,
+                    Ok(PasswordCheck::Granted { .. })
+                ),
+                "{}",
+                b.name
+            );
+            b.store
+                .end_password_check(&u.id, outcome)
+                .await
+                .expect("end check");
+        }
+        let after = b.store.user(&u.id).await.expect("read").expect("present");
+        assert_eq!(after.failed_password_attempts, 1, "{}", b.name);
+        assert_eq!(after.version, 3, "{}: only the failure bumped it", b.name);
+        let mut stale = stored.clone();
+        stale.state = UserState::Locked;
+        stale.version = 3;
+        assert!(
+            matches!(
+                b.store.update_user(&stale, 2, None).await,
+                Err(StoreError::Conflict)
+            ),
+            "{}",
+            b.name
+        );
+        // A pass clears the count: a change too.
+        b.store
+            .begin_password_check(&u.id, 10, at(2), at(0))
+            .await
+            .expect("begin");
+        assert_eq!(
+            b.store
+                .end_password_check(&u.id, CheckOutcome::Passed)
+                .await
+                .expect("end"),
+            0,
+            "{}",
+            b.name
+        );
+        let cleared = b.store.user(&u.id).await.expect("read").expect("present");
+        assert_eq!(cleared.version, 4, "{}", b.name);
+        assert_eq!(cleared.state, UserState::Active, "{}", b.name);
     }
 }
 
