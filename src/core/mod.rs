@@ -2,6 +2,7 @@
 //! transitions, token rotation, password checks) and returns domain errors; faces only
 //! translate requests in and results out.
 
+mod checks;
 mod paging;
 mod password;
 mod retention;
@@ -16,12 +17,11 @@ use std::time::Duration;
 use crate::domain::{Clock, Error, ErrorKind, Permission, Principal, error_ids};
 use crate::store::{DynStore, StoreError};
 
+pub use checks::{Checks, UserLookup};
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
 pub use password::PasswordHasher;
 pub use retention::{PruneTotals, Retention};
-pub use sessions::{
-    Checks, CreateSession, ListSessions, SearchQuery, SessionChange, SetSession, UserLookup,
-};
+pub use sessions::{CreateSession, ListSessions, SearchQuery, SessionChange, SetSession};
 pub use stats::{CoreStats, StatsSnapshot};
 pub use user_sessions::CurrentSession;
 pub use users::{NewUser, UserAction};

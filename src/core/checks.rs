@@ -1,0 +1,266 @@
+//! The checks of a CreateSession or SetSession: which user, whether the password matches,
+//! and what the verified factors do to a session. Password checks are registered in the store
+//! before hashing, so parallel guesses never get past the lockout limit; every other rule of
+//! a session's life is in `sessions`.
+
+use super::{Attempt, Core, retry_on_conflict, user_not_found};
+use crate::domain::{
+    Error, Factors, LoginName, Password, Principal, SessionId, Time, User, UserFactor, UserId,
+    UserState, error_ids,
+};
+use crate::store::{CheckOutcome, PasswordCheck, Revocation};
+
+/// How the client names the user to check.
+#[derive(Clone, Debug)]
+pub enum UserLookup {
+    Id(UserId),
+    LoginName(LoginName),
+}
+
+/// Factors to verify in a Create or Set.
+#[derive(Clone, Debug, Default)]
+pub struct Checks {
+    pub user: Option<UserLookup>,
+    pub password: Option<Password>,
+    /// Names of requested checks this server does not support (e.g. "webAuthN").
+    pub unsupported: Vec<&'static str>,
+}
+
+pub(super) fn reject_unsupported(
+    checks: &Checks,
+    challenges: &[&'static str],
+) -> Result<(), Error> {
+    if let Some(name) = checks.unsupported.first() {
+        return Err(Error::invalid_argument(
+            error_ids::CHECK_UNSUPPORTED,
+            format!("the {name} check is not supported by this server"),
+        ));
+    }
+    if let Some(name) = challenges.first() {
+        return Err(Error::invalid_argument(
+            error_ids::CHALLENGE_UNSUPPORTED,
+            format!("the {name} challenge is not supported by this server"),
+        ));
+    }
+    Ok(())
+}
+
+/// The verified outcome of the checks of one request, applied to a session afterwards.
+pub(super) struct VerifiedChecks {
+    pub(super) user: Option<User>,
+    pub(super) password_verified: bool,
+}
+
+impl VerifiedChecks {
+    pub(super) fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.user.is_some() {
+            names.push("user");
+        }
+        if self.password_verified {
+            names.push("password");
+        }
+        names
+    }
+
+    /// Writes the verified factors into `factors`. Fails if the user would change.
+    pub(super) fn apply(&self, factors: &mut Factors, now: Time) -> Result<bool, Error> {
+        let mut changed = false;
+        if let Some(user) = &self.user {
+            if let Some(existing) = &factors.user
+                && existing.id != user.id
+            {
+                return Err(Error::invalid_argument(
+                    error_ids::USER_CHANGE,
+                    "user change not possible",
+                ));
+            }
+            factors.user = Some(UserFactor {
+                id: user.id.clone(),
+                verified_at: now,
+                login_name: user.login_name.as_str().to_owned(),
+                display_name: user.display_name.clone(),
+                organization_id: user.organization_id.clone(),
+            });
+            changed = true;
+        }
+        if self.password_verified {
+            factors.password_verified_at = Some(now);
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+impl Core {
+    /// Looks up the user of a check and verifies the password, if any. `session_user` is the
+    /// user already checked on the session (for a password check without a user check).
+    pub(super) async fn verify_checks(
+        &self,
+        checks: &Checks,
+        session_user: Option<&UserId>,
+    ) -> Result<VerifiedChecks, Error> {
+        let user = match &checks.user {
+            Some(lookup) => Some(self.active_user(lookup).await?),
+            None => None,
+        };
+        let Some(password) = &checks.password else {
+            return Ok(VerifiedChecks {
+                user,
+                password_verified: false,
+            });
+        };
+        let password_user = match (&user, session_user) {
+            (Some(user), _) => user.clone(),
+            (None, Some(id)) => self.active_user(&UserLookup::Id(id.clone())).await?,
+            (None, None) => {
+                return Err(Error::failed_precondition(
+                    error_ids::USER_CHECK_FIRST,
+                    "a user must be checked before the password",
+                ));
+            }
+        };
+        self.check_password(&password_user, password).await?;
+        Ok(VerifiedChecks {
+            user,
+            password_verified: true,
+        })
+    }
+
+    pub(super) async fn active_user(&self, lookup: &UserLookup) -> Result<User, Error> {
+        let user = match lookup {
+            UserLookup::Id(id) => self.store.user(id).await?,
+            UserLookup::LoginName(name) => self.store.user_by_login_name(name).await?,
+        };
+        let user = user.ok_or_else(user_not_found)?;
+        match inactive_user(user.state) {
+            None => Ok(user),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// A login checks the user (and its password) before it writes the session, so a lock,
+    /// deactivation or new password committed in between ends the user's sessions but misses
+    /// this one. Looking again after the write closes the gap: the change either saw this
+    /// session (and ended it) or is seen here, and then the login ends it and fails as its
+    /// checks would have.
+    pub(super) async fn recheck_user(
+        &self,
+        principal: &Principal,
+        session: &SessionId,
+        checked: &User,
+        password_checked: bool,
+    ) -> Result<(), Error> {
+        let user = self
+            .store
+            .user(&checked.id)
+            .await?
+            .ok_or_else(user_not_found)?;
+        if let Some(error) = inactive_user(user.state) {
+            let reason = if user.state == UserState::Locked {
+                "user_locked"
+            } else {
+                "user_deactivated"
+            };
+            let revocation = Revocation {
+                at: self.clock.now(),
+                editor: principal.user_id.clone(),
+                reason,
+            };
+            let revoked = self
+                .store
+                .terminate_user_sessions(&user.id, None, &revocation)
+                .await?;
+            self.stats.terminated(revoked);
+            return Err(error);
+        }
+        if password_checked && user.password_hash != checked.password_hash {
+            retry_on_conflict(|| async {
+                match self.store.session(session).await? {
+                    Some(live) if !live.is_terminated() => {
+                        self.terminate(live, &principal.user_id, "password_changed")
+                            .await?;
+                        Ok::<_, Attempt>(())
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .await?;
+            return Err(Error::failed_precondition(
+                error_ids::PASSWORD_CHANGED,
+                "The password changed while it was being checked",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Verifies a password. The check is registered before hashing, so parallel guesses can
+    /// never exceed the lockout limit; a pass clears the failures, a failure adds one.
+    pub(super) async fn check_password(
+        &self,
+        user: &User,
+        password: &Password,
+    ) -> Result<(), Error> {
+        let limit = self.settings.max_password_attempts;
+        let now = self.clock.now();
+        let stale = Time::from_unix_micros(now.unix_micros().saturating_sub(60_000_000));
+        match self
+            .store
+            .begin_password_check(&user.id, limit, now, stale)
+            .await?
+        {
+            PasswordCheck::Granted { .. } => {}
+            PasswordCheck::Locked => {
+                return Err(Error::failed_precondition(
+                    error_ids::PASSWORD_LOCKED,
+                    "User is locked: too many failed password checks",
+                ));
+            }
+            PasswordCheck::Busy => {
+                return Err(Error::new(
+                    crate::domain::ErrorKind::ResourceExhausted,
+                    error_ids::PASSWORD_BUSY,
+                    "too many password checks for this user at once, retry shortly",
+                ));
+            }
+        }
+        let verified = match user.password_hash.as_deref() {
+            None => Err(Error::failed_precondition(
+                error_ids::PASSWORD_NOT_SET,
+                "User has no password set",
+            )),
+            Some(hash) => self.passwords.verify(password, hash).await,
+        };
+        let outcome = match &verified {
+            Ok(true) => CheckOutcome::Passed,
+            Ok(false) => CheckOutcome::Failed,
+            Err(_) => CheckOutcome::Aborted,
+        };
+        let failures = self.store.end_password_check(&user.id, outcome).await?;
+        let passed = verified?;
+        self.stats.password_check(passed);
+        if passed {
+            Ok(())
+        } else {
+            Err(
+                Error::invalid_argument(error_ids::PASSWORD_INVALID, "Password is invalid")
+                    .with_failed_attempts(failures),
+            )
+        }
+    }
+}
+
+/// Why a user in this state cannot pass `checks.user`, if it cannot.
+fn inactive_user(state: UserState) -> Option<Error> {
+    match state {
+        UserState::Active => None,
+        UserState::Locked => Some(Error::failed_precondition(
+            error_ids::USER_LOCKED,
+            "User is locked",
+        )),
+        UserState::Inactive => Some(Error::failed_precondition(
+            error_ids::USER_INACTIVE,
+            "User is not active",
+        )),
+    }
+}
