@@ -1,86 +1,211 @@
-//! Wiring: open the store, build the core, the authenticator and the faces, and serve them
-//! on one listener (HTTP/1.1 and h2c) until a shutdown future resolves. Tests call the same
-//! functions with a listener bound to port 0.
+//! The application: one object, built from [`Settings`] and a clock, that owns everything the
+//! server runs (the bound listener, the router over the faces, the core with its store, and
+//! the background tasks), so `sessiond serve` and the test harness run the same server.
+//!
+//! - [`Application::build`] opens the store, builds the core, the authenticator and the faces
+//!   ([`router`], the one place the faces are put together) and binds the listener; tests
+//!   bind port 0 and read [`Application::address`].
+//! - [`Application::run_until`] starts the background tasks ([`Background`]: store health,
+//!   the prune schedule), serves until the shutdown future resolves, then stops accepting,
+//!   lets in-flight requests finish for at most `shutdown-timeout`, and stops the background
+//!   tasks. A new background worker is one `background.spawn(…)` line there.
+//!
+//! The store owns its own resources (the SQLite checkpointer thread, the PostgreSQL pool) and
+//! releases them when its last clone is dropped: when the application is, unless a caller
+//! keeps a [`Core`] (the tests do). Serving itself (protocols, limits, draining) is in
+//! `serve.rs`.
+
+mod background;
+mod serve;
+mod store;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method};
+use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use background::{Background, prune_periodically, watch_store_health};
+pub use serve::{Limits, serve};
+pub use store::{open_store, pg_settings};
+
 use crate::auth::{Authenticator, JwtSettings, JwtVerifier, KeySource, load_keys};
-use crate::config::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, ServerConfig, StoreConfig, redact_url};
-use crate::core::{Core, CoreSettings, PasswordHasher};
+use crate::core::{Core, CoreSettings, PasswordHasher, Retention};
 use crate::domain::Clock;
 use crate::faces::{self, FaceState, ProtocolSwitch, SessionApi};
-use crate::store::{Bounded, DynStore, PostgresStore, SqliteStore, StoreError};
+use crate::settings::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, Settings, redact_url};
 
-/// Opens the configured store and applies pending migrations (SQLite: creating the file;
-/// PostgreSQL: under an advisory lock). An unreachable PostgreSQL is retried with backoff for
-/// `startup_timeout`, with a log line per attempt.
-pub async fn open_store(config: &StoreConfig) -> anyhow::Result<DynStore> {
-    let url = config.url();
-    if config.is_postgres() {
-        let store = PostgresStore::connect(&url, &config.postgres)
-            .with_context(|| format!("invalid PostgreSQL URL {}", redact_url(&url)))?;
-        let started = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(250);
-        loop {
-            match store.migrate().await {
-                Ok(()) => break,
-                Err(StoreError::Unavailable(e)) if started.elapsed() < config.startup_timeout => {
-                    tracing::warn!(
-                        database = %redact_url(&url),
-                        error = %e,
-                        retry_in = ?delay,
-                        "database not reachable yet; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)).with_context(|| {
-                        format!("preparing PostgreSQL database {}", redact_url(&url))
-                    });
-                }
-            }
+/// A built server, listening but not yet serving.
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    address: SocketAddr,
+    router: Router,
+    core: Core,
+    health: tonic_health::server::HealthReporter,
+}
+
+impl Application {
+    /// Builds everything from the settings and binds `settings.listen`. The clock is a
+    /// parameter so tests can move time.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let jwt = jwt_settings(&settings)?;
+        let keys = load_keys(&key_source(&settings)?)?;
+        let store = open_store(&settings).await?;
+        let core = Core::new(
+            store,
+            clock,
+            PasswordHasher::recommended()?,
+            core_settings(&settings),
+        );
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in faces::grpc::SESSION_SERVICES {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
         }
-        // Every call is bounded: waiting for a connection, then running the statement.
-        let limit = config.postgres.acquire_timeout
-            + config.postgres.statement_timeout
-            + Duration::from_secs(1);
-        Ok(Arc::new(Bounded::new(Arc::new(store), limit)))
-    } else if url.starts_with("sqlite:") {
-        if config.database_url.is_none() {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("creating the data directory {}", config.data_dir.display())
-            })?;
-        }
-        let readers = std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(2)
-            * 2;
-        let store = SqliteStore::open(&url, readers, config.sqlite_synchronous)
+        let auth = Authenticator::new(JwtVerifier::new(keys, jwt), core.clone());
+        let router = router(&settings, auth, core.clone(), health_service)?;
+        let listener = TcpListener::bind(settings.listen)
             .await
-            .with_context(|| format!("opening SQLite database {url}"))?;
-        Ok(Arc::new(store))
-    } else {
-        anyhow::bail!(
-            "unsupported database URL {}: use sqlite://PATH or postgres://…",
-            redact_url(&url)
-        )
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        Ok(Self {
+            settings,
+            listener,
+            address,
+            router,
+            core,
+            health,
+        })
+    }
+
+    /// The address the listener is bound to (with the port the system chose for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The core under the faces (tests add users and read state through it).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Serves, with the background tasks running, until `shutdown` resolves; then drains
+    /// in-flight requests for at most `shutdown-timeout` and stops the background tasks.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self {
+            settings,
+            listener,
+            address,
+            router,
+            core,
+            health,
+        } = self;
+        tracing::info!(
+            %address,
+            store = %redact_url(&settings.store_url()),
+            "sessiond listening (HTTP/1.1 and h2c)"
+        );
+        let mut background = Background::default();
+        background.spawn("store health", watch_store_health(core.clone(), health));
+        if let Some(every) = settings.prune_interval {
+            let retention = retention(&settings);
+            background.spawn("prune", prune_periodically(core.clone(), retention, every));
+        }
+
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let deadline = settings.shutdown_timeout;
+        let limits = Limits {
+            max_header_bytes: settings.max_header_bytes,
+        };
+        let served = tokio::select! {
+            served = serve(listener, router, limits, signal) => served.context("serving"),
+            () = async move {
+                if stopped.await.is_ok() {
+                    tokio::time::sleep(deadline).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(?deadline, "shutdown timeout reached with requests still in flight");
+                Ok(())
+            }
+        };
+        background.stop().await;
+        tracing::info!("sessiond stopped");
+        served
+    }
+}
+
+/// The router over every face: gRPC, gRPC-Web, Connect, REST, self-service, admin and the
+/// operational endpoints on one port, with the observe layer (limits, metrics, access log)
+/// and CORS around them.
+pub fn router(
+    settings: &Settings,
+    auth: Authenticator,
+    core: Core,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> anyhow::Result<Router> {
+    let api = SessionApi::new(auth);
+    let grpc = faces::grpc::service(api.clone(), settings.body_limit, health_service)?;
+    let metrics = faces::metrics::Metrics::new(core);
+    let http = faces::http_router(FaceState {
+        api,
+        body_limit: settings.body_limit,
+        session_cookie: settings.session_cookie.clone(),
+        metrics: metrics.clone(),
+    });
+    let observe = faces::observe::Observe::new(
+        metrics,
+        settings.max_concurrent_requests,
+        settings.request_timeout,
+    );
+    Ok(Router::new()
+        .fallback_service(ProtocolSwitch::new(grpc, http))
+        .layer(axum::middleware::from_fn_with_state(
+            observe,
+            faces::observe::middleware,
+        ))
+        .layer(cors(&settings.cors_allowed_origins)?))
+}
+
+/// The core's settings.
+pub fn core_settings(settings: &Settings) -> CoreSettings {
+    CoreSettings {
+        instance_id: settings.instance_id.clone(),
+        max_password_attempts: settings.max_password_attempts,
+        ..CoreSettings::default()
+    }
+}
+
+/// What a prune deletes.
+pub fn retention(settings: &Settings) -> Retention {
+    Retention {
+        terminated: settings.terminated_before,
+        expired: settings.expired_before,
+        batch: settings.batch,
     }
 }
 
 /// The JWT settings in force: the configured issuer and audience, or the embedded defaults.
-pub fn jwt_settings(config: &ServerConfig) -> anyhow::Result<JwtSettings> {
-    let external = config.jwt.jwks_file.is_some() || config.jwt.public_key_pem.is_some();
-    match (&config.jwt.issuer, &config.jwt.audience) {
+pub fn jwt_settings(settings: &Settings) -> anyhow::Result<JwtSettings> {
+    let external = settings.jwt_jwks_file.is_some() || settings.jwt_public_key_pem.is_some();
+    match (&settings.jwt_issuer, &settings.jwt_audience) {
         (Some(issuer), Some(audience)) => Ok(JwtSettings {
             issuer: issuer.clone(),
             audience: audience.clone(),
@@ -97,84 +222,29 @@ pub fn jwt_settings(config: &ServerConfig) -> anyhow::Result<JwtSettings> {
     }
 }
 
-/// Where verification keys come from, per the configuration.
-pub fn key_source(config: &ServerConfig) -> anyhow::Result<KeySource> {
-    Ok(match (&config.jwt.jwks_file, &config.jwt.public_key_pem) {
-        (Some(_), Some(_)) => {
-            anyhow::bail!("set only one of --jwt-jwks-file and --jwt-public-key-pem")
-        }
-        (Some(path), None) => KeySource::JwksFile(path.clone()),
-        (None, Some(path)) => KeySource::PublicKeyPem {
-            path: path.clone(),
-            algorithm: config
-                .jwt
-                .algorithm
-                .as_deref()
-                .map(|a| {
-                    jsonwebtoken::Algorithm::from_str(a)
-                        .map_err(|_| anyhow::anyhow!("--jwt-algorithm: unknown algorithm {a:?}"))
-                })
-                .transpose()?,
+/// Where verification keys come from, per the settings.
+pub fn key_source(settings: &Settings) -> anyhow::Result<KeySource> {
+    Ok(
+        match (&settings.jwt_jwks_file, &settings.jwt_public_key_pem) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set only one of --jwt-jwks-file and --jwt-public-key-pem")
+            }
+            (Some(path), None) => KeySource::JwksFile(path.clone()),
+            (None, Some(path)) => KeySource::PublicKeyPem {
+                path: path.clone(),
+                algorithm: settings
+                    .jwt_algorithm
+                    .as_deref()
+                    .map(|a| {
+                        jsonwebtoken::Algorithm::from_str(a).map_err(|_| {
+                            anyhow::anyhow!("--jwt-algorithm: unknown algorithm {a:?}")
+                        })
+                    })
+                    .transpose()?,
+            },
+            (None, None) => KeySource::Embedded(settings.data_dir.clone()),
         },
-        (None, None) => KeySource::Embedded(config.store.data_dir.clone()),
-    })
-}
-
-/// A built server: its router, the core beneath it, and the gRPC health reporter.
-pub struct App {
-    pub router: Router,
-    pub core: Core,
-    pub health: tonic_health::server::HealthReporter,
-}
-
-/// Builds everything from a configuration. The clock is a parameter so tests can move time.
-pub async fn build(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-    let settings = jwt_settings(config)?;
-    let keys = load_keys(&key_source(config)?)?;
-    let store = open_store(&config.store).await?;
-    let core = Core::new(
-        store,
-        clock,
-        PasswordHasher::recommended()?,
-        CoreSettings {
-            instance_id: config.instance_id.clone(),
-            max_password_attempts: config.max_password_attempts,
-            ..CoreSettings::default()
-        },
-    );
-    let auth = Authenticator::new(JwtVerifier::new(keys, settings), core.clone());
-    let api = SessionApi::new(auth);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in faces::grpc::SESSION_SERVICES {
-        health
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
-    let grpc = faces::grpc::service(api.clone(), config.body_limit, health_service)?;
-    let metrics = faces::metrics::Metrics::new(core.clone());
-    let http = faces::http_router(FaceState {
-        api,
-        body_limit: config.body_limit,
-        session_cookie: config.session_cookie.clone(),
-        metrics: metrics.clone(),
-    });
-    let observe = faces::observe::Observe::new(
-        metrics,
-        config.max_concurrent_requests,
-        config.request_timeout,
-    );
-    let router = Router::new()
-        .fallback_service(ProtocolSwitch::new(grpc, http))
-        .layer(axum::middleware::from_fn_with_state(
-            observe,
-            faces::observe::middleware,
-        ))
-        .layer(cors(&config.cors_allowed_origins)?);
-    Ok(App {
-        router,
-        core,
-        health,
-    })
+    )
 }
 
 /// CORS for browsers calling gRPC-Web, Connect or REST from another origin.
@@ -223,66 +293,4 @@ fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
         .allow_headers(allow_headers)
         .expose_headers(expose_headers)
         .max_age(std::time::Duration::from_secs(7200)))
-}
-
-/// Serves `router` on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then stops
-/// accepting and waits for in-flight requests to finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Prunes on a schedule while serving; failures are logged and retried next time.
-pub async fn prune_periodically(core: Core, retention: crate::core::Retention, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        match core.prune(retention, |_| {}).await {
-            Ok(totals) if totals.sessions > 0 => {
-                tracing::info!(
-                    sessions = totals.sessions,
-                    events = totals.events,
-                    "pruned old sessions"
-                )
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(error = ?error, "scheduled prune failed"),
-        }
-    }
-}
-
-/// Keeps gRPC health in step with the store: NOT_SERVING while it is unreachable or not
-/// migrated, SERVING again once it is back.
-pub async fn watch_store_health(core: Core, health: tonic_health::server::HealthReporter) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(5));
-    let mut last = true;
-    loop {
-        ticker.tick().await;
-        let store = core.store();
-        let ready = store.ping().await.is_ok() && store.schema_ready().await.unwrap_or(false);
-        if ready != last {
-            let status = if ready {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tonic_health::ServingStatus::NotServing
-            };
-            health.set_service_status("", status).await;
-            for name in faces::grpc::SESSION_SERVICES {
-                health.set_service_status(name, status).await;
-            }
-            tracing::warn!(ready, "store readiness changed");
-            last = ready;
-        }
-    }
 }

@@ -1,9 +1,9 @@
-//! The command line: `serve` (the default), `users add` and `token mint`. Every flag can also
-//! be set through an environment variable `SESSIOND_<FLAG>`; a flag given on the command line
-//! wins over the environment.
+//! The command line: `serve` (the default), `config show`, `migrate`, `prune`, `users …` and
+//! `token mint`. The settings' flags (and their `SESSIOND_…` variables) come from
+//! [`crate::settings`], flattened into each command that takes them; every command that
+//! reads settings lays them over the `--config` file.
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::app;
+use crate::app::{self, Application};
 use crate::auth::{EmbeddedKey, mint};
-use crate::config::{JwtConfig, ServerConfig, StoreConfig, redact_url};
-use crate::config_file::FileConfig;
-use crate::core::{Core, CoreSettings, NewUser, PasswordHasher, Retention, UserAction};
+use crate::core::{Core, NewUser, PasswordHasher, UserAction};
 use crate::domain::{Clock, LoginName, Password, Permission, Principal, SystemClock, UserId};
-use crate::store::{PgSettings, Synchronous};
+use crate::settings::{
+    EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, Flags, PruneFlags, ServeFlags, Settings, StoreFlags,
+    TokenFlags,
+};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -45,7 +46,7 @@ pub struct Cli {
     pub command: Option<Command>,
 
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: ServeFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,7 +55,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  sessiond serve --listen 127.0.0.1:8080 --data-dir ./data --instance-id my-instance"
     )]
-    Serve(Box<ServeArgs>),
+    Serve(ServeFlags),
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -68,184 +69,19 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  sessiond migrate --database-url postgres://sessiond@db/sessiond"
     )]
-    Migrate(StoreArgs),
+    Migrate(StoreFlags),
     /// Delete old terminated and expired sessions with their events, in batches.
     #[command(
         after_help = "Example:\n  sessiond prune --terminated-before 30d --expired-before 30d"
     )]
-    Prune(PruneArgs),
+    Prune(PruneFlags),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the settings `serve` would use with the same flags, environment and file.
     #[command(after_help = "Example:\n  sessiond --config /etc/sessiond.toml config show")]
-    Show(Box<ServeArgs>),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct PruneArgs {
-    #[command(flatten)]
-    pub retention: RetentionArgs,
-    #[command(flatten)]
-    pub store: StoreArgs,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct StoreArgs {
-    /// Directory for the SQLite database and the embedded signing key.
-    #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Database URL: sqlite://PATH (default sqlite://<data-dir>/sessiond.db) or postgres://…
-    #[arg(long, env = "SESSIOND_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// PostgreSQL: connections per replica.
-    #[arg(long, env = "SESSIOND_DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
-    /// PostgreSQL: how long a request waits for a free connection before failing (503/UNAVAILABLE).
-    #[arg(long, env = "SESSIOND_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
-    pub db_acquire_timeout: Duration,
-    /// PostgreSQL: server-side limit of one statement.
-    #[arg(long, env = "SESSIOND_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub db_statement_timeout: Duration,
-    /// How long to keep retrying an unreachable database at start-up.
-    #[arg(long, env = "SESSIOND_DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub db_startup_timeout: Duration,
-    /// SQLite: `normal` (a commit survives a crash of the process; a power loss may lose the
-    /// last moments) or `full` (the log is synced at every commit: survives power loss too).
-    #[arg(long, env = "SESSIOND_SQLITE_SYNCHRONOUS", default_value = "normal")]
-    pub sqlite_synchronous: Synchronous,
-}
-
-impl StoreArgs {
-    fn config(&self) -> StoreConfig {
-        StoreConfig {
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone(),
-            postgres: PgSettings {
-                max_connections: self.db_max_connections,
-                acquire_timeout: self.db_acquire_timeout,
-                statement_timeout: self.db_statement_timeout,
-            },
-            startup_timeout: self.db_startup_timeout,
-            sqlite_synchronous: self.sqlite_synchronous,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RetentionArgs {
-    /// Delete sessions terminated longer ago than this.
-    #[arg(long, env = "SESSIOND_PRUNE_TERMINATED_BEFORE", default_value = "30d", value_parser = humantime::parse_duration)]
-    pub terminated_before: Duration,
-    /// Delete sessions expired longer ago than this.
-    #[arg(long, env = "SESSIOND_PRUNE_EXPIRED_BEFORE", default_value = "30d", value_parser = humantime::parse_duration)]
-    pub expired_before: Duration,
-    /// Sessions deleted per transaction.
-    #[arg(long, env = "SESSIOND_PRUNE_BATCH", default_value_t = 1000)]
-    pub batch: u32,
-}
-
-impl RetentionArgs {
-    fn retention(&self) -> Retention {
-        Retention {
-            terminated: self.terminated_before,
-            expired: self.expired_before,
-            batch: self.batch,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct JwtArgs {
-    /// Verify bearer JWTs with the keys of this JWKS file instead of the embedded key.
-    #[arg(long, env = "SESSIOND_JWT_JWKS_FILE")]
-    pub jwt_jwks_file: Option<PathBuf>,
-    /// Verify bearer JWTs with this PEM public key instead of the embedded key.
-    #[arg(long, env = "SESSIOND_JWT_PUBLIC_KEY_PEM")]
-    pub jwt_public_key_pem: Option<PathBuf>,
-    /// Algorithm of --jwt-public-key-pem (e.g. RS256, ES256, EdDSA); default by key type.
-    #[arg(long, env = "SESSIOND_JWT_ALGORITHM")]
-    pub jwt_algorithm: Option<String>,
-    /// Required `iss` of bearer JWTs (default with the embedded key: sessiond).
-    #[arg(long, env = "SESSIOND_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-    /// Required `aud` of bearer JWTs (default with the embedded key: sessiond).
-    #[arg(long, env = "SESSIOND_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-}
-
-impl JwtArgs {
-    fn config(&self) -> JwtConfig {
-        JwtConfig {
-            jwks_file: self.jwt_jwks_file.clone(),
-            public_key_pem: self.jwt_public_key_pem.clone(),
-            algorithm: self.jwt_algorithm.clone(),
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Address to listen on (HTTP/1.1 and h2c on one port).
-    #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// Instance id reported as `resourceOwner` in every `details`.
-    #[arg(long, env = "SESSIOND_INSTANCE_ID", default_value = "sessiond")]
-    pub instance_id: String,
-    #[command(flatten)]
-    pub jwt: JwtArgs,
-    /// Largest request body or gRPC message in bytes.
-    #[arg(long, env = "SESSIOND_BODY_LIMIT", default_value_t = 1024 * 1024)]
-    pub body_limit: usize,
-    /// Origins allowed to call from browsers, comma-separated; default: any origin.
-    #[arg(long, env = "SESSIOND_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub cors_allowed_origins: Vec<String>,
-    /// Failed password checks after which a user is locked; 0 disables lockout.
-    #[arg(long, env = "SESSIOND_MAX_PASSWORD_ATTEMPTS", default_value_t = 10)]
-    pub max_password_attempts: u32,
-    /// Cookie name that may carry a session token on the /auth/sessions endpoints.
-    #[arg(
-        long,
-        env = "SESSIOND_SESSION_COOKIE",
-        default_value = "sessiond_session"
-    )]
-    pub session_cookie: String,
-    /// Requests in flight before new ones are refused with 503 / RESOURCE_EXHAUSTED.
-    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
-    pub max_concurrent_requests: usize,
-    /// Longest a request may take before it is answered with 504 / DEADLINE_EXCEEDED.
-    #[arg(long, env = "SESSIOND_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exiting.
-    #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-    /// Run a prune this often while serving (e.g. 1h); off unless set.
-    #[arg(long, env = "SESSIOND_PRUNE_INTERVAL", value_parser = humantime::parse_duration)]
-    pub prune_interval: Option<Duration>,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
-}
-
-impl ServeArgs {
-    pub fn config(&self) -> ServerConfig {
-        ServerConfig {
-            listen: self.listen,
-            store: self.store.config(),
-            instance_id: self.instance_id.clone(),
-            jwt: self.jwt.config(),
-            body_limit: self.body_limit,
-            cors_allowed_origins: self.cors_allowed_origins.clone(),
-            max_password_attempts: self.max_password_attempts,
-            session_cookie: self.session_cookie.clone(),
-            max_concurrent_requests: self.max_concurrent_requests,
-            request_timeout: self.request_timeout,
-        }
-    }
+    Show(ServeFlags),
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,7 +122,7 @@ pub struct UsersListArgs {
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: StoreFlags,
 }
 
 #[derive(Debug, Args)]
@@ -294,7 +130,7 @@ pub struct UserIdArgs {
     /// The user's id.
     pub id: String,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: StoreFlags,
 }
 
 #[derive(Debug, Args)]
@@ -308,7 +144,7 @@ pub struct SetPasswordArgs {
     #[arg(long)]
     pub keep_sessions: bool,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: StoreFlags,
 }
 
 #[derive(Debug, Args)]
@@ -323,7 +159,7 @@ pub struct UsersAddArgs {
     #[arg(long)]
     pub password_stdin: bool,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: StoreFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,67 +182,39 @@ pub struct TokenMintArgs {
     /// Lifetime, e.g. 15m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
-    #[arg(long, env = "SESSIOND_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    #[arg(long, env = "SESSIOND_JWT_ISSUER", default_value = crate::config::EMBEDDED_ISSUER)]
-    pub jwt_issuer: String,
-    #[arg(long, env = "SESSIOND_JWT_AUDIENCE", default_value = crate::config::EMBEDDED_AUDIENCE)]
-    pub jwt_audience: String,
+    #[command(flatten)]
+    pub settings: TokenFlags,
 }
 
-/// Runs the parsed command line.
 /// Parses the command line (exiting with usage errors, code 2) and runs it.
 pub async fn main() -> anyhow::Result<()> {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    run(cli, &matches).await
+    run(Cli::parse()).await
 }
 
-/// The serve settings after the configuration file, checked.
-fn effective(
-    mut args: ServeArgs,
-    config: Option<&Path>,
-    matches: &clap::ArgMatches,
-) -> anyhow::Result<ServeArgs> {
-    match config {
-        Some(path) => FileConfig::load(path)?.apply(&mut args, matches)?,
-        None => crate::config_file::check(&args)?,
-    }
-    Ok(args)
-}
-
-/// Runs a parsed command line; `matches` tells which settings came from flags or the
-/// environment (those win over the configuration file).
-pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
-    let config = cli.config.as_deref();
+    let file = cli.config.as_deref();
     match cli.command {
-        None => serve(effective(cli.serve, config, matches)?).await,
-        Some(Command::Serve(args)) => {
-            let sub = matches.subcommand_matches("serve").unwrap_or(matches);
-            serve(effective(*args, config, sub)?).await
-        }
-        Some(Command::Config(ConfigCommand::Show(args))) => {
-            let sub = matches
-                .subcommand_matches("config")
-                .and_then(|m| m.subcommand_matches("show"))
-                .unwrap_or(matches);
-            print!("{}", show(&effective(*args, config, sub)?));
+        None => serve(Settings::load(file, &cli.serve)?).await,
+        Some(Command::Serve(flags)) => serve(Settings::load(file, &flags)?).await,
+        Some(Command::Config(ConfigCommand::Show(flags))) => {
+            print!("{}", Settings::load(file, &flags)?.show());
             Ok(())
         }
-        Some(Command::Users(command)) => users(command).await,
-        Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args),
-        Some(Command::Migrate(args)) => {
-            let store = app::open_store(&args.config()).await?;
+        Some(Command::Users(command)) => users(command, file).await,
+        Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args, file),
+        Some(Command::Migrate(flags)) => {
+            let store = app::open_store(&Settings::load(file, &flags)?).await?;
             let ready = store.schema_ready().await?;
             println!("migrations applied; schema ready: {ready}");
             Ok(())
         }
-        Some(Command::Prune(args)) => {
-            let core = operator_core(&args.store).await?;
+        Some(Command::Prune(flags)) => {
+            let settings = Settings::load(file, &flags)?;
+            let core = operator_core(&settings).await?;
             let totals = core
-                .prune(args.retention.retention(), |t| {
+                .prune(app::retention(&settings), |t| {
                     eprintln!("pruned {} sessions, {} events so far", t.sessions, t.events)
                 })
                 .await
@@ -420,47 +228,10 @@ pub async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.config();
-    let app = app::build(&config, Arc::new(SystemClock)).await?;
-    tokio::spawn(app::watch_store_health(
-        app.core.clone(),
-        app.health.clone(),
-    ));
-    if let Some(every) = args.prune_interval {
-        tokio::spawn(app::prune_periodically(
-            app.core.clone(),
-            args.retention.retention(),
-            every,
-        ));
-    }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, store = ?config.store, "sessiond listening (HTTP/1.1 and h2c)");
-    // On SIGTERM/SIGINT: stop accepting, let in-flight requests finish, but never wait
-    // longer than the shutdown timeout.
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown_signal().await;
-        let _ = stopping.send(());
-    };
-    let deadline = args.shutdown_timeout;
-    tokio::select! {
-        served = app::serve(listener, app.router, signal) => served?,
-        () = async move {
-            if stopped.await.is_ok() {
-                tokio::time::sleep(deadline).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(?deadline, "shutdown timeout reached with requests still in flight");
-        }
-    }
-    tracing::info!("sessiond stopped");
-    Ok(())
+/// Serves until SIGTERM/SIGINT.
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings, Arc::new(SystemClock)).await?;
+    app.run_until(shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -488,14 +259,20 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-async fn operator_core(store: &StoreArgs) -> anyhow::Result<Core> {
-    let store = app::open_store(&store.config()).await?;
+/// The core an operator command works on: the configured store, the wall clock.
+async fn operator_core(settings: &Settings) -> anyhow::Result<Core> {
+    let store = app::open_store(settings).await?;
     Ok(Core::new(
         store,
         Arc::new(SystemClock),
         PasswordHasher::recommended()?,
-        CoreSettings::default(),
+        app::core_settings(settings),
     ))
+}
+
+/// [`operator_core`] with the settings of `flags` over the file.
+async fn store_core<const G: u8>(file: Option<&Path>, flags: &Flags<G>) -> anyhow::Result<Core> {
+    operator_core(&Settings::load(file, flags)?).await
 }
 
 fn read_password_stdin(new: bool) -> anyhow::Result<Password> {
@@ -520,7 +297,7 @@ fn print_user(user: &crate::domain::User) {
     println!("{}", crate::faces::admin::user_json(user));
 }
 
-async fn users(command: UsersCommand) -> anyhow::Result<()> {
+async fn users(command: UsersCommand, file: Option<&Path>) -> anyhow::Result<()> {
     let system = Principal::system();
     let fail = |e: crate::domain::Error| anyhow::anyhow!("{}", e.message());
     match command {
@@ -531,7 +308,7 @@ async fn users(command: UsersCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let core = operator_core(&args.store).await?;
+            let core = store_core(file, &args.store).await?;
             let user = core
                 .add_user(NewUser {
                     login_name,
@@ -549,7 +326,7 @@ async fn users(command: UsersCommand) -> anyhow::Result<()> {
                 .map(LoginName::parse)
                 .transpose()
                 .map_err(fail)?;
-            let core = operator_core(&args.store).await?;
+            let core = store_core(file, &args.store).await?;
             let (users, _) = core
                 .list_users(&system, login_name, args.offset, args.limit)
                 .await
@@ -557,7 +334,7 @@ async fn users(command: UsersCommand) -> anyhow::Result<()> {
             users.iter().for_each(print_user);
         }
         UsersCommand::Show(args) => {
-            let core = operator_core(&args.store).await?;
+            let core = store_core(file, &args.store).await?;
             print_user(
                 &core
                     .get_user(&system, &user_id(&args.id)?)
@@ -565,12 +342,12 @@ async fn users(command: UsersCommand) -> anyhow::Result<()> {
                     .map_err(fail)?,
             );
         }
-        UsersCommand::Lock(args) => change_state(args, UserAction::Lock).await?,
-        UsersCommand::Deactivate(args) => change_state(args, UserAction::Deactivate).await?,
-        UsersCommand::Reactivate(args) => change_state(args, UserAction::Reactivate).await?,
+        UsersCommand::Lock(args) => change_state(file, args, UserAction::Lock).await?,
+        UsersCommand::Deactivate(args) => change_state(file, args, UserAction::Deactivate).await?,
+        UsersCommand::Reactivate(args) => change_state(file, args, UserAction::Reactivate).await?,
         UsersCommand::SetPassword(args) => {
             let password = read_password_stdin(true)?;
-            let core = operator_core(&args.store).await?;
+            let core = store_core(file, &args.store).await?;
             let (_, revoked) = core
                 .set_password(&system, &user_id(&args.id)?, &password, !args.keep_sessions)
                 .await
@@ -581,8 +358,12 @@ async fn users(command: UsersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn change_state(args: UserIdArgs, action: UserAction) -> anyhow::Result<()> {
-    let core = operator_core(&args.store).await?;
+async fn change_state(
+    file: Option<&Path>,
+    args: UserIdArgs,
+    action: UserAction,
+) -> anyhow::Result<()> {
+    let core = store_core(file, &args.store).await?;
     let (user, revoked) = core
         .change_user_state(&Principal::system(), &user_id(&args.id)?, action)
         .await
@@ -592,7 +373,7 @@ async fn change_state(args: UserIdArgs, action: UserAction) -> anyhow::Result<()
     Ok(())
 }
 
-fn token_mint(args: TokenMintArgs) -> anyhow::Result<()> {
+fn token_mint(args: TokenMintArgs, file: Option<&Path>) -> anyhow::Result<()> {
     for name in &args.permissions {
         if Permission::parse(name).is_none() {
             anyhow::bail!(
@@ -600,14 +381,20 @@ fn token_mint(args: TokenMintArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let key = EmbeddedKey::load_or_create(&args.data_dir)?;
-    let settings = crate::auth::JwtSettings {
-        issuer: args.jwt_issuer,
-        audience: args.jwt_audience,
+    let settings = Settings::load(file, &args.settings)?;
+    let key = EmbeddedKey::load_or_create(&settings.data_dir)?;
+    // Signed with the embedded key: its default claims unless others are set.
+    let claims = crate::auth::JwtSettings {
+        issuer: settings
+            .jwt_issuer
+            .unwrap_or_else(|| EMBEDDED_ISSUER.to_owned()),
+        audience: settings
+            .jwt_audience
+            .unwrap_or_else(|| EMBEDDED_AUDIENCE.to_owned()),
     };
     let token = mint(
         &key,
-        &settings,
+        &claims,
         &args.subject,
         &args.permissions,
         args.ttl,
@@ -615,84 +402,4 @@ fn token_mint(args: TokenMintArgs) -> anyhow::Result<()> {
     )?;
     println!("{token}");
     Ok(())
-}
-
-/// The effective serve settings as TOML, with the database password redacted.
-fn show(args: &ServeArgs) -> String {
-    fn opt<T: std::fmt::Debug>(v: &Option<T>) -> String {
-        v.as_ref()
-            .map_or_else(|| String::from("(unset)"), |v| format!("{v:?}"))
-    }
-    let d = |d: &Duration| format!("{:?}", humantime::format_duration(*d).to_string());
-    let lines = [
-        ("listen", format!("{:?}", args.listen.to_string())),
-        (
-            "data-dir",
-            format!("{:?}", args.store.data_dir.display().to_string()),
-        ),
-        (
-            "database-url",
-            args.store.database_url.as_deref().map_or_else(
-                || String::from("(embedded SQLite)"),
-                |u| format!("{:?}", redact_url(u)),
-            ),
-        ),
-        ("instance-id", format!("{:?}", args.instance_id)),
-        ("body-limit", args.body_limit.to_string()),
-        (
-            "cors-allowed-origins",
-            format!("{:?}", args.cors_allowed_origins),
-        ),
-        (
-            "max-password-attempts",
-            args.max_password_attempts.to_string(),
-        ),
-        ("session-cookie", format!("{:?}", args.session_cookie)),
-        (
-            "max-concurrent-requests",
-            args.max_concurrent_requests.to_string(),
-        ),
-        ("request-timeout", d(&args.request_timeout)),
-        ("shutdown-timeout", d(&args.shutdown_timeout)),
-        (
-            "prune-interval",
-            args.prune_interval
-                .as_ref()
-                .map_or_else(|| String::from("(off)"), d),
-        ),
-        ("terminated-before", d(&args.retention.terminated_before)),
-        ("expired-before", d(&args.retention.expired_before)),
-        ("batch", args.retention.batch.to_string()),
-        (
-            "jwt-jwks-file",
-            opt(&args
-                .jwt
-                .jwt_jwks_file
-                .as_ref()
-                .map(|p| p.display().to_string())),
-        ),
-        (
-            "jwt-public-key-pem",
-            opt(&args
-                .jwt
-                .jwt_public_key_pem
-                .as_ref()
-                .map(|p| p.display().to_string())),
-        ),
-        ("jwt-algorithm", opt(&args.jwt.jwt_algorithm)),
-        ("jwt-issuer", opt(&args.jwt.jwt_issuer)),
-        ("jwt-audience", opt(&args.jwt.jwt_audience)),
-        (
-            "db-max-connections",
-            args.store.db_max_connections.to_string(),
-        ),
-        ("db-acquire-timeout", d(&args.store.db_acquire_timeout)),
-        ("db-statement-timeout", d(&args.store.db_statement_timeout)),
-        ("db-startup-timeout", d(&args.store.db_startup_timeout)),
-        (
-            "sqlite-synchronous",
-            format!("{:?}", args.store.sqlite_synchronous.to_string()),
-        ),
-    ];
-    lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
 }

@@ -14,8 +14,10 @@
 //! store   trait Store: SQLite (default)           (one transaction per command)
 //! ```
 //!
-//! `app` wires the layers together and serves them on one listener; `main.rs` only parses
-//! the command line and calls into this library, so tests drive exactly what runs.
+//! `settings` is the one settings type (defaults, file, environment, flags); `app` builds
+//! the `Application` from it (the layers wired together, the listener, the background tasks)
+//! and serves it; `cli` parses the command line; `main.rs` only calls into this library, so
+//! tests drive exactly what runs.
 
 #![cfg_attr(
     not(test),
@@ -25,10 +27,9 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod config;
-pub mod config_file;
 pub mod core;
 pub mod domain;
 pub mod faces;
+pub mod settings;
 pub mod store;
 pub mod telemetry;

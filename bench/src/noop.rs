@@ -5,8 +5,8 @@
 //! mapping), same protocol switch (`sessiond::faces::ProtocolSwitch`), the same Connect and
 //! REST paths (derived from the `Rpc` constants of `sessiond::faces::session_api`), the same
 //! CORS layer and the same listener (`sessiond::app::serve`: one port, HTTP/1.1 and h2c,
-//! TCP_NODELAY). What is missing is everything a handler does: no authentication, no core, no
-//! store. Request bodies are still decoded into the request message (tonic does that before
+//! TCP_NODELAY, the same header limit). What is missing is everything a handler does: no
+//! authentication, no core, no store. Request bodies are still decoded into the request message (tonic does that before
 //! a gRPC handler runs, so the JSON faces do it too) and a default response is encoded.
 
 use std::net::SocketAddr;
@@ -311,6 +311,10 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
             } => {}
         }
     };
-    sessiond::app::serve(listener, router, shutdown).await?;
+    // The same protocol limits as sessiond with its default settings.
+    let limits = sessiond::app::Limits {
+        max_header_bytes: sessiond::settings::Settings::default().max_header_bytes,
+    };
+    sessiond::app::serve(listener, router, limits, shutdown).await?;
     Ok(())
 }

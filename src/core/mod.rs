@@ -40,10 +40,12 @@ pub struct CoreSettings {
 }
 
 impl Default for CoreSettings {
+    /// The defaults of [`Settings`](crate::settings::Settings) and the core's list limits.
     fn default() -> Self {
+        let settings = crate::settings::Settings::default();
         Self {
-            instance_id: String::from("sessiond"),
-            max_password_attempts: 10,
+            instance_id: settings.instance_id,
+            max_password_attempts: settings.max_password_attempts,
             default_list_limit: 100,
             max_list_limit: 1000,
         }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::sync::Once;
 
-use sessiond::config::StoreConfig;
 use sessiond::core::{Core, CoreSettings, PasswordHasher};
 use sessiond::domain::{Clock, ManualClock};
+use sessiond::settings::Settings;
 use sessiond::store::DynStore;
 
 use crate::helpers::START;
@@ -20,7 +20,7 @@ static SKIP_NOTICE: Once = Once::new();
 pub struct Backend {
     pub name: &'static str,
     pub store: DynStore,
-    pub config: StoreConfig,
+    pub config: Settings,
     _dir: tempfile::TempDir,
 }
 
@@ -73,7 +73,7 @@ pub fn postgres_url() -> Option<String> {
 pub async fn backends() -> Vec<Backend> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = StoreConfig::new(dir.path());
+    let config = Settings::for_test(dir.path());
     let store = sessiond::app::open_store(&config)
         .await
         .expect("opening SQLite");
@@ -85,9 +85,9 @@ pub async fn backends() -> Vec<Backend> {
     });
     if let Some(base) = postgres_url() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = StoreConfig {
-            database_url: Some(postgres_schema_url(&base).await),
-            ..StoreConfig::new(dir.path())
+        let config = Settings {
+            database_url: Some(postgres_schema_url(&base).await.into()),
+            ..Settings::for_test(dir.path())
         };
         let store = sessiond::app::open_store(&config)
             .await

@@ -122,10 +122,10 @@ fn upstream(url: &str) -> String {
 
 async fn app_through(proxy_port: u16, schema_url: String) -> TestApp {
     spawn_app_with(move |config| {
-        config.store.database_url = Some(through(&schema_url, proxy_port));
-        config.store.postgres.acquire_timeout = Duration::from_millis(500);
-        config.store.postgres.statement_timeout = Duration::from_millis(1000);
-        config.store.startup_timeout = Duration::from_secs(20);
+        config.database_url = Some(through(&schema_url, proxy_port).into());
+        config.db_acquire_timeout = Duration::from_millis(500);
+        config.db_statement_timeout = Duration::from_millis(1000);
+        config.db_startup_timeout = Duration::from_secs(20);
     })
     .await
 }

@@ -16,17 +16,16 @@ use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use sessiond::app;
+use sessiond::app::Application;
 use sessiond::auth::{EmbeddedKey, JwtSettings, mint};
-use sessiond::config::{ServerConfig, StoreConfig};
 use sessiond::core::{Core, NewUser};
 use sessiond::domain::{LoginName, ManualClock, Password, SessionId, Time, User};
 use sessiond::faces::status::RpcStatus;
+use sessiond::settings::Settings;
 
 pub use sessiond::faces::pb::wkt::Timestamp;
 pub use sessiond::faces::pb::zitadel::object::v2 as object;
@@ -59,7 +58,7 @@ pub struct TestApp {
     pub h2: reqwest::Client,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Set to run the whole faces suite on PostgreSQL (with `SESSIOND_TEST_POSTGRES_URL`)
@@ -86,24 +85,22 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Spawns a server whose configuration `configure` may adjust first.
-pub async fn spawn_app_with(configure: impl FnOnce(&mut ServerConfig)) -> TestApp {
+/// Spawns a server whose settings `configure` may adjust first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("creating a temp dir");
-    let mut config = ServerConfig::new(StoreConfig::new(data_dir.path()));
+    let mut settings = Settings::for_test(data_dir.path());
     if let Some(url) = faces_postgres_url() {
-        config.store.database_url = Some(crate::backends::postgres_schema_url(&url).await);
+        settings.database_url = Some(crate::backends::postgres_schema_url(&url).await.into());
     }
-    configure(&mut config);
+    configure(&mut settings);
     let clock = ManualClock::new(START);
-    let built = app::build(&config, Arc::new(clock.clone()))
+    let app = Application::build(settings, Arc::new(clock.clone()))
         .await
         .expect("building the app");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
+    let addr = app.address();
+    let core = app.core().clone();
     let (shutdown, signal) = oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, built.router, async move {
+    let server = tokio::spawn(app.run_until(async move {
         let _ = signal.await;
     }));
     let base = format!("http://{addr}");
@@ -121,7 +118,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServerConfig)) -> TestAp
     TestApp {
         addr,
         base,
-        core: built.core,
+        core,
         clock,
         data_dir,
         http,
@@ -138,7 +135,7 @@ impl TestApp {
     }
 
     /// Signals shutdown and hands back the server task (which resolves once `serve` returns).
-    pub fn trigger_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+    pub fn trigger_shutdown(&mut self) -> JoinHandle<anyhow::Result<()>> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

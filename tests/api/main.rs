@@ -26,6 +26,7 @@ mod concurrency;
 mod configuration;
 mod durability;
 mod faults;
+mod headers;
 mod hostile;
 mod operations;
 mod overload;

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use sessiond::config::StoreConfig;
+use sessiond::settings::Settings;
 
 use crate::backends::{backends, clock};
 use crate::helpers::*;
@@ -12,7 +12,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_sessiond_is_refused_with_a_clear_message() {
     for b in backends().await {
-        let pool_url = b.config.url();
+        let pool_url = b.config.store_url();
         // Record a migration this binary does not know, as a newer sessiond would.
         match b.name {
             "sqlite" => {
@@ -65,7 +65,7 @@ async fn migrate_and_prune_work_from_the_command_line() {
     assert!(String::from_utf8_lossy(&migrate.stdout).contains("schema ready: true"));
 
     // Sessions created and ended in 2025 (the test clock) are long past any 30-day retention.
-    let store = sessiond::app::open_store(&StoreConfig::new(dir.path()))
+    let store = sessiond::app::open_store(&Settings::for_test(dir.path()))
         .await
         .expect("store");
     let backend_clock = clock();
@@ -140,7 +140,7 @@ async fn migrate_and_prune_work_from_the_command_line() {
         "{stdout}"
     );
 
-    let store = sessiond::app::open_store(&StoreConfig::new(dir.path()))
+    let store = sessiond::app::open_store(&Settings::for_test(dir.path()))
         .await
         .expect("store");
     for id in &ended {

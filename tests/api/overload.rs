@@ -174,7 +174,7 @@ async fn sigterm_under_load_finishes_accepted_requests_and_exits_zero() {
         http.get(format!("{base}/healthz")).send().await.is_err(),
         "new requests are refused"
     );
-    let store = sessiond::app::open_store(&sessiond::config::StoreConfig::new(&data))
+    let store = sessiond::app::open_store(&sessiond::settings::Settings::for_test(&data))
         .await
         .expect("store");
     let live = store

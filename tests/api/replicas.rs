@@ -16,9 +16,9 @@ async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     // One signing key for all replicas, as production would share one JWKS.
     sessiond::auth::EmbeddedKey::load_or_create(data_dir.path()).expect("key");
-    let config = sessiond::config::StoreConfig {
-        database_url: Some(database_url.clone()),
-        ..sessiond::config::StoreConfig::new(data_dir.path())
+    let config = sessiond::settings::Settings {
+        database_url: Some(database_url.clone().into()),
+        ..sessiond::settings::Settings::for_test(data_dir.path())
     };
     let store = sessiond::app::open_store(&config).await.expect("migrating");
     drop(store);

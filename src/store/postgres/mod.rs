@@ -40,7 +40,7 @@ mod users;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Pool and timeout settings.
+/// Pool and timeout settings (from `Settings`: `db-max-connections`, `db-…-timeout`).
 #[derive(Clone, Debug)]
 pub struct PgSettings {
     pub max_connections: u32,
@@ -48,16 +48,6 @@ pub struct PgSettings {
     pub acquire_timeout: Duration,
     /// Server-side limit of one statement (`statement_timeout`).
     pub statement_timeout: Duration,
-}
-
-impl Default for PgSettings {
-    fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(5),
-        }
-    }
 }
 
 columns_via!(PgRow, try_get, internal);
