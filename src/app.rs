@@ -18,6 +18,7 @@ use crate::config::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, ServerConfig, StoreConfi
 use crate::core::{Core, CoreSettings, PasswordHasher};
 use crate::domain::Clock;
 use crate::faces::{self, FaceState, ProtocolSwitch, SessionApi};
+use crate::ops::Ops;
 use crate::store::{Bounded, DynStore, PostgresStore, SqliteStore, StoreError};
 
 /// Opens the configured store and applies pending migrations (SQLite: creating the file;
@@ -145,30 +146,27 @@ pub async fn build(config: &ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resu
     let auth = Authenticator::new(JwtVerifier::new(keys, settings), core.clone());
     let api = SessionApi::new(auth);
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in faces::grpc::SESSION_SERVICES {
+    for name in faces::grpc::service_names() {
         health
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
     let grpc = faces::grpc::service(api.clone(), config.body_limit, health_service)?;
-    let metrics = faces::metrics::Metrics::new(core.clone());
-    let http = faces::http_router(FaceState {
-        api,
-        body_limit: config.body_limit,
-        session_cookie: config.session_cookie.clone(),
-        metrics: metrics.clone(),
-    });
-    let observe = faces::observe::Observe::new(
-        metrics,
+    let ops = Ops::new(
+        core.clone(),
         config.max_concurrent_requests,
         config.request_timeout,
     );
-    let router = Router::new()
-        .fallback_service(ProtocolSwitch::new(grpc, http))
-        .layer(axum::middleware::from_fn_with_state(
-            observe,
-            faces::observe::middleware,
-        ))
+    let http = faces::router(
+        FaceState {
+            api,
+            body_limit: config.body_limit,
+            session_cookie: config.session_cookie.clone(),
+        },
+        ops.routes(),
+    );
+    let router = ops
+        .observe(Router::new().fallback_service(ProtocolSwitch::new(grpc, http)))
         .layer(cors(&config.cors_allowed_origins)?);
     Ok(App {
         router,
@@ -278,7 +276,7 @@ pub async fn watch_store_health(core: Core, health: tonic_health::server::Health
                 tonic_health::ServingStatus::NotServing
             };
             health.set_service_status("", status).await;
-            for name in faces::grpc::SESSION_SERVICES {
+            for name in faces::grpc::service_names() {
                 health.set_service_status(name, status).await;
             }
             tracing::warn!(ready, "store readiness changed");

@@ -14,8 +14,10 @@
 //! store   trait Store: SQLite (default)           (one transaction per command)
 //! ```
 //!
-//! `app` wires the layers together and serves them on one listener; `main.rs` only parses
-//! the command line and calls into this library, so tests drive exactly what runs.
+//! `ops` wraps every face (request ids, load shedding, timeouts, access log, metrics, health,
+//! the API document). `app` wires the layers together and serves them on one listener;
+//! `main.rs` only parses the command line and calls into this library, so tests drive
+//! exactly what runs.
 
 #![cfg_attr(
     not(test),
@@ -30,5 +32,6 @@ pub mod config_file;
 pub mod core;
 pub mod domain;
 pub mod faces;
+pub mod ops;
 pub mod store;
 pub mod telemetry;
