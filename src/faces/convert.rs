@@ -1,17 +1,22 @@
 //! Wire ↔ domain for the SessionService: request messages become validated core commands
 //! (every field rule of the API is checked here, once, whatever the protocol), and domain
 //! sessions become response messages.
+//!
+//! `google.protobuf.Duration` and `Timestamp` inputs are held to the ranges protobuf
+//! defines for them: a duration within ±315,576,000,000 s with nanos of the same sign and
+//! below a second, a timestamp from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::pb::wkt::Timestamp;
 use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::session::v2;
 use super::pb::zitadel::v1::TimestampQueryMethod;
 use crate::core::{Checks, CreateSession, ListSessions, SearchQuery, SetSession, UserLookup};
 use crate::domain::error_ids;
 use crate::domain::{
-    Details, Error, LoginName, Password, Session, SessionId, SessionToken, TimeComparison,
+    Details, Error, LoginName, Password, Session, SessionId, SessionToken, Time, TimeComparison,
     UserAgent, UserId,
 };
 
@@ -156,9 +161,26 @@ fn user_agent(ua: Option<v2::UserAgent>) -> UserAgent {
     }
 }
 
+/// The largest |seconds| a `google.protobuf.Duration` may hold (10,000 years).
+const DURATION_MAX_SECONDS: i64 = 315_576_000_000;
+
+/// Whether a duration is within protobuf's range: |seconds| ≤ 315,576,000,000, |nanos| below
+/// a second, and both of the same sign.
+pub(crate) fn valid_duration(d: &pbjson_types::Duration) -> bool {
+    d.seconds.unsigned_abs() <= DURATION_MAX_SECONDS.unsigned_abs()
+        && d.nanos.unsigned_abs() < 1_000_000_000
+        && !(d.seconds > 0 && d.nanos < 0 || d.seconds < 0 && d.nanos > 0)
+}
+
 fn lifetime(duration: Option<pbjson_types::Duration>) -> Result<Option<Duration>, Error> {
     let Some(d) = duration else { return Ok(None) };
-    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+    if !valid_duration(&d) {
+        return Err(Error::invalid_argument(
+            error_ids::LIFETIME_INVALID,
+            "lifetime must be a duration of at most 315576000000s",
+        ));
+    }
+    if d.seconds < 0 || d.nanos < 0 {
         return Err(Error::invalid_argument(
             error_ids::LIFETIME_INVALID,
             "lifetime must be greater than 0s",
@@ -168,6 +190,17 @@ fn lifetime(duration: Option<pbjson_types::Duration>) -> Result<Option<Duration>
         d.seconds.unsigned_abs(),
         d.nanos.unsigned_abs(),
     )))
+}
+
+/// A timestamp within protobuf's range (0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999999Z).
+fn timestamp(field: &str, value: Option<Timestamp>) -> Result<Time, Error> {
+    let value = value.ok_or_else(|| invalid(format!("{field} is required")))?;
+    if !value.is_valid() {
+        return Err(invalid(format!(
+            "{field} must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z"
+        )));
+    }
+    Ok(value.into())
 }
 
 fn comparison(method: i32) -> Result<TimeComparison, Error> {
@@ -195,9 +228,7 @@ fn search_query(query: v2::SearchQuery) -> Result<SearchQuery, Error> {
         Query::UserIdQuery(q) => SearchQuery::UserId(q.id),
         Query::CreationDateQuery(q) => SearchQuery::CreationDate(
             comparison(q.method)?,
-            q.creation_date
-                .ok_or_else(|| invalid("creationDateQuery: creationDate is required"))?
-                .into(),
+            timestamp("creationDateQuery: creationDate", q.creation_date)?,
         ),
         Query::CreatorQuery(q) => {
             if q.id.as_ref().is_some_and(|id| id.chars().count() > 200) {
@@ -216,9 +247,7 @@ fn search_query(query: v2::SearchQuery) -> Result<SearchQuery, Error> {
         }
         Query::ExpirationDateQuery(q) => SearchQuery::ExpirationDate(
             comparison(q.method)?,
-            q.expiration_date
-                .ok_or_else(|| invalid("expirationDateQuery: expirationDate is required"))?
-                .into(),
+            timestamp("expirationDateQuery: expirationDate", q.expiration_date)?,
         ),
     })
 }
@@ -295,5 +324,36 @@ mod tests {
             lifetime(duration(3600, 0)).ok().flatten(),
             Some(Duration::from_secs(3600))
         );
+    }
+
+    #[test]
+    fn lifetimes_beyond_the_range_of_a_duration_are_rejected() {
+        for (seconds, nanos) in [
+            (315_576_000_001, 0),
+            (i64::MAX, 0),
+            (1, 1_000_000_000),
+            (1, -1),
+            (-1, 1),
+        ] {
+            let error = lifetime(duration(seconds, nanos)).err();
+            assert_eq!(
+                error.map(|e| e.id()),
+                Some(error_ids::LIFETIME_INVALID),
+                "{seconds}s {nanos}ns"
+            );
+        }
+        assert!(lifetime(duration(315_576_000_000, 999_999_999)).is_ok());
+    }
+
+    #[test]
+    fn timestamps_beyond_the_range_of_a_timestamp_are_rejected() {
+        let at = |seconds, nanos| timestamp("t", Some(Timestamp { seconds, nanos }));
+        assert!(at(-62_135_596_800, 0).is_ok());
+        assert!(at(253_402_300_799, 999_999_999).is_ok());
+        assert!(at(-62_135_596_801, 0).is_err());
+        assert!(at(253_402_300_800, 0).is_err());
+        assert!(at(0, -1).is_err());
+        assert!(at(0, 1_000_000_000).is_err());
+        assert!(timestamp("t", None).is_err());
     }
 }

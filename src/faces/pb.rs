@@ -66,6 +66,14 @@ pub mod wkt {
     const MIN_SECONDS: i64 = -62_135_596_800;
     const MAX_SECONDS: i64 = 253_402_300_799;
 
+    impl Timestamp {
+        /// Whether the timestamp is within protobuf's range, with nanos in `0..1e9`.
+        pub fn is_valid(&self) -> bool {
+            (MIN_SECONDS..=MAX_SECONDS).contains(&self.seconds)
+                && (0..1_000_000_000).contains(&self.nanos)
+        }
+    }
+
     impl From<Time> for Timestamp {
         /// Times beyond the protobuf range (an expiration after a lifetime of millennia)
         /// saturate at its ends, so binary and JSON answers show the same instant.
@@ -99,7 +107,9 @@ pub mod wkt {
     impl<'de> serde::Deserialize<'de> for Timestamp {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+            // Out of range is an error here, not a saturated instant.
             Time::parse_rfc3339(&text)
+                .filter(|t| (MIN_SECONDS..=MAX_SECONDS).contains(&t.unix_parts().0))
                 .map(Timestamp::from)
                 .ok_or_else(|| D::Error::custom(format!("invalid RFC 3339 timestamp {text:?}")))
         }
