@@ -116,15 +116,15 @@ async fn list(
     Ok(response)
 }
 
-/// Revokes one of the caller's sessions. An id that is not one of the caller's sessions is
-/// answered like a revoked one (204), so that the answer says nothing about other users'
-/// sessions.
+/// Revokes one of the caller's sessions. A malformed id is a bad request; a well-formed id
+/// that is not one of the caller's sessions is answered like a revoked one (204), so that the
+/// answer says nothing about other users' sessions.
 async fn revoke_one(
     State(state): State<FaceState>,
     Current(current): Current,
     id: Path<String>,
 ) -> Result<StatusCode, KratosError> {
-    let id = SessionId::parse(id.0)?;
+    let id = SessionId::parse_well_formed(id.0)?;
     state.api.core().revoke_own_session(&current, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,6 +6,11 @@
 //! `v2beta` messages are a wire-compatible subset of `v2` (same field numbers), so a v2beta
 //! call is re-encoded as its v2 twin, served by the v2 code, and the answer re-encoded as
 //! v2beta. Fields v2beta lacks are dropped by the decoder, as any v2beta client would.
+//!
+//! Session ids arrive here with the API's own rule ([`SessionId::parse`]: 1 to 200 runes,
+//! no control characters), not the stricter [`SessionId::parse_well_formed`] of the
+//! self-service face: ZITADEL answers an id of any other shape with NotFound, and so does
+//! this API.
 
 use super::convert::{
     details, session_to_pb, validate_create, validate_list, validate_set_request,
