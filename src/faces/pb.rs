@@ -15,30 +15,25 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
+/// One generated package: its messages and their JSON forms.
+macro_rules! package {
+    ($name:ident, $file:literal) => {
+        pub mod $name {
+            include!(concat!(env!("OUT_DIR"), "/", $file, ".rs"));
+            include!(concat!(env!("OUT_DIR"), "/", $file, ".serde.rs"));
+        }
+    };
+}
+
 pub mod zitadel {
-    pub mod v1 {
-        include!(concat!(env!("OUT_DIR"), "/zitadel.v1.rs"));
-        include!(concat!(env!("OUT_DIR"), "/zitadel.v1.serde.rs"));
-    }
+    package!(v1, "zitadel.v1");
     pub mod object {
-        pub mod v2 {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.serde.rs"));
-        }
-        pub mod v2beta {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2beta.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2beta.serde.rs"));
-        }
+        package!(v2, "zitadel.object.v2");
+        package!(v2beta, "zitadel.object.v2beta");
     }
     pub mod session {
-        pub mod v2 {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2.serde.rs"));
-        }
-        pub mod v2beta {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2beta.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2beta.serde.rs"));
-        }
+        package!(v2, "zitadel.session.v2");
+        package!(v2beta, "zitadel.session.v2beta");
     }
 }
 

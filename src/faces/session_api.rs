@@ -51,10 +51,7 @@ impl SessionApi {
         Ok(msg::CreateSessionResponse {
             details: Some(details(&change.details)),
             session_id: change.session_id.into_string(),
-            session_token: change
-                .token
-                .map(SessionToken::into_exposed)
-                .unwrap_or_default(),
+            session_token: exposed(change.token),
             challenges: None,
         })
     }
@@ -68,10 +65,7 @@ impl SessionApi {
         let change = self.auth.core().set_session(&principal, command).await?;
         Ok(msg::SetSessionResponse {
             details: Some(details(&change.details)),
-            session_token: change
-                .token
-                .map(SessionToken::into_exposed)
-                .unwrap_or_default(),
+            session_token: exposed(change.token),
             challenges: None,
         })
     }
@@ -129,6 +123,11 @@ impl SessionApi {
             details: Some(self::details(&details)),
         })
     }
+}
+
+/// A new session token as the response carries it (empty when none was issued).
+fn exposed(token: Option<SessionToken>) -> String {
+    token.map(SessionToken::into_exposed).unwrap_or_default()
 }
 
 impl Serve for SessionApi {
