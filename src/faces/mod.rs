@@ -19,8 +19,8 @@
 //!   connect.rs       Connect unary              ConnectError
 //!   connect_stream.rs Connect streaming (reflection) onto the gRPC service
 //!   rest.rs          REST transcoding           RestError (google.rpc.Status JSON)
-//!   self_service.rs  Kratos-style /auth/sessions, KratosError
-//!   kratos.rs        sessions in Kratos' shape
+//!   self_service.rs  Kratos-style /auth/sessions
+//!   kratos.rs        KratosError, sessions in Kratos' shape
 //!   admin.rs         /auth/admin/api            AdminError
 //!   admin_json.rs    users and sessions in the admin shape
 //!   status.rs        the one error table (kind → gRPC code, HTTP status, bodies)
@@ -44,10 +44,6 @@
 //!
 //! Write its list with [`rpc::rpc_service!`] (one invocation per package) and add its
 //! modules to the `services!` registry below: one line.
-
-// Handlers return a ready `Response` as their error (axum's idiom); it is built once per
-// failed request and moved out, so its size does not matter.
-#![allow(clippy::result_large_err)]
 
 pub mod admin;
 mod admin_json;

@@ -199,8 +199,8 @@ pub(crate) fn descriptor_rules() -> Vec<Rule> {
 // The faces' `.route(…)` calls
 // ------------------------------------------------------------------------------------------
 
-/// Faces whose routes are generated from the descriptor (REST rules, Connect procedures) and
-/// checked against it by `drift.rs` and the tests below; every other file's `.route(…)` calls
+/// Faces whose routes are generated from the services' lists of RPCs (REST rules, Connect
+/// procedures) and checked against the descriptor by `drift.rs` and the tests below; every other file's `.route(…)` calls
 /// must be in `HTTP_ROUTES`.
 const GENERATED_ROUTES: &[&str] = &["rest.rs", "connect.rs"];
 
