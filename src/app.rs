@@ -38,6 +38,7 @@ use crate::auth::{Authenticator, JwtSettings, JwtVerifier, KeySource, load_keys}
 use crate::core::{Core, CoreSettings, PasswordHasher, Retention};
 use crate::domain::Clock;
 use crate::faces::{self, FaceState, ProtocolSwitch, SessionApi};
+use crate::ops::Ops;
 use crate::settings::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, Settings, redact_url};
 
 /// A built server, listening but not yet serving.
@@ -64,7 +65,7 @@ impl Application {
             core_settings(&settings),
         );
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in faces::grpc::SESSION_SERVICES {
+        for name in faces::grpc::service_names() {
             health
                 .set_service_status(name, tonic_health::ServingStatus::Serving)
                 .await;
@@ -163,24 +164,21 @@ pub fn router(
 ) -> anyhow::Result<Router> {
     let api = SessionApi::new(auth);
     let grpc = faces::grpc::service(api.clone(), settings.body_limit, health_service)?;
-    let metrics = faces::metrics::Metrics::new(core);
-    let http = faces::http_router(FaceState {
-        api,
-        body_limit: settings.body_limit,
-        session_cookie: settings.session_cookie.clone(),
-        metrics: metrics.clone(),
-    });
-    let observe = faces::observe::Observe::new(
-        metrics,
+    let ops = Ops::new(
+        core,
         settings.max_concurrent_requests,
         settings.request_timeout,
     );
-    Ok(Router::new()
-        .fallback_service(ProtocolSwitch::new(grpc, http))
-        .layer(axum::middleware::from_fn_with_state(
-            observe,
-            faces::observe::middleware,
-        ))
+    let http = faces::router(
+        FaceState {
+            api,
+            body_limit: settings.body_limit,
+            session_cookie: settings.session_cookie.clone(),
+        },
+        ops.routes(),
+    );
+    Ok(ops
+        .observe(Router::new().fallback_service(ProtocolSwitch::new(grpc, http)))
         .layer(cors(&settings.cors_allowed_origins)?))
 }
 

@@ -14,10 +14,11 @@
 //! store   trait Store: SQLite (default)           (one transaction per command)
 //! ```
 //!
-//! `settings` is the one settings type (defaults, file, environment, flags); `app` builds
-//! the `Application` from it (the layers wired together, the listener, the background tasks)
-//! and serves it; `cli` parses the command line; `main.rs` only calls into this library, so
-//! tests drive exactly what runs.
+//! `ops` wraps every face (request ids, load shedding, timeouts, access log, metrics, health,
+//! the API document). `settings` is the one settings type (defaults, file, environment,
+//! flags); `app` builds the `Application` from it (the layers wired together, the listener,
+//! the background tasks) and serves it; `cli` parses the command line; `main.rs` only calls
+//! into this library, so tests drive exactly what runs.
 
 #![cfg_attr(
     not(test),
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod core;
 pub mod domain;
 pub mod faces;
+pub mod ops;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

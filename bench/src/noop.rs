@@ -1,9 +1,10 @@
 //! The no-op ceiling: sessiond's transport stack with handlers that answer at once.
 //!
-//! Same generated protos (`sessiond::faces::pb`), same gRPC stack (tonic `Routes` with both
-//! package versions, health and reflection, tonic-web's `GrpcWebLayer`, the same response
-//! mapping), same protocol switch (`sessiond::faces::ProtocolSwitch`), the same Connect and
-//! REST paths (derived from the `Rpc` constants of `sessiond::faces::session_api`), the same
+//! Same generated protos (`sessiond::faces::pb`), the same gRPC stack
+//! (`sessiond::faces::grpc::service` itself: every service, health and reflection, tonic-web,
+//! the same response mapping) over a stand-in that answers at once, the same protocol switch
+//! (`sessiond::faces::ProtocolSwitch`), the same Connect and REST paths (from sessiond's RPC
+//! lists, `sessiond::faces::visit_rpcs`), the same
 //! CORS layer and the same listener (`sessiond::app::serve`: one port, HTTP/1.1 and h2c,
 //! TCP_NODELAY, the same header limit). What is missing is everything a handler does: no
 //! authentication, no core, no store. Request bodies are still decoded into the request message (tonic does that before
@@ -15,128 +16,33 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::routing::{any, get, on};
+use http::{HeaderName, Method, StatusCode, header};
 use prost::Message;
+use sessiond::domain::Error;
 use sessiond::faces::ProtocolSwitch;
+use sessiond::faces::edges::Credentials;
 use sessiond::faces::grpc::GrpcService;
-use sessiond::faces::pb::zitadel::session::{v2, v2beta};
-use sessiond::faces::session_api::{
-    CreateV2, CreateV2beta, DeleteV2, DeleteV2beta, GetV2, GetV2beta, ListV2, ListV2beta, Rpc,
-    SetV2, SetV2beta,
-};
-use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+use sessiond::faces::rpc::{Rpc, Serve, Visit};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Same default as `sessiond serve --body-limit`.
 const BODY_LIMIT: usize = 1024 * 1024;
 
-struct NoopV2;
-struct NoopV2beta;
+/// Answers every RPC at once with its default response.
+#[derive(Clone)]
+struct Noop;
 
-macro_rules! noop_service {
-    ($server:ty, $pkg:ident) => {
-        #[tonic::async_trait]
-        impl $pkg::session_service_server::SessionService for $server {
-            async fn list_sessions(
-                &self,
-                _request: GrpcRequest<$pkg::ListSessionsRequest>,
-            ) -> Result<GrpcResponse<$pkg::ListSessionsResponse>, Status> {
-                Ok(GrpcResponse::new(Default::default()))
-            }
-
-            async fn get_session(
-                &self,
-                _request: GrpcRequest<$pkg::GetSessionRequest>,
-            ) -> Result<GrpcResponse<$pkg::GetSessionResponse>, Status> {
-                Ok(GrpcResponse::new(Default::default()))
-            }
-
-            async fn create_session(
-                &self,
-                _request: GrpcRequest<$pkg::CreateSessionRequest>,
-            ) -> Result<GrpcResponse<$pkg::CreateSessionResponse>, Status> {
-                Ok(GrpcResponse::new(Default::default()))
-            }
-
-            async fn set_session(
-                &self,
-                _request: GrpcRequest<$pkg::SetSessionRequest>,
-            ) -> Result<GrpcResponse<$pkg::SetSessionResponse>, Status> {
-                Ok(GrpcResponse::new(Default::default()))
-            }
-
-            async fn delete_session(
-                &self,
-                _request: GrpcRequest<$pkg::DeleteSessionRequest>,
-            ) -> Result<GrpcResponse<$pkg::DeleteSessionResponse>, Status> {
-                Ok(GrpcResponse::new(Default::default()))
-            }
-        }
-    };
+impl Serve for Noop {
+    async fn serve<R: Rpc>(&self, _: Credentials, _: R::Request) -> Result<R::Response, Error> {
+        Ok(R::Response::default())
+    }
 }
 
-noop_service!(NoopV2, v2);
-noop_service!(NoopV2beta, v2beta);
-
-/// The gRPC side, built exactly like `sessiond::faces::grpc::service`.
+/// The gRPC side: `sessiond::faces::grpc::service` itself, over [`Noop`].
 fn grpc_service() -> anyhow::Result<GrpcService> {
-    use tonic::codec::CompressionEncoding::Gzip;
-    let v2 = v2::session_service_server::SessionServiceServer::new(NoopV2)
-        .max_decoding_message_size(BODY_LIMIT)
-        .accept_compressed(Gzip)
-        .send_compressed(Gzip);
-    let v2beta = v2beta::session_service_server::SessionServiceServer::new(NoopV2beta)
-        .max_decoding_message_size(BODY_LIMIT)
-        .accept_compressed(Gzip)
-        .send_compressed(Gzip);
     let (_reporter, health) = tonic_health::server::health_reporter();
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(sessiond::faces::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let routes = tonic::service::Routes::new(v2)
-        .add_service(v2beta)
-        .add_service(health)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
-        .prepare();
-    let svc = tower::ServiceBuilder::new()
-        .map_response(|response: http::Response<tonic::body::Body>| response.map(Body::new))
-        .layer(tonic_web::GrpcWebLayer::new())
-        .map_response(status_rewrite_resource_exhausted)
-        .map_response(status_rewrite_invalid_argument)
-        .service(routes);
-    Ok(GrpcService::new(svc))
-}
-
-/// The same two header rewrites sessiond applies to every gRPC answer (they only look at
-/// headers, so the ceiling pays for them too).
-fn status_rewrite_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let headers = response.headers_mut();
-    let out_of_range = headers
-        .get("grpc-status")
-        .is_some_and(|s| s.as_bytes() == b"11");
-    let too_large = headers.get("grpc-message").is_some_and(|m| {
-        m.to_str()
-            .is_ok_and(|m| m.contains("too%20large") || m.contains("too large"))
-    });
-    if out_of_range && too_large {
-        headers.insert("grpc-status", HeaderValue::from_static("8"));
-    }
-    response
-}
-
-fn status_rewrite_invalid_argument<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let headers = response.headers_mut();
-    let internal = headers
-        .get("grpc-status")
-        .is_some_and(|s| s.as_bytes() == b"13");
-    if internal && !headers.contains_key("grpc-status-details-bin") {
-        headers.insert("grpc-status", HeaderValue::from_static("3"));
-    }
-    response
+    sessiond::faces::grpc::service(Noop, BODY_LIMIT, health)
 }
 
 async fn body_bytes(body: Body) -> Result<Bytes, Response> {
@@ -195,57 +101,38 @@ async fn rest_body<R: Rpc>(request: Request) -> Response {
     {
         return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
     }
-    let status = if R::METHOD == "CreateSession" {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (status, axum::Json(R::Response::default())).into_response()
+    (R::INFO.http.success, axum::Json(R::Response::default())).into_response()
 }
 
 /// REST GET: nothing to decode but the path.
 async fn rest_get<R: Rpc>() -> Response {
-    axum::Json(R::Response::default()).into_response()
+    (R::INFO.http.success, axum::Json(R::Response::default())).into_response()
 }
 
 async fn whoami() -> Response {
     axum::Json(serde_json::json!({})).into_response()
 }
 
+/// The Connect and REST routes of every RPC, from sessiond's lists.
+struct Routes(Router);
+
+impl Visit for Routes {
+    fn rpc<R: Rpc>(&mut self) {
+        let rule = R::INFO.http;
+        let router = std::mem::take(&mut self.0).route(&R::INFO.procedure(), any(connect::<R>));
+        self.0 = if rule.body {
+            router.route(rule.path, on(rule.verb.filter(), rest_body::<R>))
+        } else {
+            router.route(rule.path, on(rule.verb.filter(), rest_get::<R>))
+        };
+    }
+}
+
 fn http_router() -> Router {
-    fn connect_route<R: Rpc>(router: Router) -> Router {
-        router.route(&format!("/{}/{}", R::SERVICE, R::METHOD), any(connect::<R>))
-    }
-    fn rest_version<L: Rpc, G: Rpc, C: Rpc, S: Rpc, D: Rpc>(
-        router: Router,
-        prefix: &str,
-    ) -> Router {
-        router
-            .route(&format!("{prefix}/sessions"), post(rest_body::<C>))
-            .route(&format!("{prefix}/sessions/search"), post(rest_body::<L>))
-            .route(
-                &format!("{prefix}/sessions/{{session_id}}"),
-                get(rest_get::<G>)
-                    .patch(rest_body::<S>)
-                    .delete(rest_body::<D>),
-            )
-    }
-    let mut router = Router::new();
-    router = connect_route::<ListV2>(router);
-    router = connect_route::<GetV2>(router);
-    router = connect_route::<CreateV2>(router);
-    router = connect_route::<SetV2>(router);
-    router = connect_route::<DeleteV2>(router);
-    router = connect_route::<ListV2beta>(router);
-    router = connect_route::<GetV2beta>(router);
-    router = connect_route::<CreateV2beta>(router);
-    router = connect_route::<SetV2beta>(router);
-    router = connect_route::<DeleteV2beta>(router);
-    router = rest_version::<ListV2, GetV2, CreateV2, SetV2, DeleteV2>(router, "/v2");
-    router = rest_version::<ListV2beta, GetV2beta, CreateV2beta, SetV2beta, DeleteV2beta>(
-        router, "/v2beta",
-    );
-    router
+    let mut routes = Routes(Router::new());
+    sessiond::faces::visit_rpcs(&mut routes);
+    routes
+        .0
         .route("/auth/sessions/whoami", get(whoami))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { StatusCode::NOT_FOUND })

@@ -85,7 +85,7 @@ pub async fn watch_store_health(core: Core, health: tonic_health::server::Health
                 tonic_health::ServingStatus::NotServing
             };
             health.set_service_status("", status).await;
-            for name in faces::grpc::SESSION_SERVICES {
+            for name in faces::grpc::service_names() {
                 health.set_service_status(name, status).await;
             }
             tracing::warn!(ready, "store readiness changed");

@@ -1,6 +1,13 @@
 //! Identifiers. Ids are decimal numbers (the shape ZITADEL clients know), parsed once at the
 //! boundary: non-empty, at most 200 characters, no control characters.
 //!
+//! A *well-formed* session id ([`SessionId::parse_well_formed`]) is, beyond that, made of
+//! ASCII letters, digits, `-` and `_` only: every id sessiond issues (19 decimal digits) and
+//! every id ZITADEL issues (decimal) is one. The self-service face holds session ids to it, so
+//! an id that cannot name a session is a bad request there rather than a quiet no-op. The
+//! SessionService keeps the wider rule, as ZITADEL does (an id of another shape is simply not
+//! found), so what its clients see does not change.
+//!
 //! New session ids grow with time (milliseconds in the high bits, random low bits, always 19
 //! digits), like ZITADEL's own time-based ids: a new session's row, id index entry and
 //! events then land at the end of their B-trees instead of at random pages, which is what
@@ -112,6 +119,26 @@ macro_rules! id_type {
 }
 
 id_type!(SessionId, "session id", error_ids::SESSION_ID_INVALID);
+
+/// Whether a character may stand in a well-formed id.
+fn well_formed_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+impl SessionId {
+    /// Checks a session id as [`SessionId::parse`] does, and that it is well-formed (see the
+    /// module header).
+    pub fn parse_well_formed(value: impl Into<String>) -> Result<Self, Error> {
+        let id = Self::parse(value)?;
+        if !id.0.chars().all(well_formed_char) {
+            return Err(Error::invalid_argument(
+                error_ids::SESSION_ID_INVALID,
+                "session id: only ASCII letters, digits, '-' and '_' are allowed",
+            ));
+        }
+        Ok(id)
+    }
+}
 id_type!(UserId, "user id", error_ids::USER_ID_INVALID);
 
 #[cfg(test)]
@@ -125,6 +152,19 @@ mod tests {
         assert!(SessionId::parse("é".repeat(200)).is_ok());
         assert!(SessionId::parse("a\0b").is_err());
         assert!(SessionId::parse("123").is_ok());
+    }
+
+    #[test]
+    fn well_formed_ids_are_ascii_letters_digits_dashes_and_underscores() {
+        for good in ["1234567890123456789", "abc-DEF_9", "x"] {
+            assert!(SessionId::parse_well_formed(good).is_ok(), "{good}");
+        }
+        for bad in ["a/b", "%zz", "a b", "ü", "' OR '1'='1", "", "a\0b"] {
+            assert!(SessionId::parse_well_formed(bad).is_err(), "{bad:?}");
+        }
+        assert!(SessionId::parse_well_formed("9".repeat(201)).is_err());
+        let generated = SessionId::generate_at(super::super::Time::from_unix_micros(0));
+        assert!(SessionId::parse_well_formed(generated.into_string()).is_ok());
     }
 
     #[test]

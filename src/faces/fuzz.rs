@@ -6,27 +6,18 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::pb::zitadel::session::{v2, v2beta};
-use super::session_api::{
-    CreateV2, CreateV2beta, DeleteV2, DeleteV2beta, GetV2, GetV2beta, ListV2, ListV2beta, Rpc,
-    SetV2, SetV2beta,
-};
+use super::rpc::{Rpc, Visit};
 
-/// Decodes `bytes` as protobuf and as JSON into every request type.
+/// Decodes `bytes` as protobuf and as JSON into every request type of every service.
 fn decode_all(bytes: &[u8]) {
-    fn one<R: Rpc>(bytes: &[u8]) {
-        let _ = <R::Request as prost::Message>::decode(bytes);
-        let _ = serde_json::from_slice::<R::Request>(bytes);
+    struct Decode<'a>(&'a [u8]);
+    impl Visit for Decode<'_> {
+        fn rpc<R: Rpc>(&mut self) {
+            let _ = <R::Request as prost::Message>::decode(self.0);
+            let _ = serde_json::from_slice::<R::Request>(self.0);
+        }
     }
-    one::<ListV2>(bytes);
-    one::<GetV2>(bytes);
-    one::<CreateV2>(bytes);
-    one::<SetV2>(bytes);
-    one::<DeleteV2>(bytes);
-    one::<ListV2beta>(bytes);
-    one::<GetV2beta>(bytes);
-    one::<CreateV2beta>(bytes);
-    one::<SetV2beta>(bytes);
-    one::<DeleteV2beta>(bytes);
+    super::visit_rpcs(&mut Decode(bytes));
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -89,7 +80,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// Converts a decoded request the way the API would, without a store: every validation
 /// and conversion of `session_api` runs.
 fn convert(request: v2::CreateSessionRequest) {
-    let _ = super::session_api::validate_create(request);
+    let _ = super::convert::validate_create(request);
 }
 
 proptest! {
@@ -108,10 +99,10 @@ proptest! {
             convert(request);
         }
         if let Ok(request) = serde_json::from_value::<v2::ListSessionsRequest>(value.clone()) {
-            let _ = super::session_api::validate_list(request);
+            let _ = super::convert::validate_list(request);
         }
         if let Ok(request) = serde_json::from_value::<v2beta::SetSessionRequest>(value) {
-            let _ = super::session_api::validate_set(prost::Message::encode_to_vec(&request).as_slice());
+            let _ = super::convert::validate_set(prost::Message::encode_to_vec(&request).as_slice());
         }
     }
 }

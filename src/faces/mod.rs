@@ -3,25 +3,61 @@
 //!
 //! All faces share one listener. Requests whose content type is `application/grpc…` go to
 //! the tonic services (native gRPC and, through tonic-web, gRPC-Web); everything else goes to
-//! the axum router (Connect, REST, and the other HTTP faces).
-
-// Handlers return a ready `Response` as their error (axum's idiom); it is built once per
-// failed request and moved out, so its size does not matter.
-#![allow(clippy::result_large_err)]
+//! the axum router (Connect, REST, and the other HTTP faces). Which face owns a request, and
+//! so the shape of a refusal, is decided once, by [`Face::of`].
+//!
+//! ```text
+//! faces/
+//!   mod.rs           Face (who owns a request, refusals in its shape), FaceState, the
+//!                    HTTP router, the protocol switch, the registry of RPC services
+//!   rpc.rs           Rpc, RpcInfo/ServiceInfo tables, Serve, Visit, rpc_service! (a
+//!                    service's list of RPCs → markers, tonic server, tables)
+//!   session_api.rs   SessionApi and the SessionService's list of RPCs (v2, v2beta)
+//!   convert.rs       wire ↔ domain: request validation, sessions as messages
+//!   edges.rs         shared request edges: credentials, path, query, body, JSON; Rejection
+//!   grpc.rs          gRPC and gRPC-Web (tonic, tonic-web)
+//!   connect.rs       Connect unary              ConnectError
+//!   connect_stream.rs Connect streaming (reflection) onto the gRPC service
+//!   rest.rs          REST transcoding           RestError (google.rpc.Status JSON)
+//!   self_service.rs  Kratos-style /auth/sessions
+//!   kratos.rs        KratosError, sessions in Kratos' shape
+//!   admin.rs         /auth/admin/api            AdminError
+//!   admin_json.rs    users and sessions in the admin shape
+//!   status.rs        the one error table (kind → gRPC code, HTTP status, bodies)
+//!   pb.rs            generated protobuf types
+//! ops/ (beside faces; depends on faces, never the reverse)
+//!   mod.rs           Ops: the operations routes and the middleware around every request
+//!   observe.rs       request id, load shedding, timeout, access log
+//!   labels.rs        face/protocol/method labels of a request (from the RPC tables)
+//!   metrics.rs health.rs openapi.rs
+//! ```
+//!
+//! ## Adding an RPC
+//!
+//! Add one line to its service's list (`session_service!` in `session_api.rs`): method,
+//! handler, messages, and the `google.api.http` rule of the proto. Write the handler on
+//! [`SessionApi`]. gRPC, gRPC-Web, Connect and REST routes, labels, the drift and OpenAPI
+//! tests and the bench's no-op server follow from the list; add the operation to
+//! `openapi/openapi.json`.
+//!
+//! ## Adding a service
+//!
+//! Write its list with [`rpc::rpc_service!`] (one invocation per package) and add its
+//! modules to the `services!` registry below: one line.
 
 pub mod admin;
-mod body;
+mod admin_json;
 pub mod connect;
 mod connect_stream;
+mod convert;
+pub mod edges;
 #[cfg(test)]
 mod fuzz;
 pub mod grpc;
-pub mod health;
-pub mod metrics;
-pub mod observe;
-pub mod openapi;
+mod kratos;
 pub mod pb;
 pub mod rest;
+pub mod rpc;
 pub mod self_service;
 pub mod session_api;
 pub mod status;
@@ -31,13 +67,15 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
+pub use convert::session_to_pb;
 pub use session_api::SessionApi;
 
-use crate::domain::{ErrorKind, error_ids};
+use crate::domain::{Error, ErrorKind, error_ids};
+use rpc::{RpcInfo, ServiceInfo, Visit};
 
 /// What every HTTP handler needs.
 #[derive(Clone)]
@@ -47,64 +85,137 @@ pub struct FaceState {
     pub body_limit: usize,
     /// Name of the cookie that may carry a session token on the self-service face.
     pub session_cookie: String,
-    pub metrics: metrics::Metrics,
 }
 
-/// The HTTP router of the non-gRPC faces.
-pub fn http_router(state: FaceState) -> Router {
+/// The registry of RPC services: each package's table, its RPCs for generic code, and its
+/// tonic server.
+macro_rules! services {
+    ($($first:ident $(:: $rest:ident)*),+ $(,)?) => {
+        /// Every RPC service served, one table per package.
+        pub const SERVICES: &[ServiceInfo] = &[$($first $(:: $rest)*::SERVICE),+];
+
+        /// Runs `visitor` for every RPC of every service.
+        pub fn visit_rpcs(visitor: &mut impl Visit) {
+            $($first $(:: $rest)*::visit(visitor);)+
+        }
+
+        /// Adds the tonic server of every service over `serve` to `routes`.
+        pub(crate) fn grpc_servers<S: rpc::Serve>(
+            routes: tonic::service::Routes,
+            serve: S,
+            max_message: usize,
+        ) -> tonic::service::Routes {
+            use tonic::codec::CompressionEncoding::Gzip;
+            routes
+            $(
+                .add_service(
+                    $first $(:: $rest)*::server(serve.clone())
+                        .max_decoding_message_size(max_message)
+                        .accept_compressed(Gzip)
+                        .send_compressed(Gzip),
+                )
+            )+
+        }
+    };
+}
+
+services!(session_api::v2, session_api::v2beta);
+
+/// The RPC whose gRPC/Connect path (`/<service>/<method>`) this is.
+pub fn rpc_of_procedure(path: &str) -> Option<&'static RpcInfo> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    SERVICES
+        .iter()
+        .filter(|s| s.name == service)
+        .flat_map(|s| s.rpcs)
+        .find(|r| r.method == method)
+}
+
+/// Which face a request belongs to, and so in which shape it is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Face {
+    Grpc,
+    GrpcWeb,
+    Connect,
+    /// REST, and every path no other face owns (operations, unknown paths).
+    Rest,
+    SelfService,
+    Admin,
+}
+
+impl Face {
+    /// The face of a request, by its path and content type.
+    pub fn of(path: &str, content_type: Option<&str>) -> Self {
+        match content_type {
+            Some(c) if c.starts_with("application/grpc-web") => Face::GrpcWeb,
+            Some(c) if c.starts_with("application/grpc") => Face::Grpc,
+            _ if path.starts_with("/auth/admin/") => Face::Admin,
+            _ if path.starts_with("/auth/") => Face::SelfService,
+            _ if rpc_of_procedure(path).is_some() => Face::Connect,
+            _ => Face::Rest,
+        }
+    }
+
+    /// A refusal outside any handler (unknown route, wrong method, overload, timeout) in this
+    /// face's shape, with `status` where the shape has an HTTP status of its own.
+    pub fn refuse(self, status: StatusCode, error: &Error, headers: &HeaderMap) -> Response {
+        match self {
+            Face::Grpc | Face::GrpcWeb => {
+                let code = status::grpc_code(error.kind());
+                let mut response =
+                    tonic::Status::new(code, error.message()).into_http::<axum::body::Body>();
+                let content_type = if self == Face::Grpc {
+                    "application/grpc"
+                } else {
+                    "application/grpc-web+proto"
+                };
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(content_type),
+                );
+                response
+            }
+            Face::Connect => connect::ConnectError::with_status(status, error).into_response(),
+            Face::Rest => rest::RestError::with_status(status, error).into_response(),
+            Face::Admin => admin::AdminError::with_status(status, error).into_response(),
+            Face::SelfService => self_service::KratosError::with_status(status, error)
+                .for_request(headers)
+                .into_response(),
+        }
+    }
+}
+
+/// The HTTP router of every face, with `operations` (health, metrics, the API document)
+/// beside them; unknown paths and wrong methods are refused in the shape of the path's face.
+pub fn router(state: FaceState, operations: Router) -> Router {
     Router::new()
         .merge(connect::routes())
         .merge(rest::routes())
         .merge(self_service::routes())
         .merge(admin::routes())
-        .merge(health::routes())
-        .merge(openapi::routes())
-        .route("/metrics", axum::routing::get(metrics::scrape))
+        .with_state(state)
+        .merge(operations)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
 }
 
-/// A transport-level rejection in the error shape of the face that owns the path.
-fn rejection(
-    uri: &http::Uri,
-    headers: &http::HeaderMap,
-    status: StatusCode,
-    message: &str,
-) -> Response {
-    let path = uri.path();
-    if path.starts_with("/auth/admin/") {
-        let code = status
-            .canonical_reason()
-            .unwrap_or("ERROR")
-            .to_ascii_uppercase()
-            .replace(' ', "_");
-        admin::with_status(status, &code, message)
-    } else if path.starts_with("/auth/") {
-        self_service::with_status(status, error_ids::HTTP_REJECTED, message, headers)
-    } else {
-        let kind = match status {
-            StatusCode::NOT_FOUND => ErrorKind::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => ErrorKind::Unimplemented,
-            _ => ErrorKind::InvalidArgument,
-        };
-        let mut response = rest::rejection(status, kind, message);
-        *response.status_mut() = status;
-        response
-    }
+fn transport_refusal(uri: &Uri, headers: &HeaderMap, status: StatusCode) -> Response {
+    let kind = match status {
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorKind::Unimplemented,
+        _ => ErrorKind::InvalidArgument,
+    };
+    let message = status.canonical_reason().unwrap_or("Error");
+    let error = Error::new(kind, error_ids::HTTP_REJECTED, message);
+    Face::of(uri.path(), None).refuse(status, &error, headers)
 }
 
-async fn not_found(uri: http::Uri, headers: http::HeaderMap) -> Response {
-    rejection(&uri, &headers, StatusCode::NOT_FOUND, "Not Found")
+async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    transport_refusal(&uri, &headers, StatusCode::NOT_FOUND)
 }
 
-async fn method_not_allowed(uri: http::Uri, headers: http::HeaderMap) -> Response {
-    rejection(
-        &uri,
-        &headers,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method Not Allowed",
-    )
+async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
+    transport_refusal(&uri, &headers, StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Sends gRPC and gRPC-Web requests to the tonic services and the rest to the HTTP router.
@@ -139,6 +250,50 @@ impl tower::Service<http::Request<Body>> for ProtocolSwitch {
         } else {
             let http = self.http.clone();
             Box::pin(async move { http.oneshot(request).await })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_request_has_one_face() {
+        let cases = [
+            ("/v2/sessions", None, Face::Rest),
+            (
+                "/zitadel.session.v2.SessionService/GetSession",
+                None,
+                Face::Connect,
+            ),
+            ("/zitadel.session.v2.SessionService/Nope", None, Face::Rest),
+            (
+                "/zitadel.session.v2.SessionService/GetSession",
+                Some("application/grpc"),
+                Face::Grpc,
+            ),
+            (
+                "/anything",
+                Some("application/grpc-web-text"),
+                Face::GrpcWeb,
+            ),
+            ("/auth/sessions/whoami", None, Face::SelfService),
+            ("/auth/admin/api/users", None, Face::Admin),
+            ("/healthz", None, Face::Rest),
+        ];
+        for (path, content_type, face) in cases {
+            assert_eq!(Face::of(path, content_type), face, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_rpc_is_found_by_its_procedure() {
+        for service in SERVICES {
+            for rpc in service.rpcs {
+                let found = rpc_of_procedure(&rpc.procedure()).map(|r| (r.service, r.method));
+                assert_eq!(found, Some((rpc.service, rpc.method)));
+            }
         }
     }
 }

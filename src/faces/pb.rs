@@ -15,30 +15,25 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
+/// One generated package: its messages and their JSON forms.
+macro_rules! package {
+    ($name:ident, $file:literal) => {
+        pub mod $name {
+            include!(concat!(env!("OUT_DIR"), "/", $file, ".rs"));
+            include!(concat!(env!("OUT_DIR"), "/", $file, ".serde.rs"));
+        }
+    };
+}
+
 pub mod zitadel {
-    pub mod v1 {
-        include!(concat!(env!("OUT_DIR"), "/zitadel.v1.rs"));
-        include!(concat!(env!("OUT_DIR"), "/zitadel.v1.serde.rs"));
-    }
+    package!(v1, "zitadel.v1");
     pub mod object {
-        pub mod v2 {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.serde.rs"));
-        }
-        pub mod v2beta {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2beta.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2beta.serde.rs"));
-        }
+        package!(v2, "zitadel.object.v2");
+        package!(v2beta, "zitadel.object.v2beta");
     }
     pub mod session {
-        pub mod v2 {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2.serde.rs"));
-        }
-        pub mod v2beta {
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2beta.rs"));
-            include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2beta.serde.rs"));
-        }
+        package!(v2, "zitadel.session.v2");
+        package!(v2beta, "zitadel.session.v2beta");
     }
 }
 
@@ -65,6 +60,14 @@ pub mod wkt {
     /// The range a protobuf Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
     const MIN_SECONDS: i64 = -62_135_596_800;
     const MAX_SECONDS: i64 = 253_402_300_799;
+
+    impl Timestamp {
+        /// Whether the timestamp is within protobuf's range, with nanos in `0..1e9`.
+        pub fn is_valid(&self) -> bool {
+            (MIN_SECONDS..=MAX_SECONDS).contains(&self.seconds)
+                && (0..1_000_000_000).contains(&self.nanos)
+        }
+    }
 
     impl From<Time> for Timestamp {
         /// Times beyond the protobuf range (an expiration after a lifetime of millennia)
@@ -99,7 +102,9 @@ pub mod wkt {
     impl<'de> serde::Deserialize<'de> for Timestamp {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+            // Out of range is an error here, not a saturated instant.
             Time::parse_rfc3339(&text)
+                .filter(|t| (MIN_SECONDS..=MAX_SECONDS).contains(&t.unix_parts().0))
                 .map(Timestamp::from)
                 .ok_or_else(|| D::Error::custom(format!("invalid RFC 3339 timestamp {text:?}")))
         }

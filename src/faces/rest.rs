@@ -1,205 +1,198 @@
-//! REST/JSON transcoding of the `google.api.http` rules of both package versions, in the
-//! shape grpc-gateway gives them: path parameters and (for GET) query parameters are merged
-//! into the request message, the body is the rest of it (`body: "*"`), success is 200 (201
-//! for CreateSession), and errors are `google.rpc.Status` JSON with the HTTP status of the
-//! gRPC code.
+//! REST/JSON transcoding of the `google.api.http` rule of every RPC (from the services'
+//! lists), in the shape grpc-gateway gives them: path parameters and (for rules without a
+//! body) query parameters are merged into the request message, the body is the rest of it
+//! (`body: "*"`), success is the rule's status, and errors are `google.rpc.Status` JSON with
+//! the HTTP status of the gRPC code ([`RestError`]).
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use http::{HeaderMap, StatusCode, header};
+use axum::routing::on;
+use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::FaceState;
-use super::body::{self, BodyError};
-use super::session_api::{
-    CreateV2, CreateV2beta, DeleteV2, DeleteV2beta, GetV2, GetV2beta, ListV2, ListV2beta, Rpc,
-    SetV2, SetV2beta,
-};
+use super::edges::{self, Credentials, Rejection};
+use super::rpc::{Rpc, Serve, Visit};
 use super::status::rest_body;
 use crate::domain::error_ids;
 use crate::domain::{Error, ErrorKind};
 
-pub fn error_response(error: &Error) -> Response {
-    let (status, body) = rest_body(error);
-    (status, axum::Json(body)).into_response()
+/// An error in the REST shape: `google.rpc.Status` as JSON.
+pub struct RestError {
+    status: StatusCode,
+    body: Value,
 }
 
-/// A transport-level rejection (not from the core) in the REST error shape.
-pub fn rejection(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Response {
-    let mut response = error_response(&Error::new(kind, error_ids::HTTP_REJECTED, message.into()));
-    *response.status_mut() = status;
-    response
+impl From<Error> for RestError {
+    fn from(error: Error) -> Self {
+        let (status, body) = rest_body(&error);
+        Self { status, body }
+    }
 }
 
-/// Decodes the body as a JSON object (absent or empty: `{}`).
-async fn json_object(
-    state: &FaceState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Map<String, Value>, Response> {
-    let bytes = match body::read_decoded(body, headers, state.body_limit).await {
-        Ok(bytes) => bytes,
-        Err(BodyError::TooLarge) => {
-            return Err(rejection(
+impl RestError {
+    /// An error sent with a transport status of its own (413, 415, 405, 503, …).
+    pub fn with_status(status: StatusCode, error: &Error) -> Self {
+        let (_, body) = rest_body(error);
+        Self { status, body }
+    }
+
+    fn transport(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self::with_status(
+            status,
+            &Error::new(kind, error_ids::HTTP_REJECTED, message.into()),
+        )
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::transport(StatusCode::BAD_REQUEST, ErrorKind::InvalidArgument, message)
+    }
+}
+
+impl From<Rejection> for RestError {
+    fn from(rejection: Rejection) -> Self {
+        let unsupported = |message: String| {
+            Self::transport(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorKind::InvalidArgument,
+                message,
+            )
+        };
+        match rejection {
+            Rejection::Path(message) => Self::bad_request(message),
+            Rejection::Query => Self::bad_request("malformed query string"),
+            Rejection::TooLarge(limit) => Self::transport(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorKind::ResourceExhausted,
-                format!("request body is larger than {} bytes", state.body_limit),
-            ));
+                format!("request body is larger than {limit} bytes"),
+            ),
+            Rejection::Unreadable => {
+                Self::bad_request("request body could not be read or decompressed")
+            }
+            Rejection::UnsupportedEncoding => {
+                unsupported("unsupported content-encoding: use identity or gzip".into())
+            }
+            Rejection::UnsupportedType(other) => unsupported(format!(
+                "unsupported content type {:?}: use application/json",
+                other.unwrap_or_default()
+            )),
+            Rejection::Json(message) => Self::bad_request(format!("invalid JSON: {message}")),
         }
-        Err(BodyError::Unreadable) => {
-            return Err(rejection(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::InvalidArgument,
-                "request body could not be read or decompressed",
-            ));
-        }
-        Err(BodyError::UnsupportedEncoding) => {
-            return Err(rejection(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorKind::InvalidArgument,
-                "unsupported content-encoding: use identity or gzip",
-            ));
-        }
-    };
-    match body::media_type(headers).as_deref() {
-        None | Some("application/json") => {}
-        Some(other) => {
-            return Err(rejection(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorKind::InvalidArgument,
-                format!("unsupported content type {other:?}: use application/json"),
-            ));
-        }
-    }
-
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(rejection(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::InvalidArgument,
-            "request body must be a JSON object",
-        )),
-        Err(e) => Err(rejection(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::InvalidArgument,
-            format!("invalid JSON: {e}"),
-        )),
     }
 }
 
-/// Runs one RPC from a JSON object, answering with `success` or the error.
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+type Path<T> = edges::Path<T, RestError>;
+type Query = edges::Query<RestError>;
+
+/// The body as a JSON object (absent or empty: `{}`).
+struct Fields(Map<String, Value>);
+
+impl FromRequest<FaceState> for Fields {
+    type Rejection = RestError;
+
+    async fn from_request(request: Request, state: &FaceState) -> Result<Self, RestError> {
+        match edges::Json::<Value, RestError>::from_request(request, state)
+            .await?
+            .0
+        {
+            Value::Object(map) => Ok(Self(map)),
+            _ => Err(RestError::bad_request("request body must be a JSON object")),
+        }
+    }
+}
+
+/// Runs one RPC from a JSON object and the path parameters, answering with the rule's status.
 async fn call<R: Rpc>(
     state: &FaceState,
-    headers: &HeaderMap,
-    fields: Map<String, Value>,
-    success: StatusCode,
-) -> Response {
-    let request = match serde_json::from_value::<R::Request>(Value::Object(fields)) {
-        Ok(request) => request,
-        Err(e) => {
-            return rejection(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::InvalidArgument,
-                format!("invalid request for {}: {e}", R::METHOD),
-            );
+    credentials: Credentials,
+    mut fields: Map<String, Value>,
+    params: Vec<(String, String)>,
+) -> Result<Response, RestError> {
+    for (name, value) in params {
+        fields.remove(&name);
+        fields.insert(lower_camel(&name), Value::String(value));
+    }
+    let request = serde_json::from_value::<R::Request>(Value::Object(fields)).map_err(|e| {
+        RestError::bad_request(format!("invalid request for {}: {e}", R::INFO.method))
+    })?;
+    let response = state.api.serve::<R>(credentials, request).await?;
+    Ok((R::INFO.http.success, axum::Json(response)).into_response())
+}
+
+/// `session_id` → `sessionId`, the JSON name of a path parameter's field.
+fn lower_camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
         }
-    };
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let result = async {
-        let principal = state.api.authenticate(authorization).await?;
-        R::call(&state.api, principal, request).await
     }
-    .await;
-    match result {
-        Ok(response) => (success, axum::Json(response)).into_response(),
-        Err(error) => error_response(&error),
-    }
+    out
 }
 
-fn set_path_id(fields: &mut Map<String, Value>, id: String) {
-    fields.remove("session_id");
-    fields.insert("sessionId".into(), Value::String(id));
-}
-
+/// A rule with `body: "*"`: path parameters and the body.
 async fn with_body<R: Rpc>(
     State(state): State<FaceState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let status = if R::METHOD == "CreateSession" {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    match json_object(&state, &headers, body).await {
-        Ok(fields) => call::<R>(&state, &headers, fields, status).await,
-        Err(response) => response,
-    }
+    params: Path<Vec<(String, String)>>,
+    credentials: Credentials,
+    Fields(fields): Fields,
+) -> Result<Response, RestError> {
+    call::<R>(&state, credentials, fields, params.0).await
 }
 
-async fn with_id_and_body<R: Rpc>(
+/// A rule without a body: path parameters and the other fields (e.g. `sessionToken`) from the
+/// query string.
+async fn with_query<R: Rpc>(
     State(state): State<FaceState>,
-    Path(session_id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match json_object(&state, &headers, body).await {
-        Ok(mut fields) => {
-            set_path_id(&mut fields, session_id);
-            call::<R>(&state, &headers, fields, StatusCode::OK).await
-        }
-        Err(response) => response,
-    }
+    params: Path<Vec<(String, String)>>,
+    query: Query,
+    credentials: Credentials,
+) -> Result<Response, RestError> {
+    let fields = query
+        .0
+        .into_iter()
+        .map(|(key, value)| (key, Value::String(value)))
+        .collect();
+    call::<R>(&state, credentials, fields, params.0).await
 }
 
-/// GET: the id from the path, other fields (e.g. `sessionToken`) from the query string.
-async fn with_id_and_query<R: Rpc>(
-    State(state): State<FaceState>,
-    Path(session_id): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let pairs =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or_default());
-    let Ok(pairs) = pairs else {
-        return rejection(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::InvalidArgument,
-            "malformed query string",
-        );
-    };
-    let mut fields = Map::new();
-    for (key, value) in pairs {
-        fields.insert(key, Value::String(value));
-    }
-    set_path_id(&mut fields, session_id);
-    call::<R>(&state, &headers, fields, StatusCode::OK).await
-}
-
-/// The transcoding table: every `google.api.http` rule of both versions.
+/// The transcoding table: the `google.api.http` rule of every RPC of every service.
 pub fn routes() -> Router<FaceState> {
-    fn version<L: Rpc, G: Rpc, C: Rpc, S: Rpc, D: Rpc>(
-        router: Router<FaceState>,
-        prefix: &str,
-    ) -> Router<FaceState> {
-        router
-            .route(&format!("{prefix}/sessions"), post(with_body::<C>))
-            .route(&format!("{prefix}/sessions/search"), post(with_body::<L>))
-            .route(
-                &format!("{prefix}/sessions/{{session_id}}"),
-                get(with_id_and_query::<G>)
-                    .patch(with_id_and_body::<S>)
-                    .delete(with_id_and_body::<D>),
-            )
+    struct Routes(Router<FaceState>);
+    impl Visit for Routes {
+        fn rpc<R: Rpc>(&mut self) {
+            let rule = R::INFO.http;
+            let router = std::mem::take(&mut self.0);
+            self.0 = if rule.body {
+                router.route(rule.path, on(rule.verb.filter(), with_body::<R>))
+            } else {
+                router.route(rule.path, on(rule.verb.filter(), with_query::<R>))
+            };
+        }
     }
-    let router = version::<ListV2, GetV2, CreateV2, SetV2, DeleteV2>(Router::new(), "/v2");
-    version::<ListV2beta, GetV2beta, CreateV2beta, SetV2beta, DeleteV2beta>(router, "/v2beta")
+    let mut routes = Routes(Router::new());
+    super::visit_rpcs(&mut routes);
+    routes.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_parameters_take_their_json_names() {
+        assert_eq!(super::lower_camel("session_id"), "sessionId");
+        assert_eq!(super::lower_camel("id"), "id");
+    }
 }

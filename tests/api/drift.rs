@@ -1,23 +1,35 @@
-//! Route drift: every method of every `SessionService` in the compiled descriptor set answers
-//! on every protocol. Each is called without credentials and must say Unauthenticated; a
-//! method missing a route on any protocol would say 404 / Unimplemented instead.
+//! Route drift: every method of every `SessionService` in the compiled descriptor set is in
+//! the services' lists (`sessiond::faces::SERVICES`) with the descriptor's `google.api.http`
+//! rule, and answers on every protocol. Each is called without credentials and must say
+//! Unauthenticated; a method missing a route on any protocol would say 404 / Unimplemented
+//! instead.
 
 use std::collections::BTreeSet;
 
 use http::uri::PathAndQuery;
 use prost::Message;
 use prost_types::FileDescriptorSet;
+use sessiond::faces::SERVICES;
+use sessiond::faces::rpc::RpcInfo;
 
 use crate::helpers::*;
 
-/// The REST rule of each method: verb and path below the version prefix.
-const REST_ROUTES: &[(&str, &str, &str)] = &[
-    ("ListSessions", "POST", "/sessions/search"),
-    ("GetSession", "GET", "/sessions/123"),
-    ("CreateSession", "POST", "/sessions"),
-    ("SetSession", "PATCH", "/sessions/123"),
-    ("DeleteSession", "DELETE", "/sessions/123"),
-];
+/// The RPC of the services' lists with this service and method name.
+fn listed(service: &str, method: &str) -> Option<&'static RpcInfo> {
+    SERVICES
+        .iter()
+        .flat_map(|s| s.rpcs)
+        .find(|r| r.service == service && r.method == method)
+}
+
+/// A concrete path for a template: every parameter becomes `123`.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') { "123" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 /// `(package, service, method)` of every method of every session service.
 fn session_methods() -> Vec<(String, String, String)> {
@@ -58,9 +70,32 @@ fn the_descriptor_holds_both_session_services_with_five_methods_each() {
 
 #[test]
 fn the_rest_table_covers_exactly_the_methods_of_the_descriptor() {
-    let in_descriptor: BTreeSet<String> = session_methods().into_iter().map(|m| m.2).collect();
-    let in_table: BTreeSet<String> = REST_ROUTES.iter().map(|r| r.0.to_owned()).collect();
+    let in_descriptor: BTreeSet<(String, String)> = session_methods()
+        .into_iter()
+        .map(|(_, service, method)| (service, method))
+        .collect();
+    let in_table: BTreeSet<(String, String)> = SERVICES
+        .iter()
+        .flat_map(|s| s.rpcs)
+        .map(|r| (r.service.to_owned(), r.method.to_owned()))
+        .collect();
     assert_eq!(in_descriptor, in_table);
+}
+
+#[test]
+fn the_listed_rest_rules_are_the_rules_of_the_descriptor() {
+    let rules = crate::openapi::descriptor_rules();
+    assert!(!rules.is_empty());
+    for rule in rules {
+        let (service, method) = rule.rpc.split_once('/').expect("service/method");
+        let rpc = listed(service, method).unwrap_or_else(|| panic!("{} is not listed", rule.rpc));
+        assert_eq!(
+            (rpc.http.verb.as_str(), rpc.http.path, rpc.http.body),
+            (rule.method.as_str(), rule.path.as_str(), rule.body),
+            "{}",
+            rule.rpc
+        );
+    }
 }
 
 async fn native_grpc_code(app: &TestApp, service: &str, method: &str) -> Code {
@@ -133,12 +168,12 @@ async fn every_method_of_every_version_is_routed_on_every_protocol() {
             );
         }
 
-        let (_, verb, path) = REST_ROUTES
-            .iter()
-            .find(|r| r.0 == method)
-            .unwrap_or_else(|| panic!("no REST route for {method} in the table"));
-        let url = app.url(&format!("/{version}{path}"));
-        let verb = reqwest::Method::from_bytes(verb.as_bytes()).expect("verb");
+        let rule = listed(&service, &method)
+            .unwrap_or_else(|| panic!("no REST route for {method} in the table"))
+            .http;
+        assert!(rule.path.starts_with(&format!("/{version}/")), "{method}");
+        let url = app.url(&concrete(rule.path));
+        let verb = reqwest::Method::from_bytes(rule.verb.as_str().as_bytes()).expect("verb");
         let mut request = app.http.request(verb.clone(), &url);
         if verb != reqwest::Method::GET {
             request = request

@@ -11,6 +11,7 @@ mod connect;
 mod cors;
 mod delete;
 mod drift;
+mod edges;
 mod list;
 mod openapi;
 mod passwords;

@@ -2,7 +2,7 @@
 //!
 //! - the served document is the file;
 //! - it documents exactly the HTTP routes there are: the `google.api.http` rules of every
-//!   SessionService method in the compiled descriptor set, plus `faces::openapi::HTTP_ROUTES`;
+//!   SessionService method in the compiled descriptor set, plus `ops::openapi::HTTP_ROUTES`;
 //! - `HTTP_ROUTES` is what the faces register (their `.route(…)` calls) and what the running
 //!   server answers: every documented operation is routed and asks for the credentials the
 //!   document says, and on every documented path the server's `Allow` header lists exactly the
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use serde_json::Value;
 
-use sessiond::faces::openapi::{DOCUMENT, HTTP_ROUTES};
+use sessiond::ops::openapi::{DOCUMENT, HTTP_ROUTES};
 
 use crate::helpers::*;
 
@@ -136,11 +136,11 @@ struct CustomPattern {
 
 /// One REST rule: the RPC, the verb, the path template and whether it takes a body.
 #[derive(Debug)]
-struct Rule {
-    rpc: String,
-    method: String,
-    path: String,
-    body: bool,
+pub(crate) struct Rule {
+    pub(crate) rpc: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) body: bool,
 }
 
 fn rules_of(rpc: &str, rule: &HttpRule, out: &mut Vec<Rule>) {
@@ -175,7 +175,7 @@ fn rules_of(rpc: &str, rule: &HttpRule, out: &mut Vec<Rule>) {
 }
 
 /// Every `google.api.http` rule of every `SessionService` in the compiled descriptor set.
-fn descriptor_rules() -> Vec<Rule> {
+pub(crate) fn descriptor_rules() -> Vec<Rule> {
     let set = FileSet::decode(sessiond::faces::pb::FILE_DESCRIPTOR_SET)
         .expect("the embedded descriptor set decodes");
     let mut rules = Vec::new();
@@ -199,8 +199,8 @@ fn descriptor_rules() -> Vec<Rule> {
 // The faces' `.route(…)` calls
 // ------------------------------------------------------------------------------------------
 
-/// Faces whose routes are generated from the descriptor (REST rules, Connect procedures) and
-/// checked against it by `drift.rs` and the tests below; every other file's `.route(…)` calls
+/// Faces whose routes are generated from the services' lists of RPCs (REST rules, Connect
+/// procedures) and checked against the descriptor by `drift.rs` and the tests below; every other file's `.route(…)` calls
 /// must be in `HTTP_ROUTES`.
 const GENERATED_ROUTES: &[&str] = &["rest.rs", "connect.rs"];
 
@@ -593,7 +593,7 @@ fn the_route_list_is_what_the_faces_register() {
     let stale: BTreeSet<_> = listed.difference(&registered).cloned().collect();
     assert!(
         unlisted.is_empty() && stale.is_empty(),
-        "faces::openapi::HTTP_ROUTES is out of date (and so, probably, openapi/openapi.json).\n\
+        "ops::openapi::HTTP_ROUTES is out of date (and so, probably, openapi/openapi.json).\n\
          Registered by a face but not listed:{}\nListed but registered nowhere:{}",
         show(&unlisted),
         show(&stale)

@@ -368,9 +368,10 @@ async fn an_absurdly_long_lifetime_reads_back_the_same_on_every_protocol() {
         grpc.create(
             Some(&admin),
             v2::CreateSessionRequest {
+                // The longest lifetime a protobuf Duration can hold.
                 lifetime: Some(pbjson_types::Duration {
-                    seconds: i64::MAX,
-                    nanos: 999_999_999,
+                    seconds: 315_576_000_000,
+                    nanos: 0,
                 }),
                 ..create_for_user(alice.id.as_str())
             },

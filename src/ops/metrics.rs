@@ -16,8 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::FaceState;
-use super::observe::Route;
+use super::Ops;
+use super::labels::Route;
 use crate::core::Core;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -217,8 +217,8 @@ impl Metrics {
     }
 }
 
-pub async fn scrape(State(state): State<FaceState>) -> Response {
-    match state.metrics.render().await {
+pub async fn scrape(State(ops): State<Ops>) -> Response {
+    match ops.metrics.render().await {
         Ok(text) => {
             let mut response = text.into_response();
             response.headers_mut().insert(

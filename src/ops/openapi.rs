@@ -2,7 +2,8 @@
 //! embedded at build time).
 //!
 //! The REST routes of the SessionService follow the `google.api.http` rules of the compiled
-//! descriptor set; the other HTTP routes are listed in [`HTTP_ROUTES`]. `tests/api/openapi.rs`
+//! descriptor set (and the services' lists, [`crate::faces::SERVICES`]); the other HTTP
+//! routes are listed in [`HTTP_ROUTES`]. `tests/api/openapi.rs`
 //! checks that the document covers exactly those, that the list matches the `.route(…)` calls
 //! of the faces and what the running server answers, and `tests/openapi/run.sh` checks the
 //! server's answers against the document (schemathesis).
@@ -12,14 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, header};
 
-use super::FaceState;
-
 /// The document, as served.
 pub const DOCUMENT: &str = include_str!("../../openapi/openapi.json");
 
-/// Every HTTP route that is not a REST transcoding of a SessionService RPC, as
-/// `(method, path)` with axum's `{param}` syntax. Add a route here (and to the document) when
-/// adding one to a face.
+/// Every HTTP route that is not a REST transcoding of an RPC, as `(method, path)` with
+/// axum's `{param}` syntax. Add a route here (and to the document) when adding one to a face;
+/// `tests/api/openapi.rs` fails until it is.
 pub const HTTP_ROUTES: &[(&str, &str)] = &[
     // self_service.rs
     ("GET", "/auth/sessions/whoami"),
@@ -37,7 +36,7 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     ("GET", "/auth/admin/api/users/{id}/sessions"),
     ("DELETE", "/auth/admin/api/users/{id}/sessions"),
     ("DELETE", "/auth/admin/api/users/{id}/sessions/{session_id}"),
-    // health.rs, mod.rs, this module
+    // ops: health.rs, metrics.rs, this module
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -55,7 +54,7 @@ async fn document() -> Response {
         .into_response()
 }
 
-pub fn routes() -> Router<FaceState> {
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/openapi.json", get(document))
 }
 

@@ -9,14 +9,14 @@ use axum::routing::get;
 use http::StatusCode;
 use serde_json::json;
 
-use super::FaceState;
+use super::Ops;
 
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
-async fn readyz(State(state): State<FaceState>) -> Response {
-    let store = state.api.core().store();
+async fn readyz(State(ops): State<Ops>) -> Response {
+    let store = ops.core.store();
     let (status, detail) = match store.ping().await {
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -46,7 +46,7 @@ async fn readyz(State(state): State<FaceState>) -> Response {
         .into_response()
 }
 
-pub fn routes() -> Router<FaceState> {
+pub fn routes() -> Router<Ops> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

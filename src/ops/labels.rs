@@ -1,0 +1,185 @@
+//! The labels of a request in access logs and metrics: face, protocol and method, all of
+//! bounded cardinality. RPCs are named from the services' tables ([`crate::faces::SERVICES`]),
+//! other routes by their template (every segment that is no literal of a route is `{id}`).
+
+use std::borrow::Cow;
+
+use crate::faces::{Face, SERVICES};
+
+/// Which face, protocol and method a request is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub face: &'static str,
+    pub protocol: &'static str,
+    pub method: Cow<'static, str>,
+}
+
+/// The face label of a gRPC or Connect service name.
+fn service_label(service: &str) -> &'static str {
+    if let Some(known) = SERVICES.iter().find(|s| s.name == service) {
+        known.label
+    } else if service == "grpc.health.v1.Health" {
+        "health"
+    } else if service.starts_with("grpc.reflection.") {
+        "reflection"
+    } else {
+        "unknown"
+    }
+}
+
+/// Whether a segment is a literal of some HTTP route (not an id).
+fn known_segment(segment: &str) -> bool {
+    super::openapi::HTTP_ROUTES
+        .iter()
+        .any(|(_, path)| path.split('/').any(|s| s == segment))
+}
+
+/// The path with every id-like segment replaced by `{id}`.
+fn template(path: &str) -> String {
+    let mut out = String::new();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(if known_segment(segment) {
+            segment
+        } else {
+            "{id}"
+        });
+    }
+    if out.is_empty() {
+        String::from("/")
+    } else {
+        out
+    }
+}
+
+pub fn classify(method: &http::Method, path: &str, content_type: Option<&str>) -> Route {
+    let face = Face::of(path, content_type);
+    let rpc = path.strip_prefix('/').and_then(|p| p.split_once('/'));
+    if let Some((service, rpc_method)) = rpc.filter(|(s, _)| s.contains('.')) {
+        let label = service_label(service);
+        let protocol = match face {
+            Face::Grpc => "grpc",
+            Face::GrpcWeb => "grpc-web",
+            _ => "connect",
+        };
+        let method = if label == "unknown" {
+            Cow::Borrowed("other")
+        } else {
+            Cow::Owned(rpc_method.to_owned())
+        };
+        return Route {
+            face: label,
+            protocol,
+            method,
+        };
+    }
+    for service in SERVICES {
+        if path.starts_with(service.rest_root) {
+            let rpc = service
+                .rpcs
+                .iter()
+                .find(|r| r.http.verb.as_str() == method.as_str() && r.http.matches(path));
+            return Route {
+                face: service.label,
+                protocol: "rest",
+                method: Cow::Borrowed(rpc.map_or("other", |r| r.method)),
+            };
+        }
+    }
+    let face = match face {
+        Face::Admin => "admin",
+        Face::SelfService => "self-service",
+        _ if super::openapi::HTTP_ROUTES.iter().any(|(_, p)| *p == path) => "ops",
+        _ => {
+            return Route {
+                face: "unknown",
+                protocol: "http",
+                method: Cow::Borrowed("other"),
+            };
+        }
+    };
+    Route {
+        face,
+        protocol: "http",
+        method: Cow::Owned(format!("{method} {}", template(path))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_labelled_with_bounded_names() {
+        let cases = [
+            (
+                "POST",
+                "/zitadel.session.v2.SessionService/CreateSession",
+                Some("application/grpc"),
+                ("session.v2", "grpc", "CreateSession"),
+            ),
+            (
+                "POST",
+                "/zitadel.session.v2beta.SessionService/ListSessions",
+                Some("application/json"),
+                ("session.v2beta", "connect", "ListSessions"),
+            ),
+            (
+                "GET",
+                "/v2/sessions/123",
+                None,
+                ("session.v2", "rest", "GetSession"),
+            ),
+            (
+                "POST",
+                "/v2beta/sessions",
+                None,
+                ("session.v2beta", "rest", "CreateSession"),
+            ),
+            (
+                "PUT",
+                "/v2/sessions/1",
+                None,
+                ("session.v2", "rest", "other"),
+            ),
+            (
+                "DELETE",
+                "/auth/admin/api/users/42/sessions/7",
+                None,
+                (
+                    "admin",
+                    "http",
+                    "DELETE /auth/admin/api/users/{id}/sessions/{id}",
+                ),
+            ),
+            (
+                "GET",
+                "/auth/sessions/whoami",
+                None,
+                ("self-service", "http", "GET /auth/sessions/whoami"),
+            ),
+            ("GET", "/healthz", None, ("ops", "http", "GET /healthz")),
+            (
+                "GET",
+                "/random/junk/path",
+                None,
+                ("unknown", "http", "other"),
+            ),
+            (
+                "POST",
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                Some("application/connect+proto"),
+                ("reflection", "connect", "ServerReflectionInfo"),
+            ),
+        ];
+        for (method, path, content_type, expected) in cases {
+            let method = http::Method::from_bytes(method.as_bytes()).unwrap_or_default();
+            let route = classify(&method, path, content_type);
+            assert_eq!(
+                (route.face, route.protocol, route.method.as_ref()),
+                expected,
+                "{path}"
+            );
+        }
+    }
+}

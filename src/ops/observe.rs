@@ -1,0 +1,123 @@
+//! What wraps every request on the listener, whatever its face:
+//!
+//! - a request id: `X-Request-Id` from the client when it is sane (1..128 visible ASCII),
+//!   otherwise a fresh UUID; echoed on the response and carried by every log line;
+//! - load shedding: at most `max_concurrent` requests in flight; past that a request is
+//!   refused at once (gRPC RESOURCE_EXHAUSTED, HTTP 503 in the face's shape) instead of
+//!   queueing without bound, so the latency of accepted requests stays bounded;
+//! - a request timeout (gRPC DEADLINE_EXCEEDED, HTTP 504);
+//! - one access log line per request (face, protocol, method, status, latency; never a
+//!   header value or a body) and the request metrics.
+//!
+//! Refusals are built by the request's [`Face`]; this module knows no face's shape.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::Ops;
+use super::labels::classify;
+use crate::domain::{Error, ErrorKind, error_ids};
+use crate::faces::Face;
+use crate::faces::edges::REQUEST_ID;
+
+/// The id of the request being served (the client's `X-Request-Id`, or one made up).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub HeaderValue);
+
+fn request_id(request: &Request) -> HeaderValue {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("-"))
+        })
+}
+
+/// A refusal of the middleware itself (overload, timeout), in the shape of the face.
+fn refuse(face: Face, kind: ErrorKind, status: StatusCode, headers: &HeaderMap) -> Response {
+    let message = match kind {
+        ErrorKind::DeadlineExceeded => "request timed out",
+        _ => "server overloaded, retry shortly",
+    };
+    let error = Error::new(kind, error_ids::OVERLOADED, message);
+    face.refuse(status, &error, headers)
+}
+
+pub async fn middleware(State(ops): State<Ops>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id(&request);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let face = Face::of(request.uri().path(), content_type);
+    let route = classify(request.method(), request.uri().path(), content_type);
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or("-"),
+        face = route.face,
+        protocol = route.protocol,
+        method = %route.method,
+    );
+    let _entered = span.enter();
+
+    let mut response = match ops.permits.clone().try_acquire_owned() {
+        Err(_) => {
+            ops.metrics.shed(&route);
+            refuse(
+                face,
+                ErrorKind::ResourceExhausted,
+                StatusCode::SERVICE_UNAVAILABLE,
+                request.headers(),
+            )
+        }
+        Ok(permit) => {
+            drop(_entered);
+            let outcome = {
+                use tracing::Instrument;
+                tokio::time::timeout(ops.timeout, next.run(request).instrument(span.clone())).await
+            };
+            drop(permit);
+            outcome.unwrap_or_else(|_| {
+                refuse(
+                    face,
+                    ErrorKind::DeadlineExceeded,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &HeaderMap::new(),
+                )
+            })
+        }
+    };
+    response.headers_mut().insert(REQUEST_ID, id);
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let code = match route.protocol {
+        "grpc" | "grpc-web" => response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map_or(Cow::Borrowed("0"), |c| Cow::Owned(c.to_owned())),
+        _ => Cow::Owned(status.to_string()),
+    };
+    ops.metrics.request(&route, &code, elapsed);
+    let _entered = span.enter();
+    tracing::info!(
+        target: "sessiond::access",
+        status,
+        code = %code,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
