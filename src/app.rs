@@ -103,21 +103,17 @@ impl Application {
     /// Serves, with the background tasks running, until `shutdown` resolves; then drains
     /// in-flight requests for at most `shutdown-timeout` and stops the background tasks.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self {
-            settings,
-            listener,
-            address,
-            router,
-            core,
-            health,
-        } = self;
+        let (settings, core) = (self.settings, self.core);
         tracing::info!(
-            %address,
+            address = %self.address,
             store = %redact_url(&settings.store_url()),
             "sessiond listening (HTTP/1.1 and h2c)"
         );
         let mut background = Background::default();
-        background.spawn("store health", watch_store_health(core.clone(), health));
+        background.spawn(
+            "store health",
+            watch_store_health(core.clone(), self.health),
+        );
         if let Some(every) = settings.prune_interval {
             let retention = retention(&settings);
             background.spawn("prune", prune_periodically(core.clone(), retention, every));
@@ -133,7 +129,7 @@ impl Application {
             max_header_bytes: settings.max_header_bytes,
         };
         let served = tokio::select! {
-            served = serve(listener, router, limits, signal) => served.context("serving"),
+            served = serve(self.listener, self.router, limits, signal) => served.context("serving"),
             () = async move {
                 if stopped.await.is_ok() {
                     tokio::time::sleep(deadline).await;

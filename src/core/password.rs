@@ -196,6 +196,24 @@ impl PasswordHasher {
 mod tests {
     use super::*;
 
+    /// `hash` verifies `right` and refuses `wrong`.
+    async fn assert_verifies(
+        hasher: &PasswordHasher,
+        hash: &str,
+        right: &str,
+        wrong: &str,
+    ) -> Result<(), Error> {
+        assert!(
+            hasher.verify(&Password::parse(right)?, hash).await?,
+            "{right}"
+        );
+        assert!(
+            !hasher.verify(&Password::parse(wrong)?, hash).await?,
+            "{wrong}"
+        );
+        Ok(())
+    }
+
     #[tokio::test]
     async fn hashes_verify_and_reject_wrong_passwords() -> Result<(), Error> {
         let hasher = PasswordHasher::new(1024, 1, 1)?;
@@ -203,13 +221,7 @@ mod tests {
         let hash = hasher.hash(&right).await?;
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(!hash.contains("correct horse"));
-        assert!(hasher.verify(&right, &hash).await?);
-        assert!(
-            !hasher
-                .verify(&Password::parse("battery staple")?, &hash)
-                .await?
-        );
-        Ok(())
+        assert_verifies(&hasher, &hash, "correct horse", "battery staple").await
     }
 
     #[tokio::test]
@@ -225,17 +237,7 @@ mod tests {
         .map_err(|e| failed("t", e))?
         .to_string();
         let hasher = PasswordHasher::new(1024, 1, 1)?;
-        assert!(
-            hasher
-                .verify(&Password::parse("from elsewhere")?, &reference)
-                .await?
-        );
-        assert!(
-            !hasher
-                .verify(&Password::parse("from nowhere")?, &reference)
-                .await?
-        );
-        Ok(())
+        assert_verifies(&hasher, &reference, "from elsewhere", "from nowhere").await
     }
 
     #[tokio::test]

@@ -51,7 +51,9 @@ pub fn ordered_id_from(rng: &mut impl Rng, now_unix_ms: i64) -> String {
     (ORDERED_BASE + (ms << ORDERED_RANDOM_BITS) + random).to_string()
 }
 
-fn check_id(value: &str, what: &'static str, error_id: &'static str) -> Result<(), Error> {
+/// Fails unless `value` has 1 to 200 characters, the length rule of every id, login name and
+/// password.
+pub(super) fn check_length(value: &str, what: &str, error_id: &'static str) -> Result<(), Error> {
     let chars = value.chars().count();
     if chars == 0 || chars > MAX_ID_LEN {
         return Err(Error::invalid_argument(
@@ -59,6 +61,11 @@ fn check_id(value: &str, what: &'static str, error_id: &'static str) -> Result<(
             format!("{what}: value length must be between 1 and {MAX_ID_LEN} runes, inclusive"),
         ));
     }
+    Ok(())
+}
+
+fn check_id(value: &str, what: &'static str, error_id: &'static str) -> Result<(), Error> {
+    check_length(value, what, error_id)?;
     if value.chars().any(char::is_control) {
         return Err(Error::invalid_argument(
             error_id,

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::error_ids;
+use super::ids::check_length;
 use super::{Error, Time, UserId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,13 +56,7 @@ pub struct LoginName(String);
 impl LoginName {
     pub fn parse(value: impl Into<String>) -> Result<Self, Error> {
         let value = value.into();
-        let len = value.chars().count();
-        if len == 0 || len > 200 {
-            return Err(Error::invalid_argument(
-                error_ids::LOGIN_NAME_INVALID,
-                "login name: value length must be between 1 and 200 runes, inclusive",
-            ));
-        }
+        check_length(&value, "login name", error_ids::LOGIN_NAME_INVALID)?;
         if value.chars().any(char::is_control) || value.trim() != value {
             return Err(Error::invalid_argument(
                 error_ids::LOGIN_NAME_INVALID,
@@ -99,13 +94,7 @@ impl Password {
     /// Checks a password presented for verification: 1..200 characters.
     pub fn parse(value: impl Into<String>) -> Result<Self, Error> {
         let value = value.into();
-        let len = value.chars().count();
-        if len == 0 || len > 200 {
-            return Err(Error::invalid_argument(
-                error_ids::PASSWORD_LENGTH,
-                "password: value length must be between 1 and 200 runes, inclusive",
-            ));
-        }
+        check_length(&value, "password", error_ids::PASSWORD_LENGTH)?;
         Ok(Self(value))
     }
 
