@@ -59,7 +59,7 @@ pub fn postgres_url() -> Option<String> {
                 use std::io::Write;
                 let _ = writeln!(
                     std::io::stderr(),
-                    "\n*** {POSTGRES_ENV} is not set: the PostgreSQL half of the storage contract, \
+                    "\n*** {POSTGRES_ENV} is not set: the PostgreSQL half of the core, storage contract, \
                      concurrency and replica tests was SKIPPED. Set it (e.g. \
                      postgres://postgres@127.0.0.1:5432/test) to run it. ***\n"
                 );
