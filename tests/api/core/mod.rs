@@ -6,15 +6,18 @@
 //! A test runs its body once per store through [`Harness`]: `for h in harnesses().await`.
 
 mod create;
+mod delete;
 mod get;
 mod set;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use sessiond::core::{
-    Checks, Core, CoreSettings, CreateSession, NewUser, SessionChange, SetSession, UserLookup,
+    Checks, Core, CoreSettings, CreateSession, CurrentSession, NewUser, SessionChange, SetSession,
+    UserLookup,
 };
 use sessiond::domain::{
     Clock, Error, ErrorKind, LoginName, ManualClock, Password, Permission, Permissions, Principal,
@@ -250,6 +253,14 @@ impl Harness {
             .into_iter()
             .map(|e| e.event_type)
             .collect()
+    }
+
+    /// The self-service view of a session token; panics unless it is current.
+    pub async fn current(&self, token: &SessionToken) -> CurrentSession {
+        self.core
+            .current_session(token)
+            .await
+            .unwrap_or_else(|e| panic!("{self}: the token should be current: {e:?}"))
     }
 }
 
