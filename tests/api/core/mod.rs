@@ -8,6 +8,9 @@
 mod create;
 mod delete;
 mod get;
+mod list;
+mod lockout;
+mod permissions;
 mod set;
 mod tokens;
 
