@@ -5,12 +5,14 @@
 //!
 //! A test runs its body once per store through [`Harness`]: `for h in harnesses().await`.
 
+mod admin;
 mod create;
 mod delete;
 mod get;
 mod list;
 mod lockout;
 mod permissions;
+mod self_service;
 mod set;
 mod tokens;
 
