@@ -48,7 +48,7 @@ async fn a_users_sessions_are_listed_newest_first_terminated_included_unless_fil
         h.advance(Duration::from_secs(1));
         let active = h.session_for(&user).await.id;
         h.session_for(&other).await;
-        succeeds(&h, h.core.delete_session(&login_ui(), &ended, None).await);
+        h.delete(&ended).await;
         h.advance(Duration::from_secs(5));
 
         let cases = [
@@ -159,7 +159,7 @@ async fn revoking_all_of_a_users_sessions_counts_the_live_ones_and_spares_other_
         let a = h.session_for(&user).await.id;
         let b = h.session_for(&user).await.id;
         let done = h.session_for(&user).await.id;
-        succeeds(&h, h.core.delete_session(&login_ui(), &done, None).await);
+        h.delete(&done).await;
         let spared = h.session_for(&other).await.id;
         let revoked = h.core.admin_revoke_user_sessions(&admin(), &user.id).await;
         assert_eq!(succeeds(&h, revoked), 2, "{h}");

@@ -25,8 +25,8 @@ use sessiond::core::{
     UserLookup,
 };
 use sessiond::domain::{
-    Clock, Error, ErrorKind, LoginName, ManualClock, Password, Permission, Permissions, Principal,
-    PrincipalKind, Session, SessionId, SessionToken, Time, User, UserId,
+    Clock, Details, Error, ErrorKind, LoginName, ManualClock, Password, Permission, Permissions,
+    Principal, PrincipalKind, Session, SessionId, SessionToken, Time, User, UserId,
 };
 use sessiond::store::StoredEvent;
 
@@ -223,6 +223,33 @@ impl Harness {
             ..CreateSession::default()
         })
         .await
+    }
+
+    /// Creates as the login UI, expecting a refusal of this kind and id that writes nothing.
+    pub async fn create_refused(&self, request: CreateSession, kind: ErrorKind, id: &str) -> Error {
+        let error = fails(
+            self,
+            self.core.create_session(&login_ui(), request).await,
+            kind,
+            id,
+        );
+        assert_eq!(self.live_sessions().await, 0, "{self}: nothing was written");
+        error
+    }
+
+    /// Sets as the login UI, expecting a refusal of this kind and id.
+    pub async fn set_refused(&self, request: SetSession, kind: ErrorKind, id: &str) -> Error {
+        fails(
+            self,
+            self.core.set_session(&login_ui(), request).await,
+            kind,
+            id,
+        )
+    }
+
+    /// Deletes as the login UI (`session.delete`, no token); panics on failure.
+    pub async fn delete(&self, id: &SessionId) -> Details {
+        succeeds(self, self.core.delete_session(&login_ui(), id, None).await)
     }
 
     /// Sets `request` as the login UI; panics on failure.

@@ -4,30 +4,31 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sessiond::core::{CurrentSession, PageRequest};
-use sessiond::domain::{ErrorKind, SessionId, error_ids};
+use sessiond::core::{CurrentSession, PageRequest, SessionPageResult};
+use sessiond::domain::{Error, ErrorKind, SessionId, error_ids};
 
 use super::*;
+
+/// One page of the caller's other sessions.
+async fn page(
+    h: &Harness,
+    current: &CurrentSession,
+    size: Option<u32>,
+    token: Option<String>,
+) -> Result<SessionPageResult, Error> {
+    h.core
+        .list_other_sessions(current, &PageRequest { size, token })
+        .await
+}
 
 /// Every page of the caller's other sessions, following the tokens; the ids in order.
 async fn all_pages(h: &Harness, current: &CurrentSession, size: u32) -> Vec<Vec<SessionId>> {
     let mut pages = Vec::new();
     let mut token = None;
     loop {
-        let page = succeeds(
-            h,
-            h.core
-                .list_other_sessions(
-                    current,
-                    &PageRequest {
-                        size: Some(size),
-                        token,
-                    },
-                )
-                .await,
-        );
-        pages.push(page.sessions.into_iter().map(|s| s.id).collect());
-        match page.next_token {
+        let result = succeeds(h, page(h, current, Some(size), token).await);
+        pages.push(result.sessions.into_iter().map(|s| s.id).collect());
+        match result.next_token {
             Some(next) => token = Some(next),
             None => return pages,
         }
@@ -56,10 +57,7 @@ async fn other_sessions_are_the_callers_active_ones_newest_first_without_the_cur
         h.advance(Duration::from_secs(1));
         let newer = h.session_for(&me).await;
         let ended = h.session_for(&me).await;
-        succeeds(
-            &h,
-            h.core.delete_session(&login_ui(), &ended.id, None).await,
-        );
+        h.delete(&ended.id).await;
         h.session_for_with_lifetime(&me, Duration::from_secs(1))
             .await;
         h.session_for(&someone).await;
@@ -112,25 +110,13 @@ async fn forged_foreign_and_out_of_range_page_parameters_are_invalid() {
         }
         let me_now = h.current(&mine.token).await;
         let you_now = h.current(&yours.token).await;
-        let one = PageRequest {
-            size: Some(1),
-            token: None,
-        };
-        let your_token = succeeds(&h, h.core.list_other_sessions(&you_now, &one).await)
+        let your_token = succeeds(&h, page(&h, &you_now, Some(1), None).await)
             .next_token
             .expect("a next page");
         for token in [your_token, "garbage".to_owned(), "A".repeat(600)] {
             fails(
                 &h,
-                h.core
-                    .list_other_sessions(
-                        &me_now,
-                        &PageRequest {
-                            size: Some(1),
-                            token: Some(token),
-                        },
-                    )
-                    .await,
+                page(&h, &me_now, Some(1), Some(token)).await,
                 ErrorKind::InvalidArgument,
                 error_ids::PAGE_TOKEN_INVALID,
             );
@@ -138,15 +124,7 @@ async fn forged_foreign_and_out_of_range_page_parameters_are_invalid() {
         for size in [0, 1001] {
             fails(
                 &h,
-                h.core
-                    .list_other_sessions(
-                        &me_now,
-                        &PageRequest {
-                            size: Some(size),
-                            token: None,
-                        },
-                    )
-                    .await,
+                page(&h, &me_now, Some(size), None).await,
                 ErrorKind::InvalidArgument,
                 error_ids::PAGE_SIZE_INVALID,
             );
@@ -212,10 +190,7 @@ async fn revoking_all_others_keeps_the_current_session_and_counts_what_it_ended(
         for _ in 0..3 {
             others.push(h.session_for(&me).await.id);
         }
-        succeeds(
-            &h,
-            h.core.delete_session(&login_ui(), &others[0], None).await,
-        );
+        h.delete(&others[0]).await;
         let yours = h.session_for(&you).await;
         let now = h.current(&current.token).await;
         assert_eq!(

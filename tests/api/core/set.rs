@@ -168,12 +168,12 @@ async fn an_expired_session_refuses_changes_with_failed_precondition() {
             metadata: metadata(&[("k", "v")]),
             ..set(&created.id)
         };
-        fails(
-            &h,
-            h.core.set_session(&login_ui(), request).await,
+        h.set_refused(
+            request,
             ErrorKind::FailedPrecondition,
             error_ids::SESSION_EXPIRED,
-        );
+        )
+        .await;
         assert_eq!(h.events(&created.id).await.len(), 1, "{h}");
     }
 }
@@ -182,21 +182,14 @@ async fn an_expired_session_refuses_changes_with_failed_precondition() {
 async fn terminated_and_unknown_sessions_are_not_found() {
     for h in harnesses().await {
         let created = h.create(CreateSession::default()).await;
-        succeeds(
-            &h,
-            h.core.delete_session(&login_ui(), &created.id, None).await,
-        );
+        h.delete(&created.id).await;
         for id in [created.id.clone(), unknown_id()] {
             let request = SetSession {
                 metadata: metadata(&[("k", "v")]),
                 ..set(&id)
             };
-            fails(
-                &h,
-                h.core.set_session(&login_ui(), request).await,
-                ErrorKind::NotFound,
-                error_ids::SESSION_NOT_FOUND,
-            );
+            h.set_refused(request, ErrorKind::NotFound, error_ids::SESSION_NOT_FOUND)
+                .await;
         }
         assert_eq!(h.events(&created.id).await.len(), 2, "{h}");
     }
@@ -212,12 +205,8 @@ async fn the_checked_user_of_a_session_cannot_change() {
             checks: user_check(&bob),
             ..set(&created.id)
         };
-        fails(
-            &h,
-            h.core.set_session(&login_ui(), request).await,
-            ErrorKind::InvalidArgument,
-            error_ids::USER_CHANGE,
-        );
+        h.set_refused(request, ErrorKind::InvalidArgument, error_ids::USER_CHANGE)
+            .await;
         assert_eq!(
             h.stored(&created.id).await.user_id(),
             Some(&alice.id),
@@ -251,12 +240,13 @@ async fn a_wrong_password_on_set_fails_and_changes_nothing() {
             },
             ..set(&created.id)
         };
-        let error = fails(
-            &h,
-            h.core.set_session(&login_ui(), request).await,
-            ErrorKind::InvalidArgument,
-            error_ids::PASSWORD_INVALID,
-        );
+        let error = h
+            .set_refused(
+                request,
+                ErrorKind::InvalidArgument,
+                error_ids::PASSWORD_INVALID,
+            )
+            .await;
         assert_eq!(error.failed_attempts(), Some(1), "{h}");
         let stored = h.stored(&created.id).await;
         assert_eq!(stored.sequence, 1, "{h}");
@@ -273,12 +263,12 @@ async fn a_password_check_on_a_session_without_a_user_is_refused() {
             checks: password_check(PASSWORD),
             ..set(&created.id)
         };
-        fails(
-            &h,
-            h.core.set_session(&login_ui(), request).await,
+        h.set_refused(
+            request,
             ErrorKind::FailedPrecondition,
             error_ids::USER_CHECK_FIRST,
-        );
+        )
+        .await;
     }
 }
 
@@ -290,12 +280,12 @@ async fn a_zero_lifetime_on_set_is_invalid() {
             lifetime: Some(Duration::ZERO),
             ..set(&created.id)
         };
-        fails(
-            &h,
-            h.core.set_session(&login_ui(), request).await,
+        h.set_refused(
+            request,
             ErrorKind::InvalidArgument,
             error_ids::LIFETIME_INVALID,
-        );
+        )
+        .await;
         assert_eq!(h.stored(&created.id).await.expiration, None, "{h}");
     }
 }
