@@ -221,18 +221,7 @@ async fn an_expired_sessions_token_is_rejected_as_bearer() {
     let app = spawn_app().await;
     let alice = app.add_user("alice@example.com").await;
     let api = app.api(Protocol::Grpc, Version::V2);
-    let session = ok(
-        &api,
-        api.create(
-            Some(&app.admin()),
-            v2::CreateSessionRequest {
-                lifetime: Some(seconds(60)),
-                ..create_for_user(alice.id.as_str())
-            },
-        )
-        .await,
-    )
-    .message;
+    let session = app.create_expiring_session_for(&alice, 60).await;
     let bearer = format!("Bearer {}", session.session_token);
     ok(&api, api.list(Some(&bearer), Default::default()).await);
     app.advance(Duration::from_secs(60));

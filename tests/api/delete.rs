@@ -243,21 +243,8 @@ async fn an_empty_session_token_counts_as_none() {
 async fn expired_sessions_can_be_deleted() {
     let app = spawn_app().await;
     let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
-    let grpc = app.api(Protocol::Grpc, Version::V2);
     for api in app.apis() {
-        let session = ok(
-            &grpc,
-            grpc.create(
-                Some(&admin),
-                v2::CreateSessionRequest {
-                    lifetime: Some(seconds(10)),
-                    ..create_for_user(alice.id.as_str())
-                },
-            )
-            .await,
-        )
-        .message;
+        let session = app.create_expiring_session_for(&alice, 10).await;
         app.advance(Duration::from_secs(11));
         let admin = app.admin();
         let reply = ok(
@@ -293,9 +280,7 @@ async fn after_delete_the_session_is_gone_and_its_token_is_dead() {
             "QUERY-SFeaa",
         );
         assert_eq!(failure.message, "Session does not exist (QUERY-SFeaa)");
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 404, "{api}");
-        }
+        assert_http_status(&api, &failure, 404);
         fails(
             &api,
             api.get(Some(&admin), get(id, Some(token))).await,

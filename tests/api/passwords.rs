@@ -50,9 +50,7 @@ async fn a_wrong_password_is_invalid_argument_with_a_credentials_check_error_and
             "{api}"
         );
         assert_eq!(failure.message, "Password is invalid (COMMAND-3M0fs)");
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 400, "{api}");
-        }
+        assert_http_status(&api, &failure, 400);
         let listed = ok(
             &api,
             api.list(Some(&admin), list(vec![user_id_query(user.id.as_str())]))
@@ -95,9 +93,7 @@ async fn the_user_is_locked_out_after_the_configured_number_of_failures() {
             Code::FailedPrecondition,
             "COMMAND-SFA3t",
         );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 400, "{api}");
-        }
+        assert_http_status(api, &failure, 400);
     }
 }
 

@@ -17,9 +17,7 @@ async fn create_without_session_write_is_permission_denied() {
             Code::PermissionDenied,
             "AUTH-AWfge",
         );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 403, "{api}");
-        }
+        assert_http_status(&api, &failure, 403);
         if api.protocol == Protocol::Rest {
             assert_eq!(
                 failure.body,
@@ -89,9 +87,7 @@ async fn get_of_another_users_session_without_token_or_session_read_is_permissio
             Code::PermissionDenied,
             "AUTH-AWfge",
         );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 403, "{api}");
-        }
+        assert_http_status(&api, &failure, 403);
         // The token grants access to anyone.
         ok(
             &api,

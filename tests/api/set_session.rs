@@ -28,9 +28,7 @@ async fn set_session_with_a_change_rotates_the_token_and_the_old_one_is_rejected
             "QUERY-dsfr3",
         );
         assert_eq!(failure.message, "Permission denied (QUERY-dsfr3)", "{api}");
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 403, "{api}");
-        }
+        assert_http_status(&api, &failure, 403);
         let got = ok(&api, api.get(Some(&admin), get(id, Some(new))).await);
         let session = got.message.session.expect("session");
         assert_eq!(session.sequence, 2, "{api}");
@@ -145,21 +143,8 @@ async fn set_session_deletes_metadata_with_an_empty_value_and_sets_a_lifetime() 
 async fn set_session_on_an_expired_session_is_failed_precondition() {
     let app = spawn_app().await;
     let alice = app.add_user("alice@example.com").await;
-    let grpc = app.api(Protocol::Grpc, Version::V2);
     for api in app.apis() {
-        let admin = app.admin();
-        let session = ok(
-            &grpc,
-            grpc.create(
-                Some(&admin),
-                v2::CreateSessionRequest {
-                    lifetime: Some(seconds(60)),
-                    ..create_for_user(alice.id.as_str())
-                },
-            )
-            .await,
-        )
-        .message;
+        let session = app.create_expiring_session_for(&alice, 60).await;
         app.advance(Duration::from_secs(60));
         let admin = app.admin();
         let failure = fails(
@@ -169,9 +154,8 @@ async fn set_session_on_an_expired_session_is_failed_precondition() {
             Code::FailedPrecondition,
             "COMMAND-Hkl3d",
         );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 400, "{api}: FailedPrecondition is HTTP 400");
-        }
+        // FailedPrecondition is HTTP 400.
+        assert_http_status(&api, &failure, 400);
         assert_eq!(app.event_count(&session.session_id).await, 1, "{api}");
         // Still readable: expiry is not checked by GetSession.
         ok(
@@ -203,9 +187,7 @@ async fn set_session_on_a_terminated_or_unknown_session_is_not_found() {
                 Code::NotFound,
                 "QUERY-SFeaa",
             );
-            if let Some(status) = failure.http_status {
-                assert_eq!(status, 404, "{api}");
-            }
+            assert_http_status(&api, &failure, 404);
         }
         assert_eq!(app.event_count(&session.session_id).await, 2, "{api}");
     }

@@ -16,7 +16,7 @@ use sessiond::config::{ServerConfig, StoreConfig};
 use sessiond::core::{Core, NewUser};
 use sessiond::domain::{LoginName, ManualClock, Password, SessionId, Time, User};
 
-use super::{ALL_SESSION_PERMISSIONS, Api, Protocol, START, Version, create_for_user, v2};
+use super::{ALL_SESSION_PERMISSIONS, Api, Protocol, START, Version, create_for_user, seconds, v2};
 
 /// A running server and what a test needs to drive it.
 pub struct TestApp {
@@ -211,6 +211,25 @@ impl TestApp {
             .await
             .expect("reading events")
             .len()
+    }
+
+    /// Creates a session for `user` that expires after `secs` seconds (gRPC, as above).
+    pub async fn create_expiring_session_for(
+        &self,
+        user: &User,
+        secs: i64,
+    ) -> v2::CreateSessionResponse {
+        self.api(Protocol::Grpc, Version::V2)
+            .create(
+                Some(&self.admin()),
+                v2::CreateSessionRequest {
+                    lifetime: Some(seconds(secs)),
+                    ..create_for_user(user.id.as_str())
+                },
+            )
+            .await
+            .expect("creating an expiring session")
+            .message
     }
 
     /// Creates a session for `user` via the core's v2 API on gRPC (fast path for setup).

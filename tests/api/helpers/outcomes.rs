@@ -253,6 +253,14 @@ pub fn fails_with<T: fmt::Debug>(api: &Api, outcome: Outcome<T>, code: Code) -> 
     }
 }
 
+/// Asserts the HTTP status of a failure on the protocols that have one.
+#[track_caller]
+pub fn assert_http_status(api: &Api, failure: &Failure, status: u16) {
+    if let Some(actual) = failure.http_status {
+        assert_eq!(actual, status, "{api}: HTTP status of {failure:?}");
+    }
+}
+
 /// Asserts the protojson conventions on a JSON answer: 64-bit counters are strings and every
 /// timestamp is RFC 3339 with a `Z`.
 #[track_caller]
