@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::self_service::{Answer, Login, login, rest_login, send, whoami};
 
 const EVERY_PERMISSION: &[&str] = &[
     "session.read",
@@ -1382,64 +1382,32 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_admin_shape() {
     let app = spawn_app().await;
     let alice = app.add_user("alice").await;
     let id = alice.id.as_str();
+    let user = format!("/auth/admin/api/users/{id}");
     let cases = [
+        (Method::GET, "/auth/admin/api/nothing".into(), 404),
         (
-            reqwest::Method::GET,
-            "/auth/admin/api/nothing".to_owned(),
+            Method::GET,
+            "/auth/admin/api/users/1/sessions/2/more".into(),
             404,
         ),
-        (
-            reqwest::Method::GET,
-            "/auth/admin/api/users/1/sessions/2/more".to_owned(),
-            404,
-        ),
-        (reqwest::Method::GET, "/auth/admin/".to_owned(), 404),
-        (
-            reqwest::Method::PATCH,
-            "/auth/admin/api/users".to_owned(),
-            405,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/auth/admin/api/users/{id}"),
-            405,
-        ),
-        (
-            reqwest::Method::GET,
-            format!("/auth/admin/api/users/{id}/lock"),
-            405,
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/auth/admin/api/users/{id}/password"),
-            405,
-        ),
-        (
-            reqwest::Method::PUT,
-            format!("/auth/admin/api/users/{id}/sessions"),
-            405,
-        ),
-        (
-            reqwest::Method::GET,
-            format!("/auth/admin/api/users/{id}/sessions/1"),
-            405,
-        ),
+        (Method::GET, "/auth/admin/".into(), 404),
+        (Method::PATCH, "/auth/admin/api/users".into(), 405),
+        (Method::DELETE, user.clone(), 405),
+        (Method::GET, format!("{user}/lock"), 405),
+        (Method::POST, format!("{user}/password"), 405),
+        (Method::PUT, format!("{user}/sessions"), 405),
+        (Method::GET, format!("{user}/sessions/1"), 405),
     ];
-    for (method, path, status) in cases {
-        let answer = send(
-            app.http
-                .request(method.clone(), app.url(&path))
-                .header("authorization", ops(&app)),
-        )
-        .await;
-        let expected = if status == 404 {
+    let credential = ("authorization", ops(&app));
+    let credential = (credential.0, credential.1.as_str());
+    assert_routes_answer(&app, credential, &cases, |status| {
+        if status == 404 {
             admin_error(404, "NOT_FOUND", "Not Found")
         } else {
             admin_error(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
-        };
-        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-        assert_eq!(answer.json, expected, "{method} {path}");
-    }
+        }
+    })
+    .await;
     assert_eq!(admin_get(&app, &format!("/{id}")).await.status, 200);
 }
 
@@ -1474,13 +1442,12 @@ async fn bodies_over_the_limit_are_payload_too_large_and_the_server_keeps_servin
     assert_eq!(admin_get(&app, &format!("/{}", alice.id)).await.status, 200);
 }
 
-/// Method, path after `/auth/admin/api/users`, body, content type.
-type RawRequest = (
-    reqwest::Method,
-    String,
-    Option<Vec<u8>>,
-    Option<&'static str>,
-);
+/// The admin error body: `{"statusCode":…,"code":…,"message":…}`.
+const ADMIN_ERROR: ErrorShape = ErrorShape {
+    at: "",
+    status: "statusCode",
+    strings: ["code", "message"],
+};
 
 #[tokio::test]
 async fn no_bad_input_makes_the_admin_face_fail_with_a_server_error() {
@@ -1488,136 +1455,52 @@ async fn no_bad_input_makes_the_admin_face_fail_with_a_server_error() {
     let alice = app.add_user("alice").await;
     let id = alice.id.as_str();
     let auth = ops(&app);
-    let requests: Vec<RawRequest> = vec![
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageSize=-9223372036854775808"),
-            None,
-            None,
+    // A call below `/auth/admin/api/users`; `json` with a body sent as JSON.
+    let call = |method: Method, path: &str| {
+        let request = app.http.request(method, users_url(&app, path));
+        request.header("authorization", &auth)
+    };
+    let json = |method: Method, path: &str, body: &[u8]| {
+        let request = call(method, path).header("content-type", "application/json");
+        request.body(body.to_vec())
+    };
+    let sessions = format!("/{id}/sessions");
+    let requests = [
+        call(
+            Method::GET,
+            &format!("{sessions}?pageSize=-9223372036854775808"),
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageSize=1e3"),
-            None,
-            None,
+        call(Method::GET, &format!("{sessions}?pageSize=1e3")),
+        call(Method::GET, &format!("{sessions}?pageToken=%FF%FE")),
+        call(
+            Method::GET,
+            &format!("{sessions}?pageToken={}", "_".repeat(5000)),
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageToken=%FF%FE"),
-            None,
-            None,
+        call(
+            Method::GET,
+            &format!("{sessions}?active=true&active=false&active=x"),
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageToken={}", "_".repeat(5000)),
-            None,
-            None,
+        call(Method::GET, "?loginName=%00"),
+        call(Method::GET, &format!("?loginName={}", "n".repeat(300))),
+        call(Method::GET, "?limit=0"),
+        json(Method::POST, "", &[0xff, 0xfe, 0x00]),
+        json(
+            Method::POST,
+            "",
+            b"{\"loginName\":\"\\ud800\",\"password\":\"x\"}",
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?active=true&active=false&active=x"),
-            None,
-            None,
-        ),
-        (reqwest::Method::GET, "?loginName=%00".into(), None, None),
-        (
-            reqwest::Method::GET,
-            format!("?loginName={}", "n".repeat(300)),
-            None,
-            None,
-        ),
-        (reqwest::Method::GET, "?limit=0".into(), None, None),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(vec![0xff, 0xfe, 0x00]),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(b"{\"loginName\":\"\\ud800\",\"password\":\"x\"}".to_vec()),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(vec![b'['; 2000]),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(vec![b' '; 4096]),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(b"{}".to_vec()),
-            Some("application/json; charset=utf-16"),
-        ),
-        (
-            reqwest::Method::PUT,
-            format!("/{id}/password"),
-            Some(b"{\"password\":null}".to_vec()),
-            None,
-        ),
-        (
-            reqwest::Method::PUT,
-            format!("/{id}/password"),
-            Some(b"{\"password\":\"a fine password\",\"revokeSessions\":null}".to_vec()),
-            None,
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/{id}/lock"),
-            Some(b"{\"garbage\": true}".to_vec()),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{id}/sessions/%E2%80%AE"),
-            None,
-            None,
-        ),
+        json(Method::POST, "", &[b'['; 2000]),
+        json(Method::POST, "", &[b' '; 4096]),
+        call(Method::POST, "")
+            .header("content-type", "application/json; charset=utf-16")
+            .body("{}"),
+        call(Method::PUT, &format!("/{id}/password")).body("{\"password\":null}"),
+        call(Method::PUT, &format!("/{id}/password"))
+            .body("{\"password\":\"a fine password\",\"revokeSessions\":null}"),
+        json(Method::POST, &format!("/{id}/lock"), b"{\"garbage\": true}"),
+        call(Method::DELETE, &format!("{sessions}/%E2%80%AE")),
     ];
-    for (method, path, body, content_type) in requests {
-        let mut request = app
-            .http
-            .request(method.clone(), users_url(&app, &path))
-            .header("authorization", &auth);
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let answer = send(request).await;
-        assert!(
-            (200..500).contains(&answer.status),
-            "{method} {path}: {} {}",
-            answer.status,
-            answer.body
-        );
-        if answer.status >= 400 {
-            assert_eq!(
-                answer.json["statusCode"], answer.status,
-                "{method} {path}: {}",
-                answer.body
-            );
-            assert!(
-                answer.json["code"].is_string(),
-                "{method} {path}: {}",
-                answer.body
-            );
-            assert!(
-                answer.json["message"].is_string(),
-                "{method} {path}: {}",
-                answer.body
-            );
-        }
-    }
+    assert_no_server_error(requests, &ADMIN_ERROR).await;
     let user = admin_get(&app, &format!("/{id}")).await;
     assert_eq!(user.status, 200, "still serving: {}", user.body);
 }

@@ -8,87 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use sessiond::domain::{SessionId, User, UserState};
+use sessiond::domain::{SessionId, UserState};
 
 use crate::helpers::*;
-
-// ------------------------------------------------------------------------------------------
-// Plumbing shared with the admin tests
-// ------------------------------------------------------------------------------------------
-
-/// An HTTP answer: status, headers, raw body and the body as JSON (Null if it is not).
-pub(crate) struct Answer {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: String,
-    pub json: Value,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-pub(crate) async fn send(request: reqwest::RequestBuilder) -> Answer {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.text().await.expect("body");
-    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-        json,
-    }
-}
-
-/// A session: its id and the token that identifies its user.
-#[derive(Clone, Debug)]
-pub(crate) struct Login {
-    pub id: String,
-    pub token: String,
-}
-
-/// Creates a session that checked `user` (native gRPC, the fast path).
-pub(crate) async fn login(app: &TestApp, user: &User) -> Login {
-    let created = app.create_session_for(user).await;
-    Login {
-        id: created.session_id,
-        token: created.session_token,
-    }
-}
-
-/// Creates a session through REST `POST /v2/sessions` with this JSON body.
-pub(crate) async fn rest_login(app: &TestApp, body: Value) -> Login {
-    let answer = send(
-        app.http
-            .post(app.url("/v2/sessions"))
-            .header("authorization", app.admin())
-            .json(&body),
-    )
-    .await;
-    assert_eq!(answer.status, 201, "create: {}", answer.body);
-    Login {
-        id: answer.json["sessionId"].as_str().expect("sessionId").into(),
-        token: answer.json["sessionToken"]
-            .as_str()
-            .expect("sessionToken")
-            .into(),
-    }
-}
-
-pub(crate) async fn whoami(app: &TestApp, token: &str) -> Answer {
-    send(
-        app.http
-            .get(app.url("/auth/sessions/whoami"))
-            .header("x-session-token", token),
-    )
-    .await
-}
 
 /// `GET /auth/sessions` with a query string (without `?`).
 async fn list_mine(app: &TestApp, token: &str, query: &str) -> Answer {
@@ -210,6 +135,13 @@ fn assert_kratos_error(answer: &Answer, status: u16, id: &str, reason: &str) {
     );
     assert_eq!(answer.json, kratos_error(status, id, reason));
 }
+
+/// Kratos' `{"error":{"code":…,"status":…,"message":…}}`.
+const KRATOS_ERROR: ErrorShape = ErrorShape {
+    at: "/error",
+    status: "code",
+    strings: ["message", "status"],
+};
 
 const NO_SESSION: &str = "SESSIOND-NO-SESSION";
 const NO_SESSION_REASON: &str = "No valid session credentials found in the request.";
@@ -547,33 +479,24 @@ async fn unknown_routes_and_wrong_methods_under_auth_answer_in_the_kratos_shape(
     let alice = app.add_user("alice").await;
     let session = login(&app, &alice).await;
     let cases = [
-        (reqwest::Method::GET, "/auth/nothing-here", 404),
-        (reqwest::Method::GET, "/auth/sessions/whoami/extra", 404),
-        (reqwest::Method::GET, "/auth/sessions/a/b", 404),
-        (reqwest::Method::PUT, "/auth/sessions", 405),
-        (reqwest::Method::POST, "/auth/sessions", 405),
-        (reqwest::Method::PATCH, "/auth/sessions/whoami", 405),
-        (reqwest::Method::GET, "/auth/sessions/123", 405),
+        (Method::GET, "/auth/nothing-here".into(), 404),
+        (Method::GET, "/auth/sessions/whoami/extra".into(), 404),
+        (Method::GET, "/auth/sessions/a/b".into(), 404),
+        (Method::PUT, "/auth/sessions".into(), 405),
+        (Method::POST, "/auth/sessions".into(), 405),
+        (Method::PATCH, "/auth/sessions/whoami".into(), 405),
+        (Method::GET, "/auth/sessions/123".into(), 405),
     ];
-    for (method, path, status) in cases {
-        let answer = send(
-            app.http
-                .request(method.clone(), app.url(path))
-                .header("x-session-token", &session.token),
-        )
-        .await;
+    let credential = ("x-session-token", session.token.as_str());
+    assert_routes_answer(&app, credential, &cases, |status| {
         let reason = if status == 404 {
             "Not Found"
         } else {
             "Method Not Allowed"
         };
-        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-        assert_eq!(
-            answer.json,
-            kratos_error(status, "SESSIOND-HTTP", reason),
-            "{method} {path}"
-        );
-    }
+        kratos_error(status, "SESSIOND-HTTP", reason)
+    })
+    .await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1198,84 +1121,43 @@ async fn no_bad_input_makes_the_self_service_face_fail_with_a_server_error() {
     let alice = app.add_user("alice").await;
     let current = login(&app, &alice).await;
     let token = current.token.as_str();
-    let url = |path: &str| app.url(path);
     let non_utf8 = reqwest::header::HeaderValue::from_bytes(b"sdst_\xff\xfe").expect("obs-text");
+    // whoami with one credential header; any call with the current session's token.
+    let whoami_with = |name: &str, value: reqwest::header::HeaderValue| {
+        let request = app.http.get(app.url("/auth/sessions/whoami"));
+        request.header(name, value)
+    };
+    let mine = |method: Method, path: &str| {
+        let request = app.http.request(method, app.url(path));
+        request.header("x-session-token", token)
+    };
+    let text = |value: &str| reqwest::header::HeaderValue::from_str(value).expect("a header");
     let requests = [
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("x-session-token", non_utf8.clone()),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("cookie", non_utf8.clone()),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("authorization", non_utf8),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("x-session-token", "x".repeat(8192)),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("cookie", "sessiond_session"),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("cookie", ";;=;sessiond_session=\"\""),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("authorization", "Bearer"),
-        app.http
-            .get(url("/auth/sessions?page_token=%FF%FE"))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions?page_size=%00"))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions?page_size=1&page_size=0"))
-            .header("x-session-token", token),
-        app.http
-            .get(url(&format!(
-                "/auth/sessions?page_token={}",
-                "A".repeat(4000)
-            )))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions?%"))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions"))
-            .header("x-session-token", token)
-            .body("x".repeat(4096)),
-        app.http
-            .delete(url("/auth/sessions"))
-            .header("x-session-token", token)
-            .body("{\"count\":"),
-        app.http
-            .delete(url("/auth/sessions/%FF%FE"))
-            .header("x-session-token", token),
-        app.http
-            .delete(url("/auth/sessions/%E2%80%AE"))
-            .header("x-session-token", token),
-        app.http
-            .delete(url(&format!("/auth/sessions/{}", "%2F".repeat(100))))
-            .header("x-session-token", token),
+        whoami_with("x-session-token", non_utf8.clone()),
+        whoami_with("cookie", non_utf8.clone()),
+        whoami_with("authorization", non_utf8),
+        whoami_with("x-session-token", text(&"x".repeat(8192))),
+        whoami_with("cookie", text("sessiond_session")),
+        whoami_with("cookie", text(";;=;sessiond_session=\"\"")),
+        whoami_with("authorization", text("Bearer")),
+        mine(Method::GET, "/auth/sessions?page_token=%FF%FE"),
+        mine(Method::GET, "/auth/sessions?page_size=%00"),
+        mine(Method::GET, "/auth/sessions?page_size=1&page_size=0"),
+        mine(
+            Method::GET,
+            &format!("/auth/sessions?page_token={}", "A".repeat(4000)),
+        ),
+        mine(Method::GET, "/auth/sessions?%"),
+        mine(Method::GET, "/auth/sessions").body("x".repeat(4096)),
+        mine(Method::DELETE, "/auth/sessions").body("{\"count\":"),
+        mine(Method::DELETE, "/auth/sessions/%FF%FE"),
+        mine(Method::DELETE, "/auth/sessions/%E2%80%AE"),
+        mine(
+            Method::DELETE,
+            &format!("/auth/sessions/{}", "%2F".repeat(100)),
+        ),
     ];
-    for (i, request) in requests.into_iter().enumerate() {
-        let answer = send(request).await;
-        assert!(
-            (200..500).contains(&answer.status),
-            "request {i}: {} {}",
-            answer.status,
-            answer.body
-        );
-        if answer.status >= 400 {
-            assert_eq!(
-                answer.json["error"]["code"], answer.status,
-                "request {i}: {}",
-                answer.body
-            );
-            assert!(answer.json["error"]["message"].is_string(), "request {i}");
-            assert!(answer.json["error"]["status"].is_string(), "request {i}");
-        }
-    }
+    assert_no_server_error(requests, &KRATOS_ERROR).await;
     let still = whoami(&app, token).await;
     assert_eq!(still.status, 200, "still serving: {}", still.body);
 }

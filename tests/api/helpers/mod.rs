@@ -1,7 +1,8 @@
 //! The harness: the real server on a random port with a manual clock (`app`), request
 //! builders (`requests`), one typed client per protocol behind [`Api`] (`clients`) with its
-//! outcomes (`outcomes`), gRPC-Web and raw gRPC by hand (`grpc_web`, `raw`), and a TCP proxy
-//! that cuts or silences the database on command (`proxy`). A behaviour test runs on every
+//! outcomes (`outcomes`), plain HTTP for the self-service and admin faces (`http`), gRPC-Web
+//! and raw gRPC by hand (`grpc_web`, `raw`), and a TCP proxy that cuts or silences the database
+//! on command (`proxy`). A behaviour test runs on every
 //! protocol and both package versions without copy-paste: `use crate::helpers::*;`.
 
 #![allow(dead_code)]
@@ -9,6 +10,7 @@
 mod app;
 mod clients;
 mod grpc_web;
+mod http;
 mod outcomes;
 mod proxy;
 mod raw;
@@ -17,6 +19,7 @@ mod requests;
 pub use app::*;
 pub use clients::*;
 pub use grpc_web::*;
+pub use http::*;
 pub use outcomes::*;
 pub use proxy::*;
 pub use raw::*;
