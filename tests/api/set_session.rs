@@ -6,25 +6,18 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn set_session_with_a_change_rotates_the_token_and_the_old_one_is_rejected() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
+        let (session, new) = changed_session(&app, &api, &alice).await;
         let id = session.session_id.as_str();
         let old = session.session_token.as_str();
-        let updated = ok(
-            &api,
-            api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
-        );
-        let new = updated.message.session_token.as_str();
+        let new = new.as_str();
         assert!(new.starts_with("sdst_"), "{api}");
         assert_ne!(new, old, "{api}");
 
-        let failure = fails(
+        let failure = token_refused(
             &api,
             api.get(Some(&admin), get(id, Some(old))).await,
-            Code::PermissionDenied,
             "QUERY-dsfr3",
         );
         assert_eq!(failure.message, "Permission denied (QUERY-dsfr3)", "{api}");
@@ -45,12 +38,8 @@ async fn set_session_with_a_change_rotates_the_token_and_the_old_one_is_rejected
         let newest = again.message.session_token.as_str();
         assert_ne!(newest, new, "{api}");
         for stale in [old, new] {
-            fails(
-                &api,
-                api.get(Some(&admin), get(id, Some(stale))).await,
-                Code::PermissionDenied,
-                "QUERY-dsfr3",
-            );
+            let outcome = api.get(Some(&admin), get(id, Some(stale))).await;
+            token_refused(&api, outcome, "QUERY-dsfr3");
         }
         ok(&api, api.get(Some(&admin), get(id, Some(newest))).await);
     }
@@ -58,9 +47,7 @@ async fn set_session_with_a_change_rotates_the_token_and_the_old_one_is_rejected
 
 #[tokio::test]
 async fn a_no_op_set_session_returns_an_empty_token_and_keeps_the_sequence() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         let session = app.create_session_for(&alice).await;
         let id = session.session_id.as_str();
@@ -100,9 +87,7 @@ async fn a_no_op_set_session_returns_an_empty_token_and_keeps_the_sequence() {
 
 #[tokio::test]
 async fn set_session_deletes_metadata_with_an_empty_value_and_sets_a_lifetime() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         let session = app.create_session_for(&alice).await;
         let id = session.session_id.as_str();
@@ -144,8 +129,8 @@ async fn set_session_on_an_expired_session_is_failed_precondition() {
     let app = spawn_app().await;
     let alice = app.add_user("alice@example.com").await;
     for api in app.apis() {
-        let session = app.create_expiring_session_for(&alice, 60).await;
-        app.advance(Duration::from_secs(60));
+        // At the very end of its lifetime a session is expired.
+        let session = expired_session(&app, &alice, 60, 60).await;
         let admin = app.admin();
         let failure = fails(
             &api,
@@ -167,20 +152,10 @@ async fn set_session_on_an_expired_session_is_failed_precondition() {
 
 #[tokio::test]
 async fn set_session_on_a_terminated_or_unknown_session_is_not_found() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
-        ok(
-            &api,
-            api.delete(
-                Some(&admin),
-                delete(&session.session_id, Some(&session.session_token)),
-            )
-            .await,
-        );
-        for id in [session.session_id.as_str(), "123456789012345678"] {
+        let session = terminated_session(&app, &api, &alice).await;
+        for id in [session.session_id.as_str(), UNKNOWN_SESSION] {
             let failure = fails(
                 &api,
                 api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
@@ -201,42 +176,27 @@ async fn a_user_check_for_another_user_is_rejected() {
     let admin = app.admin();
     for api in app.apis() {
         let session = app.create_session_for(&alice).await;
+        let check = |user: &sessiond::domain::User| v2::SetSessionRequest {
+            session_id: session.session_id.clone(),
+            checks: Some(user_check(user.id.as_str())),
+            ..Default::default()
+        };
+        let other_user = api.set(Some(&admin), check(&bob)).await;
         fails(
             &api,
-            api.set(
-                Some(&admin),
-                v2::SetSessionRequest {
-                    session_id: session.session_id.clone(),
-                    checks: Some(user_check(bob.id.as_str())),
-                    ..Default::default()
-                },
-            )
-            .await,
+            other_user,
             Code::InvalidArgument,
             "COMMAND-userchange",
         );
         // Re-checking the same user is a change (new verification time) and rotates.
-        let reply = ok(
-            &api,
-            api.set(
-                Some(&admin),
-                v2::SetSessionRequest {
-                    session_id: session.session_id.clone(),
-                    checks: Some(user_check(alice.id.as_str())),
-                    ..Default::default()
-                },
-            )
-            .await,
-        );
+        let reply = ok(&api, api.set(Some(&admin), check(&alice)).await);
         assert!(!reply.message.session_token.is_empty(), "{api}");
     }
 }
 
 #[tokio::test]
 async fn a_zero_or_negative_lifetime_is_invalid() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         for lifetime in [seconds(0), seconds(-5)] {
             fails(
@@ -258,9 +218,7 @@ async fn a_zero_or_negative_lifetime_is_invalid() {
 
 #[tokio::test]
 async fn unsupported_checks_and_challenges_are_invalid_arguments() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         fails(
             &api,
@@ -301,9 +259,7 @@ async fn unsupported_checks_and_challenges_are_invalid_arguments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_changes_to_one_session_all_apply_in_sequence() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     let session = app.create_session_for(&alice).await;
     let id = session.session_id.as_str();
     let apis = app.apis();
@@ -341,9 +297,7 @@ async fn concurrent_changes_to_one_session_all_apply_in_sequence() {
 
 #[tokio::test]
 async fn an_absurdly_long_lifetime_reads_back_the_same_on_every_protocol() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     let grpc = app.api(Protocol::Grpc, Version::V2);
     let session = ok(
         &grpc,

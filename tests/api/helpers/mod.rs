@@ -15,6 +15,7 @@ mod outcomes;
 mod proxy;
 mod raw;
 mod requests;
+mod sessions;
 
 pub use app::*;
 pub use clients::*;
@@ -24,6 +25,7 @@ pub use outcomes::*;
 pub use proxy::*;
 pub use raw::*;
 pub use requests::*;
+pub use sessions::*;
 
 use sessiond::domain::Time;
 
