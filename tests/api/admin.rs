@@ -86,14 +86,7 @@ fn admin_error(status: u16, code: &str, message: &str) -> Value {
 
 #[track_caller]
 fn assert_admin_error(answer: &Answer, status: u16, code: &str, message: &str) {
-    assert_eq!(answer.status, status, "{}", answer.body);
-    assert_eq!(
-        answer.header("content-type"),
-        Some("application/json"),
-        "{}",
-        answer.body
-    );
-    assert_eq!(answer.json, admin_error(status, code, message));
+    assert_json_error(answer, status, admin_error(status, code, message));
 }
 
 /// A 400 VALIDATION_FAILED whose message starts with `prefix` (serde's wording follows).
@@ -1264,113 +1257,55 @@ async fn absurd_ids_are_rejected_in_the_admin_shape() {
     let user_control = "user id: must not contain control characters";
     let session_length = "session id: value length must be between 1 and 200 runes, inclusive";
     let session_control = "session id: must not contain control characters";
+    let invalid = |message: &'static str| (400, "VALIDATION_FAILED", message);
+    let bad_utf8 = invalid("Invalid URL: Invalid UTF-8 in `id`");
+    let no_user = (404, "USER_NOT_FOUND", USER_NOT_FOUND);
+    let sessions = format!("/{}/sessions", alice.id);
     let cases = [
+        (Method::GET, format!("/{long}"), invalid(user_length)),
         (
-            reqwest::Method::GET,
-            format!("/{long}"),
-            400,
-            "VALIDATION_FAILED",
-            user_length,
-        ),
-        (
-            reqwest::Method::GET,
+            Method::GET,
             format!("/{long}/sessions"),
-            400,
-            "VALIDATION_FAILED",
-            user_length,
+            invalid(user_length),
         ),
+        (Method::POST, format!("/{long}/lock"), invalid(user_length)),
+        (Method::GET, "/a%00b".into(), invalid(user_control)),
         (
-            reqwest::Method::POST,
-            format!("/{long}/lock"),
-            400,
-            "VALIDATION_FAILED",
-            user_length,
-        ),
-        (
-            reqwest::Method::GET,
-            "/a%00b".into(),
-            400,
-            "VALIDATION_FAILED",
-            user_control,
-        ),
-        (
-            reqwest::Method::DELETE,
+            Method::DELETE,
             "/%0D%0A/sessions".into(),
-            400,
-            "VALIDATION_FAILED",
-            user_control,
+            invalid(user_control),
+        ),
+        (Method::GET, "/..%2F..%2Fetc/sessions".into(), no_user),
+        (Method::GET, "/a%2Fb".into(), no_user),
+        (Method::GET, "/%FF%FE".into(), bad_utf8),
+        (Method::POST, "/%C0%AF/lock".into(), bad_utf8),
+        (
+            Method::DELETE,
+            format!("{sessions}/%FF"),
+            invalid("Invalid URL: Invalid UTF-8 in `session_id`"),
         ),
         (
-            reqwest::Method::GET,
-            "/..%2F..%2Fetc/sessions".into(),
-            404,
-            "USER_NOT_FOUND",
-            USER_NOT_FOUND,
+            Method::DELETE,
+            format!("{sessions}/{long}"),
+            invalid(session_length),
         ),
         (
-            reqwest::Method::GET,
-            "/a%2Fb".into(),
-            404,
-            "USER_NOT_FOUND",
-            USER_NOT_FOUND,
+            Method::DELETE,
+            format!("{sessions}/x%00"),
+            invalid(session_control),
         ),
         (
-            reqwest::Method::GET,
-            "/%FF%FE".into(),
-            400,
-            "VALIDATION_FAILED",
-            "Invalid URL: Invalid UTF-8 in `id`",
-        ),
-        (
-            reqwest::Method::POST,
-            "/%C0%AF/lock".into(),
-            400,
-            "VALIDATION_FAILED",
-            "Invalid URL: Invalid UTF-8 in `id`",
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/%FF", alice.id),
-            400,
-            "VALIDATION_FAILED",
-            "Invalid URL: Invalid UTF-8 in `session_id`",
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/{long}", alice.id),
-            400,
-            "VALIDATION_FAILED",
-            session_length,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/x%00", alice.id),
-            400,
-            "VALIDATION_FAILED",
-            session_control,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/a%2Fb", alice.id),
-            404,
-            "SESSION_NOT_FOUND",
-            SESSION_NOT_FOUND,
+            Method::DELETE,
+            format!("{sessions}/a%2Fb"),
+            (404, "SESSION_NOT_FOUND", SESSION_NOT_FOUND),
         ),
     ];
-    for (method, path, status, code, message) in cases {
-        let answer = send(
-            app.http
-                .request(method.clone(), users_url(&app, &path))
-                .header("authorization", ops(&app)),
-        )
-        .await;
-        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-        assert_eq!(
-            answer.json,
-            admin_error(status, code, message),
-            "{method} {path}"
-        );
-    }
+    let cases = cases.map(|(method, path, (status, code, message))| {
+        let path = format!("/auth/admin/api/users{path}");
+        (method, path, status, admin_error(status, code, message))
+    });
+    let credential = ("authorization", ops(&app));
+    assert_routes_answer(&app, (credential.0, &credential.1), cases).await;
     // Credentials are judged first, whatever the path holds.
     let anonymous = send(app.http.get(users_url(&app, "/%FF/sessions"))).await;
     assert_admin_error(&anonymous, 401, "ADMIN_AUTH_REQUIRED", AUTH_REQUIRED);
@@ -1400,14 +1335,15 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_admin_shape() {
     ];
     let credential = ("authorization", ops(&app));
     let credential = (credential.0, credential.1.as_str());
-    assert_routes_answer(&app, credential, &cases, |status| {
-        if status == 404 {
+    let cases = cases.map(|(method, path, status)| {
+        let expected = if status == 404 {
             admin_error(404, "NOT_FOUND", "Not Found")
         } else {
             admin_error(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
-        }
-    })
-    .await;
+        };
+        (method, path, status, expected)
+    });
+    assert_routes_answer(&app, credential, cases).await;
     assert_eq!(admin_get(&app, &format!("/{id}")).await.status, 200);
 }
 

@@ -82,19 +82,27 @@ pub async fn whoami(app: &TestApp, token: &str) -> Answer {
     .await
 }
 
-/// Sends each `(method, path, status)` with one credential header and checks that it answers
-/// `status` with the body `expected(status)`.
+/// Checks that the answer is `status` with this JSON error body.
+#[track_caller]
+pub fn assert_json_error(answer: &Answer, status: u16, expected: Value) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    let content_type = answer.header("content-type");
+    assert_eq!(content_type, Some("application/json"), "{}", answer.body);
+    assert_eq!(answer.json, expected);
+}
+
+/// Sends each `(method, path, status, body)` with one credential header and checks that it
+/// answers `status` with exactly this JSON body.
 pub async fn assert_routes_answer(
     app: &TestApp,
     credential: (&str, &str),
-    cases: &[(Method, String, u16)],
-    expected: impl Fn(u16) -> Value,
+    cases: impl IntoIterator<Item = (Method, String, u16, Value)>,
 ) {
-    for (method, path, status) in cases {
-        let request = app.http.request(method.clone(), app.url(path));
+    for (method, path, status, expected) in cases {
+        let request = app.http.request(method.clone(), app.url(&path));
         let answer = send(request.header(credential.0, credential.1)).await;
-        assert_eq!(answer.status, *status, "{method} {path}: {}", answer.body);
-        assert_eq!(answer.json, expected(*status), "{method} {path}");
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
+        assert_eq!(answer.json, expected, "{method} {path}");
     }
 }
 
