@@ -1441,69 +1441,18 @@ async fn no_bad_input_makes_the_admin_face_fail_with_a_server_error() {
     assert_eq!(user.status, 200, "still serving: {}", user.body);
 }
 
-#[tokio::test]
-async fn locking_or_deactivating_a_user_while_password_logins_are_in_flight_leaves_no_live_session()
-{
+/// Password logins of alice with `PASSWORD` from six tasks on three protocols, each until it
+/// is refused with a code `refused` accepts; `change` runs once the first login succeeded.
+/// Then alice has no active session left and no token handed out identifies her.
+async fn logins_in_flight(
+    app: &TestApp,
+    alice: &sessiond::domain::User,
+    change: (&str, impl std::future::Future<Output = ()>),
+    refused: fn(Code) -> bool,
+) {
+    let (case, change) = change;
     const TASKS: usize = 6;
     const MAX_PER_TASK: usize = 20;
-    let app = spawn_app().await;
-    let alice = app.add_user_with_password("alice", PASSWORD).await;
-    let admin = app.admin();
-    let protocols = [Protocol::Rest, Protocol::Grpc, Protocol::ConnectJson];
-    for action in ["lock", "deactivate"] {
-        let (logged_in_tx, mut logged_in) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut tasks = Vec::new();
-        for i in 0..TASKS {
-            let api = app.api(protocols[i % protocols.len()], Version::V2);
-            let (admin, tx) = (admin.clone(), logged_in_tx.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut tokens = Vec::new();
-                for _ in 0..MAX_PER_TASK {
-                    match api
-                        .create(Some(&admin), login_with_password("alice", PASSWORD))
-                        .await
-                    {
-                        Ok(reply) => {
-                            tokens.push(reply.message.session_token);
-                            let _ = tx.send(());
-                        }
-                        Err(f) if f.code == Code::FailedPrecondition => break,
-                        Err(f) => panic!("{api}: unexpected failure {f:?}"),
-                    }
-                }
-                tokens
-            }));
-        }
-        drop(logged_in_tx);
-        logged_in.recv().await.expect("a first login");
-        let changed = admin_post(&app, &format!("/{}/{action}", alice.id), None).await;
-        assert_eq!(changed.status, 200, "{action}: {}", changed.body);
-
-        let mut tokens = Vec::new();
-        for task in tasks {
-            tokens.extend(task.await.expect("task"));
-        }
-        assert!(!tokens.is_empty());
-        let active = admin_get(&app, &format!("/{}/sessions?active=true", alice.id)).await;
-        assert_eq!(
-            active.json["total"], 0,
-            "sessions outlived {action}: {}",
-            active.body
-        );
-        for token in &tokens {
-            assert_eq!(whoami(&app, token).await.status, 401, "{action}");
-        }
-        let back = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
-        assert_eq!(back.status, 200, "{}", back.body);
-    }
-}
-
-#[tokio::test]
-async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight() {
-    const TASKS: usize = 6;
-    const MAX_PER_TASK: usize = 20;
-    let app = spawn_app().await;
-    let alice = app.add_user_with_password("alice", PASSWORD).await;
     let admin = app.admin();
     let protocols = [Protocol::Rest, Protocol::Grpc, Protocol::ConnectJson];
     let (logged_in_tx, mut logged_in) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -1511,23 +1460,16 @@ async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight(
     for i in 0..TASKS {
         let api = app.api(protocols[i % protocols.len()], Version::V2);
         let (admin, tx) = (admin.clone(), logged_in_tx.clone());
+        let login = login_with_password(alice.login_name.as_str(), PASSWORD);
         tasks.push(tokio::spawn(async move {
             let mut tokens = Vec::new();
             for _ in 0..MAX_PER_TASK {
-                match api
-                    .create(Some(&admin), login_with_password("alice", PASSWORD))
-                    .await
-                {
+                match api.create(Some(&admin), login.clone()).await {
                     Ok(reply) => {
                         tokens.push(reply.message.session_token);
                         let _ = tx.send(());
                     }
-                    // The old password is refused from now on, however the race went.
-                    Err(f)
-                        if matches!(f.code, Code::InvalidArgument | Code::FailedPrecondition) =>
-                    {
-                        break;
-                    }
+                    Err(f) if refused(f.code) => break,
                     Err(f) => panic!("{api}: unexpected failure {f:?}"),
                 }
             }
@@ -1536,26 +1478,51 @@ async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight(
     }
     drop(logged_in_tx);
     logged_in.recv().await.expect("a first login");
-    let changed = admin_put(
-        &app,
-        &format!("/{}/password", alice.id),
-        json!({"password": "new battery staple"}),
-    )
-    .await;
-    assert_eq!(changed.status, 200, "{}", changed.body);
+    change.await;
 
     let mut tokens = Vec::new();
     for task in tasks {
         tokens.extend(task.await.expect("task"));
     }
-    assert!(!tokens.is_empty());
-    let active = admin_get(&app, &format!("/{}/sessions?active=true", alice.id)).await;
+    assert!(!tokens.is_empty(), "{case}");
+    let active = admin_get(app, &format!("/{}/sessions?active=true", alice.id)).await;
     assert_eq!(
         active.json["total"], 0,
-        "old-password sessions outlived the change: {}",
+        "sessions outlived {case}: {}",
         active.body
     );
     for token in &tokens {
-        assert_eq!(whoami(&app, token).await.status, 401);
+        assert_eq!(whoami(app, token).await.status, 401, "{case}");
     }
+}
+
+#[tokio::test]
+async fn locking_or_deactivating_a_user_while_password_logins_are_in_flight_leaves_no_live_session()
+{
+    let app = spawn_app().await;
+    let alice = app.add_user_with_password("alice", PASSWORD).await;
+    for action in ["lock", "deactivate"] {
+        let change = async {
+            let changed = admin_post(&app, &format!("/{}/{action}", alice.id), None).await;
+            assert_eq!(changed.status, 200, "{action}: {}", changed.body);
+        };
+        let refused = |code| code == Code::FailedPrecondition;
+        logins_in_flight(&app, &alice, (action, change), refused).await;
+        let back = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
+        assert_eq!(back.status, 200, "{}", back.body);
+    }
+}
+
+#[tokio::test]
+async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight() {
+    let app = spawn_app().await;
+    let alice = app.add_user_with_password("alice", PASSWORD).await;
+    let change = async {
+        let new = json!({"password": "new battery staple"});
+        let changed = admin_put(&app, &format!("/{}/password", alice.id), new).await;
+        assert_eq!(changed.status, 200, "{}", changed.body);
+    };
+    // The old password is refused from now on, however the race went.
+    let refused = |code| matches!(code, Code::InvalidArgument | Code::FailedPrecondition);
+    logins_in_flight(&app, &alice, ("the new password", change), refused).await;
 }

@@ -35,19 +35,19 @@ pub async fn terminated_session(
     session
 }
 
-/// A session of `user` whose metadata `api` changed once: the token it was created with is
-/// stale, the returned one is current.
+/// A session of `user` whose metadata `k` `api` set to `v`: the token it was created with is
+/// stale, the one in the answer is current.
 pub async fn changed_session(
     app: &TestApp,
     api: &Api,
     user: &User,
-) -> (v2::CreateSessionResponse, String) {
+) -> (v2::CreateSessionResponse, v2::SetSessionResponse) {
     let session = app.create_session_for(user).await;
     let request = set_metadata(&session.session_id, "k", b"v");
-    let changed = ok(api, api.set(Some(&app.admin()), request).await);
-    let token = changed.message.session_token;
+    let changed = ok(api, api.set(Some(&app.admin()), request).await).message;
+    let token = &changed.session_token;
     assert!(!token.is_empty(), "{api}: a change rotates the token");
-    (session, token)
+    (session, changed)
 }
 
 /// Checks that `outcome` was refused for its session token, with the error `id`.
