@@ -58,6 +58,18 @@ async fn admin_post(app: &TestApp, path: &str, body: Option<Value>) -> Answer {
     send(request).await
 }
 
+/// `POST /auth/admin/api/users/:id/:action` (lock, deactivate, reactivate).
+async fn user_action(app: &TestApp, id: &str, action: &str) -> Answer {
+    admin_post(app, &format!("/{id}/{action}"), None).await
+}
+
+/// Checks that none of these sessions identifies anybody any more.
+async fn assert_ended(app: &TestApp, sessions: &[Login], case: &str) {
+    for session in sessions {
+        assert_eq!(whoami(app, &session.token).await.status, 401, "{case}");
+    }
+}
+
 async fn admin_put(app: &TestApp, path: &str, body: Value) -> Answer {
     send(
         app.http
@@ -466,9 +478,7 @@ async fn revoking_all_of_a_users_sessions_answers_how_many_this_call_revoked() {
         answer.json,
         json!({"message": "All sessions revoked", "count": 3})
     );
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "revoked all").await;
     assert_eq!(whoami(&app, &bobs.token).await.status, 200);
     assert_eq!(app.event_count(&already.id).await, 2);
     let listed = admin_get(&app, &format!("/{}/sessions", alice.id)).await;
@@ -983,15 +993,13 @@ async fn locking_a_user_ends_its_sessions_and_refuses_logins_until_it_is_reactiv
     let bobs = login(&app, &bob).await;
     app.advance(Duration::from_secs(5));
 
-    let locked = admin_post(&app, &format!("/{}/lock", alice.id), None).await;
+    let locked = user_action(&app, alice.id.as_str(), "lock").await;
     assert_eq!(locked.status, 200, "{}", locked.body);
     assert_eq!(locked.json["revokedSessions"], 2);
     assert_eq!(locked.json["user"]["state"], "locked");
     assert_eq!(locked.json["user"]["id"], alice.id.as_str());
     assert_eq!(locked.json["user"]["updatedAt"], rfc3339(app.now()));
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "locked").await;
     assert_eq!(whoami(&app, &bobs.token).await.status, 200);
     assert_eq!(
         admin_get(&app, &format!("/{}", alice.id)).await.json["state"],
@@ -1015,19 +1023,17 @@ async fn locking_a_user_ends_its_sessions_and_refuses_logins_until_it_is_reactiv
             "COMMAND-JLK35",
         );
     }
-    let again = admin_post(&app, &format!("/{}/lock", alice.id), None).await;
+    let again = user_action(&app, alice.id.as_str(), "lock").await;
     assert_eq!(again.json["revokedSessions"], 0);
 
-    let reactivated = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
+    let reactivated = user_action(&app, alice.id.as_str(), "reactivate").await;
     assert_eq!(reactivated.status, 200, "{}", reactivated.body);
     assert_eq!(reactivated.json["revokedSessions"], 0);
     assert_eq!(reactivated.json["user"]["state"], "active");
     let api = app.api(Protocol::Rest, Version::V2);
     let fresh = ok(&api, api.create(Some(&admin), login_by_name("alice")).await);
     assert_eq!(whoami(&app, &fresh.message.session_token).await.status, 200);
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401, "stay ended");
-    }
+    assert_ended(&app, &sessions, "stay ended").await;
 }
 
 #[tokio::test]
@@ -1039,13 +1045,11 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_logins_until_it_is_re
         login(&app, &alice).await,
         login(&app, &alice).await,
     ];
-    let deactivated = admin_post(&app, &format!("/{}/deactivate", alice.id), None).await;
+    let deactivated = user_action(&app, alice.id.as_str(), "deactivate").await;
     assert_eq!(deactivated.status, 200, "{}", deactivated.body);
     assert_eq!(deactivated.json["revokedSessions"], 3);
     assert_eq!(deactivated.json["user"]["state"], "inactive");
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "deactivated").await;
     let admin = app.admin();
     for api in app.v2_apis() {
         let failure = fails(
@@ -1059,7 +1063,7 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_logins_until_it_is_re
             "{api}"
         );
     }
-    let lock = admin_post(&app, &format!("/{}/lock", alice.id), None).await;
+    let lock = user_action(&app, alice.id.as_str(), "lock").await;
     assert_admin_error(
         &lock,
         400,
@@ -1067,13 +1071,13 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_logins_until_it_is_re
         "a deactivated user cannot be locked; reactivate it first",
     );
 
-    let reactivated = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
+    let reactivated = user_action(&app, alice.id.as_str(), "reactivate").await;
     assert_eq!(reactivated.json["user"]["state"], "active");
     let api = app.api(Protocol::Grpc, Version::V2);
     ok(&api, api.create(Some(&admin), login_by_name("alice")).await);
 
     for action in ["lock", "deactivate", "reactivate"] {
-        let unknown = admin_post(&app, &format!("/123456789012345678/{action}"), None).await;
+        let unknown = user_action(&app, "123456789012345678", action).await;
         assert_admin_error(&unknown, 404, "USER_NOT_FOUND", USER_NOT_FOUND);
     }
 }
@@ -1097,26 +1101,13 @@ async fn a_new_password_ends_the_sessions_and_replaces_the_old_one() {
     assert_eq!(changed.json["revokedSessions"], 2);
     assert_eq!(changed.json["user"]["id"], alice.id.as_str());
     assert!(!changed.body.contains("argon2") && !changed.body.contains("battery"));
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "new password").await;
 
-    let failure = fails(
-        &api,
-        api.create(Some(&admin), login_with_password("alice", PASSWORD))
-            .await,
-        Code::InvalidArgument,
-        "COMMAND-3M0fs",
-    );
+    let log_in = |password: &str| api.create(Some(&admin), login_with_password("alice", password));
+    let refused = |outcome| fails(&api, outcome, Code::InvalidArgument, "COMMAND-3M0fs");
+    let failure = refused(log_in(PASSWORD).await);
     assert_eq!(failure.http_status, Some(400));
-    let fresh = ok(
-        &api,
-        api.create(
-            Some(&admin),
-            login_with_password("alice", "new battery staple"),
-        )
-        .await,
-    );
+    let fresh = ok(&api, log_in("new battery staple").await);
 
     // revokeSessions: false keeps them.
     let kept = admin_put(
@@ -1128,24 +1119,8 @@ async fn a_new_password_ends_the_sessions_and_replaces_the_old_one() {
     assert_eq!(kept.status, 200, "{}", kept.body);
     assert_eq!(kept.json["revokedSessions"], 0);
     assert_eq!(whoami(&app, &fresh.message.session_token).await.status, 200);
-    fails(
-        &api,
-        api.create(
-            Some(&admin),
-            login_with_password("alice", "new battery staple"),
-        )
-        .await,
-        Code::InvalidArgument,
-        "COMMAND-3M0fs",
-    );
-    ok(
-        &api,
-        api.create(
-            Some(&admin),
-            login_with_password("alice", "third battery staple"),
-        )
-        .await,
-    );
+    refused(log_in("new battery staple").await);
+    ok(&api, log_in("third battery staple").await);
 
     let unknown = admin_put(
         &app,
@@ -1503,12 +1478,12 @@ async fn locking_or_deactivating_a_user_while_password_logins_are_in_flight_leav
     let alice = app.add_user_with_password("alice", PASSWORD).await;
     for action in ["lock", "deactivate"] {
         let change = async {
-            let changed = admin_post(&app, &format!("/{}/{action}", alice.id), None).await;
+            let changed = user_action(&app, alice.id.as_str(), action).await;
             assert_eq!(changed.status, 200, "{action}: {}", changed.body);
         };
         let refused = |code| code == Code::FailedPrecondition;
         logins_in_flight(&app, &alice, (action, change), refused).await;
-        let back = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
+        let back = user_action(&app, alice.id.as_str(), "reactivate").await;
         assert_eq!(back.status, 200, "{}", back.body);
     }
 }
