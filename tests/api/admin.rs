@@ -3,7 +3,6 @@
 //! directory, for callers with a bearer JWT and permissions. Errors are
 //! `{"statusCode","error","message","code"}` with a stable code.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -280,13 +279,7 @@ async fn the_active_filter_separates_live_sessions_from_revoked_and_expired_ones
 async fn paging_a_users_sessions_returns_each_session_once() {
     let app = spawn_app().await;
     let alice = app.add_user("alice").await;
-    let mut created = Vec::new();
-    for i in 0..7 {
-        if i % 3 == 0 {
-            app.advance(Duration::from_secs(1));
-        }
-        created.push(login(&app, &alice).await.id);
-    }
+    let created = session_ids(&app, &alice, 7, 3).await;
     let mut seen = Vec::new();
     let mut path = format!("/{}/sessions?pageSize=3", alice.id);
     let mut pages = 0;
@@ -310,11 +303,7 @@ async fn paging_a_users_sessions_returns_each_session_once() {
         }
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen.len(), 7, "{seen:?}");
-    assert_eq!(
-        seen.iter().cloned().collect::<BTreeSet<_>>(),
-        created.iter().cloned().collect::<BTreeSet<_>>()
-    );
+    assert_each_once(&seen, &created);
     // The snake_case spelling works too.
     let snake = admin_get(&app, &format!("/{}/sessions?page_size=2", alice.id)).await;
     assert_eq!(ids(&snake).len(), 2);

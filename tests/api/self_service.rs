@@ -321,41 +321,21 @@ async fn the_session_cookie_name_is_configurable() {
 async fn whoami_is_unauthorized_without_a_token_or_with_an_unknown_one() {
     let app = spawn_app().await;
     let url = app.url("/auth/sessions/whoami");
-    let cases = [
-        ("no token", app.http.get(&url)),
-        (
-            "unknown token",
-            app.http.get(&url).header("x-session-token", "sdst_unknown"),
-        ),
-        (
-            "not a session token",
-            app.http.get(&url).header("x-session-token", "garbage"),
-        ),
-        (
-            "empty header",
-            app.http.get(&url).header("x-session-token", ""),
-        ),
-        (
-            "unknown bearer",
-            app.http
-                .get(&url)
-                .header("authorization", "Bearer sdst_nope"),
-        ),
-        (
-            "a JWT is no session",
-            app.http.get(&url).header("authorization", app.admin()),
-        ),
-        (
-            "basic auth",
-            app.http.get(&url).header("authorization", "Basic YTpi"),
-        ),
-        (
-            "unknown cookie",
-            app.http
-                .get(&url)
-                .header("cookie", "sessiond_session=sdst_x"),
-        ),
+    let jwt = app.admin();
+    // What is wrong, and the header that carries it.
+    let credentials = [
+        ("unknown token", "x-session-token", "sdst_unknown"),
+        ("not a session token", "x-session-token", "garbage"),
+        ("empty header", "x-session-token", ""),
+        ("unknown bearer", "authorization", "Bearer sdst_nope"),
+        ("a JWT is no session", "authorization", jwt.as_str()),
+        ("basic auth", "authorization", "Basic YTpi"),
+        ("unknown cookie", "cookie", "sessiond_session=sdst_x"),
     ];
+    let with = |(what, name, value)| (what, app.http.get(&url).header(name, value));
+    let cases = [("no token", app.http.get(&url))]
+        .into_iter()
+        .chain(credentials.map(with));
     for (what, request) in cases {
         let answer = send(request).await;
         assert_eq!(answer.status, 401, "{what}: {}", answer.body);
@@ -557,14 +537,8 @@ async fn following_the_next_links_returns_every_session_exactly_once() {
     let app = spawn_app().await;
     let alice = app.add_user("alice").await;
     let current = login(&app, &alice).await;
-    let mut created = Vec::new();
-    for i in 0..7 {
-        // Every other session shares a creation time, so ties are ordered by id.
-        if i % 2 == 0 {
-            app.advance(Duration::from_secs(1));
-        }
-        created.push(login(&app, &alice).await.id);
-    }
+    // Every other session shares a creation time, so ties are ordered by id.
+    let created = session_ids(&app, &alice, 7, 2).await;
 
     let mut seen = Vec::new();
     let mut answer = list_mine(&app, &current.token, "page_size=3").await;
@@ -599,9 +573,7 @@ async fn following_the_next_links_returns_every_session_exactly_once() {
         .await;
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen.len(), 7, "no duplicates: {seen:?}");
-    let unique: BTreeSet<_> = seen.iter().cloned().collect();
-    assert_eq!(unique, created.iter().cloned().collect::<BTreeSet<_>>());
+    assert_each_once(&seen, &created);
     // Newest first across pages: the full list equals one big page.
     let whole = list_mine(&app, &current.token, "page_size=1000").await;
     assert_eq!(ids(&whole), seen);

@@ -54,6 +54,27 @@ pub async fn login(app: &TestApp, user: &User) -> Login {
     }
 }
 
+/// The ids of `n` sessions of `user` in creation order, `together` at a time sharing one
+/// creation instant, the clock a second on before each group.
+pub async fn session_ids(app: &TestApp, user: &User, n: usize, together: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % together == 0 {
+            app.advance(std::time::Duration::from_secs(1));
+        }
+        ids.push(login(app, user).await.id);
+    }
+    ids
+}
+
+/// Checks that `seen` holds each of `created` exactly once, in any order.
+#[track_caller]
+pub fn assert_each_once(seen: &[String], created: &[String]) {
+    assert_eq!(seen.len(), created.len(), "no duplicates: {seen:?}");
+    let seen: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(seen, created.iter().collect());
+}
+
 /// Creates a session through REST `POST /v2/sessions` with this JSON body.
 pub async fn rest_login(app: &TestApp, body: Value) -> Login {
     let answer = send(
