@@ -10,14 +10,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const EVERY_PERMISSION: &[&str] = &[
-    "session.read",
-    "session.write",
-    "session.delete",
-    "user.read",
-    "user.write",
-];
-
 const PASSWORD: &str = "correct horse battery";
 
 fn ops(app: &TestApp) -> String {

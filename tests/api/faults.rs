@@ -77,15 +77,7 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
     let app = app_through(proxy.port, postgres_schema_url(&base).await).await;
     let user = app.add_user("fragile").await;
     let created = app.create_session_for(&user).await;
-    let admin = app.bearer(
-        "admin",
-        &[
-            "session.read",
-            "session.write",
-            "session.delete",
-            "user.read",
-        ],
-    );
+    let admin = app.bearer("admin", &[ALL_SESSION_PERMISSIONS, &["user.read"]].concat());
     let token = created.session_token.clone();
 
     for mode in [REFUSE, BLACKHOLE] {
@@ -155,13 +147,8 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
             "admin, mode {mode}: {body}"
         );
 
-        let ready = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 503, "readyz, mode {mode}");
+        let ready = get_path(&app, "/readyz").await;
+        assert_eq!(ready.status, 503, "readyz, mode {mode}");
 
         // Back to normal: the next requests succeed without a restart.
         proxy.set(FORWARD);
@@ -184,12 +171,6 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
             );
             tokio::task::yield_now().await;
         }
-        let ready = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 200);
+        assert_eq!(get_path(&app, "/readyz").await.status, 200);
     }
 }

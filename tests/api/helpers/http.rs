@@ -94,6 +94,11 @@ pub async fn rest_login(app: &TestApp, body: Value) -> Login {
     }
 }
 
+/// `GET` of a path without credentials (`/healthz`, `/readyz`).
+pub async fn get_path(app: &TestApp, path: &str) -> Answer {
+    send(app.http.get(app.url(path))).await
+}
+
 pub async fn whoami(app: &TestApp, token: &str) -> Answer {
     send(
         app.http

@@ -45,3 +45,12 @@ pub const INSTANCE: &str = "sessiond";
 
 /// Every session permission a JWT can grant.
 pub const ALL_SESSION_PERMISSIONS: &[&str] = &["session.read", "session.write", "session.delete"];
+
+/// Every permission a JWT can grant.
+pub const EVERY_PERMISSION: &[&str] = &[
+    "session.read",
+    "session.write",
+    "session.delete",
+    "user.read",
+    "user.write",
+];
