@@ -989,20 +989,13 @@ async fn locking_a_user_ends_its_sessions_and_refuses_logins_until_it_is_reactiv
 
     let admin = app.admin();
     for api in app.v2_apis() {
-        let failure = fails(
-            &api,
-            api.create(Some(&admin), login_by_name("alice")).await,
-            Code::FailedPrecondition,
-            "COMMAND-JLK35",
-        );
+        let outcome = api.create(Some(&admin), login_by_name("alice")).await;
+        let failure = fails(&api, outcome, Code::FailedPrecondition, "COMMAND-JLK35");
         assert_eq!(failure.message, "User is locked (COMMAND-JLK35)", "{api}");
-        fails(
-            &api,
-            api.create(Some(&admin), create_for_user(alice.id.as_str()))
-                .await,
-            Code::FailedPrecondition,
-            "COMMAND-JLK35",
-        );
+        let outcome = api
+            .create(Some(&admin), create_for_user(alice.id.as_str()))
+            .await;
+        fails(&api, outcome, Code::FailedPrecondition, "COMMAND-JLK35");
     }
     let again = user_action(&app, alice.id.as_str(), "lock").await;
     assert_eq!(again.json["revokedSessions"], 0);
@@ -1033,12 +1026,8 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_logins_until_it_is_re
     assert_ended(&app, &sessions, "deactivated").await;
     let admin = app.admin();
     for api in app.v2_apis() {
-        let failure = fails(
-            &api,
-            api.create(Some(&admin), login_by_name("alice")).await,
-            Code::FailedPrecondition,
-            "SESSION-Gj4ko",
-        );
+        let outcome = api.create(Some(&admin), login_by_name("alice")).await;
+        let failure = fails(&api, outcome, Code::FailedPrecondition, "SESSION-Gj4ko");
         assert_eq!(
             failure.message, "User is not active (SESSION-Gj4ko)",
             "{api}"
@@ -1158,12 +1147,8 @@ async fn a_session_created_through_the_session_service_is_the_same_session_on_ev
     // Revoked by the admin face: gone from the SessionService and from self-service.
     let revoked = admin_delete(&app, &format!("/{}/sessions/{}", alice.id, created.id)).await;
     assert_eq!(revoked.status, 200);
-    fails(
-        &api,
-        api.get(Some(&admin), get(&created.id, None)).await,
-        Code::NotFound,
-        "QUERY-SFeaa",
-    );
+    let outcome = api.get(Some(&admin), get(&created.id, None)).await;
+    fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
     assert_eq!(whoami(&app, &created.token).await.status, 401);
 
     // Deleted by the SessionService: revoked for the admin face.
@@ -1191,12 +1176,8 @@ async fn a_session_created_through_the_session_service_is_the_same_session_on_ev
     )
     .await;
     assert_eq!(answer.status, 204);
-    fails(
-        &api,
-        api.get(Some(&admin), get(&fourth.id, None)).await,
-        Code::NotFound,
-        "QUERY-SFeaa",
-    );
+    let outcome = api.get(Some(&admin), get(&fourth.id, None)).await;
+    fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
 }
 
 // ------------------------------------------------------------------------------------------

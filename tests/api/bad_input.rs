@@ -201,28 +201,16 @@ async fn a_missing_session_id_is_invalid_argument() {
             );
             continue;
         }
-        let failure = fails(
-            &api,
-            api.delete(Some(&admin), delete("", None)).await,
-            Code::InvalidArgument,
-            "SESSIOND-ID-INVALID",
-        );
+        let outcome = api.delete(Some(&admin), delete("", None)).await;
+        let failure = fails(&api, outcome, Code::InvalidArgument, "SESSIOND-ID-INVALID");
         assert!(
             failure.message.contains("between 1 and 200 runes"),
             "{api}: {failure:?}"
         );
-        fails(
-            &api,
-            api.get(Some(&admin), get("", None)).await,
-            Code::InvalidArgument,
-            "SESSIOND-ID-INVALID",
-        );
-        fails(
-            &api,
-            api.set(Some(&admin), set_metadata("", "k", b"v")).await,
-            Code::InvalidArgument,
-            "SESSIOND-ID-INVALID",
-        );
+        let outcome = api.get(Some(&admin), get("", None)).await;
+        fails(&api, outcome, Code::InvalidArgument, "SESSIOND-ID-INVALID");
+        let outcome = api.set(Some(&admin), set_metadata("", "k", b"v")).await;
+        fails(&api, outcome, Code::InvalidArgument, "SESSIOND-ID-INVALID");
     }
     assert_still_serving(&app).await;
 }
@@ -234,34 +222,19 @@ async fn identifiers_over_two_hundred_characters_are_invalid_arguments() {
     let long = "1".repeat(201);
     let just_right = "1".repeat(200);
     for api in app.apis() {
-        fails(
-            &api,
-            api.get(Some(&admin), get(&long, None)).await,
-            Code::InvalidArgument,
-            "SESSIOND-ID-INVALID",
-        );
-        fails(
-            &api,
-            api.set(Some(&admin), set_metadata(&long, "k", b"v")).await,
-            Code::InvalidArgument,
-            "SESSIOND-ID-INVALID",
-        );
-        fails(
-            &api,
-            api.delete(Some(&admin), delete(&long, None)).await,
-            Code::InvalidArgument,
-            "SESSIOND-ID-INVALID",
-        );
+        let outcome = api.get(Some(&admin), get(&long, None)).await;
+        fails(&api, outcome, Code::InvalidArgument, "SESSIOND-ID-INVALID");
+        let outcome = api.set(Some(&admin), set_metadata(&long, "k", b"v")).await;
+        fails(&api, outcome, Code::InvalidArgument, "SESSIOND-ID-INVALID");
+        let outcome = api.delete(Some(&admin), delete(&long, None)).await;
+        fails(&api, outcome, Code::InvalidArgument, "SESSIOND-ID-INVALID");
         // 200 is allowed: the session simply does not exist.
+        let outcome = api.get(Some(&admin), get(&just_right, None)).await;
+        fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
+        let outcome = api.create(Some(&admin), create_for_user(&long)).await;
         fails(
             &api,
-            api.get(Some(&admin), get(&just_right, None)).await,
-            Code::NotFound,
-            "QUERY-SFeaa",
-        );
-        fails(
-            &api,
-            api.create(Some(&admin), create_for_user(&long)).await,
+            outcome,
             Code::InvalidArgument,
             "SESSIOND-USERID-INVALID",
         );
@@ -296,10 +269,12 @@ async fn identifiers_over_two_hundred_characters_are_invalid_arguments() {
             Code::InvalidArgument,
             "SESSIOND-REQUEST-INVALID",
         );
+        let outcome = api
+            .get(Some(&admin), get("123", Some(&"t".repeat(501))))
+            .await;
         fails(
             &api,
-            api.get(Some(&admin), get("123", Some(&"t".repeat(501))))
-                .await,
+            outcome,
             Code::InvalidArgument,
             "SESSIOND-REQUEST-INVALID",
         );

@@ -158,12 +158,8 @@ async fn deleting_without_token_or_permission_is_permission_denied() {
     for api in app.apis() {
         for auth in [&as_bob, &bob_by_token] {
             for id in [session.session_id.as_str(), UNKNOWN_SESSION] {
-                fails(
-                    &api,
-                    api.delete(Some(auth), delete(id, None)).await,
-                    Code::PermissionDenied,
-                    "AUTH-AWfge",
-                );
+                let outcome = api.delete(Some(auth), delete(id, None)).await;
+                fails(&api, outcome, Code::PermissionDenied, "AUTH-AWfge");
             }
         }
     }
@@ -229,27 +225,15 @@ async fn after_delete_the_session_is_gone_and_its_token_is_dead() {
         let session = terminated_session(&app, &api, &alice).await;
         let id = session.session_id.as_str();
         let token = session.session_token.as_str();
-        let failure = fails(
-            &api,
-            api.get(Some(&admin), get(id, None)).await,
-            Code::NotFound,
-            "QUERY-SFeaa",
-        );
+        let outcome = api.get(Some(&admin), get(id, None)).await;
+        let failure = fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
         assert_eq!(failure.message, "Session does not exist (QUERY-SFeaa)");
         assert_http_status(&api, &failure, 404);
-        fails(
-            &api,
-            api.get(Some(&admin), get(id, Some(token))).await,
-            Code::NotFound,
-            "QUERY-SFeaa",
-        );
+        let outcome = api.get(Some(&admin), get(id, Some(token))).await;
+        fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
         let bearer = format!("Bearer {token}");
-        fails(
-            &api,
-            api.get(Some(&bearer), get(id, None)).await,
-            Code::Unauthenticated,
-            "AUTH-7fs1e",
-        );
+        let outcome = api.get(Some(&bearer), get(id, None)).await;
+        fails(&api, outcome, Code::Unauthenticated, "AUTH-7fs1e");
         let listed = ok(
             &api,
             api.list(Some(&admin), list(vec![ids_query(&[id])])).await,

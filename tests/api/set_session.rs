@@ -124,13 +124,10 @@ async fn set_session_on_an_expired_session_is_failed_precondition() {
         // At the very end of its lifetime a session is expired.
         let session = expired_session(&app, &alice, 60, 60).await;
         let admin = app.admin();
-        let failure = fails(
-            &api,
-            api.set(Some(&admin), set_metadata(&session.session_id, "k", b"v"))
-                .await,
-            Code::FailedPrecondition,
-            "COMMAND-Hkl3d",
-        );
+        let outcome = api
+            .set(Some(&admin), set_metadata(&session.session_id, "k", b"v"))
+            .await;
+        let failure = fails(&api, outcome, Code::FailedPrecondition, "COMMAND-Hkl3d");
         // FailedPrecondition is HTTP 400.
         assert_http_status(&api, &failure, 400);
         assert_eq!(app.event_count(&session.session_id).await, 1, "{api}");
@@ -148,12 +145,8 @@ async fn set_session_on_a_terminated_or_unknown_session_is_not_found() {
     for api in app.apis() {
         let session = terminated_session(&app, &api, &alice).await;
         for id in [session.session_id.as_str(), UNKNOWN_SESSION] {
-            let failure = fails(
-                &api,
-                api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
-                Code::NotFound,
-                "QUERY-SFeaa",
-            );
+            let outcome = api.set(Some(&admin), set_metadata(id, "k", b"v")).await;
+            let failure = fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
             assert_http_status(&api, &failure, 404);
         }
         assert_eq!(app.event_count(&session.session_id).await, 2, "{api}");
@@ -174,12 +167,8 @@ async fn a_user_check_for_another_user_is_rejected() {
             ..Default::default()
         };
         let other_user = api.set(Some(&admin), check(&bob)).await;
-        fails(
-            &api,
-            other_user,
-            Code::InvalidArgument,
-            "COMMAND-userchange",
-        );
+        let outcome = other_user;
+        fails(&api, outcome, Code::InvalidArgument, "COMMAND-userchange");
         // Re-checking the same user is a change (new verification time) and rotates.
         let reply = ok(&api, api.set(Some(&admin), check(&alice)).await);
         assert!(!reply.message.session_token.is_empty(), "{api}");
