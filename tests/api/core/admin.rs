@@ -41,11 +41,7 @@ async fn a_users_sessions_are_listed_newest_first_terminated_included_unless_fil
         let other = h.user("other@example.com").await;
         let ended = h.session_for(&user).await.id;
         h.advance(Duration::from_secs(1));
-        let expired = h
-            .session_for_with_lifetime(&user, Duration::from_secs(1))
-            .await
-            .id;
-        h.advance(Duration::from_secs(1));
+        let expired = h.expired_session_for(&user, 1, 1).await.id;
         let active = h.session_for(&user).await.id;
         h.session_for(&other).await;
         h.delete(&ended).await;

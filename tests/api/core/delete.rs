@@ -192,10 +192,7 @@ async fn an_empty_token_counts_as_none() {
 async fn expired_sessions_can_be_deleted() {
     for h in harnesses().await {
         let user = h.user("old@example.com").await;
-        let created = h
-            .session_for_with_lifetime(&user, Duration::from_secs(60))
-            .await;
-        h.advance(HOUR);
+        let created = h.expired_session_for(&user, 60, 3600).await;
         let details = succeeds(
             &h,
             h.core

@@ -1,8 +1,6 @@
 //! GetSession: who may read a session (its current token, its creator, its checked user, or
 //! `session.read`), and which sessions there are to read (expired yes, terminated no).
 
-use std::time::Duration;
-
 use sessiond::core::CreateSession;
 use sessiond::domain::{ErrorKind, Permission, SessionToken, error_ids};
 
@@ -82,10 +80,7 @@ async fn the_creator_the_checked_user_and_session_read_may_read_without_a_token(
 async fn expired_sessions_are_still_returned() {
     for h in harnesses().await {
         let user = h.user("late@example.com").await;
-        let created = h
-            .session_for_with_lifetime(&user, Duration::from_secs(60))
-            .await;
-        h.advance(HOUR);
+        let created = h.expired_session_for(&user, 60, 3600).await;
         let session = succeeds(
             &h,
             h.core

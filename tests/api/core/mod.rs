@@ -225,6 +225,21 @@ impl Harness {
         .await
     }
 
+    /// A session for `user` with a `lifetime` of seconds, `elapsed` seconds later.
+    pub async fn expired_session_for(&self, user: &User, lifetime: u64, elapsed: u64) -> Created {
+        let created = self
+            .session_for_with_lifetime(user, Duration::from_secs(lifetime))
+            .await;
+        self.advance(Duration::from_secs(elapsed));
+        created
+    }
+
+    /// Asserts that the session expires `lifetime` from now.
+    pub async fn assert_expires_in(&self, id: &SessionId, lifetime: Duration) {
+        let expiration = self.stored(id).await.expiration;
+        assert_eq!(expiration, Some(after(self.now(), lifetime)), "{self}");
+    }
+
     /// Creates as the login UI, expecting a refusal of this kind and id that writes nothing.
     pub async fn create_refused(&self, request: CreateSession, kind: ErrorKind, id: &str) -> Error {
         let error = fails(

@@ -80,11 +80,7 @@ async fn a_new_lifetime_is_counted_from_now() {
             ..set(&created.id)
         })
         .await;
-        assert_eq!(
-            h.stored(&created.id).await.expiration,
-            Some(after(h.now(), HOUR)),
-            "{h}"
-        );
+        h.assert_expires_in(&created.id, HOUR).await;
     }
 }
 
@@ -160,10 +156,7 @@ async fn a_no_op_answers_the_current_details_without_a_token_or_an_event() {
 async fn an_expired_session_refuses_changes_with_failed_precondition() {
     for h in harnesses().await {
         let user = h.user("expired@example.com").await;
-        let created = h
-            .session_for_with_lifetime(&user, Duration::from_secs(60))
-            .await;
-        h.advance(Duration::from_secs(60));
+        let created = h.expired_session_for(&user, 60, 60).await;
         let request = SetSession {
             metadata: metadata(&[("k", "v")]),
             ..set(&created.id)
