@@ -2,7 +2,6 @@
 //! 5xx, and the server keeps serving afterwards.
 
 use prost::Message;
-use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -12,36 +11,16 @@ async fn small_app() -> TestApp {
     spawn_app_with(|config| config.body_limit = LIMIT).await
 }
 
-/// An HTTP answer: status, content type and body parsed as JSON (Null if it is not).
-struct Answer {
-    status: u16,
-    content_type: String,
-    json: Value,
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Answer {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let bytes = response.bytes().await.expect("body");
-    Answer {
-        status,
-        content_type,
-        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
-}
-
 impl Answer {
     /// A REST (`google.rpc.Status` JSON) rejection with this HTTP status and numeric code.
     #[track_caller]
     fn assert_rest(&self, status: u16, code: Code, what: &str) {
         assert_eq!(self.status, status, "{what}: {}", self.json);
-        assert_eq!(self.content_type, "application/json", "{what}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{what}"
+        );
         assert_eq!(self.json["code"], code as i32, "{what}: {}", self.json);
         assert!(self.json["message"].is_string(), "{what}: {}", self.json);
         assert_eq!(
@@ -54,7 +33,11 @@ impl Answer {
     #[track_caller]
     fn assert_connect(&self, status: u16, code: &str, what: &str) {
         assert_eq!(self.status, status, "{what}: {}", self.json);
-        assert_eq!(self.content_type, "application/json", "{what}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{what}"
+        );
         assert_eq!(self.json["code"], code, "{what}: {}", self.json);
         assert!(self.json["message"].is_string(), "{what}: {}", self.json);
     }
