@@ -943,18 +943,6 @@ async fn reading_users_by_id_and_login_name() {
 // Lock, deactivate, reactivate, password
 // ------------------------------------------------------------------------------------------
 
-fn login_by_name(name: &str) -> v2::CreateSessionRequest {
-    v2::CreateSessionRequest {
-        checks: Some(v2::Checks {
-            user: Some(v2::CheckUser {
-                search: Some(v2::check_user::Search::LoginName(name.into())),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn login_with_password(name: &str, password: &str) -> v2::CreateSessionRequest {
     let mut request = login_by_name(name);
     if let Some(checks) = request.checks.as_mut() {

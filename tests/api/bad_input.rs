@@ -214,28 +214,15 @@ async fn identifiers_over_two_hundred_characters_are_invalid_arguments() {
         // 200 is allowed: the session simply does not exist.
         let outcome = api.get(Some(&admin), get(&just_right, None)).await;
         fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
-        let outcome = api.create(Some(&admin), create_for_user(&long)).await;
         fails(
             &api,
-            outcome,
+            api.create(Some(&admin), create_for_user(&long)).await,
             Code::InvalidArgument,
             "SESSIOND-USERID-INVALID",
         );
         fails(
             &api,
-            api.create(
-                Some(&admin),
-                v2::CreateSessionRequest {
-                    checks: Some(v2::Checks {
-                        user: Some(v2::CheckUser {
-                            search: Some(v2::check_user::Search::LoginName(long.clone())),
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )
-            .await,
+            api.create(Some(&admin), login_by_name(&long)).await,
             Code::InvalidArgument,
             "SESSIOND-LOGINNAME-INVALID",
         );
@@ -252,12 +239,10 @@ async fn identifiers_over_two_hundred_characters_are_invalid_arguments() {
             Code::InvalidArgument,
             "SESSIOND-REQUEST-INVALID",
         );
-        let outcome = api
-            .get(Some(&admin), get("123", Some(&"t".repeat(501))))
-            .await;
         fails(
             &api,
-            outcome,
+            api.get(Some(&admin), get("123", Some(&"t".repeat(501))))
+                .await,
             Code::InvalidArgument,
             "SESSIOND-REQUEST-INVALID",
         );

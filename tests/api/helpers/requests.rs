@@ -23,6 +23,19 @@ pub fn user_check(user_id: &str) -> v2::Checks {
     }
 }
 
+/// A CreateSession that checks the user by login name.
+pub fn login_by_name(name: &str) -> v2::CreateSessionRequest {
+    v2::CreateSessionRequest {
+        checks: Some(v2::Checks {
+            user: Some(v2::CheckUser {
+                search: Some(v2::check_user::Search::LoginName(name.into())),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn get(session_id: &str, token: Option<&str>) -> v2::GetSessionRequest {
     v2::GetSessionRequest {
         session_id: session_id.into(),
