@@ -172,6 +172,11 @@ pub fn failure_from_connect(status: u16, body: &[u8]) -> Failure {
         );
         detail
     });
+    http_failure(code, status, detail, json)
+}
+
+/// A failure answered over HTTP with a JSON body that holds its message.
+fn http_failure(code: Code, status: u16, detail: Option<Detail>, json: Value) -> Failure {
     Failure {
         code,
         message: json["message"].as_str().unwrap_or_default().to_owned(),
@@ -200,13 +205,7 @@ pub fn failure_from_rest(status: u16, body: &[u8]) -> Failure {
             failed_attempts: d["failedAttempts"].as_i64().map(|n| n as i32),
         }
     });
-    Failure {
-        code,
-        message: json["message"].as_str().unwrap_or_default().to_owned(),
-        http_status: Some(status),
-        detail,
-        body: Some(json),
-    }
+    http_failure(code, status, detail, json)
 }
 
 impl Failure {
