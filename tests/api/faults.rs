@@ -121,15 +121,9 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
         assert_eq!(failure.code, Code::Unavailable, "gRPC, mode {mode}");
 
         let started = Instant::now();
-        let whoami = app
-            .http
-            .get(app.url("/auth/sessions/whoami"))
-            .header("x-session-token", &token)
-            .send()
-            .await
-            .expect("whoami");
-        assert_eq!(whoami.status(), 503, "self-service, mode {mode}");
-        let body: Value = whoami.json().await.expect("json");
+        let answer = whoami(&app, &token).await;
+        assert_eq!(answer.status, 503, "self-service, mode {mode}");
+        let body = answer.json;
         assert_eq!(body["error"]["code"], 503, "{body}");
         assert!(started.elapsed() < bound);
 
