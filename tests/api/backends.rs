@@ -71,35 +71,29 @@ pub fn postgres_url() -> Option<String> {
 
 /// Every backend available to this run.
 pub async fn backends() -> Vec<Backend> {
-    let mut out = Vec::new();
+    let mut out = vec![open("sqlite", None).await];
+    if let Some(base) = postgres_url() {
+        out.push(open("postgres", Some(postgres_schema_url(&base).await)).await);
+    }
+    out
+}
+
+/// Opens a store in a fresh temp dir: SQLite there, or the database at `database_url`.
+async fn open(name: &'static str, database_url: Option<String>) -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = StoreConfig::new(dir.path());
+    let config = StoreConfig {
+        database_url,
+        ..StoreConfig::new(dir.path())
+    };
     let store = sessiond::app::open_store(&config)
         .await
-        .expect("opening SQLite");
-    out.push(Backend {
-        name: "sqlite",
+        .unwrap_or_else(|e| panic!("opening {name}: {e:?}"));
+    Backend {
+        name,
         store,
         config,
         _dir: dir,
-    });
-    if let Some(base) = postgres_url() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = StoreConfig {
-            database_url: Some(postgres_schema_url(&base).await),
-            ..StoreConfig::new(dir.path())
-        };
-        let store = sessiond::app::open_store(&config)
-            .await
-            .expect("opening PostgreSQL");
-        out.push(Backend {
-            name: "postgres",
-            store,
-            config,
-            _dir: dir,
-        });
     }
-    out
 }
 
 pub fn clock() -> ManualClock {
