@@ -3,21 +3,12 @@
 //! directory, for callers with a bearer JWT and permissions. Errors are
 //! `{"statusCode","error","message","code"}` with a stable code.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::self_service::{Answer, Login, login, rest_login, send, whoami};
-
-const EVERY_PERMISSION: &[&str] = &[
-    "session.read",
-    "session.write",
-    "session.delete",
-    "user.read",
-    "user.write",
-];
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -58,6 +49,18 @@ async fn admin_post(app: &TestApp, path: &str, body: Option<Value>) -> Answer {
     send(request).await
 }
 
+/// `POST /auth/admin/api/users/:id/:action` (lock, deactivate, reactivate).
+async fn user_action(app: &TestApp, id: &str, action: &str) -> Answer {
+    admin_post(app, &format!("/{id}/{action}"), None).await
+}
+
+/// Checks that none of these sessions identifies anybody any more.
+async fn assert_ended(app: &TestApp, sessions: &[Login], case: &str) {
+    for session in sessions {
+        assert_eq!(whoami(app, &session.token).await.status, 401, "{case}");
+    }
+}
+
 async fn admin_put(app: &TestApp, path: &str, body: Value) -> Answer {
     send(
         app.http
@@ -86,14 +89,7 @@ fn admin_error(status: u16, code: &str, message: &str) -> Value {
 
 #[track_caller]
 fn assert_admin_error(answer: &Answer, status: u16, code: &str, message: &str) {
-    assert_eq!(answer.status, status, "{}", answer.body);
-    assert_eq!(
-        answer.header("content-type"),
-        Some("application/json"),
-        "{}",
-        answer.body
-    );
-    assert_eq!(answer.json, admin_error(status, code, message));
+    assert_json_error(answer, status, admin_error(status, code, message));
 }
 
 /// A 400 VALIDATION_FAILED whose message starts with `prefix` (serde's wording follows).
@@ -275,13 +271,7 @@ async fn the_active_filter_separates_live_sessions_from_revoked_and_expired_ones
 async fn paging_a_users_sessions_returns_each_session_once() {
     let app = spawn_app().await;
     let alice = app.add_user("alice").await;
-    let mut created = Vec::new();
-    for i in 0..7 {
-        if i % 3 == 0 {
-            app.advance(Duration::from_secs(1));
-        }
-        created.push(login(&app, &alice).await.id);
-    }
+    let created = session_ids(&app, &alice, 7, 3).await;
     let mut seen = Vec::new();
     let mut path = format!("/{}/sessions?pageSize=3", alice.id);
     let mut pages = 0;
@@ -305,11 +295,7 @@ async fn paging_a_users_sessions_returns_each_session_once() {
         }
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen.len(), 7, "{seen:?}");
-    assert_eq!(
-        seen.iter().cloned().collect::<BTreeSet<_>>(),
-        created.iter().cloned().collect::<BTreeSet<_>>()
-    );
+    assert_each_once(&seen, &created);
     // The snake_case spelling works too.
     let snake = admin_get(&app, &format!("/{}/sessions?page_size=2", alice.id)).await;
     assert_eq!(ids(&snake).len(), 2);
@@ -473,9 +459,7 @@ async fn revoking_all_of_a_users_sessions_answers_how_many_this_call_revoked() {
         answer.json,
         json!({"message": "All sessions revoked", "count": 3})
     );
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "revoked all").await;
     assert_eq!(whoami(&app, &bobs.token).await.status, 200);
     assert_eq!(app.event_count(&already.id).await, 2);
     let listed = admin_get(&app, &format!("/{}/sessions", alice.id)).await;
@@ -959,18 +943,6 @@ async fn reading_users_by_id_and_login_name() {
 // Lock, deactivate, reactivate, password
 // ------------------------------------------------------------------------------------------
 
-fn login_by_name(name: &str) -> v2::CreateSessionRequest {
-    v2::CreateSessionRequest {
-        checks: Some(v2::Checks {
-            user: Some(v2::CheckUser {
-                search: Some(v2::check_user::Search::LoginName(name.into())),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn login_with_password(name: &str, password: &str) -> v2::CreateSessionRequest {
     let mut request = login_by_name(name);
     if let Some(checks) = request.checks.as_mut() {
@@ -990,15 +962,13 @@ async fn locking_a_user_ends_its_sessions_and_refuses_logins_until_it_is_reactiv
     let bobs = login(&app, &bob).await;
     app.advance(Duration::from_secs(5));
 
-    let locked = admin_post(&app, &format!("/{}/lock", alice.id), None).await;
+    let locked = user_action(&app, alice.id.as_str(), "lock").await;
     assert_eq!(locked.status, 200, "{}", locked.body);
     assert_eq!(locked.json["revokedSessions"], 2);
     assert_eq!(locked.json["user"]["state"], "locked");
     assert_eq!(locked.json["user"]["id"], alice.id.as_str());
     assert_eq!(locked.json["user"]["updatedAt"], rfc3339(app.now()));
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "locked").await;
     assert_eq!(whoami(&app, &bobs.token).await.status, 200);
     assert_eq!(
         admin_get(&app, &format!("/{}", alice.id)).await.json["state"],
@@ -1007,34 +977,25 @@ async fn locking_a_user_ends_its_sessions_and_refuses_logins_until_it_is_reactiv
 
     let admin = app.admin();
     for api in app.v2_apis() {
-        let failure = fails(
-            &api,
-            api.create(Some(&admin), login_by_name("alice")).await,
-            Code::FailedPrecondition,
-            "COMMAND-JLK35",
-        );
+        let outcome = api.create(Some(&admin), login_by_name("alice")).await;
+        let failure = fails(&api, outcome, Code::FailedPrecondition, "COMMAND-JLK35");
         assert_eq!(failure.message, "User is locked (COMMAND-JLK35)", "{api}");
-        fails(
-            &api,
-            api.create(Some(&admin), create_for_user(alice.id.as_str()))
-                .await,
-            Code::FailedPrecondition,
-            "COMMAND-JLK35",
-        );
+        let outcome = api
+            .create(Some(&admin), create_for_user(alice.id.as_str()))
+            .await;
+        fails(&api, outcome, Code::FailedPrecondition, "COMMAND-JLK35");
     }
-    let again = admin_post(&app, &format!("/{}/lock", alice.id), None).await;
+    let again = user_action(&app, alice.id.as_str(), "lock").await;
     assert_eq!(again.json["revokedSessions"], 0);
 
-    let reactivated = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
+    let reactivated = user_action(&app, alice.id.as_str(), "reactivate").await;
     assert_eq!(reactivated.status, 200, "{}", reactivated.body);
     assert_eq!(reactivated.json["revokedSessions"], 0);
     assert_eq!(reactivated.json["user"]["state"], "active");
     let api = app.api(Protocol::Rest, Version::V2);
     let fresh = ok(&api, api.create(Some(&admin), login_by_name("alice")).await);
     assert_eq!(whoami(&app, &fresh.message.session_token).await.status, 200);
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401, "stay ended");
-    }
+    assert_ended(&app, &sessions, "stay ended").await;
 }
 
 #[tokio::test]
@@ -1046,27 +1007,21 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_logins_until_it_is_re
         login(&app, &alice).await,
         login(&app, &alice).await,
     ];
-    let deactivated = admin_post(&app, &format!("/{}/deactivate", alice.id), None).await;
+    let deactivated = user_action(&app, alice.id.as_str(), "deactivate").await;
     assert_eq!(deactivated.status, 200, "{}", deactivated.body);
     assert_eq!(deactivated.json["revokedSessions"], 3);
     assert_eq!(deactivated.json["user"]["state"], "inactive");
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "deactivated").await;
     let admin = app.admin();
     for api in app.v2_apis() {
-        let failure = fails(
-            &api,
-            api.create(Some(&admin), login_by_name("alice")).await,
-            Code::FailedPrecondition,
-            "SESSION-Gj4ko",
-        );
+        let outcome = api.create(Some(&admin), login_by_name("alice")).await;
+        let failure = fails(&api, outcome, Code::FailedPrecondition, "SESSION-Gj4ko");
         assert_eq!(
             failure.message, "User is not active (SESSION-Gj4ko)",
             "{api}"
         );
     }
-    let lock = admin_post(&app, &format!("/{}/lock", alice.id), None).await;
+    let lock = user_action(&app, alice.id.as_str(), "lock").await;
     assert_admin_error(
         &lock,
         400,
@@ -1074,13 +1029,13 @@ async fn deactivating_a_user_ends_its_sessions_and_refuses_logins_until_it_is_re
         "a deactivated user cannot be locked; reactivate it first",
     );
 
-    let reactivated = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
+    let reactivated = user_action(&app, alice.id.as_str(), "reactivate").await;
     assert_eq!(reactivated.json["user"]["state"], "active");
     let api = app.api(Protocol::Grpc, Version::V2);
     ok(&api, api.create(Some(&admin), login_by_name("alice")).await);
 
     for action in ["lock", "deactivate", "reactivate"] {
-        let unknown = admin_post(&app, &format!("/123456789012345678/{action}"), None).await;
+        let unknown = user_action(&app, "123456789012345678", action).await;
         assert_admin_error(&unknown, 404, "USER_NOT_FOUND", USER_NOT_FOUND);
     }
 }
@@ -1104,26 +1059,13 @@ async fn a_new_password_ends_the_sessions_and_replaces_the_old_one() {
     assert_eq!(changed.json["revokedSessions"], 2);
     assert_eq!(changed.json["user"]["id"], alice.id.as_str());
     assert!(!changed.body.contains("argon2") && !changed.body.contains("battery"));
-    for session in &sessions {
-        assert_eq!(whoami(&app, &session.token).await.status, 401);
-    }
+    assert_ended(&app, &sessions, "new password").await;
 
-    let failure = fails(
-        &api,
-        api.create(Some(&admin), login_with_password("alice", PASSWORD))
-            .await,
-        Code::InvalidArgument,
-        "COMMAND-3M0fs",
-    );
+    let log_in = |password: &str| api.create(Some(&admin), login_with_password("alice", password));
+    let refused = |outcome| fails(&api, outcome, Code::InvalidArgument, "COMMAND-3M0fs");
+    let failure = refused(log_in(PASSWORD).await);
     assert_eq!(failure.http_status, Some(400));
-    let fresh = ok(
-        &api,
-        api.create(
-            Some(&admin),
-            login_with_password("alice", "new battery staple"),
-        )
-        .await,
-    );
+    let fresh = ok(&api, log_in("new battery staple").await);
 
     // revokeSessions: false keeps them.
     let kept = admin_put(
@@ -1135,24 +1077,8 @@ async fn a_new_password_ends_the_sessions_and_replaces_the_old_one() {
     assert_eq!(kept.status, 200, "{}", kept.body);
     assert_eq!(kept.json["revokedSessions"], 0);
     assert_eq!(whoami(&app, &fresh.message.session_token).await.status, 200);
-    fails(
-        &api,
-        api.create(
-            Some(&admin),
-            login_with_password("alice", "new battery staple"),
-        )
-        .await,
-        Code::InvalidArgument,
-        "COMMAND-3M0fs",
-    );
-    ok(
-        &api,
-        api.create(
-            Some(&admin),
-            login_with_password("alice", "third battery staple"),
-        )
-        .await,
-    );
+    refused(log_in("new battery staple").await);
+    ok(&api, log_in("third battery staple").await);
 
     let unknown = admin_put(
         &app,
@@ -1209,12 +1135,8 @@ async fn a_session_created_through_the_session_service_is_the_same_session_on_ev
     // Revoked by the admin face: gone from the SessionService and from self-service.
     let revoked = admin_delete(&app, &format!("/{}/sessions/{}", alice.id, created.id)).await;
     assert_eq!(revoked.status, 200);
-    fails(
-        &api,
-        api.get(Some(&admin), get(&created.id, None)).await,
-        Code::NotFound,
-        "QUERY-SFeaa",
-    );
+    let outcome = api.get(Some(&admin), get(&created.id, None)).await;
+    fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
     assert_eq!(whoami(&app, &created.token).await.status, 401);
 
     // Deleted by the SessionService: revoked for the admin face.
@@ -1242,12 +1164,8 @@ async fn a_session_created_through_the_session_service_is_the_same_session_on_ev
     )
     .await;
     assert_eq!(answer.status, 204);
-    fails(
-        &api,
-        api.get(Some(&admin), get(&fourth.id, None)).await,
-        Code::NotFound,
-        "QUERY-SFeaa",
-    );
+    let outcome = api.get(Some(&admin), get(&fourth.id, None)).await;
+    fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1264,113 +1182,55 @@ async fn absurd_ids_are_rejected_in_the_admin_shape() {
     let user_control = "user id: must not contain control characters";
     let session_length = "session id: value length must be between 1 and 200 runes, inclusive";
     let session_control = "session id: must not contain control characters";
+    let invalid = |message: &'static str| (400, "VALIDATION_FAILED", message);
+    let bad_utf8 = invalid("Invalid URL: Invalid UTF-8 in `id`");
+    let no_user = (404, "USER_NOT_FOUND", USER_NOT_FOUND);
+    let sessions = format!("/{}/sessions", alice.id);
     let cases = [
+        (Method::GET, format!("/{long}"), invalid(user_length)),
         (
-            reqwest::Method::GET,
-            format!("/{long}"),
-            400,
-            "VALIDATION_FAILED",
-            user_length,
-        ),
-        (
-            reqwest::Method::GET,
+            Method::GET,
             format!("/{long}/sessions"),
-            400,
-            "VALIDATION_FAILED",
-            user_length,
+            invalid(user_length),
         ),
+        (Method::POST, format!("/{long}/lock"), invalid(user_length)),
+        (Method::GET, "/a%00b".into(), invalid(user_control)),
         (
-            reqwest::Method::POST,
-            format!("/{long}/lock"),
-            400,
-            "VALIDATION_FAILED",
-            user_length,
-        ),
-        (
-            reqwest::Method::GET,
-            "/a%00b".into(),
-            400,
-            "VALIDATION_FAILED",
-            user_control,
-        ),
-        (
-            reqwest::Method::DELETE,
+            Method::DELETE,
             "/%0D%0A/sessions".into(),
-            400,
-            "VALIDATION_FAILED",
-            user_control,
+            invalid(user_control),
+        ),
+        (Method::GET, "/..%2F..%2Fetc/sessions".into(), no_user),
+        (Method::GET, "/a%2Fb".into(), no_user),
+        (Method::GET, "/%FF%FE".into(), bad_utf8),
+        (Method::POST, "/%C0%AF/lock".into(), bad_utf8),
+        (
+            Method::DELETE,
+            format!("{sessions}/%FF"),
+            invalid("Invalid URL: Invalid UTF-8 in `session_id`"),
         ),
         (
-            reqwest::Method::GET,
-            "/..%2F..%2Fetc/sessions".into(),
-            404,
-            "USER_NOT_FOUND",
-            USER_NOT_FOUND,
+            Method::DELETE,
+            format!("{sessions}/{long}"),
+            invalid(session_length),
         ),
         (
-            reqwest::Method::GET,
-            "/a%2Fb".into(),
-            404,
-            "USER_NOT_FOUND",
-            USER_NOT_FOUND,
+            Method::DELETE,
+            format!("{sessions}/x%00"),
+            invalid(session_control),
         ),
         (
-            reqwest::Method::GET,
-            "/%FF%FE".into(),
-            400,
-            "VALIDATION_FAILED",
-            "Invalid URL: Invalid UTF-8 in `id`",
-        ),
-        (
-            reqwest::Method::POST,
-            "/%C0%AF/lock".into(),
-            400,
-            "VALIDATION_FAILED",
-            "Invalid URL: Invalid UTF-8 in `id`",
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/%FF", alice.id),
-            400,
-            "VALIDATION_FAILED",
-            "Invalid URL: Invalid UTF-8 in `session_id`",
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/{long}", alice.id),
-            400,
-            "VALIDATION_FAILED",
-            session_length,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/x%00", alice.id),
-            400,
-            "VALIDATION_FAILED",
-            session_control,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{}/sessions/a%2Fb", alice.id),
-            404,
-            "SESSION_NOT_FOUND",
-            SESSION_NOT_FOUND,
+            Method::DELETE,
+            format!("{sessions}/a%2Fb"),
+            (404, "SESSION_NOT_FOUND", SESSION_NOT_FOUND),
         ),
     ];
-    for (method, path, status, code, message) in cases {
-        let answer = send(
-            app.http
-                .request(method.clone(), users_url(&app, &path))
-                .header("authorization", ops(&app)),
-        )
-        .await;
-        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-        assert_eq!(
-            answer.json,
-            admin_error(status, code, message),
-            "{method} {path}"
-        );
-    }
+    let cases = cases.map(|(method, path, (status, code, message))| {
+        let path = format!("/auth/admin/api/users{path}");
+        (method, path, status, admin_error(status, code, message))
+    });
+    let credential = ("authorization", ops(&app));
+    assert_routes_answer(&app, (credential.0, &credential.1), cases).await;
     // Credentials are judged first, whatever the path holds.
     let anonymous = send(app.http.get(users_url(&app, "/%FF/sessions"))).await;
     assert_admin_error(&anonymous, 401, "ADMIN_AUTH_REQUIRED", AUTH_REQUIRED);
@@ -1382,64 +1242,33 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_admin_shape() {
     let app = spawn_app().await;
     let alice = app.add_user("alice").await;
     let id = alice.id.as_str();
+    let user = format!("/auth/admin/api/users/{id}");
     let cases = [
+        (Method::GET, "/auth/admin/api/nothing".into(), 404),
         (
-            reqwest::Method::GET,
-            "/auth/admin/api/nothing".to_owned(),
+            Method::GET,
+            "/auth/admin/api/users/1/sessions/2/more".into(),
             404,
         ),
-        (
-            reqwest::Method::GET,
-            "/auth/admin/api/users/1/sessions/2/more".to_owned(),
-            404,
-        ),
-        (reqwest::Method::GET, "/auth/admin/".to_owned(), 404),
-        (
-            reqwest::Method::PATCH,
-            "/auth/admin/api/users".to_owned(),
-            405,
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/auth/admin/api/users/{id}"),
-            405,
-        ),
-        (
-            reqwest::Method::GET,
-            format!("/auth/admin/api/users/{id}/lock"),
-            405,
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/auth/admin/api/users/{id}/password"),
-            405,
-        ),
-        (
-            reqwest::Method::PUT,
-            format!("/auth/admin/api/users/{id}/sessions"),
-            405,
-        ),
-        (
-            reqwest::Method::GET,
-            format!("/auth/admin/api/users/{id}/sessions/1"),
-            405,
-        ),
+        (Method::GET, "/auth/admin/".into(), 404),
+        (Method::PATCH, "/auth/admin/api/users".into(), 405),
+        (Method::DELETE, user.clone(), 405),
+        (Method::GET, format!("{user}/lock"), 405),
+        (Method::POST, format!("{user}/password"), 405),
+        (Method::PUT, format!("{user}/sessions"), 405),
+        (Method::GET, format!("{user}/sessions/1"), 405),
     ];
-    for (method, path, status) in cases {
-        let answer = send(
-            app.http
-                .request(method.clone(), app.url(&path))
-                .header("authorization", ops(&app)),
-        )
-        .await;
+    let credential = ("authorization", ops(&app));
+    let credential = (credential.0, credential.1.as_str());
+    let cases = cases.map(|(method, path, status)| {
         let expected = if status == 404 {
             admin_error(404, "NOT_FOUND", "Not Found")
         } else {
             admin_error(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
         };
-        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-        assert_eq!(answer.json, expected, "{method} {path}");
-    }
+        (method, path, status, expected)
+    });
+    assert_routes_answer(&app, credential, cases).await;
     assert_eq!(admin_get(&app, &format!("/{id}")).await.status, 200);
 }
 
@@ -1474,13 +1303,12 @@ async fn bodies_over_the_limit_are_payload_too_large_and_the_server_keeps_servin
     assert_eq!(admin_get(&app, &format!("/{}", alice.id)).await.status, 200);
 }
 
-/// Method, path after `/auth/admin/api/users`, body, content type.
-type RawRequest = (
-    reqwest::Method,
-    String,
-    Option<Vec<u8>>,
-    Option<&'static str>,
-);
+/// The admin error body: `{"statusCode":…,"code":…,"message":…}`.
+const ADMIN_ERROR: ErrorShape = ErrorShape {
+    at: "",
+    status: "statusCode",
+    strings: ["code", "message"],
+};
 
 #[tokio::test]
 async fn no_bad_input_makes_the_admin_face_fail_with_a_server_error() {
@@ -1488,203 +1316,68 @@ async fn no_bad_input_makes_the_admin_face_fail_with_a_server_error() {
     let alice = app.add_user("alice").await;
     let id = alice.id.as_str();
     let auth = ops(&app);
-    let requests: Vec<RawRequest> = vec![
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageSize=-9223372036854775808"),
-            None,
-            None,
+    // A call below `/auth/admin/api/users`; `json` with a body sent as JSON.
+    let call = |method: Method, path: &str| {
+        let request = app.http.request(method, users_url(&app, path));
+        request.header("authorization", &auth)
+    };
+    let json = |method: Method, path: &str, body: &[u8]| {
+        let request = call(method, path).header("content-type", "application/json");
+        request.body(body.to_vec())
+    };
+    let sessions = format!("/{id}/sessions");
+    let requests = [
+        call(
+            Method::GET,
+            &format!("{sessions}?pageSize=-9223372036854775808"),
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageSize=1e3"),
-            None,
-            None,
+        call(Method::GET, &format!("{sessions}?pageSize=1e3")),
+        call(Method::GET, &format!("{sessions}?pageToken=%FF%FE")),
+        call(
+            Method::GET,
+            &format!("{sessions}?pageToken={}", "_".repeat(5000)),
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageToken=%FF%FE"),
-            None,
-            None,
+        call(
+            Method::GET,
+            &format!("{sessions}?active=true&active=false&active=x"),
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?pageToken={}", "_".repeat(5000)),
-            None,
-            None,
+        call(Method::GET, "?loginName=%00"),
+        call(Method::GET, &format!("?loginName={}", "n".repeat(300))),
+        call(Method::GET, "?limit=0"),
+        json(Method::POST, "", &[0xff, 0xfe, 0x00]),
+        json(
+            Method::POST,
+            "",
+            b"{\"loginName\":\"\\ud800\",\"password\":\"x\"}",
         ),
-        (
-            reqwest::Method::GET,
-            format!("/{id}/sessions?active=true&active=false&active=x"),
-            None,
-            None,
-        ),
-        (reqwest::Method::GET, "?loginName=%00".into(), None, None),
-        (
-            reqwest::Method::GET,
-            format!("?loginName={}", "n".repeat(300)),
-            None,
-            None,
-        ),
-        (reqwest::Method::GET, "?limit=0".into(), None, None),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(vec![0xff, 0xfe, 0x00]),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(b"{\"loginName\":\"\\ud800\",\"password\":\"x\"}".to_vec()),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(vec![b'['; 2000]),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(vec![b' '; 4096]),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::POST,
-            String::new(),
-            Some(b"{}".to_vec()),
-            Some("application/json; charset=utf-16"),
-        ),
-        (
-            reqwest::Method::PUT,
-            format!("/{id}/password"),
-            Some(b"{\"password\":null}".to_vec()),
-            None,
-        ),
-        (
-            reqwest::Method::PUT,
-            format!("/{id}/password"),
-            Some(b"{\"password\":\"a fine password\",\"revokeSessions\":null}".to_vec()),
-            None,
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/{id}/lock"),
-            Some(b"{\"garbage\": true}".to_vec()),
-            Some("application/json"),
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("/{id}/sessions/%E2%80%AE"),
-            None,
-            None,
-        ),
+        json(Method::POST, "", &[b'['; 2000]),
+        json(Method::POST, "", &[b' '; 4096]),
+        call(Method::POST, "")
+            .header("content-type", "application/json; charset=utf-16")
+            .body("{}"),
+        call(Method::PUT, &format!("/{id}/password")).body("{\"password\":null}"),
+        call(Method::PUT, &format!("/{id}/password"))
+            .body("{\"password\":\"a fine password\",\"revokeSessions\":null}"),
+        json(Method::POST, &format!("/{id}/lock"), b"{\"garbage\": true}"),
+        call(Method::DELETE, &format!("{sessions}/%E2%80%AE")),
     ];
-    for (method, path, body, content_type) in requests {
-        let mut request = app
-            .http
-            .request(method.clone(), users_url(&app, &path))
-            .header("authorization", &auth);
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let answer = send(request).await;
-        assert!(
-            (200..500).contains(&answer.status),
-            "{method} {path}: {} {}",
-            answer.status,
-            answer.body
-        );
-        if answer.status >= 400 {
-            assert_eq!(
-                answer.json["statusCode"], answer.status,
-                "{method} {path}: {}",
-                answer.body
-            );
-            assert!(
-                answer.json["code"].is_string(),
-                "{method} {path}: {}",
-                answer.body
-            );
-            assert!(
-                answer.json["message"].is_string(),
-                "{method} {path}: {}",
-                answer.body
-            );
-        }
-    }
+    assert_no_server_error(requests, &ADMIN_ERROR).await;
     let user = admin_get(&app, &format!("/{id}")).await;
     assert_eq!(user.status, 200, "still serving: {}", user.body);
 }
 
-#[tokio::test]
-async fn locking_or_deactivating_a_user_while_password_logins_are_in_flight_leaves_no_live_session()
-{
+/// Password logins of alice with `PASSWORD` from six tasks on three protocols, each until it
+/// is refused with a code `refused` accepts; `change` runs once the first login succeeded.
+/// Then alice has no active session left and no token handed out identifies her.
+async fn logins_in_flight(
+    app: &TestApp,
+    alice: &sessiond::domain::User,
+    change: (&str, impl std::future::Future<Output = ()>),
+    refused: fn(Code) -> bool,
+) {
+    let (case, change) = change;
     const TASKS: usize = 6;
     const MAX_PER_TASK: usize = 20;
-    let app = spawn_app().await;
-    let alice = app.add_user_with_password("alice", PASSWORD).await;
-    let admin = app.admin();
-    let protocols = [Protocol::Rest, Protocol::Grpc, Protocol::ConnectJson];
-    for action in ["lock", "deactivate"] {
-        let (logged_in_tx, mut logged_in) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut tasks = Vec::new();
-        for i in 0..TASKS {
-            let api = app.api(protocols[i % protocols.len()], Version::V2);
-            let (admin, tx) = (admin.clone(), logged_in_tx.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut tokens = Vec::new();
-                for _ in 0..MAX_PER_TASK {
-                    match api
-                        .create(Some(&admin), login_with_password("alice", PASSWORD))
-                        .await
-                    {
-                        Ok(reply) => {
-                            tokens.push(reply.message.session_token);
-                            let _ = tx.send(());
-                        }
-                        Err(f) if f.code == Code::FailedPrecondition => break,
-                        Err(f) => panic!("{api}: unexpected failure {f:?}"),
-                    }
-                }
-                tokens
-            }));
-        }
-        drop(logged_in_tx);
-        logged_in.recv().await.expect("a first login");
-        let changed = admin_post(&app, &format!("/{}/{action}", alice.id), None).await;
-        assert_eq!(changed.status, 200, "{action}: {}", changed.body);
-
-        let mut tokens = Vec::new();
-        for task in tasks {
-            tokens.extend(task.await.expect("task"));
-        }
-        assert!(!tokens.is_empty());
-        let active = admin_get(&app, &format!("/{}/sessions?active=true", alice.id)).await;
-        assert_eq!(
-            active.json["total"], 0,
-            "sessions outlived {action}: {}",
-            active.body
-        );
-        for token in &tokens {
-            assert_eq!(whoami(&app, token).await.status, 401, "{action}");
-        }
-        let back = admin_post(&app, &format!("/{}/reactivate", alice.id), None).await;
-        assert_eq!(back.status, 200, "{}", back.body);
-    }
-}
-
-#[tokio::test]
-async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight() {
-    const TASKS: usize = 6;
-    const MAX_PER_TASK: usize = 20;
-    let app = spawn_app().await;
-    let alice = app.add_user_with_password("alice", PASSWORD).await;
     let admin = app.admin();
     let protocols = [Protocol::Rest, Protocol::Grpc, Protocol::ConnectJson];
     let (logged_in_tx, mut logged_in) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -1692,23 +1385,16 @@ async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight(
     for i in 0..TASKS {
         let api = app.api(protocols[i % protocols.len()], Version::V2);
         let (admin, tx) = (admin.clone(), logged_in_tx.clone());
+        let login = login_with_password(alice.login_name.as_str(), PASSWORD);
         tasks.push(tokio::spawn(async move {
             let mut tokens = Vec::new();
             for _ in 0..MAX_PER_TASK {
-                match api
-                    .create(Some(&admin), login_with_password("alice", PASSWORD))
-                    .await
-                {
+                match api.create(Some(&admin), login.clone()).await {
                     Ok(reply) => {
                         tokens.push(reply.message.session_token);
                         let _ = tx.send(());
                     }
-                    // The old password is refused from now on, however the race went.
-                    Err(f)
-                        if matches!(f.code, Code::InvalidArgument | Code::FailedPrecondition) =>
-                    {
-                        break;
-                    }
+                    Err(f) if refused(f.code) => break,
                     Err(f) => panic!("{api}: unexpected failure {f:?}"),
                 }
             }
@@ -1717,26 +1403,51 @@ async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight(
     }
     drop(logged_in_tx);
     logged_in.recv().await.expect("a first login");
-    let changed = admin_put(
-        &app,
-        &format!("/{}/password", alice.id),
-        json!({"password": "new battery staple"}),
-    )
-    .await;
-    assert_eq!(changed.status, 200, "{}", changed.body);
+    change.await;
 
     let mut tokens = Vec::new();
     for task in tasks {
         tokens.extend(task.await.expect("task"));
     }
-    assert!(!tokens.is_empty());
-    let active = admin_get(&app, &format!("/{}/sessions?active=true", alice.id)).await;
+    assert!(!tokens.is_empty(), "{case}");
+    let active = admin_get(app, &format!("/{}/sessions?active=true", alice.id)).await;
     assert_eq!(
         active.json["total"], 0,
-        "old-password sessions outlived the change: {}",
+        "sessions outlived {case}: {}",
         active.body
     );
     for token in &tokens {
-        assert_eq!(whoami(&app, token).await.status, 401);
+        assert_eq!(whoami(app, token).await.status, 401, "{case}");
     }
+}
+
+#[tokio::test]
+async fn locking_or_deactivating_a_user_while_password_logins_are_in_flight_leaves_no_live_session()
+{
+    let app = spawn_app().await;
+    let alice = app.add_user_with_password("alice", PASSWORD).await;
+    for action in ["lock", "deactivate"] {
+        let change = async {
+            let changed = user_action(&app, alice.id.as_str(), action).await;
+            assert_eq!(changed.status, 200, "{action}: {}", changed.body);
+        };
+        let refused = |code| code == Code::FailedPrecondition;
+        logins_in_flight(&app, &alice, (action, change), refused).await;
+        let back = user_action(&app, alice.id.as_str(), "reactivate").await;
+        assert_eq!(back.status, 200, "{}", back.body);
+    }
+}
+
+#[tokio::test]
+async fn a_new_password_leaves_no_session_of_a_login_with_the_old_one_in_flight() {
+    let app = spawn_app().await;
+    let alice = app.add_user_with_password("alice", PASSWORD).await;
+    let change = async {
+        let new = json!({"password": "new battery staple"});
+        let changed = admin_put(&app, &format!("/{}/password", alice.id), new).await;
+        assert_eq!(changed.status, 200, "{}", changed.body);
+    };
+    // The old password is refused from now on, however the race went.
+    let refused = |code| matches!(code, Code::InvalidArgument | Code::FailedPrecondition);
+    logins_in_flight(&app, &alice, ("the new password", change), refused).await;
 }

@@ -174,12 +174,8 @@ async fn a_session_token_as_bearer_acts_as_the_sessions_user() {
             api.get(Some(&bearer), get(&other_of_alice.session_id, None))
                 .await,
         );
-        fails(
-            &api,
-            api.get(Some(&bearer), get(&bobs.session_id, None)).await,
-            Code::PermissionDenied,
-            "AUTH-AWfge",
-        );
+        let outcome = api.get(Some(&bearer), get(&bobs.session_id, None)).await;
+        fails(&api, outcome, Code::PermissionDenied, "AUTH-AWfge");
         let listed = ok(&api, api.list(Some(&bearer), Default::default()).await);
         let mut ids: Vec<String> = listed.message.sessions.into_iter().map(|s| s.id).collect();
         ids.sort();
@@ -187,13 +183,10 @@ async fn a_session_token_as_bearer_acts_as_the_sessions_user() {
         expected.sort();
         assert_eq!(ids, expected, "{api}: alice sees her sessions only");
         // A session token grants no permissions: it cannot create sessions.
-        fails(
-            &api,
-            api.create(Some(&bearer), create_for_user(alice.id.as_str()))
-                .await,
-            Code::PermissionDenied,
-            "AUTH-AWfge",
-        );
+        let outcome = api
+            .create(Some(&bearer), create_for_user(alice.id.as_str()))
+            .await;
+        fails(&api, outcome, Code::PermissionDenied, "AUTH-AWfge");
     }
 }
 
@@ -221,18 +214,7 @@ async fn an_expired_sessions_token_is_rejected_as_bearer() {
     let app = spawn_app().await;
     let alice = app.add_user("alice@example.com").await;
     let api = app.api(Protocol::Grpc, Version::V2);
-    let session = ok(
-        &api,
-        api.create(
-            Some(&app.admin()),
-            v2::CreateSessionRequest {
-                lifetime: Some(seconds(60)),
-                ..create_for_user(alice.id.as_str())
-            },
-        )
-        .await,
-    )
-    .message;
+    let session = app.create_expiring_session_for(&alice, 60).await;
     let bearer = format!("Bearer {}", session.session_token);
     ok(&api, api.list(Some(&bearer), Default::default()).await);
     app.advance(Duration::from_secs(60));

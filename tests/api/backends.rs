@@ -59,7 +59,7 @@ pub fn postgres_url() -> Option<String> {
                 use std::io::Write;
                 let _ = writeln!(
                     std::io::stderr(),
-                    "\n*** {POSTGRES_ENV} is not set: the PostgreSQL half of the storage contract, \
+                    "\n*** {POSTGRES_ENV} is not set: the PostgreSQL half of the core, storage contract, \
                      concurrency and replica tests was SKIPPED. Set it (e.g. \
                      postgres://postgres@127.0.0.1:5432/test) to run it. ***\n"
                 );
@@ -71,35 +71,29 @@ pub fn postgres_url() -> Option<String> {
 
 /// Every backend available to this run.
 pub async fn backends() -> Vec<Backend> {
-    let mut out = Vec::new();
+    let mut out = vec![open("sqlite", None).await];
+    if let Some(base) = postgres_url() {
+        out.push(open("postgres", Some(postgres_schema_url(&base).await)).await);
+    }
+    out
+}
+
+/// Opens a store in a fresh temp dir: SQLite there, or the database at `database_url`.
+async fn open(name: &'static str, database_url: Option<String>) -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Settings::for_test(dir.path());
+    let config = Settings {
+        database_url: database_url.map(Into::into),
+        ..Settings::for_test(dir.path())
+    };
     let store = sessiond::app::open_store(&config)
         .await
-        .expect("opening SQLite");
-    out.push(Backend {
-        name: "sqlite",
+        .unwrap_or_else(|e| panic!("opening {name}: {e:?}"));
+    Backend {
+        name,
         store,
         config,
         _dir: dir,
-    });
-    if let Some(base) = postgres_url() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = Settings {
-            database_url: Some(postgres_schema_url(&base).await.into()),
-            ..Settings::for_test(dir.path())
-        };
-        let store = sessiond::app::open_store(&config)
-            .await
-            .expect("opening PostgreSQL");
-        out.push(Backend {
-            name: "postgres",
-            store,
-            config,
-            _dir: dir,
-        });
     }
-    out
 }
 
 pub fn clock() -> ManualClock {

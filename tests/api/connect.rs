@@ -17,20 +17,24 @@ fn chunks(body: &[u8], size: usize) -> reqwest::Body {
     reqwest::Body::wrap_stream(futures_util::stream::iter(parts))
 }
 
+/// A Connect call of a v2 procedure as the admin, with this content type.
+fn call(app: &TestApp, procedure: &str, content_type: &str) -> reqwest::RequestBuilder {
+    let url = app.url(&format!("/zitadel.session.v2.SessionService/{procedure}"));
+    app.http
+        .post(url)
+        .header("content-type", content_type)
+        .header("connect-protocol-version", "1")
+        .header("authorization", app.admin())
+}
+
 #[tokio::test]
 async fn connect_accepts_a_chunked_body() {
     let app = spawn_app().await;
     let user = app.add_user("chunked@example.com").await;
     let request = create_for_user(user.id.as_str());
-    let url = app.url("/zitadel.session.v2.SessionService/CreateSession");
 
     let json = serde_json::to_vec(&request).expect("JSON");
-    let response = app
-        .http
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("connect-protocol-version", "1")
-        .header("authorization", app.admin())
+    let response = call(&app, "CreateSession", "application/json")
         .body(chunks(&json, 7))
         .send()
         .await
@@ -44,12 +48,7 @@ async fn connect_accepts_a_chunked_body() {
     assert_eq!(created["details"]["sequence"], "1", "{created}");
 
     let proto = request.encode_to_vec();
-    let response = app
-        .http
-        .post(&url)
-        .header("content-type", "application/proto")
-        .header("connect-protocol-version", "1")
-        .header("authorization", app.admin())
+    let response = call(&app, "CreateSession", "application/proto")
         .body(chunks(&proto, 3))
         .send()
         .await
@@ -138,12 +137,7 @@ async fn connect_works_without_the_protocol_version_header() {
 async fn an_empty_body_is_the_empty_request_message() {
     let app = spawn_app().await;
     for content_type in ["application/json", "application/proto"] {
-        let response = app
-            .http
-            .post(app.url("/zitadel.session.v2.SessionService/ListSessions"))
-            .header("content-type", content_type)
-            .header("connect-protocol-version", "1")
-            .header("authorization", app.admin())
+        let response = call(&app, "ListSessions", content_type)
             .send()
             .await
             .expect("request");
@@ -168,13 +162,8 @@ async fn a_gzip_compressed_body_is_accepted() {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(b"{}").expect("gzip");
     let body = encoder.finish().expect("gzip");
-    let response = app
-        .http
-        .post(app.url("/zitadel.session.v2.SessionService/ListSessions"))
-        .header("content-type", "application/json")
+    let response = call(&app, "ListSessions", "application/json")
         .header("content-encoding", "gzip")
-        .header("connect-protocol-version", "1")
-        .header("authorization", app.admin())
         .body(body)
         .send()
         .await
@@ -185,12 +174,7 @@ async fn a_gzip_compressed_body_is_accepted() {
 #[tokio::test]
 async fn connect_errors_are_json_even_for_proto_calls() {
     let app = spawn_app().await;
-    let response = app
-        .http
-        .post(app.url("/zitadel.session.v2.SessionService/GetSession"))
-        .header("content-type", "application/proto")
-        .header("connect-protocol-version", "1")
-        .header("authorization", app.admin())
+    let response = call(&app, "GetSession", "application/proto")
         .body(
             v2::GetSessionRequest {
                 session_id: "404".into(),

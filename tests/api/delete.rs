@@ -9,9 +9,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn deleting_twice_returns_the_same_details_and_writes_no_event() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         let session = app.create_session_for(&alice).await;
         let id = session.session_id.as_str();
@@ -43,24 +41,12 @@ async fn deleting_twice_returns_the_same_details_and_writes_no_event() {
 
 #[tokio::test]
 async fn delete_with_a_stale_token_is_permission_denied() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
+        let (session, _) = changed_session(&app, &api, &alice).await;
         let id = session.session_id.as_str();
-        let updated = ok(
-            &api,
-            api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
-        );
-        assert!(!updated.message.session_token.is_empty());
-        let failure = fails(
-            &api,
-            api.delete(Some(&admin), delete(id, Some(&session.session_token)))
-                .await,
-            Code::PermissionDenied,
-            "COMMAND-sGr42",
-        );
+        let stale = delete(id, Some(&session.session_token));
+        let failure = token_refused(&api, api.delete(Some(&admin), stale).await, "COMMAND-sGr42");
         assert_eq!(
             failure.message, "Session Token is invalid (COMMAND-sGr42)",
             "{api}"
@@ -94,29 +80,18 @@ async fn delete_with_a_stale_token_is_permission_denied() {
 
 #[tokio::test]
 async fn delete_with_another_sessions_token_is_permission_denied() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         let one = app.create_session_for(&alice).await;
         let other = app.create_session_for(&alice).await;
-        fails(
-            &api,
-            api.delete(
-                Some(&admin),
-                delete(&one.session_id, Some(&other.session_token)),
-            )
-            .await,
-            Code::PermissionDenied,
-            "COMMAND-sGr42",
-        );
-        fails(
-            &api,
-            api.delete(Some(&admin), delete(&one.session_id, Some("garbage")))
-                .await,
-            Code::PermissionDenied,
-            "COMMAND-sGr42",
-        );
+        for token in [other.session_token.as_str(), "garbage"] {
+            let request = delete(&one.session_id, Some(token));
+            token_refused(
+                &api,
+                api.delete(Some(&admin), request).await,
+                "COMMAND-sGr42",
+            );
+        }
         assert_eq!(app.event_count(&one.session_id).await, 1, "{api}");
     }
 }
@@ -129,7 +104,7 @@ async fn deleting_an_unknown_session_with_session_delete_and_no_token_succeeds_w
     for api in app.apis() {
         let reply = ok(
             &api,
-            api.delete(Some(&deleter), delete("123456789012345678", None))
+            api.delete(Some(&deleter), delete(UNKNOWN_SESSION, None))
                 .await,
         );
         let details = reply.message.details.clone().unwrap_or_default();
@@ -162,14 +137,10 @@ async fn deleting_an_unknown_session_with_a_token_is_permission_denied() {
     let real = app.create_session_for(&alice).await;
     let admin = app.admin();
     for api in app.apis() {
-        fails(
+        let request = delete(UNKNOWN_SESSION, Some(&real.session_token));
+        token_refused(
             &api,
-            api.delete(
-                Some(&admin),
-                delete("123456789012345678", Some(&real.session_token)),
-            )
-            .await,
-            Code::PermissionDenied,
+            api.delete(Some(&admin), request).await,
             "COMMAND-sGr42",
         );
     }
@@ -186,13 +157,9 @@ async fn deleting_without_token_or_permission_is_permission_denied() {
     let session = app.create_session_for(&alice).await;
     for api in app.apis() {
         for auth in [&as_bob, &bob_by_token] {
-            for id in [session.session_id.as_str(), "123456789012345678"] {
-                fails(
-                    &api,
-                    api.delete(Some(auth), delete(id, None)).await,
-                    Code::PermissionDenied,
-                    "AUTH-AWfge",
-                );
+            for id in [session.session_id.as_str(), UNKNOWN_SESSION] {
+                let outcome = api.delete(Some(auth), delete(id, None)).await;
+                fails(&api, outcome, Code::PermissionDenied, "AUTH-AWfge");
             }
         }
     }
@@ -243,72 +210,30 @@ async fn an_empty_session_token_counts_as_none() {
 async fn expired_sessions_can_be_deleted() {
     let app = spawn_app().await;
     let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
-    let grpc = app.api(Protocol::Grpc, Version::V2);
     for api in app.apis() {
-        let session = ok(
-            &grpc,
-            grpc.create(
-                Some(&admin),
-                v2::CreateSessionRequest {
-                    lifetime: Some(seconds(10)),
-                    ..create_for_user(alice.id.as_str())
-                },
-            )
-            .await,
-        )
-        .message;
-        app.advance(Duration::from_secs(11));
-        let admin = app.admin();
-        let reply = ok(
-            &api,
-            api.delete(
-                Some(&admin),
-                delete(&session.session_id, Some(&session.session_token)),
-            )
-            .await,
-        );
+        let session = expired_session(&app, &alice, 10, 11).await;
+        let request = delete(&session.session_id, Some(&session.session_token));
+        let reply = ok(&api, api.delete(Some(&app.admin()), request).await);
         assert_eq!(reply.message.details.map(|d| d.sequence), Some(2), "{api}");
     }
 }
 
 #[tokio::test]
 async fn after_delete_the_session_is_gone_and_its_token_is_dead() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
+        let session = terminated_session(&app, &api, &alice).await;
         let id = session.session_id.as_str();
         let token = session.session_token.as_str();
-        ok(
-            &api,
-            api.delete(Some(&admin), delete(id, Some(token))).await,
-        );
-
-        let failure = fails(
-            &api,
-            api.get(Some(&admin), get(id, None)).await,
-            Code::NotFound,
-            "QUERY-SFeaa",
-        );
+        let outcome = api.get(Some(&admin), get(id, None)).await;
+        let failure = fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
         assert_eq!(failure.message, "Session does not exist (QUERY-SFeaa)");
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 404, "{api}");
-        }
-        fails(
-            &api,
-            api.get(Some(&admin), get(id, Some(token))).await,
-            Code::NotFound,
-            "QUERY-SFeaa",
-        );
+        assert_http_status(&api, &failure, 404);
+        let outcome = api.get(Some(&admin), get(id, Some(token))).await;
+        fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
         let bearer = format!("Bearer {token}");
-        fails(
-            &api,
-            api.get(Some(&bearer), get(id, None)).await,
-            Code::Unauthenticated,
-            "AUTH-7fs1e",
-        );
+        let outcome = api.get(Some(&bearer), get(id, None)).await;
+        fails(&api, outcome, Code::Unauthenticated, "AUTH-7fs1e");
         let listed = ok(
             &api,
             api.list(Some(&admin), list(vec![ids_query(&[id])])).await,
@@ -319,9 +244,7 @@ async fn after_delete_the_session_is_gone_and_its_token_is_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_deletes_terminate_once() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     let session = app.create_session_for(&alice).await;
     let id = session.session_id.as_str();
     let token = session.session_token.as_str();

@@ -3,122 +3,13 @@
 //! fast with UNAVAILABLE in every face's shape and service recovers by itself. The database
 //! is reached through a TCP proxy the test controls. Needs `SESSIOND_TEST_POSTGRES_URL`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::net::TcpListener;
 
 use crate::backends::{postgres_schema_url, postgres_url};
 use crate::helpers::*;
-
-const FORWARD: u8 = 0;
-const REFUSE: u8 = 1;
-const BLACKHOLE: u8 = 2;
-
-/// A TCP proxy to the real PostgreSQL that can refuse or blackhole on command.
-struct Proxy {
-    port: u16,
-    mode: Arc<AtomicU8>,
-    changed: Arc<Notify>,
-}
-
-impl Proxy {
-    /// Listens on `port` (0: any) and forwards to `upstream`.
-    async fn start(port: u16, upstream: String) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("proxy bind");
-        let port = listener.local_addr().expect("addr").port();
-        let mode = Arc::new(AtomicU8::new(FORWARD));
-        let changed = Arc::new(Notify::new());
-        let (m, c) = (mode.clone(), changed.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                if m.load(Ordering::SeqCst) == REFUSE {
-                    drop(client);
-                    continue;
-                }
-                let (m, c, upstream) = (m.clone(), c.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    pipe(client, server, m, c).await;
-                });
-            }
-        });
-        Proxy {
-            port,
-            mode,
-            changed,
-        }
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::SeqCst);
-        self.changed.notify_waiters();
-    }
-}
-
-/// Copies both ways until either side closes, the proxy refuses (connections are cut) or
-/// blackholes (bytes are held, nothing is answered).
-async fn pipe(client: TcpStream, server: TcpStream, mode: Arc<AtomicU8>, changed: Arc<Notify>) {
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let copy = async {
-        tokio::select! {
-            _ = tokio::io::copy(&mut cr, &mut sw) => {}
-            _ = tokio::io::copy(&mut sr, &mut cw) => {}
-        }
-    };
-    let watch = async {
-        loop {
-            let notified = changed.notified();
-            if mode.load(Ordering::SeqCst) != FORWARD {
-                return;
-            }
-            notified.await;
-        }
-    };
-    tokio::select! {
-        () = copy => {}
-        () = watch => {}
-    }
-    if mode.load(Ordering::SeqCst) == BLACKHOLE {
-        // Keep the sockets open and silent until the test ends.
-        std::future::pending::<()>().await;
-    }
-}
-
-/// The test database's URL with the host and port replaced by the proxy's.
-fn through(url: &str, port: u16) -> String {
-    let (scheme, rest) = url.split_once("://").expect("scheme");
-    let (auth, rest) = rest.rsplit_once('@').map_or(("", rest), |(a, r)| (a, r));
-    let path = rest.find('/').map_or("", |i| &rest[i..]);
-    let auth = if auth.is_empty() {
-        String::new()
-    } else {
-        format!("{auth}@")
-    };
-    format!("{scheme}://{auth}127.0.0.1:{port}{path}")
-}
-
-fn upstream(url: &str) -> String {
-    let rest = url.split_once("://").expect("scheme").1;
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let host = rest.split('/').next().unwrap_or(rest);
-    if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:5432")
-    }
-}
 
 async fn app_through(proxy_port: u16, schema_url: String) -> TestApp {
     spawn_app_with(move |config| {
@@ -186,15 +77,7 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
     let app = app_through(proxy.port, postgres_schema_url(&base).await).await;
     let user = app.add_user("fragile").await;
     let created = app.create_session_for(&user).await;
-    let admin = app.bearer(
-        "admin",
-        &[
-            "session.read",
-            "session.write",
-            "session.delete",
-            "user.read",
-        ],
-    );
+    let admin = app.bearer("admin", &[ALL_SESSION_PERMISSIONS, &["user.read"]].concat());
     let token = created.session_token.clone();
 
     for mode in [REFUSE, BLACKHOLE] {
@@ -238,15 +121,9 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
         assert_eq!(failure.code, Code::Unavailable, "gRPC, mode {mode}");
 
         let started = Instant::now();
-        let whoami = app
-            .http
-            .get(app.url("/auth/sessions/whoami"))
-            .header("x-session-token", &token)
-            .send()
-            .await
-            .expect("whoami");
-        assert_eq!(whoami.status(), 503, "self-service, mode {mode}");
-        let body: Value = whoami.json().await.expect("json");
+        let answer = whoami(&app, &token).await;
+        assert_eq!(answer.status, 503, "self-service, mode {mode}");
+        let body = answer.json;
         assert_eq!(body["error"]["code"], 503, "{body}");
         assert!(started.elapsed() < bound);
 
@@ -264,13 +141,8 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
             "admin, mode {mode}: {body}"
         );
 
-        let ready = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 503, "readyz, mode {mode}");
+        let ready = get_path(&app, "/readyz").await;
+        assert_eq!(ready.status, 503, "readyz, mode {mode}");
 
         // Back to normal: the next requests succeed without a restart.
         proxy.set(FORWARD);
@@ -293,12 +165,6 @@ async fn a_lost_database_fails_requests_fast_in_every_shape_and_service_recovers
             );
             tokio::task::yield_now().await;
         }
-        let ready = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(ready.status(), 200);
+        assert_eq!(get_path(&app, "/readyz").await.status, 200);
     }
 }

@@ -25,6 +25,7 @@ mod attacks;
 mod backends;
 mod concurrency;
 mod configuration;
+mod core;
 mod durability;
 mod faults;
 mod headers;

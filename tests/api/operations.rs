@@ -158,21 +158,7 @@ async fn migrate_and_prune_work_from_the_command_line() {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
-    let health = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(ready["status"], "ready");
+    assert_eq!(get_path(&app, "/healthz").await.status, 200);
+    let ready = get_path(&app, "/readyz").await;
+    assert_eq!(ready.json["status"], "ready", "{}", ready.body);
 }

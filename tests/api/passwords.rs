@@ -32,13 +32,10 @@ async fn a_wrong_password_is_invalid_argument_with_a_credentials_check_error_and
     for (i, api) in app.v2_apis().into_iter().enumerate() {
         let login = format!("user{i}@example.com");
         let user = app.add_user_with_password(&login, PASSWORD).await;
-        let failure = fails(
-            &api,
-            api.create(Some(&admin), create_with(password_check(&login, "wrong")))
-                .await,
-            Code::InvalidArgument,
-            "COMMAND-3M0fs",
-        );
+        let outcome = api
+            .create(Some(&admin), create_with(password_check(&login, "wrong")))
+            .await;
+        let failure = fails(&api, outcome, Code::InvalidArgument, "COMMAND-3M0fs");
         assert_eq!(
             failure.detail,
             Some(Detail {
@@ -50,9 +47,7 @@ async fn a_wrong_password_is_invalid_argument_with_a_credentials_check_error_and
             "{api}"
         );
         assert_eq!(failure.message, "Password is invalid (COMMAND-3M0fs)");
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 400, "{api}");
-        }
+        assert_http_status(&api, &failure, 400);
         let listed = ok(
             &api,
             api.list(Some(&admin), list(vec![user_id_query(user.id.as_str())]))
@@ -73,13 +68,10 @@ async fn the_user_is_locked_out_after_the_configured_number_of_failures() {
     let apis = app.apis();
     for attempt in 1..=3 {
         let api = &apis[attempt * 3 % apis.len()];
-        let failure = fails(
-            api,
-            api.create(Some(&admin), create_with(password_check(login, "wrong")))
-                .await,
-            Code::InvalidArgument,
-            "COMMAND-3M0fs",
-        );
+        let outcome = api
+            .create(Some(&admin), create_with(password_check(login, "wrong")))
+            .await;
+        let failure = fails(api, outcome, Code::InvalidArgument, "COMMAND-3M0fs");
         assert_eq!(
             failure.detail.and_then(|d| d.failed_attempts),
             Some(attempt as i32),
@@ -88,16 +80,11 @@ async fn the_user_is_locked_out_after_the_configured_number_of_failures() {
     }
     // Now even the right password is refused, on every protocol.
     for api in &apis {
-        let failure = fails(
-            api,
-            api.create(Some(&admin), create_with(password_check(login, PASSWORD)))
-                .await,
-            Code::FailedPrecondition,
-            "COMMAND-SFA3t",
-        );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 400, "{api}");
-        }
+        let outcome = api
+            .create(Some(&admin), create_with(password_check(login, PASSWORD)))
+            .await;
+        let failure = fails(api, outcome, Code::FailedPrecondition, "COMMAND-SFA3t");
+        assert_http_status(api, &failure, 400);
     }
 }
 
@@ -163,16 +150,13 @@ async fn login_names_are_matched_without_regard_to_case() {
         "2025-03-04T15:13:33.203Z"
     );
     // An unknown login name is NotFound.
-    fails(
-        &api,
-        api.create(
+    let outcome = api
+        .create(
             Some(&admin),
             create_with(password_check("nobody@example.com", PASSWORD)),
         )
-        .await,
-        Code::NotFound,
-        "COMMAND-ijzr3",
-    );
+        .await;
+    fails(&api, outcome, Code::NotFound, "COMMAND-ijzr3");
 }
 
 #[tokio::test]

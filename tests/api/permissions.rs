@@ -10,16 +10,11 @@ async fn create_without_session_write_is_permission_denied() {
     let alice = app.add_user("alice@example.com").await;
     let reader = app.bearer("reader", &["session.read", "session.delete"]);
     for api in app.apis() {
-        let failure = fails(
-            &api,
-            api.create(Some(&reader), create_for_user(alice.id.as_str()))
-                .await,
-            Code::PermissionDenied,
-            "AUTH-AWfge",
-        );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 403, "{api}");
-        }
+        let outcome = api
+            .create(Some(&reader), create_for_user(alice.id.as_str()))
+            .await;
+        let failure = fails(&api, outcome, Code::PermissionDenied, "AUTH-AWfge");
+        assert_http_status(&api, &failure, 403);
         if api.protocol == Protocol::Rest {
             assert_eq!(
                 failure.body,
@@ -53,13 +48,10 @@ async fn set_without_session_write_is_permission_denied_even_for_the_sessions_us
     let reader = app.bearer("reader", &["session.read"]);
     for api in app.apis() {
         for auth in [&as_alice, &reader] {
-            fails(
-                &api,
-                api.set(Some(auth), set_metadata(&session.session_id, "k", b"v"))
-                    .await,
-                Code::PermissionDenied,
-                "AUTH-AWfge",
-            );
+            let outcome = api
+                .set(Some(auth), set_metadata(&session.session_id, "k", b"v"))
+                .await;
+            fails(&api, outcome, Code::PermissionDenied, "AUTH-AWfge");
         }
     }
     assert_eq!(app.event_count(&session.session_id).await, 1);
@@ -82,16 +74,11 @@ async fn get_of_another_users_session_without_token_or_session_read_is_permissio
     let as_alice = app.bearer(alice.id.as_str(), &[]);
     let reader = app.bearer("auditor", &["session.read"]);
     for api in app.apis() {
-        let failure = fails(
-            &api,
-            api.get(Some(&mallory), get(&session.session_id, None))
-                .await,
-            Code::PermissionDenied,
-            "AUTH-AWfge",
-        );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 403, "{api}");
-        }
+        let outcome = api
+            .get(Some(&mallory), get(&session.session_id, None))
+            .await;
+        let failure = fails(&api, outcome, Code::PermissionDenied, "AUTH-AWfge");
+        assert_http_status(&api, &failure, 403);
         // The token grants access to anyone.
         ok(
             &api,
@@ -117,13 +104,10 @@ async fn get_of_another_users_session_without_token_or_session_read_is_permissio
                 .await,
         );
         // A wrong token does not fall back to the permission check.
-        fails(
-            &api,
-            api.get(Some(&reader), get(&session.session_id, Some("sdst_wrong")))
-                .await,
-            Code::PermissionDenied,
-            "QUERY-dsfr3",
-        );
+        let outcome = api
+            .get(Some(&reader), get(&session.session_id, Some("sdst_wrong")))
+            .await;
+        fails(&api, outcome, Code::PermissionDenied, "QUERY-dsfr3");
     }
 }
 

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::backends::{postgres_schema_url, postgres_url};
+use crate::helpers::send;
 use crate::process::{Server, process_bearer};
 
 #[tokio::test]
@@ -53,16 +54,11 @@ async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
         .expect("user json");
     assert!(user["id"].is_string(), "{user}");
 
-    let created: Value = http
-        .post(format!("{}/v2/sessions", replicas[0].base))
-        .header("authorization", &bearer)
-        .json(&json!({"checks": {"user": {"loginName": "replicated"}, "password": {"password": "correct horse battery"}}}))
-        .send()
+    let checks = json!({"checks": {"user": {"loginName": "replicated"}, "password": {"password": "correct horse battery"}}});
+    let create = http.post(format!("{}/v2/sessions", replicas[0].base));
+    let created: Value = send(create.header("authorization", &bearer).json(&checks))
         .await
-        .expect("create on A")
-        .json()
-        .await
-        .expect("json");
+        .json;
     let id = created["sessionId"]
         .as_str()
         .expect("session id")
@@ -70,13 +66,12 @@ async fn a_session_revoked_on_one_replica_is_gone_on_all_of_them_at_once() {
     let token = created["sessionToken"].as_str().expect("token").to_owned();
 
     for r in &replicas {
-        let status = http
-            .get(format!("{}/auth/sessions/whoami", r.base))
-            .header("x-session-token", &token)
-            .send()
-            .await
-            .expect("whoami")
-            .status();
+        let status = send(
+            http.get(format!("{}/auth/sessions/whoami", r.base))
+                .header("x-session-token", &token),
+        )
+        .await
+        .status;
         assert_eq!(status, 200, "every replica sees the new session");
     }
 

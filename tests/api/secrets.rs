@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::helpers::send;
 use crate::process::{Server, process_bearer};
 
 fn find_in(haystack: &[u8], needle: &str) -> bool {
@@ -33,30 +34,22 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
     let new_password = "An0ther-Secret-Passw0rd?";
     let http = reqwest::Client::new();
 
-    let user: Value = http
-        .post(server.url("/auth/admin/api/users"))
-        .header("authorization", &auth)
-        .json(&json!({"loginName": "audited", "password": password}))
-        .send()
-        .await
-        .expect("user")
-        .json()
-        .await
-        .expect("json");
+    let user: Value = send(
+        http.post(server.url("/auth/admin/api/users"))
+            .header("authorization", &auth)
+            .json(&json!({"loginName": "audited", "password": password})),
+    )
+    .await
+    .json;
     let user_id = user["id"].as_str().expect("id").to_owned();
 
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        let created: Value = http
-            .post(server.url("/v2/sessions"))
-            .header("authorization", &auth)
-            .json(&json!({"checks": {"user": {"loginName": "audited"}, "password": {"password": password}}}))
-            .send()
+        let checks = json!({"checks": {"user": {"loginName": "audited"}, "password": {"password": password}}});
+        let create = http.post(server.url("/v2/sessions"));
+        let created: Value = send(create.header("authorization", &auth).json(&checks))
             .await
-            .expect("create")
-            .json()
-            .await
-            .expect("json");
+            .json;
         let id = created["sessionId"].as_str().expect("id").to_owned();
         let token = created["sessionToken"].as_str().expect("token").to_owned();
         // The token travels in every place a client may put it.
@@ -77,16 +70,13 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
         ] {
             assert_eq!(request.send().await.expect("self-service").status(), 200);
         }
-        let rotated: Value = http
-            .patch(server.url(&format!("/v2/sessions/{id}")))
-            .header("authorization", &auth)
-            .json(&json!({"metadata": {"k": "dg=="}}))
-            .send()
-            .await
-            .expect("set")
-            .json()
-            .await
-            .expect("json");
+        let rotated: Value = send(
+            http.patch(server.url(&format!("/v2/sessions/{id}")))
+                .header("authorization", &auth)
+                .json(&json!({"metadata": {"k": "dg=="}})),
+        )
+        .await
+        .json;
         tokens.push(token);
         tokens.push(
             rotated["sessionToken"]

@@ -8,87 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use sessiond::domain::{SessionId, User, UserState};
+use sessiond::domain::{SessionId, UserState};
 
 use crate::helpers::*;
-
-// ------------------------------------------------------------------------------------------
-// Plumbing shared with the admin tests
-// ------------------------------------------------------------------------------------------
-
-/// An HTTP answer: status, headers, raw body and the body as JSON (Null if it is not).
-pub(crate) struct Answer {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: String,
-    pub json: Value,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-pub(crate) async fn send(request: reqwest::RequestBuilder) -> Answer {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.text().await.expect("body");
-    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-        json,
-    }
-}
-
-/// A session: its id and the token that identifies its user.
-#[derive(Clone, Debug)]
-pub(crate) struct Login {
-    pub id: String,
-    pub token: String,
-}
-
-/// Creates a session that checked `user` (native gRPC, the fast path).
-pub(crate) async fn login(app: &TestApp, user: &User) -> Login {
-    let created = app.create_session_for(user).await;
-    Login {
-        id: created.session_id,
-        token: created.session_token,
-    }
-}
-
-/// Creates a session through REST `POST /v2/sessions` with this JSON body.
-pub(crate) async fn rest_login(app: &TestApp, body: Value) -> Login {
-    let answer = send(
-        app.http
-            .post(app.url("/v2/sessions"))
-            .header("authorization", app.admin())
-            .json(&body),
-    )
-    .await;
-    assert_eq!(answer.status, 201, "create: {}", answer.body);
-    Login {
-        id: answer.json["sessionId"].as_str().expect("sessionId").into(),
-        token: answer.json["sessionToken"]
-            .as_str()
-            .expect("sessionToken")
-            .into(),
-    }
-}
-
-pub(crate) async fn whoami(app: &TestApp, token: &str) -> Answer {
-    send(
-        app.http
-            .get(app.url("/auth/sessions/whoami"))
-            .header("x-session-token", token),
-    )
-    .await
-}
 
 /// `GET /auth/sessions` with a query string (without `?`).
 async fn list_mine(app: &TestApp, token: &str, query: &str) -> Answer {
@@ -201,15 +126,15 @@ fn kratos_error(status: u16, id: &str, reason: &str) -> Value {
 
 #[track_caller]
 fn assert_kratos_error(answer: &Answer, status: u16, id: &str, reason: &str) {
-    assert_eq!(answer.status, status, "{}", answer.body);
-    assert_eq!(
-        answer.header("content-type"),
-        Some("application/json"),
-        "{}",
-        answer.body
-    );
-    assert_eq!(answer.json, kratos_error(status, id, reason));
+    assert_json_error(answer, status, kratos_error(status, id, reason));
 }
+
+/// Kratos' `{"error":{"code":…,"status":…,"message":…}}`.
+const KRATOS_ERROR: ErrorShape = ErrorShape {
+    at: "/error",
+    status: "code",
+    strings: ["message", "status"],
+};
 
 const NO_SESSION: &str = "SESSIOND-NO-SESSION";
 const NO_SESSION_REASON: &str = "No valid session credentials found in the request.";
@@ -396,41 +321,21 @@ async fn the_session_cookie_name_is_configurable() {
 async fn whoami_is_unauthorized_without_a_token_or_with_an_unknown_one() {
     let app = spawn_app().await;
     let url = app.url("/auth/sessions/whoami");
-    let cases = [
-        ("no token", app.http.get(&url)),
-        (
-            "unknown token",
-            app.http.get(&url).header("x-session-token", "sdst_unknown"),
-        ),
-        (
-            "not a session token",
-            app.http.get(&url).header("x-session-token", "garbage"),
-        ),
-        (
-            "empty header",
-            app.http.get(&url).header("x-session-token", ""),
-        ),
-        (
-            "unknown bearer",
-            app.http
-                .get(&url)
-                .header("authorization", "Bearer sdst_nope"),
-        ),
-        (
-            "a JWT is no session",
-            app.http.get(&url).header("authorization", app.admin()),
-        ),
-        (
-            "basic auth",
-            app.http.get(&url).header("authorization", "Basic YTpi"),
-        ),
-        (
-            "unknown cookie",
-            app.http
-                .get(&url)
-                .header("cookie", "sessiond_session=sdst_x"),
-        ),
+    let jwt = app.admin();
+    // What is wrong, and the header that carries it.
+    let credentials = [
+        ("unknown token", "x-session-token", "sdst_unknown"),
+        ("not a session token", "x-session-token", "garbage"),
+        ("empty header", "x-session-token", ""),
+        ("unknown bearer", "authorization", "Bearer sdst_nope"),
+        ("a JWT is no session", "authorization", jwt.as_str()),
+        ("basic auth", "authorization", "Basic YTpi"),
+        ("unknown cookie", "cookie", "sessiond_session=sdst_x"),
     ];
+    let with = |(what, name, value)| (what, app.http.get(&url).header(name, value));
+    let cases = [("no token", app.http.get(&url))]
+        .into_iter()
+        .chain(credentials.map(with));
     for (what, request) in cases {
         let answer = send(request).await;
         assert_eq!(answer.status, 401, "{what}: {}", answer.body);
@@ -549,33 +454,29 @@ async fn unknown_routes_and_wrong_methods_under_auth_answer_in_the_kratos_shape(
     let alice = app.add_user("alice").await;
     let session = login(&app, &alice).await;
     let cases = [
-        (reqwest::Method::GET, "/auth/nothing-here", 404),
-        (reqwest::Method::GET, "/auth/sessions/whoami/extra", 404),
-        (reqwest::Method::GET, "/auth/sessions/a/b", 404),
-        (reqwest::Method::PUT, "/auth/sessions", 405),
-        (reqwest::Method::POST, "/auth/sessions", 405),
-        (reqwest::Method::PATCH, "/auth/sessions/whoami", 405),
-        (reqwest::Method::GET, "/auth/sessions/123", 405),
+        (Method::GET, "/auth/nothing-here".into(), 404),
+        (Method::GET, "/auth/sessions/whoami/extra".into(), 404),
+        (Method::GET, "/auth/sessions/a/b".into(), 404),
+        (Method::PUT, "/auth/sessions".into(), 405),
+        (Method::POST, "/auth/sessions".into(), 405),
+        (Method::PATCH, "/auth/sessions/whoami".into(), 405),
+        (Method::GET, "/auth/sessions/123".into(), 405),
     ];
-    for (method, path, status) in cases {
-        let answer = send(
-            app.http
-                .request(method.clone(), app.url(path))
-                .header("x-session-token", &session.token),
-        )
-        .await;
+    let credential = ("x-session-token", session.token.as_str());
+    let cases = cases.map(|(method, path, status)| {
         let reason = if status == 404 {
             "Not Found"
         } else {
             "Method Not Allowed"
         };
-        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-        assert_eq!(
-            answer.json,
+        (
+            method,
+            path,
+            status,
             kratos_error(status, "SESSIOND-HTTP", reason),
-            "{method} {path}"
-        );
-    }
+        )
+    });
+    assert_routes_answer(&app, credential, cases).await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -638,14 +539,8 @@ async fn following_the_next_links_returns_every_session_exactly_once() {
     let app = spawn_app().await;
     let alice = app.add_user("alice").await;
     let current = login(&app, &alice).await;
-    let mut created = Vec::new();
-    for i in 0..7 {
-        // Every other session shares a creation time, so ties are ordered by id.
-        if i % 2 == 0 {
-            app.advance(Duration::from_secs(1));
-        }
-        created.push(login(&app, &alice).await.id);
-    }
+    // Every other session shares a creation time, so ties are ordered by id.
+    let created = session_ids(&app, &alice, 7, 2).await;
 
     let mut seen = Vec::new();
     let mut answer = list_mine(&app, &current.token, "page_size=3").await;
@@ -680,9 +575,7 @@ async fn following_the_next_links_returns_every_session_exactly_once() {
         .await;
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen.len(), 7, "no duplicates: {seen:?}");
-    let unique: BTreeSet<_> = seen.iter().cloned().collect();
-    assert_eq!(unique, created.iter().cloned().collect::<BTreeSet<_>>());
+    assert_each_once(&seen, &created);
     // Newest first across pages: the full list equals one big page.
     let whole = list_mine(&app, &current.token, "page_size=1000").await;
     assert_eq!(ids(&whole), seen);
@@ -1203,84 +1096,43 @@ async fn no_bad_input_makes_the_self_service_face_fail_with_a_server_error() {
     let alice = app.add_user("alice").await;
     let current = login(&app, &alice).await;
     let token = current.token.as_str();
-    let url = |path: &str| app.url(path);
     let non_utf8 = reqwest::header::HeaderValue::from_bytes(b"sdst_\xff\xfe").expect("obs-text");
+    // whoami with one credential header; any call with the current session's token.
+    let whoami_with = |name: &str, value: reqwest::header::HeaderValue| {
+        let request = app.http.get(app.url("/auth/sessions/whoami"));
+        request.header(name, value)
+    };
+    let mine = |method: Method, path: &str| {
+        let request = app.http.request(method, app.url(path));
+        request.header("x-session-token", token)
+    };
+    let text = |value: &str| reqwest::header::HeaderValue::from_str(value).expect("a header");
     let requests = [
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("x-session-token", non_utf8.clone()),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("cookie", non_utf8.clone()),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("authorization", non_utf8),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("x-session-token", "x".repeat(8192)),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("cookie", "sessiond_session"),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("cookie", ";;=;sessiond_session=\"\""),
-        app.http
-            .get(url("/auth/sessions/whoami"))
-            .header("authorization", "Bearer"),
-        app.http
-            .get(url("/auth/sessions?page_token=%FF%FE"))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions?page_size=%00"))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions?page_size=1&page_size=0"))
-            .header("x-session-token", token),
-        app.http
-            .get(url(&format!(
-                "/auth/sessions?page_token={}",
-                "A".repeat(4000)
-            )))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions?%"))
-            .header("x-session-token", token),
-        app.http
-            .get(url("/auth/sessions"))
-            .header("x-session-token", token)
-            .body("x".repeat(4096)),
-        app.http
-            .delete(url("/auth/sessions"))
-            .header("x-session-token", token)
-            .body("{\"count\":"),
-        app.http
-            .delete(url("/auth/sessions/%FF%FE"))
-            .header("x-session-token", token),
-        app.http
-            .delete(url("/auth/sessions/%E2%80%AE"))
-            .header("x-session-token", token),
-        app.http
-            .delete(url(&format!("/auth/sessions/{}", "%2F".repeat(100))))
-            .header("x-session-token", token),
+        whoami_with("x-session-token", non_utf8.clone()),
+        whoami_with("cookie", non_utf8.clone()),
+        whoami_with("authorization", non_utf8),
+        whoami_with("x-session-token", text(&"x".repeat(8192))),
+        whoami_with("cookie", text("sessiond_session")),
+        whoami_with("cookie", text(";;=;sessiond_session=\"\"")),
+        whoami_with("authorization", text("Bearer")),
+        mine(Method::GET, "/auth/sessions?page_token=%FF%FE"),
+        mine(Method::GET, "/auth/sessions?page_size=%00"),
+        mine(Method::GET, "/auth/sessions?page_size=1&page_size=0"),
+        mine(
+            Method::GET,
+            &format!("/auth/sessions?page_token={}", "A".repeat(4000)),
+        ),
+        mine(Method::GET, "/auth/sessions?%"),
+        mine(Method::GET, "/auth/sessions").body("x".repeat(4096)),
+        mine(Method::DELETE, "/auth/sessions").body("{\"count\":"),
+        mine(Method::DELETE, "/auth/sessions/%FF%FE"),
+        mine(Method::DELETE, "/auth/sessions/%E2%80%AE"),
+        mine(
+            Method::DELETE,
+            &format!("/auth/sessions/{}", "%2F".repeat(100)),
+        ),
     ];
-    for (i, request) in requests.into_iter().enumerate() {
-        let answer = send(request).await;
-        assert!(
-            (200..500).contains(&answer.status),
-            "request {i}: {} {}",
-            answer.status,
-            answer.body
-        );
-        if answer.status >= 400 {
-            assert_eq!(
-                answer.json["error"]["code"], answer.status,
-                "request {i}: {}",
-                answer.body
-            );
-            assert!(answer.json["error"]["message"].is_string(), "request {i}");
-            assert!(answer.json["error"]["status"].is_string(), "request {i}");
-        }
-    }
+    assert_no_server_error(requests, &KRATOS_ERROR).await;
     let still = whoami(&app, token).await;
     assert_eq!(still.status, 200, "still serving: {}", still.body);
 }

@@ -6,31 +6,22 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn set_session_with_a_change_rotates_the_token_and_the_old_one_is_rejected() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
+        let (session, changed) = changed_session(&app, &api, &alice).await;
         let id = session.session_id.as_str();
         let old = session.session_token.as_str();
-        let updated = ok(
-            &api,
-            api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
-        );
-        let new = updated.message.session_token.as_str();
+        let new = changed.session_token.as_str();
         assert!(new.starts_with("sdst_"), "{api}");
         assert_ne!(new, old, "{api}");
 
-        let failure = fails(
+        let failure = token_refused(
             &api,
             api.get(Some(&admin), get(id, Some(old))).await,
-            Code::PermissionDenied,
             "QUERY-dsfr3",
         );
         assert_eq!(failure.message, "Permission denied (QUERY-dsfr3)", "{api}");
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 403, "{api}");
-        }
+        assert_http_status(&api, &failure, 403);
         let got = ok(&api, api.get(Some(&admin), get(id, Some(new))).await);
         let session = got.message.session.expect("session");
         assert_eq!(session.sequence, 2, "{api}");
@@ -47,12 +38,8 @@ async fn set_session_with_a_change_rotates_the_token_and_the_old_one_is_rejected
         let newest = again.message.session_token.as_str();
         assert_ne!(newest, new, "{api}");
         for stale in [old, new] {
-            fails(
-                &api,
-                api.get(Some(&admin), get(id, Some(stale))).await,
-                Code::PermissionDenied,
-                "QUERY-dsfr3",
-            );
+            let outcome = api.get(Some(&admin), get(id, Some(stale))).await;
+            token_refused(&api, outcome, "QUERY-dsfr3");
         }
         ok(&api, api.get(Some(&admin), get(id, Some(newest))).await);
     }
@@ -60,17 +47,11 @@ async fn set_session_with_a_change_rotates_the_token_and_the_old_one_is_rejected
 
 #[tokio::test]
 async fn a_no_op_set_session_returns_an_empty_token_and_keeps_the_sequence() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
+        let (session, changed) = changed_session(&app, &api, &alice).await;
         let id = session.session_id.as_str();
-        let changed = ok(
-            &api,
-            api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
-        );
-        let token = changed.message.session_token.clone();
+        let token = changed.session_token.clone();
         app.advance(Duration::from_secs(5));
         for request in [
             // Nothing at all.
@@ -86,7 +67,7 @@ async fn a_no_op_set_session_returns_an_empty_token_and_keeps_the_sequence() {
             let reply = ok(&api, api.set(Some(&admin), request).await);
             assert_eq!(reply.message.session_token, "", "{api}");
             assert_eq!(
-                reply.message.details, changed.message.details,
+                reply.message.details, changed.details,
                 "{api}: same sequence and change date"
             );
             if let Some(json) = &reply.json {
@@ -102,16 +83,10 @@ async fn a_no_op_set_session_returns_an_empty_token_and_keeps_the_sequence() {
 
 #[tokio::test]
 async fn set_session_deletes_metadata_with_an_empty_value_and_sets_a_lifetime() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
+        let (session, _) = changed_session(&app, &api, &alice).await;
         let id = session.session_id.as_str();
-        ok(
-            &api,
-            api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
-        );
         ok(
             &api,
             api.set(Some(&admin), set_metadata(id, "k", b"")).await,
@@ -145,33 +120,16 @@ async fn set_session_deletes_metadata_with_an_empty_value_and_sets_a_lifetime() 
 async fn set_session_on_an_expired_session_is_failed_precondition() {
     let app = spawn_app().await;
     let alice = app.add_user("alice@example.com").await;
-    let grpc = app.api(Protocol::Grpc, Version::V2);
     for api in app.apis() {
+        // At the very end of its lifetime a session is expired.
+        let session = expired_session(&app, &alice, 60, 60).await;
         let admin = app.admin();
-        let session = ok(
-            &grpc,
-            grpc.create(
-                Some(&admin),
-                v2::CreateSessionRequest {
-                    lifetime: Some(seconds(60)),
-                    ..create_for_user(alice.id.as_str())
-                },
-            )
-            .await,
-        )
-        .message;
-        app.advance(Duration::from_secs(60));
-        let admin = app.admin();
-        let failure = fails(
-            &api,
-            api.set(Some(&admin), set_metadata(&session.session_id, "k", b"v"))
-                .await,
-            Code::FailedPrecondition,
-            "COMMAND-Hkl3d",
-        );
-        if let Some(status) = failure.http_status {
-            assert_eq!(status, 400, "{api}: FailedPrecondition is HTTP 400");
-        }
+        let outcome = api
+            .set(Some(&admin), set_metadata(&session.session_id, "k", b"v"))
+            .await;
+        let failure = fails(&api, outcome, Code::FailedPrecondition, "COMMAND-Hkl3d");
+        // FailedPrecondition is HTTP 400.
+        assert_http_status(&api, &failure, 400);
         assert_eq!(app.event_count(&session.session_id).await, 1, "{api}");
         // Still readable: expiry is not checked by GetSession.
         ok(
@@ -183,29 +141,13 @@ async fn set_session_on_an_expired_session_is_failed_precondition() {
 
 #[tokio::test]
 async fn set_session_on_a_terminated_or_unknown_session_is_not_found() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
-        let session = app.create_session_for(&alice).await;
-        ok(
-            &api,
-            api.delete(
-                Some(&admin),
-                delete(&session.session_id, Some(&session.session_token)),
-            )
-            .await,
-        );
-        for id in [session.session_id.as_str(), "123456789012345678"] {
-            let failure = fails(
-                &api,
-                api.set(Some(&admin), set_metadata(id, "k", b"v")).await,
-                Code::NotFound,
-                "QUERY-SFeaa",
-            );
-            if let Some(status) = failure.http_status {
-                assert_eq!(status, 404, "{api}");
-            }
+        let session = terminated_session(&app, &api, &alice).await;
+        for id in [session.session_id.as_str(), UNKNOWN_SESSION] {
+            let outcome = api.set(Some(&admin), set_metadata(id, "k", b"v")).await;
+            let failure = fails(&api, outcome, Code::NotFound, "QUERY-SFeaa");
+            assert_http_status(&api, &failure, 404);
         }
         assert_eq!(app.event_count(&session.session_id).await, 2, "{api}");
     }
@@ -219,42 +161,23 @@ async fn a_user_check_for_another_user_is_rejected() {
     let admin = app.admin();
     for api in app.apis() {
         let session = app.create_session_for(&alice).await;
-        fails(
-            &api,
-            api.set(
-                Some(&admin),
-                v2::SetSessionRequest {
-                    session_id: session.session_id.clone(),
-                    checks: Some(user_check(bob.id.as_str())),
-                    ..Default::default()
-                },
-            )
-            .await,
-            Code::InvalidArgument,
-            "COMMAND-userchange",
-        );
+        let check = |user: &sessiond::domain::User| v2::SetSessionRequest {
+            session_id: session.session_id.clone(),
+            checks: Some(user_check(user.id.as_str())),
+            ..Default::default()
+        };
+        let other_user = api.set(Some(&admin), check(&bob)).await;
+        let outcome = other_user;
+        fails(&api, outcome, Code::InvalidArgument, "COMMAND-userchange");
         // Re-checking the same user is a change (new verification time) and rotates.
-        let reply = ok(
-            &api,
-            api.set(
-                Some(&admin),
-                v2::SetSessionRequest {
-                    session_id: session.session_id.clone(),
-                    checks: Some(user_check(alice.id.as_str())),
-                    ..Default::default()
-                },
-            )
-            .await,
-        );
+        let reply = ok(&api, api.set(Some(&admin), check(&alice)).await);
         assert!(!reply.message.session_token.is_empty(), "{api}");
     }
 }
 
 #[tokio::test]
 async fn a_zero_or_negative_lifetime_is_invalid() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         for lifetime in [seconds(0), seconds(-5)] {
             fails(
@@ -276,9 +199,7 @@ async fn a_zero_or_negative_lifetime_is_invalid() {
 
 #[tokio::test]
 async fn unsupported_checks_and_challenges_are_invalid_arguments() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         fails(
             &api,
@@ -319,9 +240,7 @@ async fn unsupported_checks_and_challenges_are_invalid_arguments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_changes_to_one_session_all_apply_in_sequence() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     let session = app.create_session_for(&alice).await;
     let id = session.session_id.as_str();
     let apis = app.apis();
@@ -359,9 +278,7 @@ async fn concurrent_changes_to_one_session_all_apply_in_sequence() {
 
 #[tokio::test]
 async fn an_absurdly_long_lifetime_reads_back_the_same_on_every_protocol() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice@example.com").await;
-    let admin = app.admin();
+    let (app, alice, admin) = spawn_app_with_alice().await;
     let grpc = app.api(Protocol::Grpc, Version::V2);
     let session = ok(
         &grpc,
