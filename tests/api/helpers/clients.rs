@@ -58,13 +58,6 @@ impl Version {
             Version::V2beta => "zitadel.session.v2beta.SessionService",
         }
     }
-
-    pub fn rest_prefix(self) -> &'static str {
-        match self {
-            Version::V2 => "/v2",
-            Version::V2beta => "/v2beta",
-        }
-    }
 }
 
 fn percent_encode(value: &str) -> String {
@@ -79,8 +72,7 @@ fn percent_encode(value: &str) -> String {
     out
 }
 
-/// A REST call derived from a request's JSON: verb, path after the version prefix, body and
-/// the status of success.
+/// A REST call derived from a request's JSON: verb, path, body and the status of success.
 pub struct RestCall {
     pub method: reqwest::Method,
     pub path: String,
@@ -88,13 +80,71 @@ pub struct RestCall {
     pub success: u16,
 }
 
-fn take_session_id(json: &mut Value) -> String {
-    let id = json
-        .as_object_mut()
-        .and_then(|m| m.remove("sessionId"))
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    percent_encode(&id)
+/// The grpc-gateway mapping of a request's JSON by the RPC's `google.api.http` rule, as the
+/// server's list of RPCs states it (the drift test holds that list to the protos): path
+/// parameters are taken out of the JSON, and the rest is the body or, for rules without one,
+/// the query string.
+pub fn rest_call(version: Version, method: &str, mut json: Value) -> RestCall {
+    let rule = sessiond::faces::SERVICES
+        .iter()
+        .filter(|service| service.name == version.service())
+        .flat_map(|service| service.rpcs)
+        .find(|rpc| rpc.method == method)
+        .unwrap_or_else(|| panic!("{method} is not in the list of {}", version.service()))
+        .http;
+    let mut path = String::new();
+    for segment in rule.path.split('/').filter(|s| !s.is_empty()) {
+        path.push('/');
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(field) => {
+                let value = json
+                    .as_object_mut()
+                    .and_then(|m| m.remove(&lower_camel(field)))
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                path.push_str(&percent_encode(&value));
+            }
+            None => path.push_str(segment),
+        }
+    }
+    let body = if rule.body {
+        Some(json)
+    } else {
+        let pairs: Vec<String> = json
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={}", percent_encode(v))))
+            .collect();
+        if !pairs.is_empty() {
+            path.push('?');
+            path.push_str(&pairs.join("&"));
+        }
+        None
+    };
+    RestCall {
+        method: reqwest::Method::from_bytes(rule.verb.as_str().as_bytes()).expect("an HTTP verb"),
+        path,
+        body,
+        success: rule.success.as_u16(),
+    }
+}
+
+/// `session_id` → `sessionId`: the JSON name of a path parameter.
+fn lower_camel(field: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One RPC, as every protocol calls it.
@@ -104,9 +154,6 @@ pub trait RpcSpec {
     type Resp: Message + Default + DeserializeOwned + Send + Sync + 'static;
     type BetaReq: Message + Default + Serialize + Send + Sync + 'static;
     type BetaResp: Message + Default + DeserializeOwned + Send + Sync + 'static;
-
-    /// The grpc-gateway mapping of the request's JSON.
-    fn rest(json: Value) -> RestCall;
 
     fn grpc_v2(
         channel: Channel,
@@ -120,7 +167,7 @@ pub trait RpcSpec {
 }
 
 macro_rules! rpc_spec {
-    ($spec:ident, $method:literal, $req:ident, $resp:ident, $call:ident, $rest:expr) => {
+    ($spec:ident, $method:literal, $req:ident, $resp:ident, $call:ident) => {
         pub struct $spec;
 
         impl RpcSpec for $spec {
@@ -129,11 +176,6 @@ macro_rules! rpc_spec {
             type Resp = v2::$resp;
             type BetaReq = v2beta::$req;
             type BetaResp = v2beta::$resp;
-
-            fn rest(json: Value) -> RestCall {
-                let f: fn(Value) -> RestCall = $rest;
-                f(json)
-            }
 
             async fn grpc_v2(
                 channel: Channel,
@@ -163,78 +205,35 @@ rpc_spec!(
     "ListSessions",
     ListSessionsRequest,
     ListSessionsResponse,
-    list_sessions,
-    |json| RestCall {
-        method: reqwest::Method::POST,
-        path: "/sessions/search".into(),
-        body: Some(json),
-        success: 200,
-    }
+    list_sessions
 );
 rpc_spec!(
     GetSession,
     "GetSession",
     GetSessionRequest,
     GetSessionResponse,
-    get_session,
-    |mut json| {
-        let id = take_session_id(&mut json);
-        let query = match json.get("sessionToken").and_then(Value::as_str) {
-            Some(token) => format!("?sessionToken={}", percent_encode(token)),
-            None => String::new(),
-        };
-        RestCall {
-            method: reqwest::Method::GET,
-            path: format!("/sessions/{id}{query}"),
-            body: None,
-            success: 200,
-        }
-    }
+    get_session
 );
 rpc_spec!(
     CreateSession,
     "CreateSession",
     CreateSessionRequest,
     CreateSessionResponse,
-    create_session,
-    |json| RestCall {
-        method: reqwest::Method::POST,
-        path: "/sessions".into(),
-        body: Some(json),
-        success: 201,
-    }
+    create_session
 );
 rpc_spec!(
     SetSession,
     "SetSession",
     SetSessionRequest,
     SetSessionResponse,
-    set_session,
-    |mut json| {
-        let id = take_session_id(&mut json);
-        RestCall {
-            method: reqwest::Method::PATCH,
-            path: format!("/sessions/{id}"),
-            body: Some(json),
-            success: 200,
-        }
-    }
+    set_session
 );
 rpc_spec!(
     DeleteSession,
     "DeleteSession",
     DeleteSessionRequest,
     DeleteSessionResponse,
-    delete_session,
-    |mut json| {
-        let id = take_session_id(&mut json);
-        RestCall {
-            method: reqwest::Method::DELETE,
-            path: format!("/sessions/{id}"),
-            body: Some(json),
-            success: 200,
-        }
-    }
+    delete_session
 );
 
 /// A client of one protocol and one package version. Requests and responses are v2
@@ -443,8 +442,8 @@ impl Api {
             }
             Protocol::Rest => {
                 let json = serde_json::to_value(&request).expect("request JSON");
-                let call = R::rest(json);
-                let url = format!("{}{}{}", self.base, self.version.rest_prefix(), call.path);
+                let call = rest_call(self.version, R::METHOD, json);
+                let url = format!("{}{}", self.base, call.path);
                 let mut builder = self.http.request(call.method, url);
                 if let Some(body) = &call.body {
                     builder = builder
