@@ -6,9 +6,18 @@
 //! This module writes no SQL of its own beyond those column lists: filters, bulk statements
 //! and anything a backend does differently stay in the backend modules.
 
-use super::rows::{json, to_i64};
 use super::{NewEvent, StoreError};
 use crate::domain::{Session, SessionId, Time, User, UserFactor};
+
+/// A count or sequence as the databases store it (BIGINT), saturating.
+pub fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A value stored as JSON text (metadata, user agent, event payloads).
+pub fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(Box::new(e)))
+}
 
 /// A column value as both backends bind it. `None` is SQL NULL; the variant still names the
 /// column's type, which PostgreSQL needs to bind a NULL.

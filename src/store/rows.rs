@@ -4,6 +4,7 @@
 //! query: each backend executes what is built here.
 
 use super::columns::{events, sessions};
+pub use super::columns::{json, to_i64};
 use super::{CheckOutcome, PasswordCheck, StoreError, StoredEvent};
 use crate::domain::{
     ActivityFilter, Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery,
@@ -13,14 +14,6 @@ use crate::domain::{
 
 pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Internal(Box::new(e))
-}
-
-pub fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-pub fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(internal)
 }
 
 pub fn comparison(op: TimeComparison) -> &'static str {

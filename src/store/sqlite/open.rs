@@ -8,8 +8,10 @@ use std::str::FromStr;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::readers::BUSY_TIMEOUT;
 use crate::store::StoreError;
+
+/// How long a statement waits for a lock before failing with "busy".
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 

@@ -15,13 +15,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use super::open::classify;
+use super::open::{BUSY_TIMEOUT, classify};
 use crate::store::StoreError;
 
 /// Page cache of each read connection, in KiB (SQLite's negative `cache_size`).
 const READER_CACHE_KIB: i64 = 4 * 1024;
-/// How long a statement waits for a lock before failing with "busy".
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 
