@@ -1,8 +1,9 @@
 //! `sessiond sessions list|show|revoke` run as the real binary against a data directory
-//! holding sessions, also while a server serves the same directory.
+//! holding sessions, also while a server serves the same directory; and logs written to a
+//! pipe carry no colour escape codes.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use sessiond::core::{
 };
 use sessiond::domain::{LoginName, ManualClock, Principal, SessionId, UserId};
 use sessiond::settings::Settings;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::backends::clock;
 use crate::process::Server;
@@ -398,4 +400,37 @@ async fn a_revocation_from_the_command_line_takes_effect_on_a_running_server_at_
     );
     assert_eq!(whoami(&f.alices[0]).await, 401);
     server.kill().await;
+}
+
+#[tokio::test]
+async fn text_logs_written_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting sessiond");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("reading the log") {
+            let listening = line.contains("listening");
+            log.push(line);
+            if listening {
+                return;
+            }
+        }
+        panic!("sessiond exited before listening: {log:?}");
+    })
+    .await
+    .expect("sessiond did not start listening within 30 s");
+    child.kill().await.expect("SIGKILL");
+    let text = log.join("\n");
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!text.contains("\x1b["), "{text:?}");
 }
