@@ -149,23 +149,38 @@ async fn list(args: ListArgs, file: Option<&Path>) -> anyhow::Result<()> {
         None => live_sessions(&core, &args).await?,
     };
     let now = core.now();
-    if args.json {
-        for session in &sessions {
-            println!("{}", session_json(session, now));
-        }
+    let mut out = if args.json {
+        sessions
+            .iter()
+            .map(|session| format!("{}\n", session_json(session, now)))
+            .collect()
     } else {
-        print!("{}", table(&sessions, now));
-    }
+        table(&sessions, now)
+    };
     if let Some(token) = next {
         let line = format!("next page: --page-token {token}");
         // JSON lines stay parseable: the token goes to stderr there.
         if args.json {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            out.push_str(&line);
+            out.push('\n');
         }
     }
-    Ok(())
+    emit(&out)
+}
+
+/// Writes to stdout; a reader that stopped early (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Every session not yet terminated (the session search), newest first; with `--active`,
