@@ -8,7 +8,7 @@ use crate::domain::{
     Error, Factors, LoginName, Password, Principal, SessionId, Time, User, UserFactor, UserId,
     UserState, error_ids,
 };
-use crate::store::{CheckOutcome, PasswordCheck, Revocation};
+use crate::store::{CheckOutcome, PasswordCheck};
 
 /// How the client names the user to check.
 #[derive(Clone, Debug)]
@@ -162,16 +162,8 @@ impl Core {
             } else {
                 "user_deactivated"
             };
-            let revocation = Revocation {
-                at: self.clock.now(),
-                editor: principal.user_id.clone(),
-                reason,
-            };
-            let revoked = self
-                .store
-                .terminate_user_sessions(&user.id, None, &revocation)
+            self.end_sessions(&user.id, None, &principal.user_id, reason)
                 .await?;
-            self.stats.terminated(revoked);
             return Err(error);
         }
         if password_checked && user.password_hash != checked.password_hash {

@@ -23,7 +23,7 @@ pub use password::PasswordHasher;
 pub use retention::{PruneTotals, Retention};
 pub use sessions::{CreateSession, ListSessions, SearchQuery, SessionChange, SetSession};
 pub use stats::{CoreStats, StatsSnapshot};
-pub use user_sessions::CurrentSession;
+pub use user_sessions::{CurrentSession, RevokedBy};
 pub use users::{NewUser, UserAction};
 
 /// Tunables of the core.

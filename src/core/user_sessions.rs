@@ -143,14 +143,33 @@ impl Core {
     /// Revokes all of the caller's sessions except the current one, in one transaction:
     /// every session created before this call returns is included. Returns how many.
     pub async fn revoke_other_sessions(&self, current: &CurrentSession) -> Result<u64, Error> {
+        let user = &current.user.id;
+        self.end_sessions(
+            user,
+            Some(&current.session.id),
+            user.as_str(),
+            "revoked_by_user",
+        )
+        .await
+    }
+
+    /// Ends a user's live sessions but `except` in one transaction: one `session.terminated`
+    /// event each, with `reason`. Returns how many.
+    pub(super) async fn end_sessions(
+        &self,
+        user_id: &UserId,
+        except: Option<&SessionId>,
+        editor: &str,
+        reason: &'static str,
+    ) -> Result<u64, Error> {
         let revocation = Revocation {
             at: self.clock.now(),
-            editor: current.user.id.as_str().to_owned(),
-            reason: "revoked_by_user",
+            editor: editor.to_owned(),
+            reason,
         };
         let revoked = self
             .store
-            .terminate_user_sessions(&current.user.id, Some(&current.session.id), &revocation)
+            .terminate_user_sessions(user_id, except, &revocation)
             .await?;
         self.stats.terminated(revoked);
         Ok(revoked)
@@ -213,24 +232,76 @@ impl Core {
         .await
     }
 
-    /// Revokes every live session of a user (`session.delete`). Returns how many.
+    /// Revokes every live session of a user but `except` (`session.delete`), recording who
+    /// did it as the reason. Returns how many.
     pub async fn admin_revoke_user_sessions(
         &self,
         principal: &Principal,
         user_id: &UserId,
+        except: Option<&SessionId>,
+        by: RevokedBy,
     ) -> Result<u64, Error> {
         require(principal, Permission::SessionDelete)?;
         self.existing_user(user_id).await?;
-        let revocation = Revocation {
-            at: self.clock.now(),
-            editor: principal.user_id.clone(),
-            reason: "revoked_by_admin",
-        };
-        let revoked = self
-            .store
-            .terminate_user_sessions(user_id, None, &revocation)
-            .await?;
-        self.stats.terminated(revoked);
-        Ok(revoked)
+        self.end_sessions(user_id, except, &principal.user_id, by.reason())
+            .await
     }
+
+    /// One session by id for an operator (`session.read`), terminated or not.
+    pub async fn operator_session(
+        &self,
+        principal: &Principal,
+        id: &SessionId,
+    ) -> Result<Session, Error> {
+        require(principal, Permission::SessionRead)?;
+        self.store.session(id).await?.ok_or_else(operator_not_found)
+    }
+
+    /// Revokes one session, whoever's it is (`session.delete`): one `session.terminated`
+    /// event with the reason `revoked_by_operator`. Revoking an ended session again succeeds
+    /// without a new event; the flag says whether it had already ended.
+    pub async fn operator_revoke_session(
+        &self,
+        principal: &Principal,
+        id: &SessionId,
+    ) -> Result<(Session, bool), Error> {
+        require(principal, Permission::SessionDelete)?;
+        retry_on_conflict(|| async {
+            match self.store.session(id).await? {
+                Some(session) if session.is_terminated() => Ok((session, true)),
+                Some(session) => Ok::<_, Attempt>((
+                    self.terminate(session, &principal.user_id, OPERATOR_REASON)
+                        .await?,
+                    false,
+                )),
+                None => Err(operator_not_found().into()),
+            }
+        })
+        .await
+    }
+}
+
+/// Who revokes a user's sessions in bulk: the reason their `session.terminated` events record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokedBy {
+    /// An administrator through the admin API.
+    Admin,
+    /// An operator on the command line.
+    Operator,
+}
+
+impl RevokedBy {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Admin => "revoked_by_admin",
+            Self::Operator => OPERATOR_REASON,
+        }
+    }
+}
+
+/// The reason recorded when an operator revokes sessions from the command line.
+const OPERATOR_REASON: &str = "revoked_by_operator";
+
+fn operator_not_found() -> Error {
+    Error::not_found(error_ids::SESSION_NOT_FOUND, "Session does not exist")
 }

@@ -17,7 +17,7 @@ use super::FaceState;
 use super::admin_json::{rfc3339, session_json};
 use super::edges::{self, Credentials, Rejection};
 use super::status::{grpc_code, http_status, log};
-use crate::core::{NewUser, PageRequest, UserAction};
+use crate::core::{NewUser, PageRequest, RevokedBy, UserAction};
 use crate::domain::{
     Error, ErrorKind, LoginName, Password, Principal, SessionId, UserId, error_ids,
 };
@@ -260,7 +260,7 @@ async fn revoke_all(
     let count = state
         .api
         .core()
-        .admin_revoke_user_sessions(&principal, &id)
+        .admin_revoke_user_sessions(&principal, &id, None, RevokedBy::Admin)
         .await?;
     Ok(axum::Json(json!({ "message": "All sessions revoked", "count": count })).into_response())
 }

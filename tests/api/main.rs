@@ -35,4 +35,5 @@ mod overload;
 mod process;
 mod replicas;
 mod secrets;
+mod sessions_cli;
 mod store_contract;

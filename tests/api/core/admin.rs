@@ -86,7 +86,14 @@ async fn an_unknown_user_is_not_found_by_every_admin_session_command() {
         );
         fails(
             &h,
-            h.core.admin_revoke_user_sessions(&admin(), &nobody).await,
+            h.core
+                .admin_revoke_user_sessions(
+                    &admin(),
+                    &nobody,
+                    None,
+                    sessiond::core::RevokedBy::Admin,
+                )
+                .await,
             ErrorKind::NotFound,
             error_ids::USER_NOT_FOUND,
         );
@@ -157,9 +164,15 @@ async fn revoking_all_of_a_users_sessions_counts_the_live_ones_and_spares_other_
         let done = h.session_for(&user).await.id;
         h.delete(&done).await;
         let spared = h.session_for(&other).await.id;
-        let revoked = h.core.admin_revoke_user_sessions(&admin(), &user.id).await;
+        let revoked = h
+            .core
+            .admin_revoke_user_sessions(&admin(), &user.id, None, sessiond::core::RevokedBy::Admin)
+            .await;
         assert_eq!(succeeds(&h, revoked), 2, "{h}");
-        let again = h.core.admin_revoke_user_sessions(&admin(), &user.id).await;
+        let again = h
+            .core
+            .admin_revoke_user_sessions(&admin(), &user.id, None, sessiond::core::RevokedBy::Admin)
+            .await;
         assert_eq!(succeeds(&h, again), 0, "{h}");
         assert_ended(&h, &[&a, &b], "revoked_by_admin", "admin").await;
         assert_ended(&h, &[&done], "deleted", "login-ui").await;

@@ -81,7 +81,7 @@ async fn run(
             .await
             .map(drop),
         Command::AdminRevokeUserSessions => core
-            .admin_revoke_user_sessions(caller, &user.id)
+            .admin_revoke_user_sessions(caller, &user.id, None, sessiond::core::RevokedBy::Admin)
             .await
             .map(drop),
         Command::CreateUser => core

@@ -1,7 +1,9 @@
-//! The command line: `serve` (the default), `config show`, `migrate`, `prune`, `users …` and
-//! `token mint`. The settings' flags (and their `SESSIOND_…` variables) come from
+//! The command line: `serve` (the default), `config show`, `migrate`, `prune`, `users …`,
+//! `sessions …` (in [`sessions`]) and `token mint`. The settings' flags (and their `SESSIOND_…` variables) come from
 //! [`crate::settings`], flattened into each command that takes them; every command that
 //! reads settings lays them over the `--config` file.
+
+mod sessions;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,7 @@ use crate::telemetry::{self, LogFormat};
     name = "sessiond",
     version,
     about = "Session API server: ZITADEL SessionService v2/v2beta over gRPC, gRPC-Web, Connect and REST",
-    after_help = "Examples:\n  sessiond                          # serve on 127.0.0.1:8080 with ./data\n  sessiond serve --listen 0.0.0.0:8080 --data-dir /var/lib/sessiond\n  echo 's3cret-pass' | sessiond users add --login-name alice --password-stdin\n  sessiond token mint --subject admin --permissions session.read,session.write,session.delete"
+    after_help = "Examples:\n  sessiond                          # serve on 127.0.0.1:8080 with ./data\n  sessiond serve --listen 0.0.0.0:8080 --data-dir /var/lib/sessiond\n  echo 's3cret-pass' | sessiond users add --login-name alice --password-stdin\n  sessiond token mint --subject admin --permissions session.read,session.write,session.delete\n  sessiond sessions revoke --user 123456789012345678"
 )]
 pub struct Cli {
     /// Optional TOML configuration file; flags and SESSIOND_… variables override it.
@@ -59,6 +61,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// List, inspect and revoke sessions.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
     /// Manage bearer tokens signed with the embedded key.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -203,6 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Users(command)) => users(command, file).await,
+        Some(Command::Sessions(command)) => sessions::run(command, file).await,
         Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args, file),
         Some(Command::Migrate(flags)) => {
             let store = app::open_store(&Settings::load(file, &flags)?).await?;
