@@ -45,10 +45,10 @@ impl Core {
         Ok(CurrentSession { session, user })
     }
 
-    async fn page_of(
+    pub(super) async fn page_of(
         &self,
         scope: &str,
-        user_id: &UserId,
+        user_id: Option<&UserId>,
         exclude: Option<&SessionId>,
         activity: ActivityFilter,
         page: &PageRequest,
@@ -59,7 +59,7 @@ impl Core {
             None => None,
         };
         let query = UserSessionsQuery {
-            user_id: user_id.clone(),
+            user_id: user_id.cloned(),
             exclude: exclude.cloned(),
             activity,
             after,
@@ -103,7 +103,7 @@ impl Core {
         let now = self.clock.now();
         self.page_of(
             &scope,
-            &current.user.id,
+            Some(&current.user.id),
             Some(&current.session.id),
             ActivityFilter::Active(now),
             page,
@@ -156,6 +156,16 @@ impl Core {
         Ok(revoked)
     }
 
+    /// The filter of an `active` parameter, and its name in page-token scopes.
+    pub(super) fn activity(&self, active: Option<bool>) -> (ActivityFilter, &'static str) {
+        let now = self.clock.now();
+        match active {
+            None => (ActivityFilter::All, "all"),
+            Some(true) => (ActivityFilter::Active(now), "active"),
+            Some(false) => (ActivityFilter::Inactive(now), "inactive"),
+        }
+    }
+
     async fn existing_user(&self, id: &UserId) -> Result<User, Error> {
         self.store.user(id).await?.ok_or_else(user_not_found)
     }
@@ -171,14 +181,10 @@ impl Core {
     ) -> Result<SessionPageResult, Error> {
         require(principal, Permission::SessionRead)?;
         self.existing_user(user_id).await?;
-        let now = self.clock.now();
-        let (activity, tag) = match active {
-            None => (ActivityFilter::All, "all"),
-            Some(true) => (ActivityFilter::Active(now), "active"),
-            Some(false) => (ActivityFilter::Inactive(now), "inactive"),
-        };
+        let (activity, tag) = self.activity(active);
         let scope = format!("admin:{user_id}:{tag}");
-        self.page_of(&scope, user_id, None, activity, page).await
+        self.page_of(&scope, Some(user_id), None, activity, page)
+            .await
     }
 
     /// Revokes one session of a user (`session.delete`). Revoking an already revoked session
