@@ -11,7 +11,7 @@ use serde_json::json;
 use super::paging::{PageRequest, SessionPageResult};
 use super::{Attempt, Core, require, retry_on_conflict};
 use crate::domain::{Error, Permission, Principal, Session, SessionId, User, UserId, error_ids};
-use crate::store::{NewEvent, Revocation};
+use crate::store::NewEvent;
 
 /// A session with its checked user, if it has one that still exists.
 #[derive(Clone, Debug)]
@@ -21,10 +21,17 @@ pub struct SessionWithUser {
 }
 
 /// One page of sessions with their users, and where the next page starts.
-#[derive(Debug)]
-pub struct AdminSessionPage {
-    pub sessions: Vec<SessionWithUser>,
-    pub next_token: Option<String>,
+pub type AdminSessionPage = SessionPageResult<SessionWithUser>;
+
+/// What an administrator does to one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionAction {
+    /// Read it, terminated or not.
+    Read,
+    /// Terminate it; an already terminated session succeeds again without a new event.
+    Disable,
+    /// Move its expiry to now plus the extend lifespan; a terminated session is NotFound.
+    Extend,
 }
 
 fn no_such_session() -> Error {
@@ -56,7 +63,7 @@ impl Core {
         Ok(out)
     }
 
-    async fn admin_page(
+    pub(super) async fn admin_page(
         &self,
         scope: String,
         user_id: Option<&UserId>,
@@ -65,14 +72,11 @@ impl Core {
     ) -> Result<AdminSessionPage, Error> {
         let (activity, tag) = self.activity(active);
         let scope = format!("{scope}:{tag}");
-        let SessionPageResult {
-            sessions,
-            next_token,
-            ..
-        } = self.page_of(&scope, user_id, None, activity, page).await?;
+        let found = self.page_of(&scope, user_id, None, activity, page).await?;
         Ok(AdminSessionPage {
-            sessions: self.with_users(sessions).await?,
-            next_token,
+            sessions: self.with_users(found.sessions).await?,
+            total: found.total,
+            next_token: found.next_token,
         })
     }
 
@@ -88,68 +92,65 @@ impl Core {
         self.admin_page("all".to_owned(), None, active, page).await
     }
 
-    /// One identity's sessions, newest first (`session.read`). An unknown identity has no
-    /// sessions: an empty page, not an error.
-    pub async fn admin_identity_sessions(
-        &self,
-        principal: &Principal,
-        user_id: &UserId,
-        active: Option<bool>,
-        page: &PageRequest,
-    ) -> Result<AdminSessionPage, Error> {
-        require(principal, Permission::SessionRead)?;
-        let scope = format!("identity:{user_id}");
-        self.admin_page(scope, Some(user_id), active, page).await
-    }
-
-    /// One session, terminated or not (`session.read`).
+    /// Reads (`session.read`: terminated sessions too), disables or extends
+    /// (`session.delete`) one session, and returns it with its user. An unknown session is
+    /// NotFound.
     pub async fn admin_session(
         &self,
         principal: &Principal,
         id: &SessionId,
+        action: SessionAction,
     ) -> Result<SessionWithUser, Error> {
-        require(principal, Permission::SessionRead)?;
-        let session = self.store.session(id).await?.ok_or_else(no_such_session)?;
+        let session = match action {
+            SessionAction::Read => {
+                require(principal, Permission::SessionRead)?;
+                self.store.session(id).await?.ok_or_else(no_such_session)?
+            }
+            SessionAction::Disable => {
+                require(principal, Permission::SessionDelete)?;
+                self.revoke_by_admin(principal, id, None, no_such_session)
+                    .await?
+            }
+            SessionAction::Extend => {
+                require(principal, Permission::SessionDelete)?;
+                self.extend(principal, id).await?
+            }
+        };
         let mut found = self.with_users(vec![session]).await?;
         found.pop().ok_or_else(no_such_session)
     }
 
-    /// Terminates one session (`session.delete`). An already terminated session succeeds
-    /// again without a new event; an unknown one is NotFound.
-    pub async fn admin_disable_session(
+    /// Terminates a session, of `owner` if given; terminating a terminated one succeeds
+    /// again and reports the original termination. Otherwise `missing()`.
+    pub(super) async fn revoke_by_admin(
         &self,
         principal: &Principal,
         id: &SessionId,
+        owner: Option<&UserId>,
+        missing: fn() -> Error,
     ) -> Result<Session, Error> {
-        require(principal, Permission::SessionDelete)?;
         retry_on_conflict(|| async {
-            match self.store.session(id).await? {
-                None => Err(no_such_session().into()),
-                Some(session) if session.is_terminated() => Ok(session),
-                Some(session) => Ok::<_, Attempt>(
-                    self.terminate(session, &principal.user_id, "revoked_by_admin")
-                        .await?,
-                ),
+            let session = self
+                .store
+                .session(id)
+                .await?
+                .filter(|s| owner.is_none() || s.user_id() == owner)
+                .ok_or_else(missing)?;
+            if session.is_terminated() {
+                return Ok(session);
             }
+            self.terminate(session, &principal.user_id, "revoked_by_admin")
+                .await
         })
         .await
     }
 
-    /// Moves a session's expiry to now plus the extend lifespan (`session.delete`): one
-    /// `session.updated` event. The token stays the same. A terminated or unknown session is
-    /// NotFound; an expired one is extended (it becomes active again).
-    pub async fn admin_extend_session(
-        &self,
-        principal: &Principal,
-        id: &SessionId,
-    ) -> Result<Session, Error> {
-        require(principal, Permission::SessionDelete)?;
+    /// One `session.updated` event; the token stays the same. An expired session is extended
+    /// (it becomes active again).
+    async fn extend(&self, principal: &Principal, id: &SessionId) -> Result<Session, Error> {
         let lifespan = self.settings.session_extend_lifespan;
         retry_on_conflict(|| async {
-            let mut session = match self.store.session(id).await? {
-                Some(session) if !session.is_terminated() => session,
-                _ => return Err(no_such_session().into()),
-            };
+            let mut session = self.live_session(id).await.map_err(|_| no_such_session())?;
             let now = self.clock.now();
             let expected = session.sequence;
             session.expiration = Some(now.saturating_add(lifespan));
@@ -167,26 +168,5 @@ impl Core {
             Ok::<_, Attempt>(session)
         })
         .await
-    }
-
-    /// Terminates every live session of an identity (`session.delete`); the records stay,
-    /// inactive. An unknown identity or one without live sessions succeeds with 0.
-    pub async fn admin_revoke_identity_sessions(
-        &self,
-        principal: &Principal,
-        user_id: &UserId,
-    ) -> Result<u64, Error> {
-        require(principal, Permission::SessionDelete)?;
-        let revocation = Revocation {
-            at: self.clock.now(),
-            editor: principal.user_id.clone(),
-            reason: "revoked_by_admin",
-        };
-        let revoked = self
-            .store
-            .terminate_user_sessions(user_id, None, &revocation)
-            .await?;
-        self.stats.terminated(revoked);
-        Ok(revoked)
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::domain::{Clock, Error, ErrorKind, Permission, Principal, error_ids};
 use crate::store::{DynStore, StoreError};
 
-pub use admin_sessions::{AdminSessionPage, SessionWithUser};
+pub use admin_sessions::{AdminSessionPage, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
 pub use password::PasswordHasher;

@@ -2,6 +2,7 @@
 //! sessions, revoke one or all others) and the administrator's view of a user's sessions.
 //! The same sessions the SessionService creates, in the same store.
 
+use super::admin_sessions::AdminSessionPage;
 use super::paging::{PageRequest, SessionPageResult};
 use super::{Attempt, Core, require, retry_on_conflict, user_not_found};
 use crate::domain::{
@@ -170,21 +171,19 @@ impl Core {
         self.store.user(id).await?.ok_or_else(user_not_found)
     }
 
-    /// A user's sessions for an administrator (`session.read`), terminated ones included
-    /// unless `active` filters them.
+    /// A user's sessions with the user, for an administrator (`session.read`), terminated
+    /// ones included unless `active` filters them.
     pub async fn admin_user_sessions(
         &self,
         principal: &Principal,
         user_id: &UserId,
         active: Option<bool>,
         page: &PageRequest,
-    ) -> Result<SessionPageResult, Error> {
+    ) -> Result<AdminSessionPage, Error> {
         require(principal, Permission::SessionRead)?;
         self.existing_user(user_id).await?;
-        let (activity, tag) = self.activity(active);
-        let scope = format!("admin:{user_id}:{tag}");
-        self.page_of(&scope, Some(user_id), None, activity, page)
-            .await
+        let scope = format!("admin:{user_id}");
+        self.admin_page(scope, Some(user_id), active, page).await
     }
 
     /// Revokes one session of a user (`session.delete`). Revoking an already revoked session
@@ -197,26 +196,14 @@ impl Core {
     ) -> Result<Session, Error> {
         require(principal, Permission::SessionDelete)?;
         self.existing_user(user_id).await?;
-        retry_on_conflict(|| async {
-            match self.store.session(session_id).await? {
-                Some(session) if session.user_id() == Some(user_id) => {
-                    if session.is_terminated() {
-                        Ok(session)
-                    } else {
-                        Ok::<_, Attempt>(
-                            self.terminate(session, &principal.user_id, "revoked_by_admin")
-                                .await?,
-                        )
-                    }
-                }
-                _ => Err(Error::not_found(
-                    error_ids::SESSION_NOT_FOUND,
-                    "Session not found for this user",
-                )
-                .into()),
-            }
-        })
-        .await
+        let missing = || {
+            Error::not_found(
+                error_ids::SESSION_NOT_FOUND,
+                "Session not found for this user",
+            )
+        };
+        self.revoke_by_admin(principal, session_id, Some(user_id), missing)
+            .await
     }
 
     /// Revokes every live session of a user (`session.delete`). Returns how many.
