@@ -183,6 +183,7 @@ pub fn core_settings(settings: &Settings) -> CoreSettings {
     CoreSettings {
         instance_id: settings.instance_id.clone(),
         max_password_attempts: settings.max_password_attempts,
+        session_extend_lifespan: settings.session_extend_lifespan,
         ..CoreSettings::default()
     }
 }

@@ -80,6 +80,8 @@ settings! {
     max_password_attempts: u32 = 10;
     /// Cookie name that may carry a session token on the /auth/sessions endpoints.
     session_cookie: String = String::from("sessiond_session");
+    /// How far from now `PATCH /auth/admin/sessions/{id}/extend` moves a session's expiry.
+    session_extend_lifespan: Duration = Duration::from_secs(24 * 3600);
     /// Requests in flight before new ones are refused with 503 / RESOURCE_EXHAUSTED.
     max_concurrent_requests: usize = 1024;
     /// Longest a request may take before it is answered with 504 / DEADLINE_EXCEEDED.

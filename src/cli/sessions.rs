@@ -11,10 +11,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::{store_core, user_id};
-use crate::core::{Core, ListSessions, PageRequest, RevokedBy, SearchQuery};
-use crate::domain::{
-    Error, ErrorKind, LoginName, Principal, Session, SessionId, Time, TimeComparison, UserId,
-};
+use crate::core::{Core, PageRequest, RevokedBy};
+use crate::domain::{Error, ErrorKind, LoginName, Principal, Session, SessionId, Time, UserId};
 use crate::settings::StoreFlags;
 
 #[derive(Debug, Subcommand)]
@@ -129,25 +127,19 @@ async fn list(args: ListArgs, file: Option<&Path>) -> anyhow::Result<()> {
         (None, Some(login)) => Some(user_by_login(&core, login).await?),
         (None, None) => None,
     };
-    let (sessions, next) = match user {
-        Some(user) => {
-            let page = PageRequest {
-                size: Some(args.limit),
-                token: args.page_token.clone(),
-            };
-            let result = core
-                .admin_user_sessions(
-                    &Principal::system(),
-                    &user,
-                    args.active.then_some(true),
-                    &page,
-                )
-                .await
-                .map_err(fail)?;
-            (result.sessions, result.next_token)
-        }
-        None => live_sessions(&core, &args).await?,
+    let page = PageRequest {
+        size: Some(args.limit),
+        token: args.page_token.clone(),
     };
+    let active = args.active.then_some(true);
+    let system = Principal::system();
+    let result = match &user {
+        Some(user) => core.admin_user_sessions(&system, user, active, &page).await,
+        None => core.admin_all_sessions(&system, active, &page).await,
+    }
+    .map_err(fail)?;
+    let sessions: Vec<Session> = result.sessions.into_iter().map(|s| s.session).collect();
+    let next = result.next_token;
     let now = core.now();
     let mut out = if args.json {
         sessions
@@ -181,40 +173,6 @@ fn emit(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// Every session not yet terminated (the session search), newest first; with `--active`,
-/// not expired either. The page token is the offset of the next page.
-async fn live_sessions(
-    core: &Core,
-    args: &ListArgs,
-) -> anyhow::Result<(Vec<Session>, Option<String>)> {
-    let offset = match &args.page_token {
-        Some(token) => token
-            .parse::<u64>()
-            .map_err(|_| anyhow::anyhow!("invalid --page-token {token:?}"))?,
-        None => 0,
-    };
-    let mut queries = Vec::new();
-    if args.active {
-        queries.push(SearchQuery::ExpirationDate(
-            TimeComparison::Greater,
-            core.now(),
-        ));
-    }
-    let request = ListSessions {
-        queries,
-        offset,
-        limit: args.limit,
-        asc: false,
-    };
-    let (sessions, details) = core
-        .list_sessions(&Principal::system(), request)
-        .await
-        .map_err(fail)?;
-    let end = offset + sessions.len() as u64;
-    let next = (!sessions.is_empty() && end < details.total_result).then(|| end.to_string());
-    Ok((sessions, next))
 }
 
 async fn user_by_login(core: &Core, login: &str) -> anyhow::Result<UserId> {

@@ -2,6 +2,7 @@
 //! transitions, token rotation, password checks) and returns domain errors; faces only
 //! translate requests in and results out.
 
+mod admin_sessions;
 mod checks;
 mod paging;
 mod password;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use crate::domain::{Clock, Error, ErrorKind, Permission, Principal, error_ids};
 use crate::store::{DynStore, StoreError};
 
+pub use admin_sessions::{AdminSessionPage, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
 pub use password::PasswordHasher;
@@ -37,6 +39,8 @@ pub struct CoreSettings {
     pub default_list_limit: u32,
     /// Largest page ListSessions returns.
     pub max_list_limit: u32,
+    /// How far from now an administrator's extend moves a session's expiry.
+    pub session_extend_lifespan: Duration,
 }
 
 impl Default for CoreSettings {
@@ -48,6 +52,7 @@ impl Default for CoreSettings {
             max_password_attempts: settings.max_password_attempts,
             default_list_limit: 100,
             max_list_limit: 1000,
+            session_extend_lifespan: settings.session_extend_lifespan,
         }
     }
 }

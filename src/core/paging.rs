@@ -28,8 +28,8 @@ pub struct PageRequest {
 
 /// One page and where the next one starts.
 #[derive(Debug)]
-pub struct SessionPageResult {
-    pub sessions: Vec<Session>,
+pub struct SessionPageResult<T = Session> {
+    pub sessions: Vec<T>,
     pub total: u64,
     pub next_token: Option<String>,
 }

@@ -214,7 +214,7 @@ impl Core {
     }
 
     /// A session that exists and is not terminated.
-    async fn live_session(&self, id: &SessionId) -> Result<Session, Error> {
+    pub(super) async fn live_session(&self, id: &SessionId) -> Result<Session, Error> {
         match self.store.session(id).await? {
             Some(session) if !session.is_terminated() => Ok(session),
             _ => Err(session_not_found()),

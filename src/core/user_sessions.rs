@@ -2,6 +2,7 @@
 //! sessions, revoke one or all others) and the administrator's view of a user's sessions.
 //! The same sessions the SessionService creates, in the same store.
 
+use super::admin_sessions::AdminSessionPage;
 use super::paging::{PageRequest, SessionPageResult};
 use super::{Attempt, Core, require, retry_on_conflict, user_not_found};
 use crate::domain::{
@@ -45,10 +46,10 @@ impl Core {
         Ok(CurrentSession { session, user })
     }
 
-    async fn page_of(
+    pub(super) async fn page_of(
         &self,
         scope: &str,
-        user_id: &UserId,
+        user_id: Option<&UserId>,
         exclude: Option<&SessionId>,
         activity: ActivityFilter,
         page: &PageRequest,
@@ -59,7 +60,7 @@ impl Core {
             None => None,
         };
         let query = UserSessionsQuery {
-            user_id: user_id.clone(),
+            user_id: user_id.cloned(),
             exclude: exclude.cloned(),
             activity,
             after,
@@ -103,7 +104,7 @@ impl Core {
         let now = self.clock.now();
         self.page_of(
             &scope,
-            &current.user.id,
+            Some(&current.user.id),
             Some(&current.session.id),
             ActivityFilter::Active(now),
             page,
@@ -175,29 +176,33 @@ impl Core {
         Ok(revoked)
     }
 
+    /// The filter of an `active` parameter, and its name in page-token scopes.
+    pub(super) fn activity(&self, active: Option<bool>) -> (ActivityFilter, &'static str) {
+        let now = self.clock.now();
+        match active {
+            None => (ActivityFilter::All, "all"),
+            Some(true) => (ActivityFilter::Active(now), "active"),
+            Some(false) => (ActivityFilter::Inactive(now), "inactive"),
+        }
+    }
+
     async fn existing_user(&self, id: &UserId) -> Result<User, Error> {
         self.store.user(id).await?.ok_or_else(user_not_found)
     }
 
-    /// A user's sessions for an administrator (`session.read`), terminated ones included
-    /// unless `active` filters them.
+    /// A user's sessions with the user, for an administrator (`session.read`), terminated
+    /// ones included unless `active` filters them.
     pub async fn admin_user_sessions(
         &self,
         principal: &Principal,
         user_id: &UserId,
         active: Option<bool>,
         page: &PageRequest,
-    ) -> Result<SessionPageResult, Error> {
+    ) -> Result<AdminSessionPage, Error> {
         require(principal, Permission::SessionRead)?;
         self.existing_user(user_id).await?;
-        let now = self.clock.now();
-        let (activity, tag) = match active {
-            None => (ActivityFilter::All, "all"),
-            Some(true) => (ActivityFilter::Active(now), "active"),
-            Some(false) => (ActivityFilter::Inactive(now), "inactive"),
-        };
-        let scope = format!("admin:{user_id}:{tag}");
-        self.page_of(&scope, user_id, None, activity, page).await
+        let scope = format!("admin:{user_id}");
+        self.admin_page(scope, Some(user_id), active, page).await
     }
 
     /// Revokes one session of a user (`session.delete`). Revoking an already revoked session
@@ -210,26 +215,14 @@ impl Core {
     ) -> Result<Session, Error> {
         require(principal, Permission::SessionDelete)?;
         self.existing_user(user_id).await?;
-        retry_on_conflict(|| async {
-            match self.store.session(session_id).await? {
-                Some(session) if session.user_id() == Some(user_id) => {
-                    if session.is_terminated() {
-                        Ok(session)
-                    } else {
-                        Ok::<_, Attempt>(
-                            self.terminate(session, &principal.user_id, "revoked_by_admin")
-                                .await?,
-                        )
-                    }
-                }
-                _ => Err(Error::not_found(
-                    error_ids::SESSION_NOT_FOUND,
-                    "Session not found for this user",
-                )
-                .into()),
-            }
-        })
-        .await
+        let missing = || {
+            Error::not_found(
+                error_ids::SESSION_NOT_FOUND,
+                "Session not found for this user",
+            )
+        };
+        self.revoke_by_admin(principal, session_id, Some(user_id), missing)
+            .await
     }
 
     /// Revokes every live session of a user but `except` (`session.delete`), recording who

@@ -110,6 +110,10 @@ error_ids! {
     ADMIN_INVALID = "SESSIOND-ADMIN-INVALID";
     /// Self-service page parameters that are malformed.
     PAGE_INVALID = "SESSIOND-PAGE";
+    /// An `active` filter that is not a boolean.
+    ACTIVE_INVALID = "SESSIOND-ACTIVE";
+    /// An `expand` value other than `identity` or `devices`.
+    EXPAND_INVALID = "SESSIOND-EXPAND";
 
     // --- the server's own faults -----------------------------------------------------------
     /// The store failed unexpectedly.

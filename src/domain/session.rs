@@ -245,10 +245,12 @@ pub struct PageCursor {
     pub id: SessionId,
 }
 
-/// A page of one user's sessions, newest first (keyset pagination: stable under inserts).
+/// A page of one user's sessions (or, without a user, of all sessions), newest first (keyset
+/// pagination: stable under inserts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserSessionsQuery {
-    pub user_id: UserId,
+    /// `None`: every user's sessions.
+    pub user_id: Option<UserId>,
     /// Leave this session out (the caller's current one).
     pub exclude: Option<SessionId>,
     pub activity: ActivityFilter,

@@ -15,12 +15,10 @@ use serde_json::{Value, json};
 
 use super::FaceState;
 use super::admin_json::{rfc3339, session_json};
-use super::edges::{self, Credentials, Rejection};
+use super::edges::{self, Bearer, Rejection};
 use super::status::{grpc_code, http_status, log};
 use crate::core::{NewUser, PageRequest, RevokedBy, UserAction};
-use crate::domain::{
-    Error, ErrorKind, LoginName, Password, Principal, SessionId, UserId, error_ids,
-};
+use crate::domain::{Error, ErrorKind, LoginName, Password, SessionId, UserId, error_ids};
 
 pub use super::admin_json::user_json;
 
@@ -142,18 +140,7 @@ type JsonBody<T> = edges::Json<T, AdminError>;
 type Answer = Result<Response, AdminError>;
 
 /// The caller, authenticated by its bearer JWT.
-struct Admin(Principal);
-
-impl FromRequestParts<FaceState> for Admin {
-    type Rejection = AdminError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &FaceState) -> Result<Self, AdminError> {
-        let credentials = Credentials::from_headers(&parts.headers);
-        Ok(Self(
-            state.api.authenticate(credentials.authorization()).await?,
-        ))
-    }
-}
+type Admin = edges::Bearer<AdminError>;
 
 /// One path parameter by name, as the client sent it (percent-decoded).
 async fn path_param(
@@ -200,7 +187,7 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, AdminError
 
 async fn list_sessions(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     UserPath(id): UserPath,
     query: Query,
 ) -> Answer {
@@ -228,7 +215,7 @@ async fn list_sessions(
     let data: Vec<Value> = result
         .sessions
         .iter()
-        .map(|s| session_json(s, now))
+        .map(|s| session_json(&s.session, now))
         .collect();
     let body = json!({ "data": data, "total": result.total, "nextPageToken": result.next_token });
     Ok(axum::Json(body).into_response())
@@ -236,7 +223,7 @@ async fn list_sessions(
 
 async fn revoke_session(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     UserPath(id): UserPath,
     SessionPath(session_id): SessionPath,
 ) -> Answer {
@@ -254,7 +241,7 @@ async fn revoke_session(
 
 async fn revoke_all(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     UserPath(id): UserPath,
 ) -> Answer {
     let count = state
@@ -278,7 +265,7 @@ struct CreateUserBody {
 
 async fn create_user(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     body: JsonBody<CreateUserBody>,
 ) -> Answer {
     let body = body.0;
@@ -294,7 +281,7 @@ async fn create_user(
 
 async fn get_user(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     UserPath(id): UserPath,
 ) -> Answer {
     let user = state.api.core().get_user(&principal, &id).await?;
@@ -303,7 +290,7 @@ async fn get_user(
 
 async fn list_users(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     query: Query,
 ) -> Answer {
     let mut login_name = None;
@@ -347,7 +334,7 @@ impl StateChange for Reactivate {
 
 async fn change_state<C: StateChange>(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     UserPath(id): UserPath,
 ) -> Answer {
     let core = state.api.core();
@@ -370,7 +357,7 @@ fn default_true() -> bool {
 
 async fn set_password(
     State(state): State<FaceState>,
-    Admin(principal): Admin,
+    Bearer(principal, ..): Admin,
     UserPath(id): UserPath,
     body: JsonBody<PasswordBody>,
 ) -> Answer {

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::FaceState;
-use crate::domain::{Error, SessionToken};
+use crate::domain::{Error, Principal, SessionToken};
 
 /// The header that carries a request's id, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -73,6 +73,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Credentials {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
         Ok(Self::from_headers(&parts.headers))
+    }
+}
+
+/// The caller, authenticated by its `Authorization` header (a bearer JWT), rejected in the
+/// shape of `E`.
+pub struct Bearer<E>(pub Principal, pub PhantomData<fn() -> E>);
+
+impl<E: FaceError> FromRequestParts<FaceState> for Bearer<E> {
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &FaceState) -> Result<Self, E> {
+        let credentials = Credentials::from_headers(&parts.headers);
+        match state.api.authenticate(credentials.authorization()).await {
+            Ok(principal) => Ok(Self(principal, PhantomData)),
+            Err(error) => Err(error.into()),
+        }
     }
 }
 

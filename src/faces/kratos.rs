@@ -129,8 +129,33 @@ fn rfc3339(t: Time) -> Value {
     Value::String(t.to_rfc3339())
 }
 
-/// A session in Kratos' `session` shape.
+/// Which parts of a session an admin read expands (`expand=identity`, `expand=devices`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expand {
+    pub identity: bool,
+    pub devices: bool,
+}
+
+impl Expand {
+    pub const ALL: Expand = Expand {
+        identity: true,
+        devices: true,
+    };
+}
+
+/// A session in Kratos' `session` shape, identity and devices expanded.
 pub fn session_json(session: &Session, user: &User, now: Time) -> Value {
+    expanded_session_json(session, Some(user), now, Expand::ALL)
+}
+
+/// A session in Kratos' `session` shape: `identity` is null unless expanded (or without a
+/// user), `devices` empty unless expanded. `active` also needs the user to be active.
+pub fn expanded_session_json(
+    session: &Session,
+    user: Option<&User>,
+    now: Time,
+    expand: Expand,
+) -> Value {
     let mut methods = Vec::new();
     if let Some(u) = &session.factors.user {
         methods.push(json!({ "method": "identifier_first", "aal": "aal0", "completed_at": rfc3339(u.verified_at) }));
@@ -152,7 +177,7 @@ pub fn session_json(session: &Session, user: &User, now: Time) -> Value {
     .max()
     .unwrap_or(session.creation_date);
     let ua = &session.user_agent;
-    let devices: Vec<Value> = if ua.is_empty() {
+    let devices: Vec<Value> = if ua.is_empty() || !expand.devices {
         Vec::new()
     } else {
         // Kratos' `user_agent` is the User-Agent header; the description stands in without one.
@@ -165,27 +190,37 @@ pub fn session_json(session: &Session, user: &User, now: Time) -> Value {
             .unwrap_or_default();
         vec![json!({ "id": session.id.as_str(), "ip_address": ua.ip, "user_agent": agent })]
     };
+    let user_active = user.is_none_or(|u| u.state == UserState::Active);
+    let identity = match user {
+        Some(user) if expand.identity => identity_json(user),
+        _ => Value::Null,
+    };
     let mut body = json!({
         "id": session.id.as_str(),
-        "active": session.is_active(now) && user.state == UserState::Active,
+        "active": session.is_active(now) && user_active,
         "authenticated_at": rfc3339(authenticated_at),
         "issued_at": rfc3339(session.creation_date),
         "authenticator_assurance_level": aal,
         "authentication_methods": methods,
-        "identity": {
-            "id": user.id.as_str(),
-            "schema_id": "default",
-            "schema_url": "",
-            "state": if user.state == UserState::Inactive { "inactive" } else { "active" },
-            "traits": { "login_name": user.login_name.as_str(), "display_name": user.display_name },
-            "organization_id": user.organization_id,
-            "created_at": rfc3339(user.created_at),
-            "updated_at": rfc3339(user.updated_at),
-        },
+        "identity": identity,
         "devices": devices,
     });
     if let Some(expiration) = session.expiration {
         body["expires_at"] = rfc3339(expiration);
     }
     body
+}
+
+/// A user as Kratos' `identity`.
+fn identity_json(user: &User) -> Value {
+    json!({
+        "id": user.id.as_str(),
+        "schema_id": "default",
+        "schema_url": "",
+        "state": if user.state == UserState::Inactive { "inactive" } else { "active" },
+        "traits": { "login_name": user.login_name.as_str(), "display_name": user.display_name },
+        "organization_id": user.organization_id,
+        "created_at": rfc3339(user.created_at),
+        "updated_at": rfc3339(user.updated_at),
+    })
 }

@@ -21,6 +21,7 @@
 //!   rest.rs          REST transcoding           RestError (google.rpc.Status JSON)
 //!   self_service.rs  Kratos-style /auth/sessions
 //!   kratos.rs        KratosError, sessions in Kratos' shape
+//!   kratos_admin.rs  Kratos' admin session API, /auth/admin/sessions and /auth/admin/identities
 //!   admin.rs         /auth/admin/api            AdminError
 //!   admin_json.rs    users and sessions in the admin shape
 //!   status.rs        the one error table (kind → gRPC code, HTTP status, bodies)
@@ -55,6 +56,7 @@ pub mod edges;
 mod fuzz;
 pub mod grpc;
 mod kratos;
+pub mod kratos_admin;
 pub mod pb;
 pub mod rest;
 pub mod rpc;
@@ -140,7 +142,15 @@ pub enum Face {
     /// REST, and every path no other face owns (operations, unknown paths).
     Rest,
     SelfService,
+    /// Kratos' admin session API: refused in Kratos' shape, like the self-service face.
+    KratosAdmin,
     Admin,
+}
+
+/// Whether `path` is `prefix` or below it.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 impl Face {
@@ -149,6 +159,9 @@ impl Face {
         match content_type {
             Some(c) if c.starts_with("application/grpc-web") => Face::GrpcWeb,
             Some(c) if c.starts_with("application/grpc") => Face::Grpc,
+            _ if under(path, "/auth/admin/sessions") || under(path, "/auth/admin/identities") => {
+                Face::KratosAdmin
+            }
             _ if path.starts_with("/auth/admin/") => Face::Admin,
             _ if path.starts_with("/auth/") => Face::SelfService,
             _ if rpc_of_procedure(path).is_some() => Face::Connect,
@@ -178,9 +191,11 @@ impl Face {
             Face::Connect => connect::ConnectError::with_status(status, error).into_response(),
             Face::Rest => rest::RestError::with_status(status, error).into_response(),
             Face::Admin => admin::AdminError::with_status(status, error).into_response(),
-            Face::SelfService => self_service::KratosError::with_status(status, error)
-                .for_request(headers)
-                .into_response(),
+            Face::SelfService | Face::KratosAdmin => {
+                self_service::KratosError::with_status(status, error)
+                    .for_request(headers)
+                    .into_response()
+            }
         }
     }
 }
@@ -192,6 +207,7 @@ pub fn router(state: FaceState, operations: Router) -> Router {
         .merge(connect::routes())
         .merge(rest::routes())
         .merge(self_service::routes())
+        .merge(kratos_admin::routes())
         .merge(admin::routes())
         .with_state(state)
         .merge(operations)
@@ -280,6 +296,11 @@ mod tests {
             ),
             ("/auth/sessions/whoami", None, Face::SelfService),
             ("/auth/admin/api/users", None, Face::Admin),
+            ("/auth/admin/sessions", None, Face::KratosAdmin),
+            ("/auth/admin/sessions/1/extend", None, Face::KratosAdmin),
+            ("/auth/admin/identities/1/sessions", None, Face::KratosAdmin),
+            ("/auth/admin/sessionsx", None, Face::Admin),
+            ("/auth/admin/api/sessions", None, Face::Admin),
             ("/healthz", None, Face::Rest),
         ];
         for (path, content_type, face) in cases {

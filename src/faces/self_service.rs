@@ -63,11 +63,11 @@ impl FromRequestParts<FaceState> for Page {
 
     async fn from_request_parts(parts: &mut Parts, state: &FaceState) -> Result<Self, KratosError> {
         let query = Query::from_request_parts(parts, state).await?;
-        page_request(query.0).map(Self)
+        page_request(&query.0).map(Self)
     }
 }
 
-fn page_request(pairs: Vec<(String, String)>) -> Result<PageRequest, KratosError> {
+pub(super) fn page_request(pairs: &[(String, String)]) -> Result<PageRequest, KratosError> {
     let mut page = PageRequest::default();
     for (key, value) in pairs {
         match key.as_str() {
@@ -81,7 +81,7 @@ fn page_request(pairs: Vec<(String, String)>) -> Result<PageRequest, KratosError
                 })?;
                 page.size = Some(size);
             }
-            "page_token" => page.token = Some(value),
+            "page_token" => page.token = Some(value.clone()),
             _ => {}
         }
     }
@@ -138,7 +138,7 @@ async fn revoke_others(
 }
 
 /// Puts the client's request id into every error of the face.
-async fn request_in_errors(request: Request, next: Next) -> Response {
+pub(super) async fn request_in_errors(request: Request, next: Next) -> Response {
     let mut headers = HeaderMap::new();
     if let Some(id) = request.headers().get(REQUEST_ID) {
         headers.insert(REQUEST_ID, id.clone());

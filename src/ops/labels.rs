@@ -89,6 +89,7 @@ pub fn classify(method: &http::Method, path: &str, content_type: Option<&str>) -
     let face = match face {
         Face::Admin => "admin",
         Face::SelfService => "self-service",
+        Face::KratosAdmin => "kratos-admin",
         _ if super::openapi::HTTP_ROUTES.iter().any(|(_, p)| *p == path) => "ops",
         _ => {
             return Route {

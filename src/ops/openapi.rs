@@ -25,6 +25,13 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     ("GET", "/auth/sessions"),
     ("DELETE", "/auth/sessions"),
     ("DELETE", "/auth/sessions/{id}"),
+    // kratos_admin.rs
+    ("GET", "/auth/admin/sessions"),
+    ("GET", "/auth/admin/sessions/{id}"),
+    ("DELETE", "/auth/admin/sessions/{id}"),
+    ("PATCH", "/auth/admin/sessions/{id}/extend"),
+    ("GET", "/auth/admin/identities/{id}/sessions"),
+    ("DELETE", "/auth/admin/identities/{id}/sessions"),
     // admin.rs
     ("GET", "/auth/admin/api/users"),
     ("POST", "/auth/admin/api/users"),

@@ -165,7 +165,8 @@ pub fn session_search<B: SqlBuilder>(
     (count, select)
 }
 
-/// The count and the page (newest first, from the keyset cursor) of one user's sessions.
+/// The count and the page (newest first, from the keyset cursor) of one user's sessions, or
+/// of all sessions when the query names no user.
 pub fn user_sessions_search<B: SqlBuilder>(
     new: impl Fn(&'static str) -> B,
     query: &UserSessionsQuery,
@@ -232,14 +233,18 @@ fn push_session_filter(qb: &mut impl SqlBuilder, filter: &SessionFilter) {
     }
 }
 
-/// `WHERE …` of one user's sessions; with `with_cursor`, also the keyset position.
+/// `WHERE …` of one user's (or all) sessions; with `with_cursor`, also the keyset position.
 fn push_user_sessions_filter(
     qb: &mut impl SqlBuilder,
     query: &UserSessionsQuery,
     with_cursor: bool,
 ) {
-    qb.sql(" WHERE s.user_id = ")
-        .bind_text(query.user_id.as_str().to_owned());
+    match &query.user_id {
+        Some(user) => qb
+            .sql(" WHERE s.user_id = ")
+            .bind_text(user.as_str().to_owned()),
+        None => qb.sql(" WHERE 1 = 1"),
+    };
     if let Some(id) = &query.exclude {
         qb.sql(" AND s.id <> ").bind_text(id.as_str().to_owned());
     }

@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use sessiond::domain::error_ids;
-use sessiond::faces::SERVICES;
+use sessiond::faces::{Face, SERVICES};
 use sessiond::ops::openapi::HTTP_ROUTES;
 
 use crate::helpers::*;
@@ -16,7 +16,19 @@ use crate::helpers::*;
 enum Shape {
     Rest,
     Kratos,
+    /// Kratos' shape, with bearer credentials (the Kratos admin session API).
+    KratosAdmin,
     Admin,
+}
+
+/// The shape of the face that owns `path`.
+fn shape_of(path: &str) -> Shape {
+    match Face::of(path, None) {
+        Face::Admin => Shape::Admin,
+        Face::SelfService => Shape::Kratos,
+        Face::KratosAdmin => Shape::KratosAdmin,
+        _ => Shape::Rest,
+    }
 }
 
 /// A route of an HTTP face: its verb, path template and shape.
@@ -39,12 +51,9 @@ fn routes() -> Vec<Route> {
         })
         .collect();
     for (method, path) in HTTP_ROUTES {
-        let shape = if path.starts_with("/auth/admin/") {
-            Shape::Admin
-        } else if path.starts_with("/auth/") {
-            Shape::Kratos
-        } else {
-            continue;
+        let shape = match shape_of(path) {
+            Shape::Rest => continue,
+            shape => shape,
         };
         out.push(Route {
             method: Method::from_bytes(method.as_bytes()).expect("method"),
@@ -116,7 +125,7 @@ fn assert_in_shape(shape: Shape, answer: &Answer, what: &str) {
                 answer.body
             );
         }
-        Shape::Kratos => {
+        Shape::Kratos | Shape::KratosAdmin => {
             assert_eq!(json["error"]["code"], status, "{what}: {}", answer.body);
             assert!(json["error"]["id"].is_string(), "{what}: {}", answer.body);
             assert!(
@@ -166,7 +175,9 @@ fn request(
     let request = app.http.request(route.method.clone(), app.url(url_path));
     match route.shape {
         Shape::Kratos => request.header("x-session-token", &callers.session_token),
-        Shape::Rest | Shape::Admin => request.header("authorization", &callers.admin),
+        Shape::Rest | Shape::Admin | Shape::KratosAdmin => {
+            request.header("authorization", &callers.admin)
+        }
     }
 }
 
@@ -243,15 +254,11 @@ async fn a_bad_query_on_any_route_is_answered_in_the_shape_of_its_face() {
         "/auth/sessions?page_size=abc",
         "/auth/admin/api/users?limit=x",
         "/auth/admin/api/users/1/sessions?active=maybe",
+        "/auth/admin/sessions?active=maybe",
+        "/auth/admin/identities/1/sessions?page_size=abc",
         "/v2/sessions/1?sessionToken=",
     ] {
-        let shape = if path.starts_with("/auth/admin/") {
-            Shape::Admin
-        } else if path.starts_with("/auth/") {
-            Shape::Kratos
-        } else {
-            Shape::Rest
-        };
+        let shape = shape_of(path.split('?').next().unwrap_or_default());
         let route = Route {
             method: Method::GET,
             template: path.to_owned(),

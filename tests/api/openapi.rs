@@ -545,6 +545,10 @@ fn every_operation_declares_its_path_parameters_and_its_faces_errors() {
             let responses = operation["responses"].as_object().expect("responses");
             let prefix = if path.starts_with("/v2/") || path.starts_with("/v2beta/") {
                 "Rest"
+            } else if path.starts_with("/auth/admin/sessions")
+                || path.starts_with("/auth/admin/identities")
+            {
+                "Kratos"
             } else if path.starts_with("/auth/admin/") {
                 "Admin"
             } else if path.starts_with("/auth/") {

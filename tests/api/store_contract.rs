@@ -378,7 +378,7 @@ async fn a_users_sessions_page_by_keyset_each_exactly_once() {
             let page = b
                 .store
                 .user_sessions(&UserSessionsQuery {
-                    user_id: u.id.clone(),
+                    user_id: Some(u.id.clone()),
                     exclude: Some(all[0].clone()),
                     activity: ActivityFilter::Active(at(1000)),
                     after: after.clone(),
@@ -401,6 +401,51 @@ async fn a_users_sessions_page_by_keyset_each_exactly_once() {
         let mut got = seen.clone();
         got.sort();
         assert_eq!(got, expected, "{}: every session exactly once", b.name);
+    }
+}
+
+#[tokio::test]
+async fn all_sessions_page_by_keyset_newest_first_across_users() {
+    for b in backends().await {
+        let (a, c) = (user("everyone-a"), user("everyone-b"));
+        b.store.insert_user(&a).await.expect("user");
+        b.store.insert_user(&c).await.expect("user");
+        let mut all = Vec::new();
+        for i in 0..6 {
+            let owner = if i % 2 == 0 { &a } else { &c };
+            let (s, _) = session(Some(owner), at(i / 2), "c");
+            insert(&b.store, &s).await;
+            all.push((s.creation_date, s.id.clone()));
+        }
+        let (anonymous, _) = session(None, at(10), "c");
+        insert(&b.store, &anonymous).await;
+        all.push((anonymous.creation_date, anonymous.id.clone()));
+        let mut seen = Vec::new();
+        let mut after: Option<PageCursor> = None;
+        loop {
+            let page = b
+                .store
+                .user_sessions(&UserSessionsQuery {
+                    user_id: None,
+                    exclude: None,
+                    activity: ActivityFilter::All,
+                    after: after.clone(),
+                    limit: 2,
+                })
+                .await
+                .expect("page");
+            let Some(last) = page.sessions.last() else {
+                break;
+            };
+            after = Some(PageCursor {
+                creation_date: last.creation_date,
+                id: last.id.clone(),
+            });
+            seen.extend(page.sessions.iter().map(|s| s.id.clone()));
+        }
+        all.sort();
+        let expected: Vec<SessionId> = all.into_iter().rev().map(|(_, id)| id).collect();
+        assert_eq!(seen, expected, "{}: newest first, each once", b.name);
     }
 }
 

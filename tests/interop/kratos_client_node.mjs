@@ -7,10 +7,20 @@
 //   disableMySession       DELETE /auth/sessions/{id}    (204; the current session → 400)
 //   disableMyOtherSessions DELETE /auth/sessions         ({count})
 //
+// and IdentityApi (the admin session API, with the fixture's bearer token as its API key):
+//
+//   listSessions           GET    /auth/admin/sessions   (pageSize, active, expand, along the Link
+//                                                          header's rel="next")
+//   getSession             GET    /auth/admin/sessions/{id}          (expand; unknown → 404)
+//   extendSession          PATCH  /auth/admin/sessions/{id}/extend   (204)
+//   disableSession         DELETE /auth/admin/sessions/{id}          (204, again 204)
+//   listIdentitySessions   GET    /auth/admin/identities/{id}/sessions
+//   deleteIdentitySessions DELETE /auth/admin/identities/{id}/sessions (204, again 204)
+//
 // The sessions are created through the SessionService's REST face (POST /v2/sessions) with the
 // fixture's bearer token, as a login UI would; their sessionTokens identify the user here.
 
-import { Configuration, FrontendApi } from "@ory/kratos-client";
+import { Configuration, FrontendApi, IdentityApi } from "@ory/kratos-client";
 
 import { startSessiond, check, LOGIN_NAME, PASSWORD } from "./lib/sessiond.mjs";
 
@@ -141,10 +151,108 @@ async function flow(server) {
   console.log("  ok errors: 401 and 400 in Kratos' shape");
 }
 
+/** Every page of `list` (a function of the page token) along the Link header, checked. */
+async function allPages(label, list, pageSize) {
+  const ids = [];
+  let pageToken;
+  for (let pages = 1; ; pages++) {
+    const page = await list(pageToken);
+    check(page.status === 200, `${label}: status ${page.status}`);
+    check(page.data.length <= pageSize, `${label}: ${page.data.length} > page size`);
+    check(/rel="first"/.test(page.headers.link ?? ""), `${label}: Link ${page.headers.link}`);
+    ids.push(...page.data.map((s) => s.id));
+    check(pages <= 50, `${label}: the links never end`);
+    pageToken = nextPageToken(page.headers.link);
+    if (!pageToken) return { ids, last: page };
+  }
+}
+
+function sameSet(label, got, expected) {
+  check(got.length === new Set(got).size, `${label}: duplicates ${JSON.stringify(got)}`);
+  const want = new Set(expected);
+  check(got.length === want.size && got.every((id) => want.has(id)), `${label}: ${JSON.stringify(got)}, expected ${JSON.stringify(expected)}`);
+}
+
+async function adminFlow(server) {
+  const basePath = `${server.url}/auth`;
+  const admin = new IdentityApi(new Configuration({ basePath, apiKey: `Bearer ${server.token}` }));
+  const frontend = new FrontendApi(new Configuration({ basePath }));
+  const before = (await admin.listSessions({ active: true })).data.map((s) => s.id);
+  const fresh = [];
+  for (let i = 0; i < 4; i++) {
+    fresh.push(await createSession(server, { ip: `198.51.100.${i + 1}`, header: { "user-agent": { values: [`admin interop ${i}`] } } }));
+  }
+  const live = [...before, ...fresh.map((s) => s.id)];
+
+  // listSessions: the active ones, page by page, each once; identity expanded on request.
+  const { ids, last } = await allPages("listSessions", (pageToken) => admin.listSessions({ pageSize: 2, pageToken, active: true, expand: ["identity"] }), 2);
+  sameSet("listSessions", ids, live);
+  check(last.headers["x-total-count"] === undefined, "listSessions: X-Total-Count sent");
+  const expanded = (await admin.listSessions({ pageSize: 1, expand: ["identity"] })).data[0];
+  check(expanded.identity?.id === server.userId, `listSessions(expand): ${JSON.stringify(expanded.identity)}`);
+  console.log(`  ok listSessions: ${ids.length} active sessions along the links, each once`);
+
+  // getSession: identity and devices only when expanded.
+  const target = fresh[0];
+  const plain = await admin.getSession({ id: target.id });
+  check(plain.status === 200 && plain.data.id === target.id, `getSession: ${JSON.stringify(plain.data)}`);
+  check(plain.data.identity == null && plain.data.devices?.length === 0, `getSession: not expanded ${JSON.stringify(plain.data)}`);
+  const full = await admin.getSession({ id: target.id, expand: ["identity", "devices"] });
+  check(full.data.identity?.id === server.userId, `getSession(expand): identity ${JSON.stringify(full.data.identity)}`);
+  check(full.data.devices?.[0]?.ip_address === "198.51.100.1", `getSession(expand): devices ${JSON.stringify(full.data.devices)}`);
+  await expectError("getSession(unknown)", 404, () => admin.getSession({ id: "123456789012345678" }));
+  console.log(`  ok getSession: ${target.id} (expand identity, devices; unknown → 404)`);
+
+  // extendSession: 204, and the expiry moves a day ahead.
+  const extended = await admin.extendSession({ id: target.id });
+  check(extended.status === 204, `extendSession: status ${extended.status}`);
+  const after = (await admin.getSession({ id: target.id })).data;
+  const gained = Date.parse(after.expires_at) - Date.parse(plain.data.expires_at);
+  check(gained > 20 * 3600 * 1000, `extendSession: expires_at ${plain.data.expires_at} → ${after.expires_at}`);
+  console.log(`  ok extendSession: expires_at ${after.expires_at}`);
+
+  // disableSession: 204 twice; the session is kept, inactive, and identifies nobody.
+  for (const round of ["", " again"]) {
+    const disabled = await admin.disableSession({ id: target.id });
+    check(disabled.status === 204, `disableSession${round}: status ${disabled.status}`);
+  }
+  check((await admin.getSession({ id: target.id })).data.active === false, "disableSession: still active");
+  await expectError("toSession(disabled)", 401, () => frontend.toSession({ xSessionToken: target.token }));
+  await expectError("extendSession(disabled)", 404, () => admin.extendSession({ id: target.id }));
+  console.log(`  ok disableSession: ${target.id} (twice 204)`);
+
+  // listIdentitySessions: the user's active sessions, page by page; unknown identity → [].
+  const own = await allPages("listIdentitySessions", (pageToken) => admin.listIdentitySessions({ id: server.userId, pageSize: 2, pageToken, active: true }), 2);
+  sameSet("listIdentitySessions", own.ids, live.filter((id) => id !== target.id));
+  check(own.last.headers["x-total-count"] === String(live.length - 1), `listIdentitySessions: X-Total-Count ${own.last.headers["x-total-count"]}`);
+  const nobody = await admin.listIdentitySessions({ id: "no-such-identity" });
+  check(nobody.status === 200 && nobody.data.length === 0, `listIdentitySessions(unknown): ${JSON.stringify(nobody.data)}`);
+  console.log(`  ok listIdentitySessions: ${own.ids.length} active sessions, each once`);
+
+  // deleteIdentitySessions: 204, and 204 again with nothing left to revoke.
+  for (const round of ["", " again"]) {
+    const deleted = await admin.deleteIdentitySessions({ id: server.userId });
+    check(deleted.status === 204, `deleteIdentitySessions${round}: status ${deleted.status}`);
+  }
+  const left = await admin.listIdentitySessions({ id: server.userId, active: true });
+  check(left.data.length === 0, `deleteIdentitySessions: left ${JSON.stringify(left.data)}`);
+  for (const { token } of fresh) {
+    await expectError("toSession(after deleteIdentitySessions)", 401, () => frontend.toSession({ xSessionToken: token }));
+  }
+  console.log("  ok deleteIdentitySessions: twice 204");
+
+  // Credentials: none → 401, in Kratos' shape.
+  const anonymous = new IdentityApi(new Configuration({ basePath }));
+  await expectError("listSessions(no credentials)", 401, () => anonymous.listSessions({}));
+  await expectError("listSessions(garbled page token)", 400, () => admin.listSessions({ pageToken: "garbled" }));
+  console.log("  ok admin errors: 401 and 400 in Kratos' shape");
+}
+
 const server = await startSessiond();
 let failed = false;
 try {
   await flow(server);
+  await adminFlow(server);
 } catch (e) {
   failed = true;
   const detail = e.response ? ` (HTTP ${e.response.status} ${JSON.stringify(e.response.data)})` : "";

@@ -11,7 +11,9 @@
 #
 #   kratos-client-node   npm @ory/kratos-client (official Ory Kratos TS SDK), FrontendApi with
 #                        base path /auth: toSession, listMySessions (Link paging),
-#                        disableMySession, disableMyOtherSessions
+#                        disableMySession, disableMyOtherSessions; IdentityApi (admin):
+#                        listSessions, getSession, extendSession, disableSession,
+#                        listIdentitySessions, deleteIdentitySessions
 #
 # Builds nothing.
 #

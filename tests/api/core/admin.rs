@@ -18,7 +18,7 @@ async fn user_sessions(h: &Harness, user: &User, active: Option<bool>) -> (Vec<S
             .await,
     );
     (
-        page.sessions.into_iter().map(|s| s.id).collect(),
+        page.sessions.into_iter().map(|s| s.session.id).collect(),
         page.total,
     )
 }
