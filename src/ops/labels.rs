@@ -3,6 +3,8 @@
 //! other routes by their template (every segment that is no literal of a route is `{id}`).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use crate::faces::{Face, SERVICES};
 
@@ -27,11 +29,18 @@ fn service_label(service: &str) -> &'static str {
     }
 }
 
-/// Whether a segment is a literal of some HTTP route (not an id).
-fn known_segment(segment: &str) -> bool {
+/// The literal segments of every HTTP route, collected once.
+static KNOWN_SEGMENTS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     super::openapi::HTTP_ROUTES
         .iter()
-        .any(|(_, path)| path.split('/').any(|s| s == segment))
+        .flat_map(|(_, path)| path.split('/'))
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .collect()
+});
+
+/// Whether a segment is a literal of some HTTP route (not an id).
+fn known_segment(segment: &str) -> bool {
+    KNOWN_SEGMENTS.contains(segment)
 }
 
 /// The path with every id-like segment replaced by `{id}`.
