@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::{store_core, user_id};
-use crate::core::{Core, PageRequest, RevokedBy};
+use crate::core::{Core, PageRequest, RevokedBy, SessionAction};
 use crate::domain::{Error, ErrorKind, LoginName, Principal, Session, SessionId, Time, UserId};
 use crate::settings::StoreFlags;
 
@@ -105,9 +105,10 @@ pub async fn run(command: SessionsCommand, file: Option<&Path>) -> anyhow::Resul
             let id = session_id(&args.id)?;
             let core = store_core(file, &args.store).await?;
             let session = core
-                .operator_session(&Principal::system(), &id)
+                .admin_session(&Principal::system(), &id, SessionAction::Read)
                 .await
-                .map_err(no_session(&args.id))?;
+                .map_err(no_session(&args.id))?
+                .session;
             let now = core.now();
             if args.json {
                 println!("{}", session_json(&session, now));

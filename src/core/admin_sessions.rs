@@ -108,8 +108,9 @@ impl Core {
             }
             SessionAction::Disable => {
                 require(principal, Permission::SessionDelete)?;
-                self.revoke_by_admin(principal, id, None, no_such_session)
+                self.revoke_one(principal, id, None, RevokedBy::Admin, no_such_session)
                     .await?
+                    .0
             }
             SessionAction::Extend => {
                 require(principal, Permission::SessionDelete)?;
@@ -120,15 +121,17 @@ impl Core {
         found.pop().ok_or_else(no_such_session)
     }
 
-    /// Terminates a session, of `owner` if given; terminating a terminated one succeeds
-    /// again and reports the original termination. Otherwise `missing()`.
-    pub(super) async fn revoke_by_admin(
+    /// Terminates a session, of `owner` if given, recording `by` as the reason; terminating a
+    /// terminated one succeeds again, reports the original termination and says so (`true`).
+    /// A session that is not there (or not the owner's) is `missing()`.
+    pub(super) async fn revoke_one(
         &self,
         principal: &Principal,
         id: &SessionId,
         owner: Option<&UserId>,
+        by: RevokedBy,
         missing: fn() -> Error,
-    ) -> Result<Session, Error> {
+    ) -> Result<(Session, bool), Error> {
         retry_on_conflict(|| async {
             let session = self
                 .store
@@ -137,10 +140,12 @@ impl Core {
                 .filter(|s| owner.is_none() || s.user_id() == owner)
                 .ok_or_else(missing)?;
             if session.is_terminated() {
-                return Ok(session);
+                return Ok((session, true));
             }
-            self.terminate(session, &principal.user_id, "revoked_by_admin")
-                .await
+            let ended = self
+                .terminate(session, &principal.user_id, by.reason())
+                .await?;
+            Ok::<_, Attempt>((ended, false))
         })
         .await
     }
@@ -168,5 +173,23 @@ impl Core {
             Ok::<_, Attempt>(session)
         })
         .await
+    }
+}
+
+/// Who revokes sessions: the reason their `session.terminated` events record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokedBy {
+    /// An administrator through the admin API.
+    Admin,
+    /// An operator on the command line.
+    Operator,
+}
+
+impl RevokedBy {
+    pub(super) fn reason(self) -> &'static str {
+        match self {
+            Self::Admin => "revoked_by_admin",
+            Self::Operator => "revoked_by_operator",
+        }
     }
 }

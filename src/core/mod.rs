@@ -18,14 +18,14 @@ use std::time::Duration;
 use crate::domain::{Clock, Error, ErrorKind, Permission, Principal, error_ids};
 use crate::store::{DynStore, StoreError};
 
-pub use admin_sessions::{AdminSessionPage, SessionAction, SessionWithUser};
+pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
 pub use password::PasswordHasher;
 pub use retention::{PruneTotals, Retention};
 pub use sessions::{CreateSession, ListSessions, SearchQuery, SessionChange, SetSession};
 pub use stats::{CoreStats, StatsSnapshot};
-pub use user_sessions::{CurrentSession, RevokedBy};
+pub use user_sessions::CurrentSession;
 pub use users::{NewUser, UserAction};
 
 /// Tunables of the core.

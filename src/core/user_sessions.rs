@@ -2,7 +2,7 @@
 //! sessions, revoke one or all others) and the administrator's view of a user's sessions.
 //! The same sessions the SessionService creates, in the same store.
 
-use super::admin_sessions::AdminSessionPage;
+use super::admin_sessions::{AdminSessionPage, RevokedBy};
 use super::paging::{PageRequest, SessionPageResult};
 use super::{Attempt, Core, require, retry_on_conflict, user_not_found};
 use crate::domain::{
@@ -221,8 +221,15 @@ impl Core {
                 "Session not found for this user",
             )
         };
-        self.revoke_by_admin(principal, session_id, Some(user_id), missing)
-            .await
+        self.revoke_one(
+            principal,
+            session_id,
+            Some(user_id),
+            RevokedBy::Admin,
+            missing,
+        )
+        .await
+        .map(|(session, _)| session)
     }
 
     /// Revokes every live session of a user but `except` (`session.delete`), recording who
@@ -240,16 +247,6 @@ impl Core {
             .await
     }
 
-    /// One session by id for an operator (`session.read`), terminated or not.
-    pub async fn operator_session(
-        &self,
-        principal: &Principal,
-        id: &SessionId,
-    ) -> Result<Session, Error> {
-        require(principal, Permission::SessionRead)?;
-        self.store.session(id).await?.ok_or_else(operator_not_found)
-    }
-
     /// Revokes one session, whoever's it is (`session.delete`): one `session.terminated`
     /// event with the reason `revoked_by_operator`. Revoking an ended session again succeeds
     /// without a new event; the flag says whether it had already ended.
@@ -259,41 +256,10 @@ impl Core {
         id: &SessionId,
     ) -> Result<(Session, bool), Error> {
         require(principal, Permission::SessionDelete)?;
-        retry_on_conflict(|| async {
-            match self.store.session(id).await? {
-                Some(session) if session.is_terminated() => Ok((session, true)),
-                Some(session) => Ok::<_, Attempt>((
-                    self.terminate(session, &principal.user_id, OPERATOR_REASON)
-                        .await?,
-                    false,
-                )),
-                None => Err(operator_not_found().into()),
-            }
-        })
-        .await
+        self.revoke_one(principal, id, None, RevokedBy::Operator, operator_not_found)
+            .await
     }
 }
-
-/// Who revokes a user's sessions in bulk: the reason their `session.terminated` events record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RevokedBy {
-    /// An administrator through the admin API.
-    Admin,
-    /// An operator on the command line.
-    Operator,
-}
-
-impl RevokedBy {
-    fn reason(self) -> &'static str {
-        match self {
-            Self::Admin => "revoked_by_admin",
-            Self::Operator => OPERATOR_REASON,
-        }
-    }
-}
-
-/// The reason recorded when an operator revokes sessions from the command line.
-const OPERATOR_REASON: &str = "revoked_by_operator";
 
 fn operator_not_found() -> Error {
     Error::not_found(error_ids::SESSION_NOT_FOUND, "Session does not exist")
