@@ -406,31 +406,6 @@ async fn a_lifetime_whose_seconds_and_nanos_disagree_in_sign_is_invalid_on_binar
 }
 
 #[tokio::test]
-async fn the_longest_lifetime_reads_back_as_the_last_representable_second() {
-    let app = spawn_app().await;
-    let alice = app.add_user("alice").await;
-    let admin = app.admin();
-    let grpc = app.api(Protocol::Grpc, Version::V2);
-    let create = v2::CreateSessionRequest {
-        lifetime: Some(duration(315_576_000_000, 999_999_999)),
-        ..create_for_user(alice.id.as_str())
-    };
-    let session = ok(&grpc, grpc.create(Some(&admin), create).await).message;
-    let last = Timestamp {
-        seconds: 253_402_300_799,
-        nanos: 0,
-    };
-    for api in app.apis() {
-        let got = ok(
-            &api,
-            api.get(Some(&admin), get(&session.session_id, None)).await,
-        );
-        let expiration = got.message.session.and_then(|s| s.expiration_date);
-        assert_eq!(expiration, Some(last), "{api}");
-    }
-}
-
-#[tokio::test]
 async fn a_timestamp_beyond_the_range_of_a_timestamp_is_invalid_in_list_queries() {
     use v2::search_query::Query;
     let app = spawn_app().await;

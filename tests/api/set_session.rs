@@ -288,7 +288,7 @@ async fn an_absurdly_long_lifetime_reads_back_the_same_on_every_protocol() {
                 // The longest lifetime a protobuf Duration can hold.
                 lifetime: Some(pbjson_types::Duration {
                     seconds: 315_576_000_000,
-                    nanos: 0,
+                    nanos: 999_999_999,
                 }),
                 ..create_for_user(alice.id.as_str())
             },
