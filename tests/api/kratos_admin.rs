@@ -49,16 +49,6 @@ fn assert_kratos(answer: &Answer, status: u16, id: &str) {
     }
 }
 
-fn ids(answer: &Answer) -> Vec<String> {
-    answer
-        .json
-        .as_array()
-        .unwrap_or_else(|| panic!("a JSON array: {}", answer.body))
-        .iter()
-        .map(|s| s["id"].as_str().expect("id").to_owned())
-        .collect()
-}
-
 /// The target of the `Link` entry with this `rel`.
 fn link(answer: &Answer, rel: &str) -> Option<String> {
     let header = answer.header("link")?;

@@ -43,17 +43,6 @@ async fn revoke_my_others(app: &TestApp, token: &str) -> Answer {
     .await
 }
 
-/// The ids of a list answer, in order.
-fn ids(answer: &Answer) -> Vec<String> {
-    answer
-        .json
-        .as_array()
-        .unwrap_or_else(|| panic!("a JSON array: {}", answer.body))
-        .iter()
-        .map(|s| s["id"].as_str().expect("id").to_owned())
-        .collect()
-}
-
 /// The path and query of the `rel="next"` entry of a `Link` header.
 fn next_link(answer: &Answer) -> Option<String> {
     let link = answer.header("link")?;

@@ -170,3 +170,14 @@ pub async fn assert_no_server_error(
         }
     }
 }
+
+/// The ids of a list answer, in order.
+pub fn ids(answer: &Answer) -> Vec<String> {
+    answer
+        .json
+        .as_array()
+        .unwrap_or_else(|| panic!("a JSON array: {}", answer.body))
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect()
+}
