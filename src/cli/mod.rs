@@ -204,8 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(Settings::load(file, &cli.serve)?).await,
         Some(Command::Serve(flags)) => serve(Settings::load(file, &flags)?).await,
         Some(Command::Config(ConfigCommand::Show(flags))) => {
-            print!("{}", Settings::load(file, &flags)?.show());
-            Ok(())
+            emit(&Settings::load(file, &flags)?.show())
         }
         Some(Command::Users(command)) => users(command, file).await,
         Some(Command::Sessions(command)) => sessions::run(command, file).await,
@@ -213,8 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Migrate(flags)) => {
             let store = app::open_store(&Settings::load(file, &flags)?).await?;
             let ready = store.schema_ready().await?;
-            println!("migrations applied; schema ready: {ready}");
-            Ok(())
+            emit(&format!("migrations applied; schema ready: {ready}\n"))
         }
         Some(Command::Prune(flags)) => {
             let settings = Settings::load(file, &flags)?;
@@ -225,11 +223,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-            println!(
-                "pruned {} sessions and {} events in {} batches",
+            emit(&format!(
+                "pruned {} sessions and {} events in {} batches\n",
                 totals.sessions, totals.events, totals.batches
-            );
-            Ok(())
+            ))
         }
     }
 }
@@ -299,8 +296,25 @@ fn user_id(raw: &str) -> anyhow::Result<UserId> {
     UserId::parse(raw).map_err(|e| anyhow::anyhow!("{}", e.message()))
 }
 
-fn print_user(user: &crate::domain::User) {
-    println!("{}", crate::faces::admin::user_json(user));
+fn user_line(user: &crate::domain::User) -> String {
+    format!("{}\n", crate::faces::admin::user_json(user))
+}
+
+fn print_user(user: &crate::domain::User) -> anyhow::Result<()> {
+    emit(&user_line(user))
+}
+
+/// Writes to stdout; a reader that stopped early (`| head`) is not an error.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 async fn users(command: UsersCommand, file: Option<&Path>) -> anyhow::Result<()> {
@@ -324,7 +338,7 @@ async fn users(command: UsersCommand, file: Option<&Path>) -> anyhow::Result<()>
                 })
                 .await
                 .map_err(fail)?;
-            println!("{}", user.id);
+            emit(&format!("{}\n", user.id))?;
         }
         UsersCommand::List(args) => {
             let login_name = args
@@ -337,7 +351,8 @@ async fn users(command: UsersCommand, file: Option<&Path>) -> anyhow::Result<()>
                 .list_users(&system, login_name, args.offset, args.limit)
                 .await
                 .map_err(fail)?;
-            users.iter().for_each(print_user);
+            let lines: String = users.iter().map(user_line).collect();
+            emit(&lines)?;
         }
         UsersCommand::Show(args) => {
             let core = store_core(file, &args.store).await?;
@@ -346,7 +361,7 @@ async fn users(command: UsersCommand, file: Option<&Path>) -> anyhow::Result<()>
                     .get_user(&system, &user_id(&args.id)?)
                     .await
                     .map_err(fail)?,
-            );
+            )?;
         }
         UsersCommand::Lock(args) => change_state(file, args, UserAction::Lock).await?,
         UsersCommand::Deactivate(args) => change_state(file, args, UserAction::Deactivate).await?,
@@ -374,7 +389,7 @@ async fn change_state(
         .change_user_state(&Principal::system(), &user_id(&args.id)?, action)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    print_user(&user);
+    print_user(&user)?;
     eprintln!("{revoked} session(s) ended");
     Ok(())
 }
@@ -406,6 +421,5 @@ fn token_mint(args: TokenMintArgs, file: Option<&Path>) -> anyhow::Result<()> {
         args.ttl,
         SystemClock.now(),
     )?;
-    println!("{token}");
-    Ok(())
+    emit(&format!("{token}\n"))
 }

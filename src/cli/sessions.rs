@@ -10,7 +10,7 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{store_core, user_id};
+use super::{emit, store_core, user_id};
 use crate::core::{Core, PageRequest, RevokedBy, SessionAction};
 use crate::domain::{Error, ErrorKind, LoginName, Principal, Session, SessionId, Time, UserId};
 use crate::settings::StoreFlags;
@@ -111,9 +111,9 @@ pub async fn run(command: SessionsCommand, file: Option<&Path>) -> anyhow::Resul
                 .session;
             let now = core.now();
             if args.json {
-                println!("{}", session_json(&session, now));
+                emit(&format!("{}\n", session_json(&session, now)))?;
             } else {
-                print!("{}", details(&session, now));
+                emit(&details(&session, now))?;
             }
             Ok(())
         }
@@ -163,19 +163,6 @@ async fn list(args: ListArgs, file: Option<&Path>) -> anyhow::Result<()> {
     emit(&out)
 }
 
-/// Writes to stdout; a reader that stopped early (`| head`) is not an error.
-fn emit(text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
 async fn user_by_login(core: &Core, login: &str) -> anyhow::Result<UserId> {
     let name = LoginName::parse(login.to_owned()).map_err(fail)?;
     let (users, _) = core
@@ -199,7 +186,7 @@ async fn revoke(args: RevokeArgs, file: Option<&Path>) -> anyhow::Result<()> {
             .admin_revoke_user_sessions(&system, &user, except.as_ref(), RevokedBy::Operator)
             .await
             .map_err(fail)?;
-        println!("{ended} session(s) of user {user} ended");
+        emit(&format!("{ended} session(s) of user {user} ended\n"))?;
         return Ok(());
     }
     let raw = args.id.unwrap_or_default();
@@ -210,9 +197,11 @@ async fn revoke(args: RevokeArgs, file: Option<&Path>) -> anyhow::Result<()> {
         .map_err(no_session(&raw))?;
     let at = session.terminated_at.map(short).unwrap_or_default();
     if already {
-        println!("session {id} was already ended (terminated {at})");
+        emit(&format!(
+            "session {id} was already ended (terminated {at})\n"
+        ))?;
     } else {
-        println!("session {id} revoked (terminated {at})");
+        emit(&format!("session {id} revoked (terminated {at})\n"))?;
     }
     Ok(())
 }

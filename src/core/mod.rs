@@ -15,7 +15,7 @@ mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{Clock, Error, ErrorKind, Permission, Principal, error_ids};
+use crate::domain::{Clock, Error, Permission, Principal, error_ids};
 use crate::store::{DynStore, StoreError};
 
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
@@ -148,11 +148,7 @@ where
             }
         }
     }
-    Err(Error::new(
-        ErrorKind::Unavailable,
-        error_ids::STORE_CONFLICT,
-        "too many concurrent changes to the same session, retry",
-    ))
+    Err(StoreError::Conflict.into())
 }
 
 /// Outcome of one try of a read-modify-write command.

@@ -89,7 +89,7 @@ impl From<StoreError> for Error {
             StoreError::Conflict => Error::new(
                 crate::domain::ErrorKind::Unavailable,
                 error_ids::STORE_CONFLICT,
-                "too many concurrent changes to the same session, retry",
+                "too many concurrent changes to the same session or user, retry",
             ),
             StoreError::Duplicate(what) => Error::new(
                 crate::domain::ErrorKind::AlreadyExists,

@@ -261,6 +261,37 @@ async fn sessions_list_pages_with_the_printed_token() {
     }
 }
 
+/// A reader that stops early (`sessiond users list | head -1`) ends the command quietly: exit
+/// status 0 and no panic message, for every command that prints to stdout.
+#[tokio::test]
+async fn a_closed_stdout_ends_printing_commands_quietly() {
+    let f = fixture().await;
+    let session = f.alices[0].as_str().to_owned();
+    let alice = f.alice.as_str().to_owned();
+    let commands: [&[&str]; 5] = [
+        &["users", "list"],
+        &["users", "show", &alice],
+        &["sessions", "list"],
+        &["sessions", "list", "--json"],
+        &["sessions", "show", &session],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(f.path())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("running sessiond");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn sessions_show_prints_one_session_in_full() {
     let f = fixture().await;
