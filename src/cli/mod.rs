@@ -246,7 +246,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Serves until SIGTERM/SIGINT; with `--otlp-endpoint`, exports traces and sends the last
 /// ones before exiting.
 async fn serve(format: LogFormat, settings: Settings) -> anyhow::Result<()> {
-    let (traces, layer) = match settings.otlp_endpoint.as_deref() {
+    let endpoint = settings.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
+    let (traces, layer) = match endpoint {
         Some(endpoint) => {
             let (traces, layer) = Traces::start(endpoint)?;
             (Some(traces), Some(layer))

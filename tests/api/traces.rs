@@ -21,6 +21,8 @@ const WHOAMI_PARENT: &str = "2222222222222222";
 /// A second trace, for the gRPC call.
 const GRPC_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const GRPC_PARENT: &str = "b7ad6b7169203331";
+/// A trace its caller does not sample (flags 00).
+const UNSAMPLED: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 
 fn traceparent(trace: &str, parent: &str) -> String {
     format!("00-{trace}-{parent}-01")
@@ -125,6 +127,21 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
         .await
         .expect("admin list");
     assert_eq!(listed.status(), 200);
+
+    // A caller that does not sample its trace: nothing of it is recorded.
+    let unsampled = http
+        .get(server.url("/healthz"))
+        .header("traceparent", format!("00-{UNSAMPLED}-{GRPC_PARENT}-00"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(unsampled.status(), 200);
+    let own = http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(own.status(), 200);
 
     // gRPC GetSession in another trace, and one that fails (NOT_FOUND).
     let channel = tonic::transport::Channel::from_shared(server.base.clone())
@@ -235,6 +252,14 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
     assert_ne!(not_found.trace_id(), GRPC_TRACE);
     let status_code = |s: &ExportedSpan| s.span.status.as_ref().map_or(0, |st| st.code);
     assert_ne!(status_code(not_found), 2, "NOT_FOUND is no server error");
+
+    assert!(spans.iter().all(|s| s.trace_id() != UNSAMPLED));
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.attribute("method").as_deref() == Some("GET /healthz")),
+        "a /healthz without traceparent is traced"
+    );
 
     // Every span carries the service's resource.
     for span in &spans {
