@@ -186,6 +186,10 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
     let create = request_span(&spans, TRACE, "CreateSession");
     assert_eq!(create.parent_span_id(), REST_CREATE_PARENT);
     assert_labels(create, "session.v2", "rest", "201", "201");
+    assert_eq!(
+        create.span.trace_state, "vendor=opaque",
+        "tracestate goes on"
+    );
     let below = children(&spans, create);
     assert!(
         below.iter().any(|s| s.span.name.starts_with("store ")
@@ -293,6 +297,44 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
             }
         }
     }
+}
+
+#[tokio::test]
+async fn on_postgresql_store_spans_name_the_database_system() {
+    let Some(base) = crate::backends::postgres_url() else {
+        return;
+    };
+    let database_url = crate::backends::postgres_schema_url(&base).await;
+    let receiver = OtlpReceiver::start().await;
+    let data_dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(
+        data_dir.path(),
+        &["--otlp-endpoint", &receiver.endpoint],
+        &[("SESSIOND_DATABASE_URL", &database_url)],
+    )
+    .await;
+    let auth = process_bearer(data_dir.path(), "caller", &["session.read"]);
+    let answer = reqwest::Client::new()
+        .post(server.url("/v2/sessions/search"))
+        .header("authorization", &auth)
+        .header("traceparent", traceparent(TRACE, REST_GET_PARENT))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(answer.status(), 200);
+    assert!(server.terminate().await.success());
+    let spans = receiver.spans();
+    let list = request_span(&spans, TRACE, "ListSessions");
+    assert_eq!(list.parent_span_id(), REST_GET_PARENT);
+    let store = children(&spans, list)
+        .into_iter()
+        .find(|s| s.span.name == "store list_sessions")
+        .expect("the list's store span");
+    assert_eq!(
+        store.attribute("db.system.name").as_deref(),
+        Some("postgresql")
+    );
 }
 
 #[tokio::test]
