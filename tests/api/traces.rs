@@ -13,11 +13,13 @@ use crate::helpers::{send, v2};
 use crate::process::{Server, process_bearer};
 
 const PASSWORD: &str = "Tr4ced-but-n0t-Leaked!";
+const WRONG_PASSWORD: &str = "Wr0ng-and-n0t-Leaked?";
 /// The caller's trace: one trace id, a parent span per request.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const REST_CREATE_PARENT: &str = "00f067aa0ba902b7";
 const REST_GET_PARENT: &str = "1111111111111111";
 const WHOAMI_PARENT: &str = "2222222222222222";
+const WRONG_PARENT: &str = "3333333333333333";
 /// A second trace, for the gRPC call.
 const GRPC_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const GRPC_PARENT: &str = "b7ad6b7169203331";
@@ -28,12 +30,22 @@ fn traceparent(trace: &str, parent: &str) -> String {
     format!("00-{trace}-{parent}-01")
 }
 
-/// The request span of `method` in `trace` (the one whose `method` attribute is it).
-fn request_span<'a>(spans: &'a [ExportedSpan], trace: &str, method: &str) -> &'a ExportedSpan {
+/// The request span of `method` (its `method` attribute) that is a child of the caller's
+/// span `parent` in `trace`.
+fn request_span<'a>(
+    spans: &'a [ExportedSpan],
+    trace: &str,
+    parent: &str,
+    method: &str,
+) -> &'a ExportedSpan {
     spans
         .iter()
-        .find(|s| s.trace_id() == trace && s.attribute("method").as_deref() == Some(method))
-        .unwrap_or_else(|| panic!("no request span for {method} in trace {trace}"))
+        .find(|s| {
+            s.trace_id() == trace
+                && s.parent_span_id() == parent
+                && s.attribute("method").as_deref() == Some(method)
+        })
+        .unwrap_or_else(|| panic!("no request span for {method} under {trace}-{parent}"))
 }
 
 /// Spans of `trace` that are direct children of `parent`.
@@ -42,6 +54,11 @@ fn children<'a>(spans: &'a [ExportedSpan], parent: &ExportedSpan) -> Vec<&'a Exp
         .iter()
         .filter(|s| s.trace_id() == parent.trace_id() && s.parent_span_id() == parent.span_id())
         .collect()
+}
+
+/// The span's status code (0 unset, 1 ok, 2 error).
+fn status_code(span: &ExportedSpan) -> i32 {
+    span.span.status.as_ref().map_or(0, |status| status.code)
 }
 
 /// Face, protocol, method, status and code of a request span, and its kind (2: server).
@@ -120,6 +137,23 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
         .await
         .expect("whoami");
     assert_eq!(whoami.status(), 200);
+    let mine = http
+        .get(server.url("/auth/sessions"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("traceparent", traceparent(TRACE, WHOAMI_PARENT))
+        .send()
+        .await
+        .expect("my sessions");
+    assert_eq!(mine.status(), 200);
+    let wrong = http
+        .post(server.url("/v2/sessions"))
+        .header("authorization", &auth)
+        .header("traceparent", traceparent(TRACE, WRONG_PARENT))
+        .json(&json!({"checks": {"user": {"loginName": "traced"}, "password": {"password": WRONG_PASSWORD}}}))
+        .send()
+        .await
+        .expect("wrong password");
+    assert_eq!(wrong.status(), 400);
     let listed = http
         .get(server.url(&format!("/auth/admin/api/users/{user_id}/sessions")))
         .header("authorization", &auth)
@@ -183,8 +217,7 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
     let spans = receiver.spans();
 
     // REST CreateSession: a child of the caller's span, with store and password children.
-    let create = request_span(&spans, TRACE, "CreateSession");
-    assert_eq!(create.parent_span_id(), REST_CREATE_PARENT);
+    let create = request_span(&spans, TRACE, REST_CREATE_PARENT, "CreateSession");
     assert_labels(create, "session.v2", "rest", "201", "201");
     assert_eq!(
         create.span.trace_state, "vendor=opaque",
@@ -210,8 +243,17 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
     );
     assert_eq!(insert.span.kind, 3, "a store call is a client span");
 
-    let get = request_span(&spans, TRACE, "GetSession");
-    assert_eq!(get.parent_span_id(), REST_GET_PARENT);
+    // A failed check is the client's error, with its password check span.
+    let wrong = request_span(&spans, TRACE, WRONG_PARENT, "CreateSession");
+    assert_labels(wrong, "session.v2", "rest", "400", "400");
+    assert_ne!(status_code(wrong), 2, "a wrong password is no server error");
+    assert!(
+        children(&spans, wrong)
+            .iter()
+            .any(|s| s.span.name == "password.verify")
+    );
+
+    let get = request_span(&spans, TRACE, REST_GET_PARENT, "GetSession");
     assert_labels(get, "session.v2", "rest", "200", "200");
     assert!(
         children(&spans, get)
@@ -219,8 +261,7 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
             .any(|s| s.span.name.starts_with("store "))
     );
 
-    let whoami = request_span(&spans, TRACE, "GET /auth/sessions/whoami");
-    assert_eq!(whoami.parent_span_id(), WHOAMI_PARENT);
+    let whoami = request_span(&spans, TRACE, WHOAMI_PARENT, "GET /auth/sessions/whoami");
     assert_labels(whoami, "self-service", "http", "200", "200");
 
     // Routes are named by their template, never by a path with ids.
@@ -243,8 +284,7 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
     assert!(admin.parent_span_id().is_empty(), "a root span");
 
     // gRPC: the status is the gRPC code; a failure is an error only when the server failed.
-    let over_grpc = request_span(&spans, GRPC_TRACE, "GetSession");
-    assert_eq!(over_grpc.parent_span_id(), GRPC_PARENT);
+    let over_grpc = request_span(&spans, GRPC_TRACE, GRPC_PARENT, "GetSession");
     assert_labels(over_grpc, "session.v2", "grpc", "200", "0");
     let not_found = spans
         .iter()
@@ -254,7 +294,6 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
         })
         .expect("the NOT_FOUND call's span");
     assert_ne!(not_found.trace_id(), GRPC_TRACE);
-    let status_code = |s: &ExportedSpan| s.span.status.as_ref().map_or(0, |st| st.code);
     assert_ne!(status_code(not_found), 2, "NOT_FOUND is no server error");
 
     assert!(spans.iter().all(|s| s.trace_id() != UNSAMPLED));
@@ -281,6 +320,7 @@ async fn requests_continue_the_callers_trace_with_store_and_password_spans_and_n
     let jwt = auth.trim_start_matches("Bearer ");
     let secrets = [
         ("password", PASSWORD),
+        ("wrong password", WRONG_PASSWORD),
         ("session token", token.as_str()),
         ("JWT", jwt),
         ("JWT signature", jwt.rsplit('.').next().unwrap_or_default()),
@@ -325,8 +365,7 @@ async fn on_postgresql_store_spans_name_the_database_system() {
     assert_eq!(answer.status(), 200);
     assert!(server.terminate().await.success());
     let spans = receiver.spans();
-    let list = request_span(&spans, TRACE, "ListSessions");
-    assert_eq!(list.parent_span_id(), REST_GET_PARENT);
+    let list = request_span(&spans, TRACE, REST_GET_PARENT, "ListSessions");
     let store = children(&spans, list)
         .into_iter()
         .find(|s| s.span.name == "store list_sessions")
