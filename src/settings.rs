@@ -117,6 +117,8 @@ settings! {
     /// SQLite: `normal` (a commit survives a crash of the process; a power loss may lose the
     /// last moments) or `full` (the log is synced at every commit: survives power loss too).
     sqlite_synchronous: Synchronous = Synchronous::Normal, in STORE;
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317); off unless set.
+    otlp_endpoint: Option<String> = None;
 }
 
 impl Settings {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::settings::{Settings, redact_url};
-use crate::store::{Bounded, DynStore, PgSettings, PostgresStore, SqliteStore, StoreError};
+use crate::store::{Bounded, DynStore, PgSettings, PostgresStore, SqliteStore, StoreError, Traced};
 
 /// The PostgreSQL pool and timeouts of the settings.
 pub fn pg_settings(settings: &Settings) -> PgSettings {
@@ -21,8 +21,23 @@ pub fn pg_settings(settings: &Settings) -> PgSettings {
 
 /// Opens the configured store and applies pending migrations (SQLite: creating the file;
 /// PostgreSQL: under an advisory lock). An unreachable PostgreSQL is retried with backoff for
-/// `db_startup_timeout`, with a log line per attempt.
+/// `db_startup_timeout`, with a log line per attempt. While traces are exported, every
+/// store call is a span.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<DynStore> {
+    let store = open_untraced(settings).await?;
+    if !crate::ops::trace::installed() {
+        return Ok(store);
+    }
+    let system = if settings.is_postgres() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    Ok(Arc::new(Traced::new(store, system)))
+}
+
+/// The configured store, without a span per call.
+async fn open_untraced(settings: &Settings) -> anyhow::Result<DynStore> {
     let url = settings.store_url();
     if settings.is_postgres() {
         let postgres = pg_settings(settings);

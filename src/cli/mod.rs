@@ -17,6 +17,7 @@ use crate::app::{self, Application};
 use crate::auth::{EmbeddedKey, mint};
 use crate::core::{Core, NewUser, PasswordHasher, UserAction};
 use crate::domain::{Clock, LoginName, Password, Permission, Principal, SystemClock, UserId};
+use crate::ops::trace::Traces;
 use crate::settings::{
     EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, Flags, PruneFlags, ServeFlags, Settings, StoreFlags,
     TokenFlags,
@@ -198,11 +199,19 @@ pub async fn main() -> anyhow::Result<()> {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    telemetry::init(cli.log_format);
     let file = cli.config.as_deref();
+    // `serve` installs the subscriber itself: its settings say whether traces are exported.
+    let serve_flags = match &cli.command {
+        None => Some(&cli.serve),
+        Some(Command::Serve(flags)) => Some(flags),
+        Some(_) => None,
+    };
+    if let Some(flags) = serve_flags {
+        return serve(cli.log_format, Settings::load(file, flags)?).await;
+    }
+    telemetry::init(cli.log_format, None);
     match cli.command {
-        None => serve(Settings::load(file, &cli.serve)?).await,
-        Some(Command::Serve(flags)) => serve(Settings::load(file, &flags)?).await,
+        None | Some(Command::Serve(_)) => Ok(()), // served above
         Some(Command::Config(ConfigCommand::Show(flags))) => {
             emit(&Settings::load(file, &flags)?.show())
         }
@@ -231,10 +240,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Serves until SIGTERM/SIGINT.
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings, Arc::new(SystemClock)).await?;
-    app.run_until(shutdown_signal()).await
+/// Serves until SIGTERM/SIGINT; with `--otlp-endpoint`, exports traces and sends the last
+/// ones before exiting.
+async fn serve(format: LogFormat, settings: Settings) -> anyhow::Result<()> {
+    let endpoint = settings.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
+    let (traces, layer) = match endpoint {
+        Some(endpoint) => {
+            let (traces, layer) = Traces::start(endpoint)?;
+            (Some(traces), Some(layer))
+        }
+        None => (None, None),
+    };
+    telemetry::init(format, layer);
+    let served = async {
+        let app = Application::build(settings, Arc::new(SystemClock)).await?;
+        app.run_until(shutdown_signal()).await
+    }
+    .await;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+    served
 }
 
 /// Resolves on SIGINT or SIGTERM.

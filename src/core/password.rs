@@ -129,6 +129,7 @@ impl PasswordHasher {
     }
 
     /// A PHC string (`$argon2id$v=19$m=…,t=…,p=1$salt$hash`) for a new password.
+    #[tracing::instrument(level = "debug", name = "password.hash", skip_all)]
     pub async fn hash(&self, password: &Password) -> Result<String, Error> {
         let password = password.clone();
         let params = self.params.clone();
@@ -162,6 +163,7 @@ impl PasswordHasher {
 
     /// Whether `password` matches the PHC string `hash`, in constant time. The parameters
     /// stored in the hash are the ones used, so hashes made with older settings keep working.
+    #[tracing::instrument(level = "debug", name = "password.verify", skip_all)]
     pub async fn verify(&self, password: &Password, hash: &str) -> Result<bool, Error> {
         let password = password.clone();
         let hash = hash.to_owned();

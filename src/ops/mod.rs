@@ -1,6 +1,7 @@
 //! Operations: what runs around the faces rather than in one of them. The middleware on every
 //! request (request id, load shedding, timeout, access log, request metrics), the labels it
-//! logs with, and the operations routes: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! logs with, the OpenTelemetry traces (`trace`), and the operations routes: `/healthz`,
+//! `/readyz`, `/metrics`, `/openapi.json`.
 //!
 //! `ops` depends on `faces` (for [`crate::faces::Face`], which builds refusals in the shape
 //! of a request's face, and the services' tables for labels), never the reverse.
@@ -10,6 +11,7 @@ pub mod labels;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;

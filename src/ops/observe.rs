@@ -7,7 +7,9 @@
 //!   queueing without bound, so the latency of accepted requests stays bounded;
 //! - a request timeout (gRPC DEADLINE_EXCEEDED, HTTP 504);
 //! - one access log line per request (face, protocol, method, status, latency; never a
-//!   header value or a body) and the request metrics.
+//!   header value or a body) and the request metrics;
+//! - the request's span, with the same labels: with `--otlp-endpoint` it continues the
+//!   caller's W3C trace and records the answer's status ([`super::trace`]).
 //!
 //! Refusals are built by the request's [`Face`]; this module knows no face's shape.
 
@@ -18,9 +20,11 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use tracing::field::Empty;
 
 use super::Ops;
 use super::labels::classify;
+use super::trace;
 use crate::domain::{Error, ErrorKind, error_ids};
 use crate::faces::Face;
 use crate::faces::edges::REQUEST_ID;
@@ -69,7 +73,13 @@ pub async fn middleware(State(ops): State<Ops>, mut request: Request, next: Next
         face = route.face,
         protocol = route.protocol,
         method = %route.method,
+        status = Empty,
+        code = Empty,
+        otel.name = Empty,
+        otel.kind = Empty,
+        otel.status_code = Empty,
     );
+    trace::begin_request(&span, request.headers(), &route);
     let _entered = span.enter();
 
     let mut response = match ops.permits.clone().try_acquire_owned() {
@@ -119,5 +129,6 @@ pub async fn middleware(State(ops): State<Ops>, mut request: Request, next: Next
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
+    trace::end_request(&span, &route, status, &code);
     response
 }

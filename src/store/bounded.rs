@@ -1,15 +1,22 @@
-//! A time bound around every call of a networked store. PostgreSQL's `statement_timeout`
-//! ends slow statements on the server, but a database that vanishes without closing its
-//! connections (a dead host, a dropped network) answers nothing at all; this bound turns that
-//! into a prompt `Unavailable` instead of a hung request. Dropping the timed-out future drops
-//! its connection, so no half-done transaction is ever committed.
+//! Wrappers around every call of a store, each adding one thing and no behaviour:
 //!
-//! It adds no behaviour but the bound: every method delegates to the inner store.
+//! - [`Bounded`]: a time bound around every call of a networked store. PostgreSQL's
+//!   `statement_timeout` ends slow statements on the server, but a database that vanishes
+//!   without closing its connections (a dead host, a dropped network) answers nothing at all;
+//!   this bound turns that into a prompt `Unavailable` instead of a hung request. Dropping the
+//!   timed-out future drops its connection, so no half-done transaction is ever committed.
+//! - [`Traced`]: a span per call made inside a span (a request's): `store <call>`, with the
+//!   call's name and the database system, never an argument. Calls outside any span (the
+//!   background tasks) make none. Only put in while traces are exported, so a server without
+//!   `--otlp-endpoint` makes no span per store call.
+//!
+//! Every method delegates to the inner store.
 
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::Instrument as _;
 
 use super::{
     CheckOutcome, DynStore, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation,
@@ -35,6 +42,7 @@ impl Bounded {
 
     async fn run<T>(
         &self,
+        _name: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.limit, call).await {
@@ -44,14 +52,50 @@ impl Bounded {
     }
 }
 
-/// Implements `Store` for `Bounded` from the trait's method list: each call goes to the inner
-/// store under the time bound.
-macro_rules! bounded_store {
+/// A span around every call of the inner store.
+pub struct Traced {
+    inner: DynStore,
+    /// The database system, OpenTelemetry's `db.system.name` (`sqlite`, `postgresql`).
+    system: &'static str,
+}
+
+impl Traced {
+    pub fn new(inner: DynStore, system: &'static str) -> Self {
+        Self { inner, system }
+    }
+
+    async fn run<T>(
+        &self,
+        name: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        // Background calls (the health watch every 5 s) would each start a trace of one span.
+        if tracing::Span::current().is_none() {
+            return call.await;
+        }
+        let span = tracing::debug_span!(
+            "store",
+            otel.name = format_args!("store {name}"),
+            otel.kind = "client",
+            db.operation.name = name,
+            db.system.name = self.system,
+        );
+        call.instrument(span).await
+    }
+}
+
+/// Implements `Store` for `Bounded` and `Traced` from the trait's method list: each call goes
+/// to the inner store through the wrapper's `run`, with the call's name.
+macro_rules! wrapped_store {
     ($($(#[$doc:meta])* async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        wrapped_store!(@impl Bounded $(async fn $name(&self $(, $arg: $ty)*) -> $ret;)*);
+        wrapped_store!(@impl Traced $(async fn $name(&self $(, $arg: $ty)*) -> $ret;)*);
+    };
+    (@impl $wrapper:ident $(async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         #[async_trait]
-        impl Store for Bounded {
+        impl Store for $wrapper {
             $(async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                self.run(self.inner.$name($($arg),*)).await
+                self.run(stringify!($name), self.inner.$name($($arg),*)).await
             })*
 
             fn pools(&self) -> Vec<PoolStats> {
@@ -61,4 +105,4 @@ macro_rules! bounded_store {
     };
 }
 
-store_methods!(bounded_store);
+store_methods!(wrapped_store);

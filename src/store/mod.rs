@@ -43,7 +43,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 
-pub use bounded::Bounded;
+pub use bounded::{Bounded, Traced};
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
 

@@ -38,3 +38,4 @@ mod replicas;
 mod secrets;
 mod sessions_cli;
 mod store_contract;
+mod traces;

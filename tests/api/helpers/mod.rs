@@ -1,9 +1,9 @@
 //! The harness: the real server on a random port with a manual clock (`app`), request
 //! builders (`requests`), one typed client per protocol behind [`Api`] (`clients`) with its
 //! outcomes (`outcomes`), plain HTTP for the self-service and admin faces (`http`), gRPC-Web
-//! and raw gRPC by hand (`grpc_web`, `raw`), and a TCP proxy that cuts or silences the database
-//! on command (`proxy`). A behaviour test runs on every
-//! protocol and both package versions without copy-paste: `use crate::helpers::*;`.
+//! and raw gRPC by hand (`grpc_web`, `raw`), an OTLP trace receiver (`otlp`), and a TCP
+//! proxy that cuts or silences the database on command (`proxy`). A behaviour test runs on
+//! every protocol and both package versions without copy-paste: `use crate::helpers::*;`.
 
 #![allow(dead_code)]
 
@@ -11,6 +11,7 @@ mod app;
 mod clients;
 mod grpc_web;
 mod http;
+pub mod otlp;
 mod outcomes;
 mod proxy;
 mod raw;
