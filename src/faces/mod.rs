@@ -20,6 +20,7 @@
 //!   connect_stream.rs Connect streaming (reflection) onto the gRPC service
 //!   rest.rs          REST transcoding           RestError (google.rpc.Status JSON)
 //!   self_service.rs  Kratos-style /auth/sessions
+//!   login.rs         Kratos' native login flow, /auth/self-service/login (no bearer needed)
 //!   kratos.rs        KratosError, sessions in Kratos' shape
 //!   kratos_admin.rs  Kratos' admin session API, /auth/admin/sessions and /auth/admin/identities
 //!   admin.rs         /auth/admin/api            AdminError
@@ -57,6 +58,7 @@ mod fuzz;
 pub mod grpc;
 mod kratos;
 pub mod kratos_admin;
+mod login;
 pub mod pb;
 pub mod rest;
 pub mod rpc;

@@ -170,6 +170,12 @@ mod tests {
             ),
             ("GET", "/healthz", None, ("ops", "http", "GET /healthz")),
             (
+                "POST",
+                "/auth/self-service/login",
+                None,
+                ("self-service", "http", "POST /auth/self-service/login"),
+            ),
+            (
                 "GET",
                 "/random/junk/path",
                 None,

@@ -25,6 +25,9 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     ("GET", "/auth/sessions"),
     ("DELETE", "/auth/sessions"),
     ("DELETE", "/auth/sessions/{id}"),
+    // login.rs
+    ("GET", "/auth/self-service/login/api"),
+    ("POST", "/auth/self-service/login"),
     // kratos_admin.rs
     ("GET", "/auth/admin/sessions"),
     ("GET", "/auth/admin/sessions/{id}"),

@@ -14,6 +14,7 @@ mod drift;
 mod edges;
 mod kratos_admin;
 mod list;
+mod login;
 mod openapi;
 mod passwords;
 mod permissions;
