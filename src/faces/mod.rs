@@ -27,6 +27,7 @@
 //!   admin_json.rs    users and sessions in the admin shape
 //!   status.rs        the one error table (kind → gRPC code, HTTP status, bodies)
 //!   pb.rs            generated protobuf types
+//!   ui.rs            the account page at /ui/ (static files, strict CSP), not an API
 //! ops/ (beside faces; depends on faces, never the reverse)
 //!   mod.rs           Ops: the operations routes and the middleware around every request
 //!   observe.rs       request id, load shedding, timeout, access log
@@ -65,6 +66,7 @@ pub mod rpc;
 pub mod self_service;
 pub mod session_api;
 pub mod status;
+pub mod ui;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};

@@ -53,6 +53,16 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
 ];
 
+/// The routes of the account page (`faces/ui.rs`): a page, not an API, so the document
+/// leaves them out; listed here for metrics labels and for the check that every registered
+/// route is listed (`tests/api/openapi.rs`). Served unless `--ui false`.
+pub const PAGE_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/app.js"),
+    ("GET", "/ui/app.css"),
+];
+
 async fn document() -> Response {
     (
         [(

@@ -22,6 +22,7 @@ mod round_trip;
 mod self_service;
 mod set_session;
 mod shutdown;
+mod ui;
 
 mod attacks;
 mod backends;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use serde_json::Value;
 
-use sessiond::ops::openapi::{DOCUMENT, HTTP_ROUTES};
+use sessiond::ops::openapi::{DOCUMENT, HTTP_ROUTES, PAGE_ROUTES};
 
 use crate::helpers::*;
 
@@ -387,9 +387,11 @@ fn registered_routes() -> BTreeSet<(String, String)> {
     out
 }
 
+/// The API routes and the account page's (which the document leaves out).
 fn listed_routes() -> BTreeSet<(String, String)> {
     HTTP_ROUTES
         .iter()
+        .chain(PAGE_ROUTES)
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect()
 }
