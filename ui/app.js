@@ -202,7 +202,6 @@
     const device = document.createElement("span");
     device.className = "device";
     device.textContent = deviceName(session.agent);
-    const first = cell(tr, 0, device);
     if (session.agent) device.title = session.agent;
     if (current) {
       tr.className = "current";
@@ -210,8 +209,9 @@
       const badge = document.createElement("span");
       badge.className = "badge";
       badge.textContent = "This browser";
-      first.append(badge);
+      device.append(" ", badge);
     }
+    cell(tr, 0, device);
     cell(tr, 1, session.ip || "Unknown");
     cell(tr, 2, timeCell(session.created, "Unknown"));
     cell(tr, 3, timeCell(session.lastActive, "Unknown"));
