@@ -6,8 +6,8 @@
 //      typed and the form is submitted with Enter;
 //   3. the page lists two sessions, the current one marked, the other as "Firefox on Windows";
 //      the session token is in sessionStorage only (no cookie, no localStorage, not in the URL);
-//   4. optionally (screenshots: true) docs/screenshots/account-desktop.png (1280 wide) and
-//      account-phone.png (375 wide) are saved;
+//   4. at 375 px wide the sessions are cards and nothing scrolls sideways; with a screenshot
+//      directory, account-desktop.png (1280 wide) and account-phone.png (375 wide) go there;
 //   5. the other session is revoked (Enter on its button): it leaves the list and the API;
 //   6. the administrator's view with a token that may read but not revoke: the user's session
 //      is listed, and revoking it shows the missing permission as an alert;
@@ -90,17 +90,22 @@ export async function accountScenario(browser, server, { login, password, check,
     const status = await page.textContent("#status");
     check(/Signed in\. 2 sessions/.test(status), `status message: "${status}"`);
 
-    if (screenshotDir) {
-      const desktop = join(screenshotDir, "account-desktop.png");
-      await page.screenshot({ path: desktop, fullPage: true });
-      await page.setViewportSize({ width: 375, height: 812 });
-      const phone = join(screenshotDir, "account-phone.png");
-      await page.screenshot({ path: phone, fullPage: true });
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-      check(overflow <= 0, `at 375 px nothing scrolls sideways (overflow ${overflow} px)`);
-      await page.setViewportSize({ width: 1280, height: 860 });
-      console.log(`screenshots: ${desktop}, ${phone}`);
-    }
+    // A phone-sized viewport: each session a card, nothing wider than the screen.
+    const desktop = screenshotDir && join(screenshotDir, "account-desktop.png");
+    const phone = screenshotDir && join(screenshotDir, "account-phone.png");
+    if (desktop) await page.screenshot({ path: desktop, fullPage: true });
+    await page.setViewportSize({ width: 375, height: 812 });
+    if (phone) await page.screenshot({ path: phone, fullPage: true });
+    const narrow = await page.evaluate(() => ({
+      overflow: document.documentElement.scrollWidth - window.innerWidth,
+      cards: [...document.querySelectorAll("#my-sessions tbody tr")].map((tr) => getComputedStyle(tr).display),
+    }));
+    check(
+      narrow.overflow <= 0 && narrow.cards.every((d) => d === "block"),
+      `at 375 px the sessions are cards and nothing scrolls sideways (overflow ${narrow.overflow} px)`,
+    );
+    await page.setViewportSize({ width: 1280, height: 860 });
+    if (screenshotDir) console.log(`screenshots: ${desktop}, ${phone}`);
 
     // Revoke the other session with the keyboard.
     await page.focus(`button[data-revoke="${other.id}"]`);
