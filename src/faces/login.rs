@@ -5,6 +5,8 @@
 //!   issued_at, request_url, state, ui:{action, method, nodes, …}}`);
 //! - `POST /auth/self-service/login?flow=<id>` with
 //!   `{"method":"password","identifier":…,"password":…}`: 200 `{session_token, session}`.
+//!   The session records the request's `User-Agent` and the address of the connection's peer
+//!   (behind a proxy, the proxy's).
 //!
 //! Wrong credentials (an unknown login name or a wrong password alike) answer 400 with the
 //! flow and Kratos' message 4000006; an expired flow 410, an unknown one 404, and every other
@@ -12,10 +14,12 @@
 //! are the core's ([`crate::core::Core::login_with_password`]). Only the subset of Kratos'
 //! flow documented here is offered: no browser flows, no CSRF cookie, no `refresh` or `aal`.
 
-use axum::Router;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -111,9 +115,12 @@ async fn flow_of(state: &FaceState, query: &[(String, String)]) -> Result<LoginF
     }
 }
 
-/// The `User-Agent` of the request, as the session's user agent.
-fn user_agent(headers: &HeaderMap) -> UserAgent {
-    let mut agent = UserAgent::default();
+/// The `User-Agent` of the request and the peer's address, as the session's user agent.
+fn user_agent(headers: &HeaderMap, peer: Option<SocketAddr>) -> UserAgent {
+    let mut agent = UserAgent {
+        ip: peer.map(|p| p.ip().to_canonical().to_string()),
+        ..UserAgent::default()
+    };
     if let Some(value) = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -140,6 +147,7 @@ fn wrong_credentials(kind: ErrorKind, id: &str) -> bool {
 async fn submit(
     State(state): State<FaceState>,
     query: Query,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Json<Submit>,
 ) -> Result<Response, KratosError> {
@@ -158,7 +166,11 @@ async fn submit(
     let core = state.api.core();
     let identifier = body.identifier.clone();
     let change = match core
-        .login_with_password(body.identifier, body.password, user_agent(&headers))
+        .login_with_password(
+            body.identifier,
+            body.password,
+            user_agent(&headers, peer.map(|Extension(ConnectInfo(p))| p)),
+        )
         .await
     {
         Ok(change) => change,

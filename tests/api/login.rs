@@ -93,6 +93,7 @@ async fn the_right_password_answers_a_session_token_that_works_everywhere() {
         session["devices"][0]["user_agent"],
         "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36"
     );
+    assert_eq!(session["devices"][0]["ip_address"], "127.0.0.1");
     // The self-service face knows the token.
     let me = whoami(&app, token).await;
     assert_eq!(me.status, 200, "{}", me.body);

@@ -75,7 +75,10 @@ export async function accountScenario(browser, server, { login, password, check,
       others[0].device === "Firefox on Windows" && others[0].ip === "192.0.2.7",
       `the other session reads "${others[0].device}" from ${others[0].ip}`,
     );
-    check(/Chrome on Linux/.test(current.device) && /This browser/.test(current.device), `the current one: "${current.device}"`);
+    check(
+      /Chrome on Linux/.test(current.device) && /This browser/.test(current.device) && current.ip === "127.0.0.1",
+      `the current one: "${current.device}" from ${current.ip}`,
+    );
     const storage = await page.evaluate(() => ({
       session: Object.keys(sessionStorage).map((k) => [k, sessionStorage.getItem(k)]),
       local: localStorage.length,
