@@ -10,524 +10,376 @@
 // The session token lives in sessionStorage (this tab only), never in a cookie or a URL;
 // the administrator's token only in its input field.
 
-"use strict";
+import {
+  deviceName,
+  emptyRow,
+  fromAdmin,
+  fromKratos,
+  revokeButton,
+  sessionRow,
+  sessionTable,
+} from "./sessions.js";
 
-(() => {
-  const TOKEN_KEY = "sessiond.sessionToken";
-  const PAGE_SIZE = 250;
+const TOKEN_KEY = "sessiond.sessionToken";
+const PAGE_SIZE = 250;
 
-  const $ = (id) => document.getElementById(id);
+const $ = (id) => document.getElementById(id);
 
-  // --- messages ------------------------------------------------------------------------------
+// --- messages ------------------------------------------------------------------------------
 
-  /** A status message, read out politely by screen readers. */
-  function say(text) {
-    const error = $("error");
-    error.hidden = true;
-    error.textContent = "";
-    $("status").textContent = text;
+/** A status message, read out politely by screen readers. */
+function say(text) {
+  const error = $("error");
+  error.hidden = true;
+  error.textContent = "";
+  $("status").textContent = text;
+}
+
+/** An error message, read out at once (role=alert). */
+function fail(text) {
+  $("status").textContent = "";
+  const error = $("error");
+  error.textContent = text;
+  error.hidden = false;
+}
+
+// --- the API -------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message, id) {
+    super(message);
+    this.status = status;
+    this.id = id;
   }
+}
 
-  /** An error message, read out at once (role=alert). */
-  function fail(text) {
-    $("status").textContent = "";
-    const error = $("error");
-    error.textContent = text;
-    error.hidden = false;
+/** A readable message from any of sessiond's error shapes. */
+function apiError(status, data) {
+  let message;
+  let id;
+  if (Array.isArray(data?.ui?.messages) && data.ui.messages.length > 0) {
+    // A Kratos flow with messages (wrong credentials).
+    message = data.ui.messages.map((m) => m.text).join(" ");
+    id = String(data.ui.messages[0].id ?? "");
+  } else if (data && typeof data.error === "object" && data.error !== null) {
+    // Kratos: {"error":{code,status,id,reason,message}}
+    message = data.error.reason || data.error.message;
+    id = data.error.id;
+  } else if (data && typeof data.message === "string") {
+    // Admin: {statusCode,error,message,code}; REST: {code,message,details}
+    message = data.message;
+    id = typeof data.code === "string" ? data.code : data.details?.[0]?.id;
   }
+  if (!message) message = `The server answered with status ${status}.`;
+  return new ApiError(status, message, id);
+}
 
-  // --- the API -------------------------------------------------------------------------------
-
-  class ApiError extends Error {
-    constructor(status, message, id) {
-      super(message);
-      this.status = status;
-      this.id = id;
-    }
+/** Calls the API on this origin; resolves to {status, data, headers} or throws ApiError. */
+async function call(method, path, { headers = {}, body } = {}) {
+  const init = {
+    method,
+    headers: { accept: "application/json", ...headers },
+    credentials: "omit",
+    cache: "no-store",
+    referrerPolicy: "no-referrer",
+  };
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
   }
-
-  /** A readable message from any of sessiond's error shapes. */
-  function apiError(status, data) {
-    let message;
-    let id;
-    if (Array.isArray(data?.ui?.messages) && data.ui.messages.length > 0) {
-      // A Kratos flow with messages (wrong credentials).
-      message = data.ui.messages.map((m) => m.text).join(" ");
-      id = String(data.ui.messages[0].id ?? "");
-    } else if (data && typeof data.error === "object" && data.error !== null) {
-      // Kratos: {"error":{code,status,id,reason,message}}
-      message = data.error.reason || data.error.message;
-      id = data.error.id;
-    } else if (data && typeof data.message === "string") {
-      // Admin: {statusCode,error,message,code}; REST: {code,message,details}
-      message = data.message;
-      id = typeof data.code === "string" ? data.code : data.details?.[0]?.id;
-    }
-    if (!message) message = `The server answered with status ${status}.`;
-    return new ApiError(status, message, id);
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "The server could not be reached. Check the connection and try again.");
   }
-
-  /** Calls the API on this origin; resolves to {status, data, headers} or throws ApiError. */
-  async function call(method, path, { headers = {}, body } = {}) {
-    const init = {
-      method,
-      headers: { accept: "application/json", ...headers },
-      credentials: "omit",
-      cache: "no-store",
-      referrerPolicy: "no-referrer",
-    };
-    if (body !== undefined) {
-      init.headers["content-type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
+  const text = await response.text();
+  let data = null;
+  if (text) {
     try {
-      response = await fetch(path, init);
+      data = JSON.parse(text);
     } catch {
-      throw new ApiError(0, "The server could not be reached. Check the connection and try again.");
-    }
-    const text = await response.text();
-    let data = null;
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = null;
-      }
-    }
-    if (!response.ok) throw apiError(response.status, data);
-    return { status: response.status, data, headers: response.headers };
-  }
-
-  /** The `rel="next"` URL of a Link header, if it is on this origin. */
-  function nextLink(headers) {
-    const link = headers.get("link");
-    if (!link) return null;
-    for (const part of link.split(",")) {
-      const match = /<([^>]*)>\s*;\s*rel="?next"?/.exec(part);
-      if (match) {
-        const url = new URL(match[1], location.href);
-        if (url.origin === location.origin) return url.pathname + url.search;
-      }
-    }
-    return null;
-  }
-
-  // --- how sessions are shown ----------------------------------------------------------------
-
-  /** "Chrome on Linux" from a User-Agent header. */
-  function deviceName(agent) {
-    if (!agent) return "Unknown device";
-    const browsers = [
-      [/Edg(e|A|iOS)?\//, "Edge"],
-      [/OPR\/|Opera/, "Opera"],
-      [/SamsungBrowser\//, "Samsung Internet"],
-      [/Firefox\/|FxiOS\//, "Firefox"],
-      [/Chrome\/|CriOS\/|Chromium\//, "Chrome"],
-      [/Version\/[\d.]+.*Safari\//, "Safari"],
-    ];
-    const systems = [
-      [/Windows/, "Windows"],
-      [/Android/, "Android"],
-      [/iPhone|iPad|iPod/, "iOS"],
-      [/CrOS/, "ChromeOS"],
-      [/Mac OS X|Macintosh/, "macOS"],
-      [/Linux|X11/, "Linux"],
-    ];
-    const browser = browsers.find(([re]) => re.test(agent))?.[1];
-    const system = systems.find(([re]) => re.test(agent))?.[1];
-    if (browser && system) return `${browser} on ${system}`;
-    if (browser) return browser;
-    if (system) return `A browser on ${system}`;
-    // A program (curl/8.5.0, an SDK): its name.
-    const program = /^([A-Za-z][\w.-]{0,40})\//.exec(agent);
-    return program ? program[1] : "Unknown device";
-  }
-
-  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-
-  function timeCell(iso, none) {
-    if (!iso) return document.createTextNode(none);
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return document.createTextNode(iso);
-    const time = document.createElement("time");
-    time.dateTime = iso;
-    time.textContent = dateFormat.format(date);
-    return time;
-  }
-
-  /** A session of the self-service face (Kratos' shape) in the page's terms. */
-  function fromKratos(s) {
-    const device = s.devices?.[0] ?? {};
-    return {
-      id: s.id,
-      agent: device.user_agent ?? "",
-      ip: device.ip_address ?? "",
-      created: s.issued_at,
-      lastActive: s.authenticated_at,
-      expires: s.expires_at,
-    };
-  }
-
-  /** A session of the admin face in the page's terms. */
-  function fromAdmin(s) {
-    return {
-      id: s.id,
-      agent: s.userAgent ?? "",
-      ip: s.ipAddress ?? "",
-      created: s.createdAt,
-      lastActive: s.lastActive,
-      expires: s.expiresAt,
-    };
-  }
-
-  const COLUMNS = ["Device", "IP address", "Created", "Last active", "Expires", "Actions"];
-
-  function cell(row, index, content) {
-    const td = document.createElement("td");
-    td.setAttribute("role", "cell");
-    td.dataset.label = COLUMNS[index];
-    if (index === COLUMNS.length - 1) td.className = "action";
-    if (typeof content === "string") td.textContent = content;
-    else if (content) td.append(content);
-    row.append(td);
-    return td;
-  }
-
-  /** One table row; `action` is a button (or text) for the last column. */
-  function sessionRow(session, { current = false, action }) {
-    const tr = document.createElement("tr");
-    tr.setAttribute("role", "row");
-    tr.dataset.sessionId = session.id;
-    const device = document.createElement("span");
-    device.className = "device";
-    device.textContent = deviceName(session.agent);
-    if (session.agent) device.title = session.agent;
-    if (current) {
-      tr.className = "current";
-      tr.dataset.current = "true";
-      const badge = document.createElement("span");
-      badge.className = "badge";
-      badge.textContent = "This browser";
-      device.append(" ", badge);
-    }
-    cell(tr, 0, device);
-    cell(tr, 1, session.ip || "Unknown");
-    cell(tr, 2, timeCell(session.created, "Unknown"));
-    cell(tr, 3, timeCell(session.lastActive, "Unknown"));
-    cell(tr, 4, timeCell(session.expires, "Never"));
-    cell(tr, 5, action);
-    return tr;
-  }
-
-  function revokeButton(session, label, onClick) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "Revoke";
-    button.dataset.revoke = session.id;
-    button.setAttribute("aria-label", `Revoke ${label}`);
-    button.addEventListener("click", () => onClick(button));
-    return button;
-  }
-
-  function emptyRow(text) {
-    const tr = document.createElement("tr");
-    tr.setAttribute("role", "row");
-    const td = document.createElement("td");
-    td.setAttribute("role", "cell");
-    td.colSpan = COLUMNS.length;
-    td.className = "empty";
-    td.textContent = text;
-    tr.append(td);
-    return tr;
-  }
-
-  /** The column headers of a session table, and table semantics (explicit roles) that
-   * survive the phone layout's `display: block`. */
-  function sessionTable(table) {
-    const head = table.createTHead();
-    head.setAttribute("role", "rowgroup");
-    const tr = head.insertRow();
-    tr.setAttribute("role", "row");
-    COLUMNS.forEach((name, i) => {
-      const th = document.createElement("th");
-      th.scope = "col";
-      th.setAttribute("role", "columnheader");
-      if (i === COLUMNS.length - 1) {
-        const hidden = document.createElement("span");
-        hidden.className = "visually-hidden";
-        hidden.textContent = name;
-        th.append(hidden);
-      } else {
-        th.textContent = name;
-      }
-      tr.append(th);
-    });
-    table.setAttribute("role", "table");
-    table.tBodies[0].setAttribute("role", "rowgroup");
-  }
-
-  async function busy(button, work) {
-    button.disabled = true;
-    button.setAttribute("aria-busy", "true");
-    try {
-      return await work();
-    } finally {
-      button.disabled = false;
-      button.removeAttribute("aria-busy");
+      data = null;
     }
   }
+  if (!response.ok) throw apiError(response.status, data);
+  return { status: response.status, data, headers: response.headers };
+}
 
-  // --- my sessions ---------------------------------------------------------------------------
-
-  const token = () => sessionStorage.getItem(TOKEN_KEY);
-  const own = () => ({ "x-session-token": token() ?? "" });
-  let current = null;
-
-  function showView(view) {
-    document.body.dataset.view = view;
-    $("signin").hidden = view !== "signin";
-    $("account").hidden = view !== "account";
-  }
-
-  /** Back to the sign-in form, e.g. when the session ended elsewhere. */
-  function signedOut(message, asError) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    current = null;
-    $("my-sessions").tBodies[0].replaceChildren();
-    showView("signin");
-    if (asError) fail(message);
-    else say(message);
-  }
-
-  async function loadMySessions() {
-    const whoami = await call("GET", "/auth/sessions/whoami", { headers: own() });
-    current = whoami.data;
-    const others = [];
-    let path = `/auth/sessions?page_size=${PAGE_SIZE}`;
-    while (path) {
-      const page = await call("GET", path, { headers: own() });
-      others.push(...(page.data ?? []));
-      path = nextLink(page.headers);
-    }
-    const login = current.identity?.traits?.login_name;
-    $("whoami").textContent = login ? `Signed in as ${login}.` : "Signed in.";
-    const body = $("my-sessions").tBodies[0];
-    const rows = [sessionRow(fromKratos(current), { current: true, action: "Use “Sign out”" })];
-    for (const s of others) {
-      const session = fromKratos(s);
-      const name = `${deviceName(session.agent)} session ${session.id}`;
-      rows.push(sessionRow(session, { action: revokeButton(session, name, (b) => revokeMine(session, b)) }));
-    }
-    body.replaceChildren(...rows);
-    body.parentElement.dataset.count = String(rows.length);
-    $("revoke-others").disabled = others.length === 0;
-    return rows.length;
-  }
-
-  /** Runs `work` on the signed-in account; a 401 means the session is gone. */
-  async function onAccount(work) {
-    try {
-      await work();
-    } catch (error) {
-      if (error.status === 401) {
-        signedOut("Your session has ended (signed out, revoked or expired). Please sign in again.", true);
-        $("login").focus();
-      } else {
-        fail(error.message);
-      }
+/** The `rel="next"` URL of a Link header, if it is on this origin. */
+function nextLink(headers) {
+  const link = headers.get("link");
+  if (!link) return null;
+  for (const part of link.split(",")) {
+    const match = /<([^>]*)>\s*;\s*rel="?next"?/.exec(part);
+    if (match) {
+      const url = new URL(match[1], location.href);
+      if (url.origin === location.origin) return url.pathname + url.search;
     }
   }
+  return null;
+}
 
-  async function revokeMine(session, button) {
-    await onAccount(() =>
-      busy(button, async () => {
-        await call("DELETE", `/auth/sessions/${encodeURIComponent(session.id)}`, { headers: own() });
-        const count = await loadMySessions();
-        say(`Revoked the session on ${deviceName(session.agent)}. ${count} session${count === 1 ? "" : "s"} left.`);
-        $("account-heading").focus();
-      }),
-    );
+async function busy(button, work) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
   }
+}
 
-  async function revokeOthers() {
-    const button = $("revoke-others");
-    await onAccount(() =>
-      busy(button, async () => {
-        const result = await call("DELETE", "/auth/sessions", { headers: own() });
-        await loadMySessions();
-        const n = result.data?.count ?? 0;
-        say(`Revoked ${n} other session${n === 1 ? "" : "s"}.`);
-        $("account-heading").focus();
-      }),
-    );
-    $("revoke-others").disabled = $("my-sessions").tBodies[0].rows.length <= 1;
+// --- my sessions ---------------------------------------------------------------------------
+
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+const own = () => ({ "x-session-token": token() ?? "" });
+let current = null;
+
+function showView(view) {
+  document.body.dataset.view = view;
+  $("signin").hidden = view !== "signin";
+  $("account").hidden = view !== "account";
+}
+
+/** Back to the sign-in form, e.g. when the session ended elsewhere. */
+function signedOut(message, asError) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  current = null;
+  $("my-sessions").tBodies[0].replaceChildren();
+  showView("signin");
+  if (asError) fail(message);
+  else say(message);
+}
+
+async function loadMySessions() {
+  const whoami = await call("GET", "/auth/sessions/whoami", { headers: own() });
+  current = whoami.data;
+  const others = [];
+  let path = `/auth/sessions?page_size=${PAGE_SIZE}`;
+  while (path) {
+    const page = await call("GET", path, { headers: own() });
+    others.push(...(page.data ?? []));
+    path = nextLink(page.headers);
   }
-
-  async function refresh() {
-    await onAccount(() =>
-      busy($("refresh"), async () => {
-        const count = await loadMySessions();
-        say(`${count} session${count === 1 ? "" : "s"}.`);
-      }),
-    );
+  const login = current.identity?.traits?.login_name;
+  $("whoami").textContent = login ? `Signed in as ${login}.` : "Signed in.";
+  const body = $("my-sessions").tBodies[0];
+  const rows = [sessionRow(fromKratos(current), { current: true, action: "Use “Sign out”" })];
+  for (const s of others) {
+    const session = fromKratos(s);
+    const name = `${deviceName(session.agent)} session ${session.id}`;
+    rows.push(sessionRow(session, { action: revokeButton(session, name, (b) => revokeMine(session, b)) }));
   }
+  body.replaceChildren(...rows);
+  body.parentElement.dataset.count = String(rows.length);
+  $("revoke-others").disabled = others.length === 0;
+  return rows.length;
+}
 
-  async function signOut() {
-    const button = $("signout");
-    await busy(button, async () => {
-      try {
-        if (current) {
-          await call("DELETE", `/v2/sessions/${encodeURIComponent(current.id)}`, {
-            headers: { authorization: `Bearer ${token() ?? ""}` },
-            body: {},
-          });
-        }
-      } catch (error) {
-        if (error.status !== 401) {
-          fail(`Signing out failed: ${error.message}`);
-          return;
-        }
-      }
-      signedOut("You are signed out.", false);
+/** Runs `work` on the signed-in account; a 401 means the session is gone. */
+async function onAccount(work) {
+  try {
+    await work();
+  } catch (error) {
+    if (error.status === 401) {
+      signedOut("Your session has ended (signed out, revoked or expired). Please sign in again.", true);
       $("login").focus();
-    });
-  }
-
-  async function signIn(event) {
-    event.preventDefault();
-    const login = $("login");
-    const password = $("password");
-    const identifier = login.value.trim();
-    if (!identifier || !password.value) {
-      fail("Enter your login name and your password.");
-      (identifier ? password : login).focus();
-      return;
-    }
-    await busy($("signin-submit"), async () => {
-      say("Signing in…");
-      try {
-        const flow = await call("GET", "/auth/self-service/login/api");
-        const result = await call("POST", `/auth/self-service/login?flow=${encodeURIComponent(flow.data.id)}`, {
-          body: { method: "password", identifier, password: password.value },
-        });
-        sessionStorage.setItem(TOKEN_KEY, result.data.session_token);
-      } catch (error) {
-        fail(`Sign-in failed: ${error.message}`);
-        password.focus();
-        return;
-      }
-      password.value = "";
-      showView("account");
-      await onAccount(async () => {
-        const count = await loadMySessions();
-        say(`Signed in. ${count} session${count === 1 ? "" : "s"}.`);
-        $("account-heading").focus();
-      });
-    });
-  }
-
-  // --- the administrator's view --------------------------------------------------------------
-
-  let adminUser = null;
-
-  function adminHeaders() {
-    return { authorization: `Bearer ${$("admin-token").value.trim()}` };
-  }
-
-  function adminMessage(error, doing) {
-    if (error.status === 401) return `${doing} failed: the token was not accepted (${error.message}).`;
-    if (error.status === 403) return `${doing} failed: the token lacks a permission (${error.message}).`;
-    return `${doing} failed: ${error.message}`;
-  }
-
-  async function loadAdminSessions(user) {
-    const sessions = [];
-    let pageToken = "";
-    do {
-      const query = new URLSearchParams({ active: "true", pageSize: "100" });
-      if (pageToken) query.set("pageToken", pageToken);
-      const page = await call("GET", `/auth/admin/api/users/${encodeURIComponent(user)}/sessions?${query}`, {
-        headers: adminHeaders(),
-      });
-      sessions.push(...(page.data?.data ?? []));
-      pageToken = page.data?.nextPageToken ?? "";
-    } while (pageToken);
-    const rows = sessions.map((s) => {
-      const session = fromAdmin(s);
-      const name = `${deviceName(session.agent)} session ${session.id}`;
-      return sessionRow(session, { action: revokeButton(session, name, (b) => revokeAsAdmin(session, b)) });
-    });
-    const body = $("admin-sessions").tBodies[0];
-    body.replaceChildren(...(rows.length ? rows : [emptyRow("This user has no active session.")]));
-    $("admin-sessions").dataset.count = String(rows.length);
-    $("admin-caption").textContent = `Active sessions of user ${user}: ${rows.length}`;
-    $("admin-result").hidden = false;
-    return rows.length;
-  }
-
-  async function adminShow(event) {
-    event.preventDefault();
-    const user = $("admin-user").value.trim();
-    if (!$("admin-token").value.trim() || !user) {
-      fail("Enter a bearer token and a user id.");
-      ($("admin-token").value.trim() ? $("admin-user") : $("admin-token")).focus();
-      return;
-    }
-    await busy($("admin-submit"), async () => {
-      try {
-        const count = await loadAdminSessions(user);
-        adminUser = user;
-        say(`User ${user} has ${count} active session${count === 1 ? "" : "s"}.`);
-      } catch (error) {
-        fail(adminMessage(error, "Reading the sessions"));
-      }
-    });
-  }
-
-  async function revokeAsAdmin(session, button) {
-    const user = adminUser;
-    await busy(button, async () => {
-      try {
-        await call(
-          "DELETE",
-          `/auth/admin/api/users/${encodeURIComponent(user)}/sessions/${encodeURIComponent(session.id)}`,
-          { headers: adminHeaders() },
-        );
-      } catch (error) {
-        fail(adminMessage(error, "Revoking the session"));
-        return;
-      }
-      try {
-        const count = await loadAdminSessions(user);
-        say(`Revoked session ${session.id} of user ${user}. ${count} active session${count === 1 ? "" : "s"} left.`);
-        $("admin-heading").focus();
-      } catch (error) {
-        fail(adminMessage(error, "Reading the sessions"));
-      }
-    });
-  }
-
-  // --- start ---------------------------------------------------------------------------------
-
-  function start() {
-    sessionTable($("my-sessions"));
-    sessionTable($("admin-sessions"));
-    $("signin-form").addEventListener("submit", signIn);
-    $("refresh").addEventListener("click", refresh);
-    $("revoke-others").addEventListener("click", revokeOthers);
-    $("signout").addEventListener("click", signOut);
-    $("admin-form").addEventListener("submit", adminShow);
-    if (token()) {
-      showView("account");
-      onAccount(async () => {
-        const count = await loadMySessions();
-        say(`${count} session${count === 1 ? "" : "s"}.`);
-      });
     } else {
-      showView("signin");
+      fail(error.message);
     }
   }
+}
 
-  start();
-})();
+async function revokeMine(session, button) {
+  await onAccount(() =>
+    busy(button, async () => {
+      await call("DELETE", `/auth/sessions/${encodeURIComponent(session.id)}`, { headers: own() });
+      const count = await loadMySessions();
+      say(`Revoked the session on ${deviceName(session.agent)}. ${count} session${count === 1 ? "" : "s"} left.`);
+      $("account-heading").focus();
+    }),
+  );
+}
+
+async function revokeOthers() {
+  const button = $("revoke-others");
+  await onAccount(() =>
+    busy(button, async () => {
+      const result = await call("DELETE", "/auth/sessions", { headers: own() });
+      await loadMySessions();
+      const n = result.data?.count ?? 0;
+      say(`Revoked ${n} other session${n === 1 ? "" : "s"}.`);
+      $("account-heading").focus();
+    }),
+  );
+  $("revoke-others").disabled = $("my-sessions").tBodies[0].rows.length <= 1;
+}
+
+async function refresh() {
+  await onAccount(() =>
+    busy($("refresh"), async () => {
+      const count = await loadMySessions();
+      say(`${count} session${count === 1 ? "" : "s"}.`);
+    }),
+  );
+}
+
+async function signOut() {
+  const button = $("signout");
+  await busy(button, async () => {
+    try {
+      if (current) {
+        await call("DELETE", `/v2/sessions/${encodeURIComponent(current.id)}`, {
+          headers: { authorization: `Bearer ${token() ?? ""}` },
+          body: {},
+        });
+      }
+    } catch (error) {
+      if (error.status !== 401) {
+        fail(`Signing out failed: ${error.message}`);
+        return;
+      }
+    }
+    signedOut("You are signed out.", false);
+    $("login").focus();
+  });
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const login = $("login");
+  const password = $("password");
+  const identifier = login.value.trim();
+  if (!identifier || !password.value) {
+    fail("Enter your login name and your password.");
+    (identifier ? password : login).focus();
+    return;
+  }
+  await busy($("signin-submit"), async () => {
+    say("Signing in…");
+    try {
+      const flow = await call("GET", "/auth/self-service/login/api");
+      const result = await call("POST", `/auth/self-service/login?flow=${encodeURIComponent(flow.data.id)}`, {
+        body: { method: "password", identifier, password: password.value },
+      });
+      sessionStorage.setItem(TOKEN_KEY, result.data.session_token);
+    } catch (error) {
+      fail(`Sign-in failed: ${error.message}`);
+      password.focus();
+      return;
+    }
+    password.value = "";
+    showView("account");
+    await onAccount(async () => {
+      const count = await loadMySessions();
+      say(`Signed in. ${count} session${count === 1 ? "" : "s"}.`);
+      $("account-heading").focus();
+    });
+  });
+}
+
+// --- the administrator's view --------------------------------------------------------------
+
+let adminUser = null;
+
+function adminHeaders() {
+  return { authorization: `Bearer ${$("admin-token").value.trim()}` };
+}
+
+function adminMessage(error, doing) {
+  if (error.status === 401) return `${doing} failed: the token was not accepted (${error.message}).`;
+  if (error.status === 403) return `${doing} failed: the token lacks a permission (${error.message}).`;
+  return `${doing} failed: ${error.message}`;
+}
+
+async function loadAdminSessions(user) {
+  const sessions = [];
+  let pageToken = "";
+  do {
+    const query = new URLSearchParams({ active: "true", pageSize: "100" });
+    if (pageToken) query.set("pageToken", pageToken);
+    const page = await call("GET", `/auth/admin/api/users/${encodeURIComponent(user)}/sessions?${query}`, {
+      headers: adminHeaders(),
+    });
+    sessions.push(...(page.data?.data ?? []));
+    pageToken = page.data?.nextPageToken ?? "";
+  } while (pageToken);
+  const rows = sessions.map((s) => {
+    const session = fromAdmin(s);
+    const name = `${deviceName(session.agent)} session ${session.id}`;
+    return sessionRow(session, { action: revokeButton(session, name, (b) => revokeAsAdmin(session, b)) });
+  });
+  const body = $("admin-sessions").tBodies[0];
+  body.replaceChildren(...(rows.length ? rows : [emptyRow("This user has no active session.")]));
+  $("admin-sessions").dataset.count = String(rows.length);
+  $("admin-caption").textContent = `Active sessions of user ${user}: ${rows.length}`;
+  $("admin-result").hidden = false;
+  return rows.length;
+}
+
+async function adminShow(event) {
+  event.preventDefault();
+  const user = $("admin-user").value.trim();
+  if (!$("admin-token").value.trim() || !user) {
+    fail("Enter a bearer token and a user id.");
+    ($("admin-token").value.trim() ? $("admin-user") : $("admin-token")).focus();
+    return;
+  }
+  await busy($("admin-submit"), async () => {
+    try {
+      const count = await loadAdminSessions(user);
+      adminUser = user;
+      say(`User ${user} has ${count} active session${count === 1 ? "" : "s"}.`);
+    } catch (error) {
+      fail(adminMessage(error, "Reading the sessions"));
+    }
+  });
+}
+
+async function revokeAsAdmin(session, button) {
+  const user = adminUser;
+  await busy(button, async () => {
+    try {
+      await call(
+        "DELETE",
+        `/auth/admin/api/users/${encodeURIComponent(user)}/sessions/${encodeURIComponent(session.id)}`,
+        { headers: adminHeaders() },
+      );
+    } catch (error) {
+      fail(adminMessage(error, "Revoking the session"));
+      return;
+    }
+    try {
+      const count = await loadAdminSessions(user);
+      say(`Revoked session ${session.id} of user ${user}. ${count} active session${count === 1 ? "" : "s"} left.`);
+      $("admin-heading").focus();
+    } catch (error) {
+      fail(adminMessage(error, "Reading the sessions"));
+    }
+  });
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+function start() {
+  sessionTable($("my-sessions"));
+  sessionTable($("admin-sessions"));
+  $("signin-form").addEventListener("submit", signIn);
+  $("refresh").addEventListener("click", refresh);
+  $("revoke-others").addEventListener("click", revokeOthers);
+  $("signout").addEventListener("click", signOut);
+  $("admin-form").addEventListener("submit", adminShow);
+  if (token()) {
+    showView("account");
+    onAccount(async () => {
+      const count = await loadMySessions();
+      say(`${count} session${count === 1 ? "" : "s"}.`);
+    });
+  } else {
+    showView("signin");
+  }
+}
+
+start();

@@ -27,6 +27,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 const INDEX_HTML: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
+const SESSIONS_JS: &str = include_str!("../../ui/sessions.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
 
 /// The headers every answer of the page carries.
@@ -83,6 +84,10 @@ async fn app_js(headers: HeaderMap) -> Response {
     file(&headers, "text/javascript; charset=utf-8", APP_JS)
 }
 
+async fn sessions_js(headers: HeaderMap) -> Response {
+    file(&headers, "text/javascript; charset=utf-8", SESSIONS_JS)
+}
+
 async fn app_css(headers: HeaderMap) -> Response {
     file(&headers, "text/css; charset=utf-8", APP_CSS)
 }
@@ -99,5 +104,6 @@ pub fn routes() -> Router {
         .route("/ui", get(to_index))
         .route("/ui/", get(index))
         .route("/ui/app.js", get(app_js))
+        .route("/ui/sessions.js", get(sessions_js))
         .route("/ui/app.css", get(app_css))
 }

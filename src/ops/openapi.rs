@@ -60,6 +60,7 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/ui"),
     ("GET", "/ui/"),
     ("GET", "/ui/app.js"),
+    ("GET", "/ui/sessions.js"),
     ("GET", "/ui/app.css"),
 ];
 

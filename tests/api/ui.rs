@@ -5,10 +5,12 @@
 use crate::helpers::*;
 
 use sessiond::faces::ui::CONTENT_SECURITY_POLICY;
+use sessiond::ops::openapi::PAGE_ROUTES;
 
-const FILES: [(&str, &str); 3] = [
+const FILES: [(&str, &str); 4] = [
     ("/ui/", "text/html; charset=utf-8"),
     ("/ui/app.js", "text/javascript; charset=utf-8"),
+    ("/ui/sessions.js", "text/javascript; charset=utf-8"),
     ("/ui/app.css", "text/css; charset=utf-8"),
 ];
 
@@ -70,7 +72,7 @@ async fn the_page_and_its_files_are_served_with_types_and_security_headers() {
         assert_security_headers(&again, path);
     }
     let html = get_path(&app, "/ui/").await.body;
-    assert!(html.contains(r#"<script src="app.js" defer></script>"#));
+    assert!(html.contains(r#"<script type="module" src="app.js"></script>"#));
     assert!(html.contains(r#"<link rel="stylesheet" href="app.css">"#));
 }
 
@@ -146,7 +148,7 @@ async fn the_html_has_no_inline_script_style_or_handler() {
 #[tokio::test]
 async fn with_the_page_turned_off_its_routes_are_unknown() {
     let app = spawn_app_with(|s| s.ui = false).await;
-    for path in ["/ui", "/ui/", "/ui/app.js", "/ui/app.css"] {
+    for (_, path) in PAGE_ROUTES {
         let answer = get_path(&app, path).await;
         assert_eq!(answer.status, 404, "{path}: {}", answer.body);
         assert_eq!(answer.header("content-security-policy"), None, "{path}");
