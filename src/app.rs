@@ -173,6 +173,11 @@ pub fn router(
         },
         ops.routes(),
     );
+    let http = if settings.ui {
+        http.merge(faces::ui::routes())
+    } else {
+        http
+    };
     Ok(ops
         .observe(Router::new().fallback_service(ProtocolSwitch::new(grpc, http)))
         .layer(cors(&settings.cors_allowed_origins)?))

@@ -82,6 +82,8 @@ settings! {
     session_cookie: String = String::from("sessiond_session");
     /// How far from now `PATCH /auth/admin/sessions/{id}/extend` moves a session's expiry.
     session_extend_lifespan: Duration = Duration::from_secs(24 * 3600);
+    /// Serve the account page at /ui/ (true or false).
+    ui: bool = true;
     /// Requests in flight before new ones are refused with 503 / RESOURCE_EXHAUSTED.
     max_concurrent_requests: usize = 1024;
     /// Longest a request may take before it is answered with 504 / DEADLINE_EXCEEDED.

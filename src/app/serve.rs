@@ -77,7 +77,16 @@ pub async fn serve(
                     tracing::debug!(error = %e, "could not set TCP_NODELAY");
                 }
                 let builder = builder.clone();
-                let service = TowerToHyperService::new(router.clone());
+                // The peer's address, for handlers that record it (`ConnectInfo`).
+                let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                    router.clone(),
+                    move |mut request: http::Request<hyper::body::Incoming>| {
+                        request
+                            .extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                        request
+                    },
+                ));
                 let mut stopping = stopping.clone();
                 connections.spawn(async move {
                     let mut connection = pin!(builder.serve_connection(TokioIo::new(tcp), service));

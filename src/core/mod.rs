@@ -4,6 +4,7 @@
 
 mod admin_sessions;
 mod checks;
+mod login;
 mod paging;
 mod password;
 mod retention;
@@ -20,6 +21,8 @@ use crate::store::{DynStore, StoreError};
 
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
+pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
+use paging::TAG_LEN;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
 pub use password::PasswordHasher;
 pub use retention::{PruneTotals, Retention};

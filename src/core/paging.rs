@@ -16,7 +16,7 @@ use crate::domain::{Error, PageCursor, Session, SessionId, Time, error_ids};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 250;
 pub const MAX_PAGE_SIZE: u32 = 1000;
-const TAG_LEN: usize = 16;
+pub(super) const TAG_LEN: usize = 16;
 
 /// A page as the client asked for it.
 #[derive(Clone, Debug, Default)]
@@ -55,7 +55,7 @@ impl PageRequest {
 }
 
 impl Core {
-    async fn page_key(&self) -> Result<[u8; 32], Error> {
+    pub(super) async fn page_key(&self) -> Result<[u8; 32], Error> {
         let key = self
             .page_key
             .get_or_try_init(|| async { self.store.secret("page-token").await })
@@ -63,7 +63,7 @@ impl Core {
         Ok(*key)
     }
 
-    fn tag(key: &[u8; 32], scope: &str, payload: &[u8]) -> Result<[u8; TAG_LEN], Error> {
+    pub(super) fn tag(key: &[u8; 32], scope: &str, payload: &[u8]) -> Result<[u8; TAG_LEN], Error> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
             .map_err(|e| Error::internal(error_ids::HMAC_FAILED, e.to_string()))?;
         mac.update(scope.as_bytes());

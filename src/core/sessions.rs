@@ -88,9 +88,35 @@ impl Core {
         request: CreateSession,
     ) -> Result<SessionChange, Error> {
         require(principal, Permission::SessionWrite)?;
+        self.open_session(Some(principal), request).await
+    }
+
+    /// Creates a session after its checks pass. `opener` is the caller that creates it;
+    /// `None`: the checked user opens a session of its own (a self-service login), and is
+    /// then its creator.
+    pub(super) async fn open_session(
+        &self,
+        opener: Option<&Principal>,
+        request: CreateSession,
+    ) -> Result<SessionChange, Error> {
         reject_unsupported(&request.checks, &request.unsupported_challenges)?;
         let lifetime = check_lifetime(request.lifetime)?;
         let verified = self.verify_checks(&request.checks, None).await?;
+        let own;
+        let principal = match opener {
+            Some(principal) => principal,
+            None => {
+                let user = verified.user.as_ref().ok_or_else(|| {
+                    Error::failed_precondition(error_ids::USER_CHECK_FIRST, "a login checks a user")
+                })?;
+                own = Principal {
+                    user_id: user.id.as_str().to_owned(),
+                    permissions: crate::domain::Permissions::none(),
+                    kind: crate::domain::PrincipalKind::Jwt,
+                };
+                &own
+            }
+        };
 
         let now = self.clock.now();
         let mut factors = Factors::default();

@@ -114,6 +114,12 @@ error_ids! {
     ACTIVE_INVALID = "SESSIOND-ACTIVE";
     /// An `expand` value other than `identity` or `devices`.
     EXPAND_INVALID = "SESSIOND-EXPAND";
+    /// A login flow id this server did not issue.
+    LOGIN_FLOW_UNKNOWN = "SESSIOND-LOGIN-FLOW";
+    /// A login flow past its expiry (Kratos' id for it).
+    LOGIN_FLOW_EXPIRED = "self_service_flow_expired";
+    /// A login body with a method other than `password`.
+    LOGIN_METHOD_UNSUPPORTED = "SESSIOND-LOGIN-METHOD";
 
     // --- the server's own faults -----------------------------------------------------------
     /// The store failed unexpectedly.
@@ -128,6 +134,8 @@ error_ids! {
     ENCODE_FAILED = "SESSIOND-ENCODE";
     /// A message could not be carried over to its twin package version.
     TRANSCODE_FAILED = "SESSIOND-TRANSCODE";
+    /// A login opened a session but issued no token (never expected).
+    LOGIN_TOKEN_MISSING = "SESSIOND-LOGIN-TOKEN";
     /// The page-token key could not be used.
     HMAC_FAILED = "SESSIOND-HMAC";
     /// argon2 failed to hash.

@@ -20,12 +20,14 @@
 //!   connect_stream.rs Connect streaming (reflection) onto the gRPC service
 //!   rest.rs          REST transcoding           RestError (google.rpc.Status JSON)
 //!   self_service.rs  Kratos-style /auth/sessions
+//!   login.rs         Kratos' native login flow, /auth/self-service/login (no bearer needed)
 //!   kratos.rs        KratosError, sessions in Kratos' shape
 //!   kratos_admin.rs  Kratos' admin session API, /auth/admin/sessions and /auth/admin/identities
 //!   admin.rs         /auth/admin/api            AdminError
 //!   admin_json.rs    users and sessions in the admin shape
 //!   status.rs        the one error table (kind → gRPC code, HTTP status, bodies)
 //!   pb.rs            generated protobuf types
+//!   ui.rs            the account page at /ui/ (static files, strict CSP), not an API
 //! ops/ (beside faces; depends on faces, never the reverse)
 //!   mod.rs           Ops: the operations routes and the middleware around every request
 //!   observe.rs       request id, load shedding, timeout, access log
@@ -57,12 +59,14 @@ mod fuzz;
 pub mod grpc;
 mod kratos;
 pub mod kratos_admin;
+mod login;
 pub mod pb;
 pub mod rest;
 pub mod rpc;
 pub mod self_service;
 pub mod session_api;
 pub mod status;
+pub mod ui;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};

@@ -155,5 +155,6 @@ pub fn routes() -> Router<FaceState> {
         .route("/auth/sessions/whoami", get(whoami))
         .route("/auth/sessions", get(list).delete(revoke_others))
         .route("/auth/sessions/{id}", axum::routing::delete(revoke_one))
+        .merge(super::login::routes())
         .layer(axum::middleware::from_fn(request_in_errors))
 }

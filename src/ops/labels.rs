@@ -33,6 +33,7 @@ fn service_label(service: &str) -> &'static str {
 static KNOWN_SEGMENTS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     super::openapi::HTTP_ROUTES
         .iter()
+        .chain(super::openapi::PAGE_ROUTES)
         .flat_map(|(_, path)| path.split('/'))
         .filter(|s| !s.is_empty() && !s.starts_with('{'))
         .collect()
@@ -100,6 +101,7 @@ pub fn classify(method: &http::Method, path: &str, content_type: Option<&str>) -
         Face::SelfService => "self-service",
         Face::KratosAdmin => "kratos-admin",
         _ if super::openapi::HTTP_ROUTES.iter().any(|(_, p)| *p == path) => "ops",
+        _ if super::openapi::PAGE_ROUTES.iter().any(|(_, p)| *p == path) => "ui",
         _ => {
             return Route {
                 face: "unknown",
@@ -169,6 +171,19 @@ mod tests {
                 ("self-service", "http", "GET /auth/sessions/whoami"),
             ),
             ("GET", "/healthz", None, ("ops", "http", "GET /healthz")),
+            ("GET", "/ui/app.js", None, ("ui", "http", "GET /ui/app.js")),
+            (
+                "POST",
+                "/auth/self-service/login",
+                None,
+                ("self-service", "http", "POST /auth/self-service/login"),
+            ),
+            (
+                "POST",
+                "/auth/self-service/login",
+                None,
+                ("self-service", "http", "POST /auth/self-service/login"),
+            ),
             (
                 "GET",
                 "/random/junk/path",

@@ -65,6 +65,22 @@ impl Value for SocketAddr {
     }
 }
 
+impl Value for bool {
+    type File = bool;
+    fn flag(arg: Arg) -> Arg {
+        arg.value_parser(value_parser!(bool))
+    }
+    fn from_flags(matches: &ArgMatches, id: &str) -> Option<Self> {
+        one(matches, id)
+    }
+    fn from_file(_: &str, raw: bool) -> anyhow::Result<Self> {
+        Ok(raw)
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl Value for Duration {
     type File = String;
     fn flag(arg: Arg) -> Arg {

@@ -14,6 +14,7 @@ mod drift;
 mod edges;
 mod kratos_admin;
 mod list;
+mod login;
 mod openapi;
 mod passwords;
 mod permissions;
@@ -21,6 +22,7 @@ mod round_trip;
 mod self_service;
 mod set_session;
 mod shutdown;
+mod ui;
 
 mod attacks;
 mod backends;

@@ -11,6 +11,9 @@
 //      screenshot (screenshot.png, or $BROWSER_SCREENSHOT);
 //   5. opens the same page on the other origin: the CORS preflight must stop the first call,
 //      and sessiond must hold no session afterwards.
+//   6. the account page served by sessiond at /ui/ (account.mjs): sign in with the keyboard,
+//      two sessions, revoke the other, the administrator's view, sign out, no CSP violation;
+//      with $ACCOUNT_SCREENSHOTS (run.sh --screenshots), its screenshots go to that directory.
 //
 // Prints one line per check and exits non-zero on the first failure.
 
@@ -24,6 +27,8 @@ import { fileURLToPath } from "node:url";
 
 import * as esbuild from "esbuild";
 import { chromium } from "playwright-core";
+
+import { accountScenario } from "./account.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pageDir = join(here, "page");
@@ -89,6 +94,7 @@ async function startSessiond(bin, allowedOrigin) {
     execFileSync(bin, [...args, "--data-dir", dataDir], { input, encoding: "utf8", timeout: 30_000 }).trim();
   run(["users", "add", "--login-name", LOGIN, "--password-stdin"], PASSWORD + "\n");
   const token = run(["token", "mint", "--subject", "browser-test", "--permissions", "session.read,session.write,session.delete"]);
+  const readToken = run(["token", "mint", "--subject", "browser-reader", "--permissions", "session.read"]);
   const proc = spawn(
     bin,
     ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-format", "json",
@@ -115,6 +121,7 @@ async function startSessiond(bin, allowedOrigin) {
   return {
     url: `http://${address}`,
     token,
+    readToken,
     log,
     async stop() {
       if (proc.exitCode === null) {
@@ -244,6 +251,10 @@ async function main() {
       response.status === 200 && (listing.sessions ?? []).length === 0,
       `no session is left over (the blocked page created none): ${JSON.stringify(listing.details)}`,
     );
+
+    // The account page, served by sessiond itself.
+    const screenshotDir = process.env.ACCOUNT_SCREENSHOTS ? resolve(process.env.ACCOUNT_SCREENSHOTS) : null;
+    await accountScenario(browser, server, { login: LOGIN, password: PASSWORD, check, screenshotDir });
     failed = false;
   } finally {
     await browser?.close();

@@ -2,7 +2,9 @@
 # Browser test: a page on one origin calls sessiond on another origin over gRPC-Web, in
 # Debian's headless Chromium driven by playwright-core (see run.mjs for what it checks).
 #
-# Usage: tests/browser/run.sh [path/to/sessiond]   (default: target/debug/sessiond)
+# Usage: tests/browser/run.sh [--screenshots] [path/to/sessiond]   (default: target/debug/sessiond)
+# --screenshots also saves docs/screenshots/account-desktop.png and account-phone.png (the
+# account page at /ui/ signed in, 1280 and 375 px wide).
 # Installs what it needs: Debian's chromium (apt-get) when /usr/bin/chromium is missing, and
 # tests/browser/node_modules (npm ci) when package-lock.json changed. Builds nothing.
 # Writes tests/browser/screenshot.png (gitignored; BROWSER_SCREENSHOT=path to change).
@@ -11,6 +13,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 
+if [[ "${1:-}" == "--screenshots" ]]; then
+  export ACCOUNT_SCREENSHOTS="$REPO/docs/screenshots"
+  mkdir -p "$ACCOUNT_SCREENSHOTS"
+  shift
+fi
 BIN="${1:-$REPO/target/debug/sessiond}"
 case "$BIN" in /*) ;; *) BIN="$PWD/$BIN" ;; esac
 if [[ ! -x "$BIN" ]]; then

@@ -17,6 +17,12 @@
 //   listIdentitySessions   GET    /auth/admin/identities/{id}/sessions
 //   deleteIdentitySessions DELETE /auth/admin/identities/{id}/sessions (204, again 204)
 //
+// and FrontendApi's native login (no bearer):
+//
+//   createNativeLoginFlow  GET    /auth/self-service/login/api
+//   updateLoginFlow        POST   /auth/self-service/login?flow=… (password; wrong → 400 with the
+//                                                                   flow; unknown flow → 404)
+//
 // The sessions are created through the SessionService's REST face (POST /v2/sessions) with the
 // fixture's bearer token, as a login UI would; their sessionTokens identify the user here.
 
@@ -248,11 +254,42 @@ async function adminFlow(server) {
   console.log("  ok admin errors: 401 and 400 in Kratos' shape");
 }
 
+async function loginFlow(server) {
+  const frontend = new FrontendApi(new Configuration({ basePath: `${server.url}/auth` }));
+  const created = await frontend.createNativeLoginFlow();
+  check(created.status === 200 && created.data.type === "api", `createNativeLoginFlow: ${JSON.stringify(created.data)}`);
+  const flow = created.data.id;
+  const body = (password) => ({ method: "password", identifier: LOGIN_NAME, password });
+
+  let refused;
+  try {
+    await frontend.updateLoginFlow({ flow, updateLoginFlowBody: body("not the password") });
+  } catch (e) {
+    refused = e.response;
+  }
+  check(
+    refused?.status === 400 && refused.data?.id === flow && refused.data?.ui?.messages?.[0]?.id === 4000006,
+    `updateLoginFlow(wrong password): ${refused?.status} ${JSON.stringify(refused?.data?.ui?.messages)}`,
+  );
+
+  const signedIn = await frontend.updateLoginFlow({ flow, updateLoginFlowBody: body(PASSWORD) });
+  const token = signedIn.data.session_token;
+  check(signedIn.status === 200 && token?.startsWith("sdst_"), `updateLoginFlow: status ${signedIn.status}`);
+  check(signedIn.data.session?.identity?.id === server.userId, `updateLoginFlow: ${JSON.stringify(signedIn.data.session)}`);
+  const me = await frontend.toSession({ xSessionToken: token });
+  check(me.data.id === signedIn.data.session.id, `toSession(after login): ${me.data.id}`);
+  await expectError("updateLoginFlow(unknown flow)", 404, () =>
+    frontend.updateLoginFlow({ flow: "no-such-flow", updateLoginFlowBody: body(PASSWORD) }),
+  );
+  console.log(`  ok createNativeLoginFlow, updateLoginFlow: session ${me.data.id} (wrong password → 400 with the flow)`);
+}
+
 const server = await startSessiond();
 let failed = false;
 try {
   await flow(server);
   await adminFlow(server);
+  await loginFlow(server);
 } catch (e) {
   failed = true;
   const detail = e.response ? ` (HTTP ${e.response.status} ${JSON.stringify(e.response.data)})` : "";

@@ -13,7 +13,8 @@
 #                        base path /auth: toSession, listMySessions (Link paging),
 #                        disableMySession, disableMyOtherSessions; IdentityApi (admin):
 #                        listSessions, getSession, extendSession, disableSession,
-#                        listIdentitySessions, deleteIdentitySessions
+#                        listIdentitySessions, deleteIdentitySessions; the native login
+#                        (createNativeLoginFlow, updateLoginFlow)
 #
 # Builds nothing.
 #
