@@ -102,9 +102,10 @@ impl Core {
         password: String,
         user_agent: UserAgent,
     ) -> Result<SessionChange, Error> {
+        let password = Password::parse(password)?;
         let checks = Checks {
             user: Some(UserLookup::LoginName(LoginName::parse(login_name)?)),
-            password: Some(Password::parse(password)?),
+            password: Some(password.clone()),
             unsupported: Vec::new(),
         };
         let request = CreateSession {
@@ -113,6 +114,15 @@ impl Core {
             lifetime: Some(LOGIN_SESSION_LIFESPAN),
             ..CreateSession::default()
         };
-        self.open_session(None, request).await
+        match self.open_session(None, request).await {
+            Err(e) if e.id() == error_ids::USER_NOT_FOUND => {
+                // Both answers are the same; an unknown name also costs the one argon2id
+                // computation a wrong password costs, so the answer's timing does not tell
+                // which login names exist.
+                let _ = self.passwords.hash(&password).await;
+                Err(e)
+            }
+            result => result,
+        }
     }
 }

@@ -376,6 +376,45 @@ async fn on_postgresql_store_spans_name_the_database_system() {
     );
 }
 
+/// A public login with an unknown name answers as a wrong password does, and costs the same
+/// argon2id computation (a `password.hash` span), so timing does not tell names apart.
+#[tokio::test]
+async fn a_login_with_an_unknown_name_costs_one_password_computation() {
+    const UNKNOWN_PARENT: &str = "4444444444444444";
+    let receiver = OtlpReceiver::start().await;
+    let data_dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(
+        data_dir.path(),
+        &["--otlp-endpoint", &receiver.endpoint],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let flow: Value = send(http.get(server.url("/auth/self-service/login/api")))
+        .await
+        .json;
+    let flow = flow["id"].as_str().expect("flow id").to_owned();
+    let answer = http
+        .post(server.url(&format!("/auth/self-service/login?flow={flow}")))
+        .header("traceparent", traceparent(TRACE, UNKNOWN_PARENT))
+        .json(&json!({"method": "password", "identifier": "nobody", "password": WRONG_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(answer.status(), 400);
+    assert!(server.terminate().await.success());
+    let spans = receiver.spans();
+    let login = spans
+        .iter()
+        .find(|s| s.trace_id() == TRACE && s.parent_span_id() == UNKNOWN_PARENT)
+        .expect("the login's request span");
+    let below = children(&spans, login);
+    assert!(
+        below.iter().any(|s| s.span.name == "password.hash"),
+        "no password computation for an unknown name: {below:#?}"
+    );
+}
+
 #[tokio::test]
 async fn without_an_endpoint_nothing_connects_to_a_collector() {
     let receiver = OtlpReceiver::start().await;
