@@ -30,6 +30,21 @@ fn traceparent(trace: &str, parent: &str) -> String {
     format!("00-{trace}-{parent}-01")
 }
 
+/// A ListSessions over REST in the caller's trace (parent `REST_GET_PARENT`), then SIGTERM.
+async fn list_in_a_trace_and_stop(server: Server, data_dir: &std::path::Path) {
+    let auth = process_bearer(data_dir, "caller", &["session.read"]);
+    let answer = reqwest::Client::new()
+        .post(server.url("/v2/sessions/search"))
+        .header("authorization", &auth)
+        .header("traceparent", traceparent(TRACE, REST_GET_PARENT))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(answer.status(), 200);
+    assert!(server.terminate().await.success());
+}
+
 /// The request span of `method` (its `method` attribute) that is a child of the caller's
 /// span `parent` in `trace`.
 fn request_span<'a>(
@@ -353,17 +368,7 @@ async fn on_postgresql_store_spans_name_the_database_system() {
         &[("SESSIOND_DATABASE_URL", &database_url)],
     )
     .await;
-    let auth = process_bearer(data_dir.path(), "caller", &["session.read"]);
-    let answer = reqwest::Client::new()
-        .post(server.url("/v2/sessions/search"))
-        .header("authorization", &auth)
-        .header("traceparent", traceparent(TRACE, REST_GET_PARENT))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("list");
-    assert_eq!(answer.status(), 200);
-    assert!(server.terminate().await.success());
+    list_in_a_trace_and_stop(server, data_dir.path()).await;
     let spans = receiver.spans();
     let list = request_span(&spans, TRACE, REST_GET_PARENT, "ListSessions");
     let store = children(&spans, list)
@@ -430,17 +435,7 @@ async fn without_an_endpoint_nothing_connects_to_a_collector() {
         ],
     )
     .await;
-    let auth = process_bearer(data_dir.path(), "caller", &["session.read"]);
-    let answer = reqwest::Client::new()
-        .post(server.url("/v2/sessions/search"))
-        .header("authorization", &auth)
-        .header("traceparent", traceparent(TRACE, REST_GET_PARENT))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("list");
-    assert_eq!(answer.status(), 200);
-    assert!(server.terminate().await.success());
+    list_in_a_trace_and_stop(server, data_dir.path()).await;
     assert_eq!(receiver.connections(), 0);
     assert!(receiver.spans().is_empty());
 }
