@@ -95,5 +95,7 @@ pub fn page(conn: &Connection, query: &FeedQuery) -> Result<FeedPage, StoreError
         scanned_to,
         horizon: bounds.horizon,
         head: bounds.head,
+        // One writer: everything committed is readable.
+        held_back: false,
     })
 }
