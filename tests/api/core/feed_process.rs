@@ -178,3 +178,26 @@ async fn events_acknowledged_before_a_sigkill_are_all_there_after_a_restart() {
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn a_server_shutting_down_ends_its_feed_streams_with_feed_shutdown() {
+    use futures_util::StreamExt;
+    let mut app = crate::helpers::spawn_app().await;
+    let mut stream = app
+        .core
+        .watch_session_events(&super::admin(), EventFilter::default())
+        .await
+        .expect("watching");
+    let server = app.trigger_shutdown();
+    let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the stream ends as soon as shutdown starts");
+    let error = item.expect("an item").expect_err("an error");
+    assert_eq!(error.id(), sessiond::domain::error_ids::FEED_SHUTDOWN);
+    assert!(stream.next().await.is_none(), "then nothing");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returns")
+        .expect("no panic")
+        .expect("serve succeeded");
+}
