@@ -246,6 +246,9 @@ pub async fn run(
         user: Some(UserLookup::Id(user.id.clone())),
         ..Checks::default()
     };
+    // First, while the allocator has nothing freed to hand out again.
+    eprintln!("feed: memory of 10,000 idle subscribers");
+    let bytes = idle_cost(&core, 10_000).await?;
     let mut latency_rows = Vec::new();
     for &n in counts {
         eprintln!("feed: latency with {n} subscribers (SQLite, one node)");
@@ -265,8 +268,6 @@ pub async fn run(
     for task in subs.tasks {
         task.abort();
     }
-    eprintln!("feed: memory of 10,000 idle subscribers");
-    let bytes = idle_cost(&core, 10_000).await?;
     drop(core);
 
     if let Some(url) = postgres {
