@@ -4,6 +4,7 @@
 
 mod admin_sessions;
 mod checks;
+mod events;
 mod login;
 mod paging;
 mod password;
@@ -21,6 +22,7 @@ use crate::store::{DynStore, StoreError};
 
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
+pub use events::EventStream;
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
 use paging::TAG_LEN;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};

@@ -121,6 +121,19 @@ error_ids! {
     /// A login body with a method other than `password`.
     LOGIN_METHOD_UNSUPPORTED = "SESSIOND-LOGIN-METHOD";
 
+    // --- the session event feed ------------------------------------------------------------
+    /// A feed cursor this server never issued.
+    FEED_CURSOR_INVALID = "SESSIOND-FEED-CURSOR";
+    /// A feed cursor older than the oldest retained event: list the sessions again and watch
+    /// from now.
+    FEED_CURSOR_EXPIRED = "SESSIOND-FEED-EXPIRED";
+    /// Too many feed subscribers on this server.
+    FEED_SUBSCRIBERS_FULL = "SESSIOND-FEED-FULL";
+    /// The server is shutting down: the feed stream ends.
+    FEED_SHUTDOWN = "SESSIOND-FEED-SHUTDOWN";
+    /// A feed filter that breaks a rule (page size, event type).
+    FEED_FILTER_INVALID = "SESSIOND-FEED-FILTER";
+
     // --- the server's own faults -----------------------------------------------------------
     /// The store failed unexpectedly.
     STORE_FAILED = "SESSIOND-STORE";

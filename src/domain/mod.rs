@@ -4,6 +4,7 @@
 
 mod error;
 pub mod error_ids;
+mod feed;
 mod ids;
 mod principal;
 mod session;
@@ -12,6 +13,10 @@ mod token;
 mod user;
 
 pub use error::{Error, ErrorKind};
+pub use feed::{
+    DEFAULT_EVENT_PAGE, EventFilter, EventPage, FeedPosition, MAX_EVENT_PAGE, SessionEvent,
+    SessionEventType, TerminationReason,
+};
 pub use ids::{SessionId, UserId, new_numeric_id, new_ordered_id, ordered_id_from};
 pub use principal::{Permission, Permissions, Principal, PrincipalKind};
 pub use session::{
