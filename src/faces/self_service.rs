@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use super::FaceState;
 use super::edges::{self, REQUEST_ID, session_token};
 use crate::core::{CurrentSession, PageRequest};
-use crate::domain::{SessionId, error_ids};
+use crate::domain::{
+    Permissions, Principal, PrincipalKind, SessionEventType, SessionId, error_ids,
+};
 
 pub use super::kratos::{KratosError, session_json};
 
@@ -137,6 +139,47 @@ async fn revoke_others(
     Ok(axum::Json(json!({ "count": count })).into_response())
 }
 
+/// `GET /auth/sessions/events`: the caller's own user's session events as Server-Sent Events
+/// (see `sse.rs` for the framing, `after`, `types` and `Last-Event-ID`). This is how a
+/// browser tab learns that its session was ended elsewhere: after the termination of the
+/// caller's own session the stream ends, and a reconnect is refused with 401.
+async fn events(
+    State(state): State<FaceState>,
+    headers: HeaderMap,
+    query: Query,
+    Current(current): Current,
+) -> Result<Response, KratosError> {
+    use futures_util::StreamExt;
+    let mut filter = super::sse::query_filter(&query.0, false)?;
+    filter.after = super::sse::resume_after(&headers, filter.after);
+    filter.limit = None;
+    let user = current.user.id.into_string();
+    filter.user_id = Some(user.clone());
+    let own = current.session.id;
+    let principal = Principal {
+        user_id: user,
+        permissions: Permissions::none(),
+        kind: PrincipalKind::Session(own.clone()),
+    };
+    let events = state
+        .api
+        .core()
+        .watch_session_events(&principal, filter)
+        .await?;
+    let until_own_end = events.scan(false, move |ended, item| {
+        let next = (!*ended).then_some(item);
+        if let Some(Ok(event)) = &next {
+            *ended = event.event_type == SessionEventType::Terminated
+                && event.session_id == own.as_str();
+        }
+        std::future::ready(next)
+    });
+    Ok(super::sse::response(
+        Box::pin(until_own_end),
+        state.feed_keepalive,
+    ))
+}
+
 /// Puts the client's request id into every error of the face.
 pub(super) async fn request_in_errors(request: Request, next: Next) -> Response {
     let mut headers = HeaderMap::new();
@@ -153,6 +196,7 @@ pub(super) async fn request_in_errors(request: Request, next: Next) -> Response 
 pub fn routes() -> Router<FaceState> {
     Router::new()
         .route("/auth/sessions/whoami", get(whoami))
+        .route("/auth/sessions/events", get(events))
         .route("/auth/sessions", get(list).delete(revoke_others))
         .route("/auth/sessions/{id}", axum::routing::delete(revoke_one))
         .merge(super::login::routes())
