@@ -170,17 +170,25 @@ pub async fn open_sse(
     request.send().await.expect("SSE request")
 }
 
-/// The next event of a gRPC-Web stream, or its final status.
+/// An item of a gRPC-Web stream.
 pub enum WebItem {
     Event(events::SessionEvent),
     Status(tonic::Code),
 }
 
+/// The next event of a gRPC-Web stream, or its status (from the trailer frame, or from the
+/// headers of a trailers-only answer).
 pub async fn next_grpc_web(stream: &mut Incoming) -> WebItem {
-    let (flags, payload) = stream
-        .frame()
-        .await
-        .expect("a frame before the stream ends");
+    let Some((flags, payload)) = stream.frame().await else {
+        let code = stream
+            .response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|c| c.parse::<i32>().ok())
+            .expect("a trailer frame or a trailers-only answer");
+        return WebItem::Status(tonic::Code::from_i32(code));
+    };
     if flags & 0x80 != 0 {
         let trailers = String::from_utf8_lossy(&payload).to_string();
         let code = trailers
