@@ -120,8 +120,11 @@ impl Application {
         }
 
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let feed = core.feed().clone();
         let signal = async move {
             shutdown.await;
+            // Event streams never finish by themselves: end them so the drain can.
+            feed.shutdown();
             let _ = stopping.send(());
         };
         let deadline = settings.shutdown_timeout;

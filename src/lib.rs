@@ -31,6 +31,7 @@ pub mod cli;
 pub mod core;
 pub mod domain;
 pub mod faces;
+pub mod feed;
 pub mod ops;
 pub mod settings;
 pub mod store;

@@ -92,6 +92,13 @@ settings! {
     shutdown_timeout: Duration = Duration::from_secs(30);
     /// How often an idle event stream (Server-Sent Events) sends a keepalive comment.
     feed_keepalive: Duration = Duration::from_secs(15);
+    /// Session events the feed's in-memory ring holds; a subscriber further behind reads the
+    /// store instead.
+    feed_buffer: usize = 4096;
+    /// Longest time the feed goes without reading the store (a lost wake-up delays at most this).
+    feed_poll_interval: Duration = Duration::from_secs(1);
+    /// Event feed subscribers at once on this server; more are refused (503 / RESOURCE_EXHAUSTED).
+    feed_max_subscribers: usize = 10000;
     /// Run a prune this often while serving (e.g. 1h); off unless set.
     prune_interval: Option<Duration> = None;
     /// Delete sessions terminated longer ago than this.
@@ -190,6 +197,12 @@ impl Settings {
         }
         if self.db_max_connections == 0 {
             bail!("db-max-connections: must be at least 1");
+        }
+        if !(1..=1 << 20).contains(&self.feed_buffer) {
+            bail!("feed-buffer: must be between 1 and 1048576 events");
+        }
+        if self.feed_poll_interval < Duration::from_millis(10) {
+            bail!("feed-poll-interval: must be at least 10ms");
         }
         if self.session_cookie.is_empty()
             || !self

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{Clock, Error, Permission, Principal, error_ids};
+use crate::feed::{Feed, FeedSettings};
 use crate::store::{DynStore, StoreError};
 
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
@@ -46,6 +47,8 @@ pub struct CoreSettings {
     pub max_list_limit: u32,
     /// How far from now an administrator's extend moves a session's expiry.
     pub session_extend_lifespan: Duration,
+    /// The event feed's hub.
+    pub feed: FeedSettings,
 }
 
 impl Default for CoreSettings {
@@ -58,6 +61,11 @@ impl Default for CoreSettings {
             default_list_limit: 100,
             max_list_limit: 1000,
             session_extend_lifespan: settings.session_extend_lifespan,
+            feed: FeedSettings {
+                buffer: settings.feed_buffer,
+                poll_interval: settings.feed_poll_interval,
+                max_subscribers: settings.feed_max_subscribers,
+            },
         }
     }
 }
@@ -72,6 +80,7 @@ pub struct Core {
     /// Key that authenticates page tokens; loaded from the store on first use.
     page_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     stats: Arc<CoreStats>,
+    feed: Feed,
 }
 
 impl Core {
@@ -81,10 +90,12 @@ impl Core {
         passwords: PasswordHasher,
         settings: CoreSettings,
     ) -> Self {
+        let feed = Feed::new(store.clone(), clock.clone(), settings.feed.clone());
         Self {
             store,
             clock,
             passwords,
+            feed,
             settings: Arc::new(settings),
             page_key: Arc::new(tokio::sync::OnceCell::new()),
             stats: Arc::new(CoreStats::default()),

@@ -7,7 +7,7 @@ use super::paging::{PageRequest, SessionPageResult};
 use super::{Attempt, Core, require, retry_on_conflict, user_not_found};
 use crate::domain::{
     ActivityFilter, Error, PageCursor, Permission, Principal, Session, SessionId, SessionToken,
-    User, UserId, UserSessionsQuery, UserState, error_ids,
+    TerminationReason, User, UserId, UserSessionsQuery, UserState, error_ids,
 };
 use crate::store::Revocation;
 
@@ -132,7 +132,8 @@ impl Core {
                 Some(session)
                     if session.user_id() == Some(&current.user.id) && !session.is_terminated() =>
                 {
-                    self.terminate(session, editor, "revoked_by_user").await?;
+                    self.terminate(session, editor, TerminationReason::Deleted.as_str())
+                        .await?;
                     Ok::<_, Attempt>(())
                 }
                 _ => Ok(()),
@@ -149,7 +150,7 @@ impl Core {
             user,
             Some(&current.session.id),
             user.as_str(),
-            "revoked_by_user",
+            TerminationReason::RevokedOthers.as_str(),
         )
         .await
     }

@@ -166,13 +166,16 @@ async fn events(
         .core()
         .watch_session_events(&principal, filter)
         .await?;
-    let until_own_end = events.scan(false, move |ended, item| {
-        let next = (!*ended).then_some(item);
-        if let Some(Ok(event)) = &next {
-            *ended = event.event_type == SessionEventType::Terminated
-                && event.session_id == own.as_str();
+    // Ends right after the caller's own termination, without waiting for another event.
+    let until_own_end = futures_util::stream::unfold(Some(events), move |events| {
+        let own = own.clone();
+        async move {
+            let mut events = events?;
+            let item = events.next().await?;
+            let ended = matches!(&item, Ok(event) if event.event_type == SessionEventType::Terminated
+                && event.session_id == own.as_str());
+            Some((item, (!ended).then_some(events)))
         }
-        std::future::ready(next)
     });
     Ok(super::sse::response(
         Box::pin(until_own_end),

@@ -13,6 +13,9 @@
 //! | Unavailable        | 14   | 503  | `unavailable`         |
 //! | Unauthenticated    | 16   | 401  | `unauthenticated`     |
 //!
+//! REST answers two feed errors with a status of their own ([`http_status_of`]): an expired
+//! feed cursor with 410 and a full feed with 503.
+//!
 //! gRPC codes and HTTP statuses follow the grpc-gateway / connect-go table ZITADEL clients
 //! expect. Every error carries a `zitadel.v1.ErrorDetail {id, message}` (or a
 //! `CredentialsCheckError` for failed password checks) in the form each protocol uses.
@@ -26,7 +29,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::pb::zitadel::v1::{CredentialsCheckError, ErrorDetail};
-use crate::domain::{Error, ErrorKind};
+use crate::domain::{Error, ErrorKind, error_ids};
 
 /// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -71,6 +74,17 @@ pub fn http_status(code: tonic::Code) -> StatusCode {
         Unimplemented => StatusCode::NOT_IMPLEMENTED,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Unauthenticated => StatusCode::UNAUTHORIZED,
+    }
+}
+
+/// HTTP status of an error on the REST faces: the status of its code, except where an id
+/// says more than its code can. An expired feed cursor is 410 Gone (the events it pointed at
+/// are gone: resync); a full event feed is 503 (another replica may have room), not 429.
+pub fn http_status_of(error: &Error) -> StatusCode {
+    match error.id() {
+        error_ids::FEED_CURSOR_EXPIRED => StatusCode::GONE,
+        error_ids::FEED_SUBSCRIBERS_FULL => StatusCode::SERVICE_UNAVAILABLE,
+        _ => http_status(grpc_code(error.kind())),
     }
 }
 
@@ -193,7 +207,7 @@ pub fn rest_body(error: &Error) -> (StatusCode, Value) {
         "message": error.display_message(),
         "details": [detail_json],
     });
-    (http_status(code), body)
+    (http_status_of(error), body)
 }
 
 /// Connect body: snake_case code, message, and details as base64 proto plus debug JSON.
@@ -216,7 +230,22 @@ pub fn connect_body(error: &Error) -> (StatusCode, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::error_ids;
+
+    #[test]
+    fn feed_errors_have_statuses_of_their_own_on_rest() {
+        let expired = Error::failed_precondition(error_ids::FEED_CURSOR_EXPIRED, "resync");
+        let full = Error::new(
+            ErrorKind::ResourceExhausted,
+            error_ids::FEED_SUBSCRIBERS_FULL,
+            "full",
+        );
+        assert_eq!(rest_body(&expired).0, StatusCode::GONE);
+        assert_eq!(grpc_code(expired.kind()), tonic::Code::FailedPrecondition);
+        assert_eq!(rest_body(&full).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(grpc_code(full.kind()), tonic::Code::ResourceExhausted);
+        let other = Error::failed_precondition(error_ids::USER_DEACTIVATED, "no");
+        assert_eq!(rest_body(&other).0, StatusCode::BAD_REQUEST);
+    }
 
     #[test]
     fn every_kind_has_the_documented_code_and_status() {

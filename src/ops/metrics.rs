@@ -1,6 +1,7 @@
 //! `GET /metrics` in the Prometheus/OpenMetrics text format: requests by face, protocol,
 //! method and result code with latency histograms, shed requests, sessions created /
-//! terminated / live, password checks, store connection pools and build information.
+//! terminated / live, password checks, store connection pools, the event feed (subscribers,
+//! events delivered, delivery lag) and build information.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,6 +156,22 @@ impl Metrics {
             pools.clone(),
         );
         registry.register("build_info", "Build information", build);
+        let feed = core.feed().metrics().clone();
+        registry.register(
+            "feed_subscribers",
+            "Event feed subscribers right now",
+            feed.subscribers,
+        );
+        registry.register(
+            "feed_events_delivered",
+            "Session events handed to feed subscribers",
+            feed.delivered,
+        );
+        registry.register(
+            "feed_delivery_lag_seconds",
+            "Time from a session event to its hand-off to a feed subscriber",
+            feed.lag,
+        );
         registry.register_collector(Box::new(CoreCounters(core.clone())));
         Self {
             registry: Arc::new(registry),

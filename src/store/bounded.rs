@@ -19,8 +19,9 @@ use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use super::{
-    CheckOutcome, DynStore, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation,
-    SessionPage, Store, StoreError, StoredEvent, UserListQuery, store_methods,
+    CheckOutcome, DynStore, FeedBounds, FeedPage, FeedQuery, NewEvent, PasswordCheck, PoolStats,
+    PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
+    store_methods,
 };
 use crate::domain::{
     LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
@@ -100,6 +101,10 @@ macro_rules! wrapped_store {
 
             fn pools(&self) -> Vec<PoolStats> {
                 self.inner.pools()
+            }
+
+            fn feed_wake(&self) -> super::FeedWake {
+                self.inner.feed_wake()
             }
         }
     };

@@ -90,6 +90,17 @@ impl Table {
         format!("SELECT {} FROM {}", columns.join(", "), self.from)
     }
 
+    /// `SELECT` of every column and then `extra` (expressions the backend adds, such as a
+    /// position), `FROM` the table and its joins.
+    pub fn select_with(&self, extra: &str) -> String {
+        let select = self.select();
+        let from = format!(" FROM {}", self.from);
+        match select.strip_suffix(&from) {
+            Some(columns) => format!("{columns}, {extra}{from}"),
+            None => select,
+        }
+    }
+
     /// The columns INSERT writes (all but the joined ones), with their positions in an
     /// encoded row.
     pub fn written(&self) -> impl Iterator<Item = (usize, &Column)> {
@@ -300,6 +311,22 @@ pub struct Appended<'a> {
     pub session: &'a SessionId,
     pub sequence: u64,
     pub event: &'a NewEvent,
+    /// The session's user and resource owner, copied so the feed filters without a join.
+    pub user_id: Option<&'a str>,
+    pub resource_owner: &'a str,
+}
+
+impl<'a> Appended<'a> {
+    /// The event `session.sequence` of `session`.
+    pub fn of(session: &'a Session, event: &'a NewEvent) -> Self {
+        Self {
+            session: &session.id,
+            sequence: session.sequence,
+            event,
+            user_id: user_factor(session).map(|u| u.id.as_str()),
+            resource_owner: session.resource_owner.as_str(),
+        }
+    }
 }
 
 table! {
@@ -312,6 +339,8 @@ table! {
     PAYLOAD = "payload", Fixed => Value::text(json(&e.event.payload)?);
     CREATED_AT = "created_at", Fixed => Value::int(e.event.created_at.unix_micros());
     EDITOR = "editor", Fixed => Value::text(e.event.editor.as_str());
+    USER_ID = "user_id", Fixed => Value::Text(e.user_id.map(str::to_owned));
+    RESOURCE_OWNER = "resource_owner", Fixed => Value::text(e.resource_owner);
 }
 
 #[cfg(test)]
@@ -327,7 +356,7 @@ mod tests {
         assert_eq!(
             events::TABLE.insert(dollar),
             "INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, \
-             editor) VALUES ($1, $2, $3, $4, $5, $6)"
+             editor, user_id, resource_owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
         assert_eq!(
             users::TABLE.update(dollar),

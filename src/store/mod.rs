@@ -39,11 +39,13 @@ use crate::domain::error_ids;
 
 mod bounded;
 mod columns;
+mod feed;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use bounded::{Bounded, Traced};
+pub use feed::{FeedBounds, FeedPage, FeedQuery, FeedRow, FeedWake};
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
 
@@ -273,7 +275,8 @@ macro_rules! store_methods {
             async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 
             /// Deletes up to `batch` sessions terminated before `terminated_before` or expired before
-            /// `expired_before`, with their events, in one transaction.
+            /// `expired_before`, with their events, in one transaction, raising the feed's
+            /// horizon to the highest position deleted.
             async fn prune(&self, terminated_before: Time, expired_before: Time, batch: u32) -> Result<PruneBatch, StoreError>;
 
             /// Whether the database answers.
@@ -284,6 +287,12 @@ macro_rules! store_methods {
 
             /// Sessions neither terminated nor expired at `now`.
             async fn count_live_sessions(&self, now: Time) -> Result<u64, StoreError>;
+
+            /// Events after a position in the global order, filtered, from one snapshot (see `feed`).
+            async fn feed_events(&self, query: &FeedQuery) -> Result<FeedPage, StoreError>;
+
+            /// The retention horizon and the head of the event log.
+            async fn feed_bounds(&self) -> Result<FeedBounds, StoreError>;
         }
     };
 }
@@ -298,6 +307,10 @@ macro_rules! declare_store {
 
             /// Connection pools: name, open connections, idle connections.
             fn pools(&self) -> Vec<PoolStats>;
+
+            /// Raised after this store committed appended events (on PostgreSQL also when
+            /// another replica did).
+            fn feed_wake(&self) -> FeedWake;
         }
     };
 }

@@ -5,10 +5,10 @@
 
 use super::columns::{events, sessions};
 pub use super::columns::{json, to_i64};
-use super::{CheckOutcome, PasswordCheck, StoreError, StoredEvent};
+use super::{CheckOutcome, FeedRow, PasswordCheck, StoreError, StoredEvent};
 use crate::domain::{
-    ActivityFilter, Factors, LoginName, Metadata, Session, SessionFilter, SessionId, SessionQuery,
-    SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
+    ActivityFilter, Factors, FeedPosition, LoginName, Metadata, Session, SessionFilter, SessionId,
+    SessionQuery, SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
     UserSessionsQuery, UserState,
 };
 
@@ -81,6 +81,26 @@ pub fn event_from_row(row: &impl Columns) -> Result<StoredEvent, StoreError> {
         payload: serde_json::from_str(&payload).map_err(internal)?,
         created_at: Time::from_unix_micros(row.required_int(events::CREATED_AT)?),
         editor: row.required_text(events::EDITOR)?,
+    })
+}
+
+/// A row of the feed's SELECT: the event's columns (`events::TABLE.select_with`), then the
+/// two parts of its position.
+pub fn feed_row_from(row: &impl Columns) -> Result<FeedRow, StoreError> {
+    let extra = events::TABLE.columns.len();
+    let part = |i: usize| -> Result<u64, StoreError> {
+        Ok(u64::try_from(row.required_int(i)?).unwrap_or_default())
+    };
+    let payload = row.required_text(events::PAYLOAD)?;
+    Ok(FeedRow {
+        position: FeedPosition::new(part(extra)?, part(extra + 1)?),
+        session_id: row.required_text(events::SESSION_ID)?,
+        user_id: row.text(events::USER_ID)?,
+        event_type: row.required_text(events::EVENT_TYPE)?,
+        sequence: part(events::SEQUENCE)?,
+        created_at: Time::from_unix_micros(row.required_int(events::CREATED_AT)?),
+        resource_owner: row.required_text(events::RESOURCE_OWNER)?,
+        payload: serde_json::from_str(&payload).map_err(internal)?,
     })
 }
 

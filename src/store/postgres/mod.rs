@@ -11,12 +11,15 @@
 //! Faults: connection errors, pool timeouts and statement timeouts surface as `Unavailable`
 //! (gRPC 14 / HTTP 503); the pool reconnects by itself when the database is back.
 //!
+//! The session event feed (global positions that hold although commits land out of order,
+//! `LISTEN/NOTIFY` between replicas) is explained in `feed`.
+//!
 //! Rows are written and read from the column lists (`columns`); the user directory's own
 //! statements (password checks, bulk revocation, the user list) are in `users`. Nothing here
 //! bounds a call's time: `Bounded` does.
 
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,14 +32,17 @@ use super::rows::{
     session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
 };
 use super::{
-    CheckOutcome, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store,
-    StoreError, StoredEvent, UserListQuery,
+    CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
+    PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
 use crate::domain::{
     LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
 };
 
+mod feed;
 mod users;
+
+use self::feed::PgFeed;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -69,6 +75,7 @@ impl SqlBuilder for QueryBuilder<'_, Postgres> {
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    feed: Arc<PgFeed>,
 }
 
 impl PostgresStore {
@@ -83,7 +90,10 @@ impl PostgresStore {
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            feed: Arc::default(),
+        })
     }
 
     /// Applies pending migrations under PostgreSQL's advisory lock, so replicas that start
@@ -221,11 +231,7 @@ async fn insert_event(
     session: &Session,
     event: &NewEvent,
 ) -> Result<(), StoreError> {
-    let appended = Appended {
-        session: &session.id,
-        sequence: session.sequence,
-        event,
-    };
+    let appended = Appended::of(session, event);
     EVENT_WRITES.insert(tx, events::encode(&appended)?).await
 }
 
@@ -249,6 +255,13 @@ async fn delete_ids(
 }
 
 impl PostgresStore {
+    /// After a commit that appended `count` events: the feed's wake-ups.
+    fn appended_if(&self, count: u64) {
+        if count > 0 {
+            self.feed.appended(&self.pool);
+        }
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(classify)
     }
@@ -298,7 +311,9 @@ impl Store for PostgresStore {
             .insert(&mut tx, sessions::encode(session)?)
             .await?;
         insert_event(&mut tx, session, event).await?;
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        self.feed.appended(&self.pool);
+        Ok(())
     }
 
     async fn update_session(
@@ -312,7 +327,9 @@ impl Store for PostgresStore {
             .update(&mut tx, sessions::encode(session)?, expected_sequence)
             .await?;
         insert_event(&mut tx, session, event).await?;
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        self.feed.appended(&self.pool);
+        Ok(())
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -389,6 +406,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         let count = users::terminate_sessions(&mut tx, user, except, revocation).await?;
         tx.commit().await.map_err(classify)?;
+        self.appended_if(count);
         Ok(count)
     }
 
@@ -409,6 +427,7 @@ impl Store for PostgresStore {
             None => 0,
         };
         tx.commit().await.map_err(classify)?;
+        self.appended_if(revoked);
         Ok(revoked)
     }
 
@@ -456,6 +475,7 @@ impl Store for PostgresStore {
         if ids.is_empty() {
             return Ok(PruneBatch::default());
         }
+        feed::raise_horizon(&mut tx, &ids).await?;
         let events = delete_ids(&mut tx, "session_events", &ids).await?;
         let sessions = delete_ids(&mut tx, "sessions", &ids).await?;
         tx.commit().await.map_err(classify)?;
@@ -480,6 +500,18 @@ impl Store for PostgresStore {
         .await
         .map_err(classify)?;
         Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    async fn feed_events(&self, query: &FeedQuery) -> Result<FeedPage, StoreError> {
+        feed::page(&self.pool, query).await
+    }
+
+    async fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        feed::bounds(&self.pool).await
+    }
+
+    fn feed_wake(&self) -> FeedWake {
+        self.feed.wake(&self.pool)
     }
 
     fn pools(&self) -> Vec<PoolStats> {

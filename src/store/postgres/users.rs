@@ -101,8 +101,10 @@ pub async fn terminate_sessions(
     let except = except.map(|id| id.as_str().to_owned()).unwrap_or_default();
     let payload = json(&serde_json::json!({ "reason": revocation.reason }))?;
     sqlx::query(
-        "INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, editor) \
-         SELECT id, sequence + 1, 'session.terminated', $1, $2, $3 FROM sessions \
+        "INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, editor, \
+         user_id, resource_owner) \
+         SELECT id, sequence + 1, 'session.terminated', $1, $2, $3, user_id, resource_owner \
+         FROM sessions \
          WHERE user_id = $4 AND id <> $5 AND terminated_at IS NULL",
     )
     .bind(&payload)

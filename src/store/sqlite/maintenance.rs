@@ -1,5 +1,6 @@
-//! SQLite housekeeping: the shared secrets, pruning old sessions, the live-session count and
-//! the health checks (ping, schema). No session or user is changed here, only deleted.
+//! SQLite housekeeping: the shared secrets, pruning old sessions (raising the feed's horizon
+//! past the events it deletes), the live-session count and the health checks (ping, schema).
+//! No session or user is changed here, only deleted.
 
 use rusqlite::{Connection, params};
 
@@ -47,6 +48,12 @@ pub fn prune(
         })
         .map_err(classify)?;
     let mut deleted = PruneBatch::default();
+    let mut horizon = conn
+        .prepare_cached(
+            "UPDATE feed_horizon SET position = MAX(position, \
+             (SELECT COALESCE(MAX(position), 0) FROM session_events WHERE session_id = ?))",
+        )
+        .map_err(classify)?;
     let mut events = conn
         .prepare_cached("DELETE FROM session_events WHERE session_id = ?")
         .map_err(classify)?;
@@ -54,6 +61,7 @@ pub fn prune(
         .prepare_cached("DELETE FROM sessions WHERE id = ?")
         .map_err(classify)?;
     for id in &ids {
+        horizon.execute([id]).map_err(classify)?;
         deleted.events += events.execute([id]).map_err(classify)? as u64;
         deleted.sessions += sessions.execute([id]).map_err(classify)? as u64;
     }

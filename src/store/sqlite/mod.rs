@@ -13,9 +13,13 @@
 //! Migrations are applied with sqlx's migrator (the same `_sqlx_migrations` bookkeeping as the
 //! PostgreSQL store) before the connections above are opened.
 //!
+//! The session event feed reads the log by a global position (see `feed`); every committed
+//! write that appended events raises the store's [`FeedWake`] after the commit.
+//!
 //! This module holds the store object and which connection each call runs on; the SQL is in
 //! `statements` (rows from the column lists), `users` and `maintenance`, the opening in `open`.
 
+mod feed;
 mod maintenance;
 mod open;
 mod readers;
@@ -38,8 +42,8 @@ use super::rows::{
     user_from_row, user_sessions_search,
 };
 use super::{
-    CheckOutcome, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store,
-    StoreError, StoredEvent, UserListQuery,
+    CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
+    PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
 use crate::domain::{
     LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
@@ -67,6 +71,8 @@ static USER_BY_LOGIN_NAME: LazyLock<String> =
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    /// Raised after every committed write that appended events.
+    wake: FeedWake,
     /// Dropping the last clone stops the checkpointer.
     _checkpointer: Arc<mpsc::Sender<()>>,
 }
@@ -93,12 +99,21 @@ impl SqliteStore {
         Ok(Self {
             writer: Writer::start(writer).map_err(|e| StoreError::Internal(Box::new(e)))?,
             readers: Arc::new(Readers::new(&path, usize::try_from(readers).unwrap_or(4))),
+            wake: FeedWake::default(),
             _checkpointer: Arc::new(stop),
         })
     }
 }
 
 impl SqliteStore {
+    /// Raises the feed's wake-up if a bulk write appended events; passes its count on.
+    fn woken_if(&self, appended: u64) -> Result<u64, StoreError> {
+        if appended > 0 {
+            self.wake.wake();
+        }
+        Ok(appended)
+    }
+
     /// The row a point read finds by a unique `key`, decoded; read on this thread.
     fn find<T>(
         &self,
@@ -117,11 +132,7 @@ fn session_rows(
     session: &Session,
     event: &NewEvent,
 ) -> Result<(Vec<super::columns::Value>, Vec<super::columns::Value>), StoreError> {
-    let appended = Appended {
-        session: &session.id,
-        sequence: session.sequence,
-        event,
-    };
+    let appended = Appended::of(session, event);
     Ok((sessions::encode(session)?, events::encode(&appended)?))
 }
 
@@ -134,7 +145,9 @@ impl Store for SqliteStore {
                 SESSION_WRITES.insert(conn, &row)?;
                 EVENT_WRITES.insert(conn, &event)
             })
-            .await
+            .await?;
+        self.wake.wake();
+        Ok(())
     }
 
     async fn update_session(
@@ -150,7 +163,9 @@ impl Store for SqliteStore {
                 SESSION_WRITES.update(conn, &row, expected)?;
                 EVENT_WRITES.insert(conn, &event)
             })
-            .await
+            .await?;
+        self.wake.wake();
+        Ok(())
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -235,7 +250,11 @@ impl Store for SqliteStore {
         revocation: &Revocation,
     ) -> Result<u64, StoreError> {
         let revocation = RevocationRow::new(user, except, revocation)?;
-        self.writer.write(move |conn| revocation.apply(conn)).await
+        let revoked = self
+            .writer
+            .write(move |conn| revocation.apply(conn))
+            .await?;
+        self.woken_if(revoked)
     }
 
     async fn update_user(
@@ -249,12 +268,14 @@ impl Store for SqliteStore {
         let revocation = revoke
             .map(|r| RevocationRow::new(&user.id, None, r))
             .transpose()?;
-        self.writer
+        let revoked = self
+            .writer
             .write(move |conn| {
                 USER_WRITES.update(conn, &row, expected)?;
                 revocation.map_or(Ok(0), |r| r.apply(conn))
             })
-            .await
+            .await?;
+        self.woken_if(revoked)
     }
 
     async fn list_users(&self, query: &UserListQuery) -> Result<(Vec<User>, u64), StoreError> {
@@ -292,6 +313,21 @@ impl Store for SqliteStore {
         self.readers
             .read_blocking(move |conn| maintenance::count_live_sessions(conn, now))
             .await
+    }
+
+    async fn feed_events(&self, query: &FeedQuery) -> Result<FeedPage, StoreError> {
+        let query = query.clone();
+        self.readers
+            .read_blocking(move |conn| feed::page(conn, &query))
+            .await
+    }
+
+    async fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        self.readers.read(feed::bounds)
+    }
+
+    fn feed_wake(&self) -> FeedWake {
+        self.wake.clone()
     }
 
     fn pools(&self) -> Vec<PoolStats> {

@@ -131,7 +131,8 @@ impl RevocationRow {
     pub fn apply(&self, conn: &Connection) -> Result<u64, StoreError> {
         conn.prepare_cached(
             "INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, \
-             editor) SELECT id, sequence + 1, 'session.terminated', ?, ?, ? FROM sessions \
+             editor, user_id, resource_owner) SELECT id, sequence + 1, 'session.terminated', ?, \
+             ?, ?, user_id, resource_owner FROM sessions \
              WHERE user_id = ? AND id <> ? AND terminated_at IS NULL",
         )
         .and_then(|mut st| {

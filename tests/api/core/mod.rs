@@ -8,6 +8,7 @@
 mod admin;
 mod create;
 mod delete;
+mod feed;
 mod get;
 mod list;
 mod lockout;

@@ -159,7 +159,7 @@ async fn revoking_another_own_session_terminates_it_in_the_users_name() {
         succeeds(&h, h.core.revoke_own_session(&current, &other.id).await);
         let events = h.events(&other.id).await;
         assert_eq!(events.len(), 2, "{h}: revoked once");
-        assert_eq!(events[1].payload["reason"], "revoked_by_user", "{h}");
+        assert_eq!(events[1].payload["reason"], "deleted", "{h}");
         assert_eq!(events[1].editor, me.id.as_str(), "{h}");
     }
 }
@@ -206,7 +206,7 @@ async fn revoking_all_others_keeps_the_current_session_and_counts_what_it_ended(
         for id in &others[1..] {
             let events = h.events(id).await;
             assert_eq!(events.len(), 2, "{h}");
-            assert_eq!(events[1].payload["reason"], "revoked_by_user", "{h}");
+            assert_eq!(events[1].payload["reason"], "revoke_others", "{h}");
             assert_eq!(events[1].editor, me.id.as_str(), "{h}");
         }
         assert_eq!(h.events(&others[0]).await.len(), 2, "{h}: ended once");

@@ -1,0 +1,343 @@
+//! The hub of the session event feed: one background task per process reads new events from
+//! the store by position and fans them out to every subscriber through one bounded in-memory
+//! buffer (`tokio::sync::broadcast`, `--feed-buffer` events).
+//!
+//! - The store is the truth. The hub reads it when the store says it appended events (its
+//!   [`FeedWake`](crate::store::FeedWake): in process, and on PostgreSQL from other replicas
+//!   by `LISTEN/NOTIFY`) and at least every `--feed-poll-interval`, so a lost wake-up only
+//!   delays. Nothing the hub holds is needed after a crash: clients resume by cursor.
+//! - Writers never wait for subscribers: the buffer is a ring. A subscriber that falls more
+//!   than the buffer behind is told so by the ring and reads the store by its cursor instead,
+//!   then joins the ring again (`subscription`). Memory stays bounded by the buffer, whatever
+//!   the number or speed of subscribers.
+//! - A subscriber joins the ring first, then catches up from the store, and skips what the
+//!   ring brings up to where the store left it: every event once, in position order.
+//! - Each event is decoded once into an `Arc` shared by every subscriber's ring slot.
+//! - The subscriber count is bounded (`--feed-max-subscribers`). On shutdown, or when the
+//!   last handle of the hub is dropped, every stream yields `FEED_SHUTDOWN` and ends.
+//!
+//! Who may see which events is the core's rule (`core::events`), not the hub's.
+
+mod subscription;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::{OnceCell, broadcast, watch};
+
+use crate::domain::{
+    Clock, Error, ErrorKind, FeedPosition, SessionEvent, SessionEventType, TerminationReason,
+    error_ids,
+};
+use crate::store::{DynStore, FeedQuery, FeedRow};
+
+pub use subscription::EventStream;
+
+/// Events the hub reads from the store at once.
+const HUB_PAGE: u32 = 1000;
+
+/// The hub's settings.
+#[derive(Clone, Debug)]
+pub struct FeedSettings {
+    /// Events the in-memory ring holds.
+    pub buffer: usize,
+    /// Longest time between two reads of the store without a wake-up.
+    pub poll_interval: Duration,
+    /// Subscribers at once on this process.
+    pub max_subscribers: usize,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self {
+            buffer: 4096,
+            poll_interval: Duration::from_secs(1),
+            max_subscribers: 10_000,
+        }
+    }
+}
+
+/// The feed's metrics, registered by `ops::metrics`.
+#[derive(Clone, Debug)]
+pub struct FeedMetrics {
+    pub subscribers: Gauge,
+    pub delivered: Counter,
+    /// From the event's time to its hand-off to a subscriber.
+    pub lag: Histogram,
+}
+
+impl Default for FeedMetrics {
+    fn default() -> Self {
+        Self {
+            subscribers: Gauge::default(),
+            delivered: Counter::default(),
+            lag: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        }
+    }
+}
+
+/// An event as the ring carries it.
+#[derive(Debug)]
+pub struct Delivered {
+    pub position: FeedPosition,
+    pub event: SessionEvent,
+}
+
+/// What the hub and its subscribers share.
+struct Shared {
+    store: DynStore,
+    clock: Arc<dyn Clock>,
+    settings: FeedSettings,
+    ring: broadcast::Sender<Arc<Delivered>>,
+    subscribers: AtomicUsize,
+    /// Set on shutdown: every stream ends.
+    shutdown: watch::Sender<bool>,
+    metrics: FeedMetrics,
+}
+
+/// Handle to the hub. The hub task starts with the first subscriber and stops, ending every
+/// stream, when the last handle is dropped or on [`Feed::shutdown`].
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    started: OnceCell<()>,
+    /// Dropped with the last handle: the hub task sees it and stops.
+    _alive: watch::Sender<()>,
+    alive: watch::Receiver<()>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+impl Feed {
+    pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: FeedSettings) -> Self {
+        let (ring, _) = broadcast::channel(settings.buffer.max(1));
+        let (alive_tx, alive) = watch::channel(());
+        Self {
+            inner: Arc::new(Handle {
+                shared: Arc::new(Shared {
+                    store,
+                    clock,
+                    settings,
+                    ring,
+                    subscribers: AtomicUsize::new(0),
+                    shutdown: watch::Sender::new(false),
+                    metrics: FeedMetrics::default(),
+                }),
+                started: OnceCell::new(),
+                _alive: alive_tx,
+                alive,
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &FeedMetrics {
+        &self.inner.shared.metrics
+    }
+
+    /// Subscribers right now.
+    pub fn subscribers(&self) -> usize {
+        self.inner.shared.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Ends every stream with `FEED_SHUTDOWN`; later subscriptions are refused the same way.
+    pub fn shutdown(&self) {
+        self.inner.shared.shutdown.send_replace(true);
+    }
+
+    /// Starts the hub task once: its starting position is read before any subscriber joins
+    /// the ring, so a subscriber's catch-up from the store always reaches it.
+    async fn start(&self) -> Result<(), Error> {
+        self.inner
+            .started
+            .get_or_try_init(|| async {
+                let head = self.inner.shared.store.feed_bounds().await?.head;
+                let shared = Arc::downgrade(&self.inner.shared);
+                let wake = self.inner.shared.store.feed_wake().subscribe();
+                tokio::spawn(run_hub(shared, head, wake, self.inner.alive.clone()));
+                Ok::<_, Error>(())
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The hub: reads what is new after `cursor` whenever woken or polled, and puts it in the ring.
+async fn run_hub(
+    shared: Weak<Shared>,
+    mut cursor: FeedPosition,
+    mut wake: watch::Receiver<u64>,
+    mut alive: watch::Receiver<()>,
+) {
+    loop {
+        let Some(hub) = shared.upgrade() else { return };
+        wake.mark_unchanged();
+        match drain(&hub, cursor).await {
+            Ok(next) => cursor = next,
+            Err(e) => {
+                tracing::warn!(error = ?e, "the event feed could not read the store; retrying")
+            }
+        }
+        let poll = hub.settings.poll_interval;
+        drop(hub);
+        tokio::select! {
+            changed = wake.changed() => {
+                if changed.is_err() {
+                    // The store is gone; only polling is left.
+                    tokio::time::sleep(poll).await;
+                }
+            }
+            () = tokio::time::sleep(poll) => {}
+            _ = alive.changed() => return,
+        }
+    }
+}
+
+/// Puts every event after `cursor` in the ring; returns the new cursor.
+async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<FeedPosition, Error> {
+    loop {
+        let page = hub
+            .store
+            .feed_events(&FeedQuery {
+                after: cursor,
+                user_id: None,
+                types: Vec::new(),
+                limit: HUB_PAGE,
+            })
+            .await?;
+        let full = page.rows.len() >= HUB_PAGE as usize;
+        for row in page.rows {
+            let position = row.position;
+            if let Some(event) = event_of(row) {
+                // No receiver is fine: nobody is listening right now.
+                let _ = hub.ring.send(Arc::new(Delivered { position, event }));
+            }
+        }
+        cursor = page.scanned_to.max(cursor);
+        if !full {
+            return Ok(cursor);
+        }
+    }
+}
+
+/// A stored event as the feed shows it; `None` for a type the feed does not know.
+pub fn event_of(row: FeedRow) -> Option<SessionEvent> {
+    let event_type = SessionEventType::parse(&row.event_type)?;
+    let reason = match event_type {
+        SessionEventType::Terminated => row
+            .payload
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .and_then(TerminationReason::from_stored),
+        _ => None,
+    };
+    Some(SessionEvent {
+        cursor: row.position.to_string(),
+        session_id: row.session_id,
+        user_id: row.user_id,
+        event_type,
+        sequence: row.sequence,
+        occurred_at: row.created_at,
+        resource_owner: row.resource_owner,
+        reason,
+    })
+}
+
+/// What a reader of the feed wants, checked and resolved by the core.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub user_id: Option<String>,
+    pub types: Vec<SessionEventType>,
+}
+
+impl Selection {
+    fn matches(&self, event: &SessionEvent) -> bool {
+        self.user_id
+            .as_ref()
+            .is_none_or(|u| event.user_id.as_ref() == Some(u))
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
+    }
+}
+
+/// One page of events after `after` (see [`read_page`]).
+pub struct Page {
+    pub events: Vec<SessionEvent>,
+    /// Everything up to here has been looked at.
+    pub scanned_to: FeedPosition,
+    /// The store had more than the page: read again from `scanned_to`.
+    pub full: bool,
+}
+
+/// Reads a page of events after `after` from the store. `after` past the head of the log is a
+/// cursor never issued (`FEED_CURSOR_INVALID`); below the retention horizon (but not the
+/// start) it may have missed pruned events (`FEED_CURSOR_EXPIRED`).
+pub async fn read_page(
+    store: &DynStore,
+    after: FeedPosition,
+    selection: &Selection,
+    limit: u32,
+) -> Result<Page, Error> {
+    let page = store
+        .feed_events(&FeedQuery {
+            after,
+            user_id: selection.user_id.clone(),
+            types: selection.types.clone(),
+            limit,
+        })
+        .await?;
+    if after > page.head.max(page.horizon) {
+        return Err(cursor_invalid());
+    }
+    if after != FeedPosition::START && after < page.horizon {
+        return Err(cursor_expired());
+    }
+    Ok(Page {
+        full: page.rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX),
+        events: page.rows.into_iter().filter_map(event_of).collect(),
+        scanned_to: page.scanned_to,
+    })
+}
+
+pub fn cursor_invalid() -> Error {
+    Error::invalid_argument(
+        error_ids::FEED_CURSOR_INVALID,
+        "the cursor is not one this server issued",
+    )
+}
+
+fn cursor_expired() -> Error {
+    Error::failed_precondition(
+        error_ids::FEED_CURSOR_EXPIRED,
+        "the cursor is older than the oldest retained event; resync: list the sessions again \
+         and watch from now",
+    )
+}
+
+fn shutting_down() -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        error_ids::FEED_SHUTDOWN,
+        "the server is shutting down; reconnect with the last cursor",
+    )
+}
+
+fn subscribers_full() -> Error {
+    Error::new(
+        ErrorKind::ResourceExhausted,
+        error_ids::FEED_SUBSCRIBERS_FULL,
+        "too many event feed subscribers on this server; retry later",
+    )
+}

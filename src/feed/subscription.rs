@@ -1,0 +1,198 @@
+//! One subscriber's stream: catch up from the store, then follow the ring; back to the store
+//! whenever the ring says the subscriber fell behind it.
+//!
+//! `cursor` is the position up to which every event has been looked at (delivered, or skipped
+//! by the subscriber's selection). The store gives events after it; the ring may repeat
+//! events up to it (the subscriber joined the ring before reading the store), which are
+//! skipped. So each event is delivered once, in position order, without a gap.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::Stream;
+use tokio::sync::{broadcast, watch};
+
+use super::{Delivered, Feed, Selection, Shared, read_page, shutting_down, subscribers_full};
+use crate::domain::{Error, FeedPosition, SessionEvent};
+
+/// A live stream of events; ends after an error.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, Error>> + Send>>;
+
+/// Events read from the store at once while catching up.
+const CATCH_UP_PAGE: u32 = 500;
+
+/// Where the subscription is.
+enum Mode {
+    /// Reading the store by cursor.
+    CatchUp,
+    /// Following the ring.
+    Live,
+    /// Done: the stream ends.
+    Ended,
+}
+
+/// A place among the subscribers, given back when the stream is dropped.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.subscribers.dec();
+    }
+}
+
+struct Subscription {
+    slot: Slot,
+    ring: broadcast::Receiver<Arc<Delivered>>,
+    shutdown: watch::Receiver<bool>,
+    selection: Selection,
+    cursor: FeedPosition,
+    pending: VecDeque<SessionEvent>,
+    mode: Mode,
+}
+
+impl Feed {
+    /// A stream of the events after `after` (`None`: from the head of the log, i.e. now)
+    /// that match `selection`.
+    pub async fn subscribe(
+        &self,
+        after: Option<FeedPosition>,
+        selection: Selection,
+    ) -> Result<EventStream, Error> {
+        let shared = &self.inner.shared;
+        if *shared.shutdown.borrow() {
+            return Err(shutting_down());
+        }
+        let taken = shared.subscribers.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.subscribers.inc();
+        let slot = Slot(shared.clone());
+        if taken >= shared.settings.max_subscribers {
+            return Err(subscribers_full());
+        }
+        self.start().await?;
+        // Join the ring before reading the store: nothing falls between the two.
+        let ring = shared.ring.subscribe();
+        let cursor = match after {
+            Some(after) => {
+                // Refuse a bad cursor now, as an error of the call, not of the stream.
+                let first = read_page(&shared.store, after, &selection, CATCH_UP_PAGE).await?;
+                let sub = Subscription {
+                    slot,
+                    ring,
+                    shutdown: shared.shutdown.subscribe(),
+                    selection,
+                    cursor: first.scanned_to.max(after),
+                    pending: first.events.into(),
+                    mode: if first.full {
+                        Mode::CatchUp
+                    } else {
+                        Mode::Live
+                    },
+                };
+                return Ok(Box::pin(sub.into_stream()));
+            }
+            None => shared.store.feed_bounds().await?.head,
+        };
+        let sub = Subscription {
+            slot,
+            ring,
+            shutdown: shared.shutdown.subscribe(),
+            selection,
+            cursor,
+            pending: VecDeque::new(),
+            mode: Mode::CatchUp,
+        };
+        Ok(Box::pin(sub.into_stream()))
+    }
+}
+
+impl Subscription {
+    fn into_stream(self) -> impl Stream<Item = Result<SessionEvent, Error>> + Send {
+        futures_util::stream::unfold(self, |mut sub| async move {
+            let item = sub.next().await?;
+            Some((item, sub))
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.slot.0
+    }
+
+    /// The next item, or `None` once ended.
+    async fn next(&mut self) -> Option<Result<SessionEvent, Error>> {
+        loop {
+            if matches!(self.mode, Mode::Ended) {
+                return None;
+            }
+            if *self.shutdown.borrow() {
+                return Some(self.end(shutting_down()));
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(self.hand_off(event)));
+            }
+            match self.mode {
+                Mode::CatchUp => {
+                    if let Err(e) = self.catch_up().await {
+                        return Some(self.end(e));
+                    }
+                }
+                Mode::Live => {
+                    let received = tokio::select! {
+                        _ = self.shutdown.changed() => continue,
+                        received = self.ring.recv() => received,
+                    };
+                    match received {
+                        Ok(item) if item.position <= self.cursor => {}
+                        Ok(item) => {
+                            self.cursor = item.position;
+                            if self.selection.matches(&item.event) {
+                                return Some(Ok(self.hand_off(item.event.clone())));
+                            }
+                        }
+                        // Fell behind the ring: the store has everything after the cursor.
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.mode = Mode::CatchUp,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            return Some(self.end(shutting_down()));
+                        }
+                    }
+                }
+                Mode::Ended => return None,
+            }
+        }
+    }
+
+    /// One page from the store after the cursor; live again once the store has no more.
+    async fn catch_up(&mut self) -> Result<(), Error> {
+        let page = read_page(
+            &self.shared().store,
+            self.cursor,
+            &self.selection,
+            CATCH_UP_PAGE,
+        )
+        .await?;
+        if !page.full {
+            self.mode = Mode::Live;
+        }
+        self.cursor = page.scanned_to.max(self.cursor);
+        self.pending.extend(page.events);
+        Ok(())
+    }
+
+    fn hand_off(&self, event: SessionEvent) -> SessionEvent {
+        let shared = self.shared();
+        let lag_micros = shared.clock.now().unix_micros() - event.occurred_at.unix_micros();
+        shared
+            .metrics
+            .lag
+            .observe(lag_micros.max(0) as f64 / 1_000_000.0);
+        shared.metrics.delivered.inc();
+        event
+    }
+
+    fn end(&mut self, error: Error) -> Result<SessionEvent, Error> {
+        self.mode = Mode::Ended;
+        Err(error)
+    }
+}

@@ -1,0 +1,244 @@
+//! The feed on PostgreSQL: positions that hold although transactions commit out of order,
+//! and the wake-ups between replicas.
+//!
+//! Positions. Every event records the id of the transaction that wrote it (`xid`, a
+//! `pg_current_xact_id()` default) and a `serial`. A transaction still running always has an
+//! id at least `pg_snapshot_xmin(pg_current_snapshot())`, so a reader takes only events whose
+//! `xid` is below that: they are all committed, and nothing can ever appear before them in
+//! `(xid, serial)` order. A read first finds the head (the highest such event), then the
+//! events up to it, then the retention horizon (last, so a prune committed during the read is
+//! seen and the cursor refused, never a silent gap). A long transaction holds the feed back
+//! until it ends; it never makes the feed skip. A position is `"<xid>.<serial>"`.
+//!
+//! Wake-ups. A write that appended events wakes this process's hub at once and asks the
+//! notifier to `NOTIFY` the channel [`CHANNEL`]; the notifier sends at most one notification
+//! per millisecond, however many writes asked. The listener `LISTEN`s on its own connection
+//! and wakes the hub on every notification, and also whenever its connection was lost and
+//! remade (notifications may have been missed then). The table stays the truth: the hub also
+//! polls, so a lost notification only delays it by the poll interval. Both tasks start on
+//! first use and stop when the store's last clone is dropped.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::classify;
+use crate::domain::FeedPosition;
+use crate::store::columns::{events, to_i64};
+use crate::store::rows::feed_row_from;
+use crate::store::{FeedBounds, FeedPage, FeedQuery, FeedWake, StoreError};
+
+/// The notification channel every replica listens on.
+pub const CHANNEL: &str = "sessiond_feed";
+/// Least time between two notifications of one replica.
+const NOTIFY_GAP: Duration = Duration::from_millis(1);
+
+/// The highest readable event, and the horizon.
+const BOUNDS: &str = "SELECT \
+    (SELECT xid::text::bigint FROM session_events \
+        WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
+        ORDER BY xid DESC, serial DESC LIMIT 1), \
+    (SELECT serial FROM session_events \
+        WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
+        ORDER BY xid DESC, serial DESC LIMIT 1), \
+    (SELECT xid FROM feed_horizon WHERE id = 1), \
+    (SELECT serial FROM feed_horizon WHERE id = 1)";
+
+/// Events after `($1, $2)` up to the head `($3, $4)`, of the types `$5`, at most `$6`.
+static ALL_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} WHERE (xid, serial) > ($1::text::xid8, $2) AND (xid, serial) <= ($3::text::xid8, $4) \
+         AND event_type = ANY($5) ORDER BY xid, serial LIMIT $6",
+        events::TABLE.select_with("xid::text::bigint, serial")
+    )
+});
+
+/// The same, of the user `$7`.
+static USER_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} WHERE user_id = $7 AND (xid, serial) > ($1::text::xid8, $2) \
+         AND (xid, serial) <= ($3::text::xid8, $4) \
+         AND event_type = ANY($5) ORDER BY xid, serial LIMIT $6",
+        events::TABLE.select_with("xid::text::bigint, serial")
+    )
+});
+
+fn position(major: Option<i64>, minor: Option<i64>) -> FeedPosition {
+    let part = |n: Option<i64>| u64::try_from(n.unwrap_or_default()).unwrap_or_default();
+    FeedPosition::new(part(major), part(minor))
+}
+
+type BoundsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+/// The horizon and the head.
+pub async fn bounds(pool: &PgPool) -> Result<FeedBounds, StoreError> {
+    let (head_xid, head_serial, horizon_xid, horizon_serial): BoundsRow = sqlx::query_as(BOUNDS)
+        .fetch_one(pool)
+        .await
+        .map_err(classify)?;
+    Ok(FeedBounds {
+        horizon: position(horizon_xid, horizon_serial),
+        head: position(head_xid, head_serial),
+    })
+}
+
+/// One page of the feed (see `Store::feed_events`).
+pub async fn page(pool: &PgPool, query: &FeedQuery) -> Result<FeedPage, StoreError> {
+    let head = bounds(pool).await?.head;
+    let sql = if query.user_id.is_some() {
+        &*USER_AFTER
+    } else {
+        &*ALL_AFTER
+    };
+    let types: Vec<String> = query.type_names().map(str::to_owned).to_vec();
+    let mut select = sqlx::query(sql)
+        .bind(query.after.major.to_string())
+        .bind(to_i64(query.after.minor))
+        .bind(head.major.to_string())
+        .bind(to_i64(head.minor))
+        .bind(types)
+        .bind(i64::from(query.limit));
+    if let Some(user) = &query.user_id {
+        select = select.bind(user.clone());
+    }
+    let rows = select.fetch_all(pool).await.map_err(classify)?;
+    let rows = rows
+        .iter()
+        .map(feed_row_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    // Read after the events: a prune that committed meanwhile shows here.
+    let horizon = bounds(pool).await?.horizon;
+    let full = rows.len() >= usize::try_from(query.limit).unwrap_or(usize::MAX);
+    let scanned_to = match rows.last() {
+        Some(last) if full => last.position,
+        _ => head.max(query.after),
+    };
+    Ok(FeedPage {
+        rows,
+        scanned_to,
+        horizon,
+        head,
+    })
+}
+
+/// Raises the horizon to the highest position among the events of `ids` (before they are
+/// deleted, in the same transaction).
+pub async fn raise_horizon(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ids: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE feed_horizon h SET xid = m.xid, serial = m.serial \
+         FROM (SELECT xid::text::bigint AS xid, serial FROM session_events \
+               WHERE session_id = ANY($1) ORDER BY xid DESC, serial DESC LIMIT 1) m \
+         WHERE h.id = 1 AND (m.xid, m.serial) > (h.xid, h.serial)",
+    )
+    .bind(ids)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// The store's wake-up, its notifier and its listener.
+#[derive(Debug, Default)]
+pub struct PgFeed {
+    wake: FeedWake,
+    notify: watch::Sender<u64>,
+    tasks: OnceLock<Tasks>,
+}
+
+/// The notifier and listener, aborted when dropped.
+#[derive(Debug)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl PgFeed {
+    /// The wake-up, with the tasks started.
+    pub fn wake(self: &Arc<Self>, pool: &PgPool) -> FeedWake {
+        self.start(pool);
+        self.wake.clone()
+    }
+
+    /// After a commit that appended events: wake this process now, the others soon.
+    pub fn appended(self: &Arc<Self>, pool: &PgPool) {
+        self.start(pool);
+        self.wake.wake();
+        self.notify.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn start(&self, pool: &PgPool) {
+        self.tasks.get_or_init(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return Tasks(Vec::new());
+            };
+            Tasks(vec![
+                runtime.spawn(notify(pool.clone(), self.notify.subscribe())),
+                runtime.spawn(listen(pool.clone(), self.wake.clone())),
+            ])
+        });
+    }
+}
+
+/// Sends one notification per batch of local appends, at most one per [`NOTIFY_GAP`].
+async fn notify(pool: PgPool, mut asked: watch::Receiver<u64>) {
+    while asked.changed().await.is_ok() {
+        asked.mark_unchanged();
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "feed notification not sent; other replicas will poll");
+        }
+        tokio::time::sleep(NOTIFY_GAP).await;
+    }
+}
+
+/// Wakes the hub on every notification and after every reconnection; reconnects on failure.
+async fn listen(pool: PgPool, wake: FeedWake) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::debug!(error = %e, "feed listener cannot connect; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::debug!(error = %e, "feed listener cannot listen; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        // Anything committed before the listener was in place is found by this wake-up.
+        wake.wake();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wake.wake(),
+                // The connection was lost and is remade on the next call.
+                Ok(None) => wake.wake(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "feed listener failed; reconnecting");
+                    wake.wake();
+                    tokio::time::sleep(delay).await;
+                    break;
+                }
+            }
+        }
+    }
+}
