@@ -226,3 +226,100 @@ async fn a_malformed_connect_stream_request_is_refused_with_an_end_of_stream_err
     .await;
     assert_eq!(wrong_type.status, 415, "{}", wrong_type.body);
 }
+
+#[tokio::test]
+async fn an_expired_cursor_is_gone_in_every_shape() {
+    let app = spawn_app().await;
+    let user = app.add_user("ada").await;
+    let early = create_and_delete(&app, &user).await;
+    let kept = login(&app, &user).await;
+    let first = send(
+        app.http
+            .get(app.url("/v1/session-events?after=0&limit=1"))
+            .header("authorization", app.admin()),
+    )
+    .await;
+    let cursor = first.json["events"][0]["cursor"]
+        .as_str()
+        .expect("a first event")
+        .to_owned();
+    assert_eq!(first.json["events"][0]["sessionId"], early.as_str());
+    app.advance(Duration::from_secs(3600));
+    let pruned = app
+        .core
+        .store()
+        .prune(app.now(), sessiond::domain::Time::from_unix_micros(0), 100)
+        .await
+        .expect("pruning");
+    assert_eq!(pruned.sessions, 1);
+    let admin = app.admin();
+
+    let list = send(
+        app.http
+            .get(app.url(&format!("/v1/session-events?after={cursor}")))
+            .header("authorization", &admin),
+    )
+    .await;
+    assert_eq!(
+        (list.status, &list.json["code"]),
+        (410, &Value::from(9)),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("resync"), "{}", list.body);
+    let sse = sse_answer(
+        &app,
+        "/v1/session-events",
+        &[("authorization", &admin), ("last-event-id", &cursor)],
+    )
+    .await;
+    assert_eq!(
+        (sse.status, &sse.json["code"]),
+        (410, &Value::from(9)),
+        "{}",
+        sse.body
+    );
+    let mine = sse_answer(
+        &app,
+        &format!("/auth/sessions/events?after={cursor}"),
+        &[("x-session-token", &kept.token)],
+    )
+    .await;
+    assert_eq!(mine.status, 410, "{}", mine.body);
+    assert_eq!(mine.json["error"]["code"], 410, "{}", mine.body);
+    assert_eq!(
+        grpc_watch_code(&app, watch_after(&cursor), Some(&admin)).await,
+        Code::FailedPrecondition
+    );
+    let error = connect_watch_error(&app, Codec::Proto, &watch_after(&cursor), Some(&admin)).await;
+    assert_eq!(error["code"], "failed_precondition", "{error}");
+
+    // "0" still reads what is left: the kept session's creation.
+    let rest = send(
+        app.http
+            .get(app.url("/v1/session-events?after=0"))
+            .header("authorization", &admin),
+    )
+    .await;
+    assert_eq!(rest.status, 200, "{}", rest.body);
+    assert_eq!(rest.json["events"][0]["sessionId"], kept.id.as_str());
+}
+
+#[tokio::test]
+async fn a_user_may_not_name_another_user() {
+    let app = spawn_app().await;
+    let ada = app.add_user("ada").await;
+    let bob = app.add_user("bob").await;
+    let answer = send(
+        app.http
+            .get(app.url(&format!("/v1/session-events?user_id={}", bob.id.as_str())))
+            .header("authorization", app.bearer(ada.id.as_str(), &[])),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, &answer.json["code"]),
+        (403, &Value::from(7)),
+        "{}",
+        answer.body
+    );
+}
