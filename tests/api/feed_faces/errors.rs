@@ -323,3 +323,28 @@ async fn a_user_may_not_name_another_user() {
         answer.body
     );
 }
+
+#[tokio::test]
+async fn the_self_service_stream_refuses_a_client_that_accepts_only_json() {
+    let app = spawn_app().await;
+    let user = app.add_user("ada").await;
+    let me = login(&app, &user).await;
+    let answer = send(
+        app.http
+            .get(app.url("/auth/sessions/events"))
+            .header("accept", "application/json")
+            .header("x-session-token", &me.token),
+    )
+    .await;
+    assert_eq!(answer.status, 406, "{}", answer.body);
+    assert_eq!(answer.json["error"]["code"], 406, "{}", answer.body);
+    let curl_like = app
+        .http
+        .get(app.url("/auth/sessions/events"))
+        .header("accept", "*/*")
+        .header("x-session-token", &me.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(curl_like.status(), 200);
+}
