@@ -298,6 +298,14 @@ mod tests {
                 Face::Connect,
             ),
             ("/zitadel.session.v2.SessionService/Nope", None, Face::Rest),
+            (events::WATCH_PROCEDURE, None, Face::Connect),
+            (
+                "/sessiond.events.v1.SessionEventService/ListSessionEvents",
+                None,
+                Face::Connect,
+            ),
+            ("/v1/session-events", None, Face::Rest),
+            ("/auth/sessions/events", None, Face::SelfService),
             (
                 "/zitadel.session.v2.SessionService/GetSession",
                 Some("application/grpc"),
