@@ -39,6 +39,10 @@ pub use subscription::EventStream;
 
 /// Events the hub reads from the store at once.
 const HUB_PAGE: u32 = 1000;
+/// How soon the hub looks again when committed events wait for an older transaction, at
+/// first and at most.
+const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
+const HELD_BACK_LAST_RETRY: Duration = Duration::from_millis(100);
 
 /// The hub's settings.
 #[derive(Clone, Debug)]
@@ -182,16 +186,26 @@ async fn run_hub(
     mut wake: watch::Receiver<u64>,
     mut alive: watch::Receiver<()>,
 ) {
+    let mut retry = HELD_BACK_FIRST_RETRY;
     loop {
         let Some(hub) = shared.upgrade() else { return };
         wake.mark_unchanged();
+        let mut poll = hub.settings.poll_interval;
         match drain(&hub, cursor).await {
-            Ok(next) => cursor = next,
+            Ok((next, held_back)) => {
+                cursor = next;
+                if held_back {
+                    // Events wait for an older transaction: look again soon, then less often.
+                    poll = poll.min(retry);
+                    retry = (retry * 2).min(HELD_BACK_LAST_RETRY);
+                } else {
+                    retry = HELD_BACK_FIRST_RETRY;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = ?e, "the event feed could not read the store; retrying")
             }
         }
-        let poll = hub.settings.poll_interval;
         drop(hub);
         tokio::select! {
             changed = wake.changed() => {
@@ -206,8 +220,9 @@ async fn run_hub(
     }
 }
 
-/// Puts every event after `cursor` in the ring; returns the new cursor.
-async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<FeedPosition, Error> {
+/// Puts every event after `cursor` in the ring; returns the new cursor and whether committed
+/// events wait past it.
+async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<(FeedPosition, bool), Error> {
     loop {
         let page = hub
             .store
@@ -228,7 +243,7 @@ async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<FeedPosition, E
         }
         cursor = page.scanned_to.max(cursor);
         if !full {
-            return Ok(cursor);
+            return Ok((cursor, page.held_back));
         }
     }
 }

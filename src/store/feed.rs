@@ -67,6 +67,10 @@ pub struct FeedPage {
     pub horizon: FeedPosition,
     /// The highest position readable now.
     pub head: FeedPosition,
+    /// Committed events exist past the head that are not readable yet (PostgreSQL: an older
+    /// transaction is still running). They become readable without any new write, so a
+    /// reader that wants them soon looks again shortly.
+    pub held_back: bool,
 }
 
 /// The ends of the log.

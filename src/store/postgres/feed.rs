@@ -8,7 +8,9 @@
 //! `(xid, serial)` order. A read first finds the head (the highest such event), then the
 //! events up to it, then the retention horizon (last, so a prune committed during the read is
 //! seen and the cursor refused, never a silent gap). A long transaction holds the feed back
-//! until it ends; it never makes the feed skip. A position is `"<xid>.<serial>"`.
+//! until it ends; it never makes the feed skip. A read says when committed events wait past
+//! the head (`held_back`), so the hub looks again shortly instead of at its next poll. A
+//! position is `"<xid>.<serial>"`.
 //!
 //! Wake-ups. A write that appended events wakes this process's hub at once and asks the
 //! notifier to `NOTIFY` the channel [`CHANNEL`]; the notifier sends at most one notification
@@ -46,6 +48,13 @@ const BOUNDS: &str = "SELECT \
         ORDER BY xid DESC, serial DESC LIMIT 1), \
     (SELECT xid FROM feed_horizon WHERE id = 1), \
     (SELECT serial FROM feed_horizon WHERE id = 1)";
+
+/// The horizon, and whether committed events past the head `($1, $2)` wait for an older
+/// transaction to end.
+const AFTER_READ: &str = "SELECT \
+    (SELECT xid FROM feed_horizon WHERE id = 1), \
+    (SELECT serial FROM feed_horizon WHERE id = 1), \
+    EXISTS (SELECT 1 FROM session_events WHERE (xid, serial) > ($1::text::xid8, $2))";
 
 /// Events after `($1, $2)` up to the head `($3, $4)`, of the types `$5`, at most `$6`.
 static ALL_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -110,7 +119,14 @@ pub async fn page(pool: &PgPool, query: &FeedQuery) -> Result<FeedPage, StoreErr
         .map(feed_row_from)
         .collect::<Result<Vec<_>, _>>()?;
     // Read after the events: a prune that committed meanwhile shows here.
-    let horizon = bounds(pool).await?.horizon;
+    let (horizon_xid, horizon_serial, held_back): (Option<i64>, Option<i64>, bool) =
+        sqlx::query_as(AFTER_READ)
+            .bind(head.major.to_string())
+            .bind(to_i64(head.minor))
+            .fetch_one(pool)
+            .await
+            .map_err(classify)?;
+    let horizon = position(horizon_xid, horizon_serial);
     let full = rows.len() >= usize::try_from(query.limit).unwrap_or(usize::MAX);
     let scanned_to = match rows.last() {
         Some(last) if full => last.position,
@@ -121,6 +137,7 @@ pub async fn page(pool: &PgPool, query: &FeedQuery) -> Result<FeedPage, StoreErr
         scanned_to,
         horizon,
         head,
+        held_back,
     })
 }
 

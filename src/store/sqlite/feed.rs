@@ -95,5 +95,109 @@ pub fn page(conn: &Connection, query: &FeedQuery) -> Result<FeedPage, StoreError
         scanned_to,
         horizon: bounds.horizon,
         head: bounds.head,
+        // One writer: everything committed is readable.
+        held_back: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// The schema before the feed, some history in it, then the feed's migration.
+    #[test]
+    fn the_migration_numbers_old_events_and_tells_bulk_revocations_apart() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in [
+            include_str!("../../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../../migrations/sqlite/0002_password_checks_pending.sql"),
+            include_str!("../../../migrations/sqlite/0003_user_version.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        for (id, user) in [("s1", "u1"), ("s2", "u1"), ("s3", "u1"), ("s4", "u2")] {
+            conn.execute(
+                "INSERT INTO sessions (id, user_id, metadata, user_agent, creator, resource_owner, \
+                 creation_date, change_date, sequence, token_hash) \
+                 VALUES (?1, ?2, '{}', '{}', 'c', 'inst', 1, 1, 2, ?1)",
+                [id, user],
+            )
+            .unwrap();
+        }
+        let reason = |r: &str| format!("{{\"reason\":\"{r}\"}}");
+        let rows = [
+            ("s1", 1, "session.added", "{}".to_owned(), 10),
+            ("s2", 1, "session.added", "{}".to_owned(), 11),
+            ("s3", 1, "session.added", "{}".to_owned(), 12),
+            ("s4", 1, "session.added", "{}".to_owned(), 13),
+            // One revoke of one other session, then "revoke my other sessions" of two.
+            ("s1", 2, "session.terminated", reason("revoked_by_user"), 20),
+            ("s2", 2, "session.terminated", reason("revoked_by_user"), 30),
+            ("s3", 2, "session.terminated", reason("revoked_by_user"), 30),
+            ("s4", 2, "session.terminated", reason("deleted"), 30),
+        ];
+        for (id, seq, kind, payload, at) in rows {
+            conn.execute(
+                "INSERT INTO session_events VALUES (?, ?, ?, ?, ?, 'u')",
+                rusqlite::params![id, seq, kind, payload, at],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(include_str!("../../../migrations/sqlite/0004_feed.sql"))
+            .unwrap();
+        let got: Vec<(i64, String, i64, String, Option<String>, String)> = conn
+            .prepare(
+                "SELECT position, session_id, sequence, payload, user_id, resource_owner \
+                 FROM session_events ORDER BY position",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let positions: Vec<i64> = got.iter().map(|r| r.0).collect();
+        assert_eq!(positions, (1..=8).collect::<Vec<_>>());
+        let payloads: Vec<(&str, &str)> = got[4..]
+            .iter()
+            .map(|r| (r.1.as_str(), r.3.as_str()))
+            .collect();
+        assert_eq!(
+            payloads,
+            [
+                ("s1", reason("revoked_by_user").as_str()),
+                ("s2", reason("revoke_others").as_str()),
+                ("s3", reason("revoke_others").as_str()),
+                ("s4", reason("deleted").as_str()),
+            ]
+        );
+        assert!(got.iter().all(|r| r.5 == "inst" && r.4.is_some()));
+        // New events continue the numbering; (session, sequence) stays unique.
+        conn.execute(
+            "INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, \
+             editor) VALUES ('s4', 3, 'session.updated', '{}', 40, 'u')",
+            [],
+        )
+        .unwrap();
+        let last: i64 = conn
+            .query_row("SELECT MAX(position) FROM session_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 9);
+        assert!(
+            conn.execute(
+                "INSERT INTO session_events (session_id, sequence, event_type, payload, \
+                 created_at, editor) VALUES ('s4', 3, 'session.updated', '{}', 40, 'u')",
+                [],
+            )
+            .is_err()
+        );
+    }
 }

@@ -9,6 +9,8 @@ mod admin;
 mod create;
 mod delete;
 mod feed;
+mod feed_postgres;
+mod feed_process;
 mod get;
 mod list;
 mod lockout;
