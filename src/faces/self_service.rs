@@ -150,11 +150,12 @@ async fn events(
     Current(current): Current,
 ) -> Result<Response, KratosError> {
     use futures_util::StreamExt;
-    if !super::sse::accepts_event_stream(&headers) {
+    if !super::sse::wants_event_stream(&headers) {
         return Err(KratosError::new(
             StatusCode::NOT_ACCEPTABLE,
             error_ids::HTTP_REJECTED,
-            "this route answers only text/event-stream: accept it (an EventSource does)",
+            "this route answers only text/event-stream: send Accept: text/event-stream \
+             (an EventSource does)",
         ));
     }
     let mut filter = super::sse::query_filter(&query.0, false)?;

@@ -34,7 +34,9 @@ use super::rest::RestError;
 use crate::core::EventStream;
 use crate::domain::{Error, EventFilter, SessionEvent, error_ids};
 
-/// Whether the client asked for an event stream.
+/// Whether the client asked for an event stream: its `Accept` names `text/event-stream` (as
+/// every `EventSource` does). Nothing else gets one, so a client that did not ask is never
+/// held open by an answer that does not end.
 pub fn wants_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -45,27 +47,6 @@ pub fn wants_event_stream(headers: &HeaderMap) -> bool {
             v.split(';')
                 .next()
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
-}
-
-/// Whether the client accepts an event stream at all: no `Accept`, or one naming
-/// `text/event-stream`, `text/*` or `*/*`. A client that accepts only JSON is refused
-/// (406) on a route that answers nothing but a stream, instead of being held open forever.
-pub fn accepts_event_stream(headers: &HeaderMap) -> bool {
-    let mut ranges = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|v| v.split(';').next())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .peekable();
-    ranges.peek().is_none()
-        || ranges.any(|m| {
-            ["text/event-stream", "text/*", "*/*"]
-                .iter()
-                .any(|a| m.eq_ignore_ascii_case(a))
         })
 }
 
@@ -216,22 +197,6 @@ mod tests {
             HeaderValue::from_static("application/json, Text/Event-Stream;q=0.9"),
         );
         assert!(wants_event_stream(&headers));
-    }
-
-    #[test]
-    fn a_stream_only_route_accepts_any_accept_that_allows_a_stream() {
-        let mut headers = HeaderMap::new();
-        assert!(accepts_event_stream(&headers));
-        for (accept, ok) in [
-            ("text/event-stream", true),
-            ("*/*", true),
-            ("text/*;q=0.5, application/json", true),
-            ("application/json", false),
-            ("application/json, text/html", false),
-        ] {
-            headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
-            assert_eq!(accepts_event_stream(&headers), ok, "{accept}");
-        }
     }
 
     #[test]

@@ -325,7 +325,7 @@ async fn a_user_may_not_name_another_user() {
 }
 
 #[tokio::test]
-async fn the_self_service_stream_refuses_a_client_that_accepts_only_json() {
+async fn the_self_service_stream_refuses_a_client_that_does_not_ask_for_a_stream() {
     let app = spawn_app().await;
     let user = app.add_user("ada").await;
     let me = login(&app, &user).await;
@@ -338,13 +338,22 @@ async fn the_self_service_stream_refuses_a_client_that_accepts_only_json() {
     .await;
     assert_eq!(answer.status, 406, "{}", answer.body);
     assert_eq!(answer.json["error"]["code"], 406, "{}", answer.body);
-    let curl_like = app
-        .http
-        .get(app.url("/auth/sessions/events"))
-        .header("accept", "*/*")
-        .header("x-session-token", &me.token)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(curl_like.status(), 200);
+    // Only a client that asks for the stream gets one, so nothing else is held open.
+    for accept in ["*/*", "text/*"] {
+        let answer = send(
+            app.http
+                .get(app.url("/auth/sessions/events"))
+                .header("accept", accept)
+                .header("x-session-token", &me.token),
+        )
+        .await;
+        assert_eq!(answer.status, 406, "{accept}: {}", answer.body);
+    }
+    let answer = send(
+        app.http
+            .get(app.url("/auth/sessions/events"))
+            .header("x-session-token", &me.token),
+    )
+    .await;
+    assert_eq!(answer.status, 406, "{}", answer.body);
 }
