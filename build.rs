@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new("proto");
     let mut files = Vec::new();
     collect_protos(&root.join("zitadel"), &mut files)?;
+    collect_protos(&root.join("sessiond"), &mut files)?;
     files.sort();
 
     // As `protox::compile`, but the encoded set also keeps extension options (the
@@ -39,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
         .ignore_unknown_fields()
-        .build(&[".zitadel"])?;
+        .build(&[".zitadel", ".sessiond"])?;
 
     println!("cargo:rerun-if-changed=proto");
     Ok(())

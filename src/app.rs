@@ -173,6 +173,7 @@ pub fn router(
             api,
             body_limit: settings.body_limit,
             session_cookie: settings.session_cookie.clone(),
+            feed_keepalive: settings.feed_keepalive,
         },
         ops.routes(),
     );

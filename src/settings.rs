@@ -90,6 +90,8 @@ settings! {
     request_timeout: Duration = Duration::from_secs(15);
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exiting.
     shutdown_timeout: Duration = Duration::from_secs(30);
+    /// How often an idle event stream (Server-Sent Events) sends a keepalive comment.
+    feed_keepalive: Duration = Duration::from_secs(15);
     /// Session events the feed's in-memory ring holds; a subscriber further behind reads the
     /// store instead.
     feed_buffer: usize = 4096;
@@ -189,6 +191,9 @@ impl Settings {
         }
         if self.request_timeout.is_zero() {
             bail!("request-timeout: must be longer than 0s");
+        }
+        if self.feed_keepalive.is_zero() {
+            bail!("feed-keepalive: must be longer than 0s");
         }
         if self.db_max_connections == 0 {
             bail!("db-max-connections: must be at least 1");

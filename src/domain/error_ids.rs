@@ -133,6 +133,8 @@ error_ids! {
     FEED_SHUTDOWN = "SESSIOND-FEED-SHUTDOWN";
     /// A feed filter that breaks a rule (page size, event type).
     FEED_FILTER_INVALID = "SESSIOND-FEED-FILTER";
+    /// A streaming RPC on a server that answers no streams (a stand-in such as the bench's).
+    STREAM_UNSUPPORTED = "SESSIOND-STREAM-UNSUPPORTED";
 
     // --- the server's own faults -----------------------------------------------------------
     /// The store failed unexpectedly.

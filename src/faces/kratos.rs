@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::edges::Rejection;
-use super::status::{grpc_code, http_status, log};
+use super::status::{http_status_of, log};
 use crate::domain::error_ids;
 use crate::domain::{Error, Session, Time, User, UserState};
 
@@ -48,7 +48,7 @@ impl KratosError {
 impl From<Error> for KratosError {
     fn from(error: Error) -> Self {
         log(&error);
-        Self::with_status(http_status(grpc_code(error.kind())), &error)
+        Self::with_status(http_status_of(&error), &error)
     }
 }
 

@@ -14,6 +14,8 @@
 //!                    service's list of RPCs → markers, tonic server, tables)
 //!   session_api.rs   SessionApi and the SessionService's list of RPCs (v2, v2beta)
 //!   convert.rs       wire ↔ domain: request validation, sessions as messages
+//!   events.rs        the session event feed (sessiond.events.v1): list RPC, watch stream
+//!   sse.rs           the feed as Server-Sent Events, and its REST list on the same path
 //!   edges.rs         shared request edges: credentials, path, query, body, JSON; Rejection
 //!   grpc.rs          gRPC and gRPC-Web (tonic, tonic-web)
 //!   connect.rs       Connect unary              ConnectError
@@ -54,6 +56,7 @@ pub mod connect;
 mod connect_stream;
 mod convert;
 pub mod edges;
+pub mod events;
 #[cfg(test)]
 mod fuzz;
 pub mod grpc;
@@ -65,6 +68,7 @@ pub mod rest;
 pub mod rpc;
 pub mod self_service;
 pub mod session_api;
+pub mod sse;
 pub mod status;
 pub mod ui;
 
@@ -91,6 +95,8 @@ pub struct FaceState {
     pub body_limit: usize,
     /// Name of the cookie that may carry a session token on the self-service face.
     pub session_cookie: String,
+    /// How often an idle event stream sends a keepalive comment.
+    pub feed_keepalive: std::time::Duration,
 }
 
 /// The registry of RPC services: each package's table, its RPCs for generic code, and its
@@ -125,7 +131,7 @@ macro_rules! services {
     };
 }
 
-services!(session_api::v2, session_api::v2beta);
+services!(session_api::v2, session_api::v2beta, events);
 
 /// The RPC whose gRPC/Connect path (`/<service>/<method>`) this is.
 pub fn rpc_of_procedure(path: &str) -> Option<&'static RpcInfo> {
@@ -168,7 +174,9 @@ impl Face {
             }
             _ if path.starts_with("/auth/admin/") => Face::Admin,
             _ if path.starts_with("/auth/") => Face::SelfService,
-            _ if rpc_of_procedure(path).is_some() => Face::Connect,
+            _ if rpc_of_procedure(path).is_some() || path == events::WATCH_PROCEDURE => {
+                Face::Connect
+            }
             _ => Face::Rest,
         }
     }
@@ -210,6 +218,8 @@ pub fn router(state: FaceState, operations: Router) -> Router {
     Router::new()
         .merge(connect::routes())
         .merge(rest::routes())
+        .merge(sse::routes())
+        .merge(connect_stream::routes())
         .merge(self_service::routes())
         .merge(kratos_admin::routes())
         .merge(admin::routes())
@@ -288,6 +298,14 @@ mod tests {
                 Face::Connect,
             ),
             ("/zitadel.session.v2.SessionService/Nope", None, Face::Rest),
+            (events::WATCH_PROCEDURE, None, Face::Connect),
+            (
+                "/sessiond.events.v1.SessionEventService/ListSessionEvents",
+                None,
+                Face::Connect,
+            ),
+            ("/v1/session-events", None, Face::Rest),
+            ("/auth/sessions/events", None, Face::SelfService),
             (
                 "/zitadel.session.v2.SessionService/GetSession",
                 Some("application/grpc"),

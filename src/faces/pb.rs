@@ -1,6 +1,6 @@
-//! Generated protobuf types (prost + pbjson) for the ZITADEL session API, and our own
-//! `google.protobuf.Timestamp`, whose JSON form is RFC 3339 with a `Z` suffix as protojson
-//! writes it.
+//! Generated protobuf types (prost + pbjson) for the ZITADEL session API and sessiond's own
+//! event feed, and our own `google.protobuf.Timestamp`, whose JSON form is RFC 3339 with a
+//! `Z` suffix as protojson writes it.
 
 #![allow(
     clippy::all,
@@ -34,6 +34,12 @@ pub mod zitadel {
     pub mod session {
         package!(v2, "zitadel.session.v2");
         package!(v2beta, "zitadel.session.v2beta");
+    }
+}
+
+pub mod sessiond {
+    pub mod events {
+        package!(v1, "sessiond.events.v1");
     }
 }
 

@@ -174,6 +174,10 @@ pub fn routes() -> Router<FaceState> {
     struct Routes(Router<FaceState>);
     impl Visit for Routes {
         fn rpc<R: Rpc>(&mut self) {
+            // The event list shares its path with the event stream: `sse.rs` serves both.
+            if R::INFO.service == super::events::SERVICE_NAME {
+                return;
+            }
             let rule = R::INFO.http;
             let router = std::mem::take(&mut self.0);
             self.0 = if rule.body {

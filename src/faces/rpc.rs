@@ -19,6 +19,8 @@ use http::StatusCode;
 
 use super::SessionApi;
 use super::edges::Credentials;
+use super::pb::sessiond::events::v1::WatchSessionEventsRequest;
+use crate::core::EventStream;
 use crate::domain::{Error, Principal};
 
 /// The HTTP verb of a `google.api.http` rule.
@@ -140,6 +142,21 @@ pub trait Serve: Clone + Send + Sync + 'static {
         credentials: Credentials,
         request: R::Request,
     ) -> impl Future<Output = Result<R::Response, Error>> + Send;
+
+    /// Opens a watch of the session event feed (`WatchSessionEvents`, the one streaming RPC).
+    /// A stand-in without a feed keeps this default, which refuses it.
+    fn watch_session_events(
+        &self,
+        credentials: Credentials,
+        request: WatchSessionEventsRequest,
+    ) -> impl Future<Output = Result<EventStream, Error>> + Send {
+        let _ = (credentials, request);
+        std::future::ready(Err(Error::new(
+            crate::domain::ErrorKind::Unimplemented,
+            crate::domain::error_ids::STREAM_UNSUPPORTED,
+            "this server offers no event stream",
+        )))
+    }
 }
 
 /// Defines a service package from its list of RPCs; see the module header.

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use super::FaceState;
 use super::edges::{self, REQUEST_ID, session_token};
 use crate::core::{CurrentSession, PageRequest};
-use crate::domain::{SessionId, error_ids};
+use crate::domain::{
+    Permissions, Principal, PrincipalKind, SessionEventType, SessionId, error_ids,
+};
 
 pub use super::kratos::{KratosError, session_json};
 
@@ -137,6 +139,58 @@ async fn revoke_others(
     Ok(axum::Json(json!({ "count": count })).into_response())
 }
 
+/// `GET /auth/sessions/events`: the caller's own user's session events as Server-Sent Events
+/// (see `sse.rs` for the framing, `after`, `types` and `Last-Event-ID`). This is how a
+/// browser tab learns that its session was ended elsewhere: after the termination of the
+/// caller's own session the stream ends, and a reconnect is refused with 401.
+async fn events(
+    State(state): State<FaceState>,
+    headers: HeaderMap,
+    query: Query,
+    Current(current): Current,
+) -> Result<Response, KratosError> {
+    use futures_util::StreamExt;
+    if !super::sse::wants_event_stream(&headers) {
+        return Err(KratosError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            error_ids::HTTP_REJECTED,
+            "this route answers only text/event-stream: send Accept: text/event-stream \
+             (an EventSource does)",
+        ));
+    }
+    let mut filter = super::sse::query_filter(&query.0, false)?;
+    filter.after = super::sse::resume_after(&headers, filter.after);
+    filter.limit = None;
+    let user = current.user.id.into_string();
+    filter.user_id = Some(user.clone());
+    let own = current.session.id;
+    let principal = Principal {
+        user_id: user,
+        permissions: Permissions::none(),
+        kind: PrincipalKind::Session(own.clone()),
+    };
+    let events = state
+        .api
+        .core()
+        .watch_session_events(&principal, filter)
+        .await?;
+    // Ends right after the caller's own termination, without waiting for another event.
+    let until_own_end = futures_util::stream::unfold(Some(events), move |events| {
+        let own = own.clone();
+        async move {
+            let mut events = events?;
+            let item = events.next().await?;
+            let ended = matches!(&item, Ok(event) if event.event_type == SessionEventType::Terminated
+                && event.session_id == own.as_str());
+            Some((item, (!ended).then_some(events)))
+        }
+    });
+    Ok(super::sse::response(
+        Box::pin(until_own_end),
+        state.feed_keepalive,
+    ))
+}
+
 /// Puts the client's request id into every error of the face.
 pub(super) async fn request_in_errors(request: Request, next: Next) -> Response {
     let mut headers = HeaderMap::new();
@@ -153,6 +207,7 @@ pub(super) async fn request_in_errors(request: Request, next: Next) -> Response 
 pub fn routes() -> Router<FaceState> {
     Router::new()
         .route("/auth/sessions/whoami", get(whoami))
+        .route("/auth/sessions/events", get(events))
         .route("/auth/sessions", get(list).delete(revoke_others))
         .route("/auth/sessions/{id}", axum::routing::delete(revoke_one))
         .merge(super::login::routes())

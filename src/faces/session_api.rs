@@ -16,10 +16,12 @@ use super::convert::{
     details, session_to_pb, validate_create, validate_list, validate_set_request,
 };
 use super::edges::Credentials;
+use super::pb::sessiond::events::v1::WatchSessionEventsRequest;
 use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::session::v2 as msg;
 use super::rpc::{Rpc, Serve, rpc_service};
 use crate::auth::Authenticator;
+use crate::core::EventStream;
 use crate::domain::{Error, Principal, SessionId, SessionToken};
 
 /// The protobuf-level session API over the core.
@@ -138,6 +140,16 @@ impl Serve for SessionApi {
     ) -> Result<R::Response, Error> {
         let principal = self.authenticate(credentials.authorization()).await?;
         R::call(self, principal, request).await
+    }
+
+    async fn watch_session_events(
+        &self,
+        credentials: Credentials,
+        request: WatchSessionEventsRequest,
+    ) -> Result<EventStream, Error> {
+        let principal = self.authenticate(credentials.authorization()).await?;
+        let filter = super::events::watch_filter(request)?;
+        self.core().watch_session_events(&principal, filter).await
     }
 }
 

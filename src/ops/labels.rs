@@ -117,9 +117,56 @@ pub fn classify(method: &http::Method, path: &str, content_type: Option<&str>) -
     }
 }
 
+/// The event list's REST path also serves the event stream, for `Accept: text/event-stream`:
+/// such a request is labelled as the watch over Server-Sent Events.
+pub fn streamed(route: Route, headers: &http::HeaderMap) -> Route {
+    let events = crate::faces::events::SERVICE.label;
+    if route.face == events
+        && route.protocol == "rest"
+        && crate::faces::sse::wants_event_stream(headers)
+    {
+        Route {
+            face: events,
+            protocol: "sse",
+            method: Cow::Borrowed("WatchSessionEvents"),
+        }
+    } else {
+        route
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_stream_is_told_from_the_event_list_by_accept() {
+        let list = classify(&http::Method::GET, "/v1/session-events", None);
+        assert_eq!(
+            (list.face, list.protocol, list.method.as_ref()),
+            ("events.v1", "rest", "ListSessionEvents")
+        );
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(streamed(list.clone(), &headers), list);
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        let stream = streamed(list, &headers);
+        assert_eq!(
+            (stream.face, stream.protocol, stream.method.as_ref()),
+            ("events.v1", "sse", "WatchSessionEvents")
+        );
+        let watch = classify(
+            &http::Method::POST,
+            crate::faces::events::WATCH_PROCEDURE,
+            Some("application/connect+json"),
+        );
+        assert_eq!(
+            (watch.face, watch.protocol, watch.method.as_ref()),
+            ("events.v1", "connect", "WatchSessionEvents")
+        );
+    }
 
     #[test]
     fn routes_are_labelled_with_bounded_names() {

@@ -23,7 +23,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tracing::field::Empty;
 
 use super::Ops;
-use super::labels::classify;
+use super::labels::{classify, streamed};
 use super::trace;
 use crate::domain::{Error, ErrorKind, error_ids};
 use crate::faces::Face;
@@ -66,7 +66,10 @@ pub async fn middleware(State(ops): State<Ops>, mut request: Request, next: Next
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let face = Face::of(request.uri().path(), content_type);
-    let route = classify(request.method(), request.uri().path(), content_type);
+    let route = streamed(
+        classify(request.method(), request.uri().path(), content_type),
+        request.headers(),
+    );
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or("-"),

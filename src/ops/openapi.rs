@@ -25,6 +25,7 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     ("GET", "/auth/sessions"),
     ("DELETE", "/auth/sessions"),
     ("DELETE", "/auth/sessions/{id}"),
+    ("GET", "/auth/sessions/events"),
     // login.rs
     ("GET", "/auth/self-service/login/api"),
     ("POST", "/auth/self-service/login"),

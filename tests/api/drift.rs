@@ -1,6 +1,8 @@
-//! Route drift: every method of every `SessionService` in the compiled descriptor set is in
-//! the services' lists (`sessiond::faces::SERVICES`) with the descriptor's `google.api.http`
-//! rule, and answers on every protocol. Each is called without credentials and must say
+//! Route drift: every unary method of every `SessionService` (and of the
+//! `SessionEventService`) in the compiled descriptor set is in the services' lists
+//! (`sessiond::faces::SERVICES`) with the descriptor's `google.api.http` rule, and answers on
+//! every protocol. (The one streaming method, `WatchSessionEvents`, has no REST rule; the feed
+//! tests call it on every protocol.) Each is called without credentials and must say
 //! Unauthenticated; a method missing a route on any protocol would say 404 / Unimplemented
 //! instead.
 
@@ -31,7 +33,10 @@ fn concrete(template: &str) -> String {
         .join("/")
 }
 
-/// `(package, service, method)` of every method of every session service.
+/// The services whose unary methods the lists must hold.
+const SERVICE_NAMES: [&str; 2] = ["SessionService", "SessionEventService"];
+
+/// `(package, service, method)` of every unary method of every served service.
 fn session_methods() -> Vec<(String, String, String)> {
     let set = FileDescriptorSet::decode(sessiond::faces::pb::FILE_DESCRIPTOR_SET)
         .expect("the embedded descriptor set decodes");
@@ -39,10 +44,10 @@ fn session_methods() -> Vec<(String, String, String)> {
     for file in &set.file {
         let package = file.package().to_owned();
         for service in &file.service {
-            if service.name() != "SessionService" {
+            if !SERVICE_NAMES.contains(&service.name()) {
                 continue;
             }
-            for method in &service.method {
+            for method in service.method.iter().filter(|m| !m.server_streaming()) {
                 methods.push((
                     package.clone(),
                     format!("{package}.{}", service.name()),
@@ -55,17 +60,18 @@ fn session_methods() -> Vec<(String, String, String)> {
 }
 
 #[test]
-fn the_descriptor_holds_both_session_services_with_five_methods_each() {
+fn the_descriptor_holds_both_session_services_with_five_methods_each_and_the_event_list() {
     let methods = session_methods();
     let services: BTreeSet<&str> = methods.iter().map(|(_, s, _)| s.as_str()).collect();
     assert_eq!(
         services,
         BTreeSet::from([
+            "sessiond.events.v1.SessionEventService",
             "zitadel.session.v2.SessionService",
             "zitadel.session.v2beta.SessionService"
         ])
     );
-    assert_eq!(methods.len(), 10, "{methods:?}");
+    assert_eq!(methods.len(), 11, "{methods:?}");
 }
 
 #[test]

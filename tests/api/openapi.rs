@@ -174,15 +174,20 @@ fn rules_of(rpc: &str, rule: &HttpRule, out: &mut Vec<Rule>) {
     }
 }
 
-/// Every `google.api.http` rule of every `SessionService` in the compiled descriptor set.
+/// Every `google.api.http` rule of every `SessionService` and of the `SessionEventService` in
+/// the compiled descriptor set (whose streaming method has none).
 pub(crate) fn descriptor_rules() -> Vec<Rule> {
     let set = FileSet::decode(sessiond::faces::pb::FILE_DESCRIPTOR_SET)
         .expect("the embedded descriptor set decodes");
     let mut rules = Vec::new();
     for file in &set.file {
-        for service in file.service.iter().filter(|s| s.name == "SessionService") {
+        let served = |s: &&Service| s.name == "SessionService" || s.name == "SessionEventService";
+        for service in file.service.iter().filter(served) {
             for method in &service.method {
                 let rpc = format!("{}.{}/{}", file.package, service.name, method.name);
+                if rpc == "sessiond.events.v1.SessionEventService/WatchSessionEvents" {
+                    continue;
+                }
                 let rule = method
                     .options
                     .as_ref()
@@ -202,7 +207,9 @@ pub(crate) fn descriptor_rules() -> Vec<Rule> {
 /// Faces whose routes are generated from the services' lists of RPCs (REST rules, Connect
 /// procedures) and checked against the descriptor by `drift.rs` and the tests below; every other file's `.route(…)` calls
 /// must be in `HTTP_ROUTES`.
-const GENERATED_ROUTES: &[&str] = &["rest.rs", "connect.rs"];
+/// `sse.rs` serves the event list's REST rule (and its stream), `connect_stream.rs` the
+/// event watch's Connect procedure.
+const GENERATED_ROUTES: &[&str] = &["rest.rs", "connect.rs", "sse.rs", "connect_stream.rs"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("reading src/") {
@@ -437,11 +444,14 @@ async fn the_served_document_is_the_file_in_the_repository() {
 #[test]
 fn the_descriptor_has_a_rest_rule_for_every_session_method() {
     let rules = descriptor_rules();
-    // 5 RPCs × 2 packages, one binding each: if this changes, so must the document.
-    assert_eq!(rules.len(), 10, "{rules:#?}");
+    // 5 RPCs × 2 packages and the event list, one binding each: if this changes, so must the
+    // document.
+    assert_eq!(rules.len(), 11, "{rules:#?}");
     for rule in &rules {
         assert!(
-            rule.path.starts_with("/v2/") || rule.path.starts_with("/v2beta/"),
+            rule.path.starts_with("/v2/")
+                || rule.path.starts_with("/v2beta/")
+                || rule.path == "/v1/session-events",
             "{rule:?}"
         );
     }
@@ -489,7 +499,9 @@ fn rest_bodies_and_path_parameters_follow_the_descriptor() {
             rule.rpc
         );
         let package = rule.rpc.split('/').next().unwrap_or_default();
-        let package = package.trim_end_matches(".SessionService");
+        let package = package
+            .trim_end_matches(".SessionService")
+            .trim_end_matches(".SessionEventService");
         let success = operation["responses"]
             .as_object()
             .and_then(|r| r.iter().find(|(status, _)| status.starts_with('2')))
@@ -545,7 +557,10 @@ fn every_operation_declares_its_path_parameters_and_its_faces_errors() {
                 "{what}: no operationId"
             );
             let responses = operation["responses"].as_object().expect("responses");
-            let prefix = if path.starts_with("/v2/") || path.starts_with("/v2beta/") {
+            let prefix = if path.starts_with("/v2/")
+                || path.starts_with("/v2beta/")
+                || path.starts_with("/v1/")
+            {
                 "Rest"
             } else if path.starts_with("/auth/admin/sessions")
                 || path.starts_with("/auth/admin/identities")

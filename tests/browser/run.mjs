@@ -14,6 +14,8 @@
 //   6. the account page served by sessiond at /ui/ (account.mjs): sign in with the keyboard,
 //      two sessions, revoke the other, the administrator's view, sign out, no CSP violation;
 //      with $ACCOUNT_SCREENSHOTS (run.sh --screenshots), its screenshots go to that directory.
+//   7. the session event feed (feed.mjs): a tab's EventSource on /auth/sessions/events sees
+//      its session deleted elsewhere, then closes.
 //
 // Prints one line per check and exits non-zero on the first failure.
 
@@ -29,6 +31,7 @@ import * as esbuild from "esbuild";
 import { chromium } from "playwright-core";
 
 import { accountScenario } from "./account.mjs";
+import { feedScenario } from "./feed.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pageDir = join(here, "page");
@@ -255,6 +258,7 @@ async function main() {
     // The account page, served by sessiond itself.
     const screenshotDir = process.env.ACCOUNT_SCREENSHOTS ? resolve(process.env.ACCOUNT_SCREENSHOTS) : null;
     await accountScenario(browser, server, { login: LOGIN, password: PASSWORD, check, screenshotDir });
+    await feedScenario(browser, server, { login: LOGIN, password: PASSWORD, check });
     failed = false;
   } finally {
     await browser?.close();

@@ -9,6 +9,10 @@ image so each `buf curl` call does not recompile it. Variants, each for v2 and v
   grpcweb      --protocol grpcweb   HTTP/1.1
   grpcweb-h2c  --protocol grpcweb   --http2-prior-knowledge
 
+The session event feed is called with reflection alone (no schema): WatchSessionEvents
+streams over Connect (HTTP/1.1 and h2c), gRPC and gRPC-Web until the deletion made above
+shows up, and ListSessionEvents answers a page.
+
 buf curl prints the response message as JSON on stdout; an RPC error goes to stderr as
 Connect error JSON and the exit code is 8 * the code number (not_found = 5 -> 40).
 On a failed call the same call is repeated with --verbose and both outputs are printed.
@@ -17,9 +21,12 @@ On a failed call the same call is repeated with --verbose and both outputs are p
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from sessiond_fixture import LOGIN_NAME, PASSWORD, Sessiond, check
@@ -116,6 +123,84 @@ def flow(label: str, buf: BufCurl, server: Sessiond) -> None:
     print(f"  ok buf curl {label}: session {sid}")
 
 
+FEED_VARIANTS = {
+    "connect": ["--protocol", "connect"],
+    "connect-h2c": ["--protocol", "connect", "--http2-prior-knowledge"],
+    "grpc": ["--protocol", "grpc", "--http2-prior-knowledge"],
+    "grpcweb": ["--protocol", "grpcweb"],
+}
+
+
+def json_messages(text: str) -> list[dict]:
+    """The JSON objects buf curl printed one after another (each pretty-printed)."""
+    decoder = json.JSONDecoder()
+    out, at = [], 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            return out
+        try:
+            message, at = decoder.raw_decode(text, at)
+        except ValueError:
+            return out  # an object still being written
+        out.append(message)
+
+
+def watch_until(server: Sessiond, flags: list[str], session_id: str) -> list[dict]:
+    """Runs WatchSessionEvents from the oldest event until `session_id`'s termination."""
+    argv = [
+        BUF, "curl", *flags, "-H", f"Authorization: Bearer {server.token}",
+        "-d", json.dumps({"after": "0"}),
+        f"{server.url}/sessiond.events.v1.SessionEventService/WatchSessionEvents",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    text = ""
+    deadline = time.monotonic() + 60
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                chunk = proc.stdout.read()
+                if not chunk and proc.poll() is not None:
+                    break
+                text += chunk or ""
+            messages = json_messages(text)
+            if any(m.get("sessionId") == session_id and m.get("type") == "SESSION_EVENT_TYPE_TERMINATED"
+                   for m in messages):
+                return messages
+            if proc.poll() is not None and not ready:
+                break
+        raise AssertionError(
+            f"no termination of {session_id} in the stream: exit {proc.poll()} {text!r} "
+            f"{proc.stderr.read() if proc.poll() is not None else ''}"
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def feed(server: Sessiond, session_id: str) -> None:
+    for variant, flags in FEED_VARIANTS.items():
+        messages = watch_until(server, flags, session_id)
+        ended = [m for m in messages if m.get("sessionId") == session_id]
+        check([m.get("type") for m in ended] == ["SESSION_EVENT_TYPE_ADDED", "SESSION_EVENT_TYPE_TERMINATED"],
+              f"feed {variant}: events of {session_id}: {ended}")
+        check(ended[-1].get("reason") == "TERMINATION_REASON_DELETED", f"feed {variant}: {ended[-1]}")
+        check(all(m.get("cursor") for m in messages), f"feed {variant}: an event without a cursor")
+        print(f"  ok buf curl feed watch {variant}: {len(messages)} events, reflection only")
+    listed = subprocess.run(
+        [BUF, "curl", "-H", f"Authorization: Bearer {server.token}", "-d", json.dumps({"after": "0", "limit": 1}),
+         f"{server.url}/sessiond.events.v1.SessionEventService/ListSessionEvents"],
+        capture_output=True, text=True, timeout=60,
+    )
+    check(listed.returncode == 0, f"feed list: {listed.stderr}")
+    page = json.loads(listed.stdout)
+    check(len(page.get("events", [])) == 1 and page.get("nextCursor"), f"feed list: {page}")
+    print("  ok buf curl feed list: one event and a next cursor")
+
+
 def main() -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="buf-image-") as tmp:
@@ -128,7 +213,11 @@ def main() -> int:
                 capture_output=True, text=True, timeout=60,
             )
             services = set(listed.stdout.split())
-            wanted = {"zitadel.session.v2.SessionService", "zitadel.session.v2beta.SessionService"}
+            wanted = {
+                "zitadel.session.v2.SessionService",
+                "zitadel.session.v2beta.SessionService",
+                "sessiond.events.v1.SessionEventService",
+            }
             if listed.returncode != 0 or not wanted <= services:
                 failed = True
                 print(f"  FAIL buf curl --list-services: {listed.returncode} {listed.stdout!r} {listed.stderr!r}", file=sys.stderr)
@@ -140,6 +229,14 @@ def main() -> int:
                     except (AssertionError, RpcError) as e:
                         failed = True
                         print(f"  FAIL buf curl {label}: {e}", file=sys.stderr)
+            try:
+                last = BufCurl(image, server, "v2", VARIANTS["connect"])
+                created = last.call("CreateSession", {"checks": {"user": {"loginName": LOGIN_NAME}}})
+                last.call("DeleteSession", {"sessionId": created["sessionId"]})
+                feed(server, created["sessionId"])
+            except (AssertionError, RpcError, KeyError) as e:
+                failed = True
+                print(f"  FAIL buf curl feed: {e}", file=sys.stderr)
             if failed:
                 sys.stderr.write("---- sessiond log (tail) ----\n" + "".join(server.log[-30:]))
     return 1 if failed else 0

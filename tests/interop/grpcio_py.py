@@ -3,7 +3,9 @@ generates at test time from the repo's proto/ into a temporary directory (pinned
 requirements.txt). Bearer goes in the `authorization` call metadata.
 
 Runs create -> get -> list (userIdQuery, idsQuery) -> delete -> get (NOT_FOUND) for
-zitadel.session.v2 and zitadel.session.v2beta.
+zitadel.session.v2 and zitadel.session.v2beta, then follows the session event feed
+(sessiond.events.v1): WatchSessionEvents streams from the oldest event until both deletions
+show up, and ListSessionEvents pages by next_cursor.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def generate(out: str) -> None:
     # packages, so google/ merges with protobuf's google.protobuf instead of shadowing it.
 
 
-def flow(version: str, channel: grpc.Channel, server: Sessiond) -> None:
+def flow(version: str, channel: grpc.Channel, server: Sessiond) -> str:
     pb = importlib.import_module(f"zitadel.session.{version}.session_service_pb2")
     session_pb = importlib.import_module(f"zitadel.session.{version}.session_pb2")
     stub = importlib.import_module(f"zitadel.session.{version}.session_service_pb2_grpc").SessionServiceStub(channel)
@@ -79,6 +81,37 @@ def flow(version: str, channel: grpc.Channel, server: Sessiond) -> None:
     else:
         raise AssertionError(f"{version} get after delete: succeeded, expected NOT_FOUND")
     print(f"  ok grpcio {version} (native gRPC, h2c): session {sid}")
+    return sid
+
+
+def feed(channel: grpc.Channel, server: Sessiond, deleted: list[str]) -> None:
+    pb = importlib.import_module("sessiond.events.v1.events_pb2")
+    stub = importlib.import_module("sessiond.events.v1.events_pb2_grpc").SessionEventServiceStub(channel)
+    md = [("authorization", f"Bearer {server.token}")]
+    stream = stub.WatchSessionEvents(pb.WatchSessionEventsRequest(after="0"), metadata=md, timeout=30)
+    waiting = set(deleted)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if event.type == pb.SESSION_EVENT_TYPE_TERMINATED and event.session_id in waiting:
+            check(event.reason == pb.TERMINATION_REASON_DELETED, f"feed: reason of {event}")
+            waiting.discard(event.session_id)
+            if not waiting:
+                break
+    stream.cancel()
+    check(not waiting, f"feed watch: no termination of {waiting}")
+    cursors = [e.cursor for e in seen]
+    check(len(set(cursors)) == len(cursors), "feed watch: an event twice")
+
+    paged, after = [], "0"
+    while True:
+        page = stub.ListSessionEvents(pb.ListSessionEventsRequest(after=after, limit=1), metadata=md, timeout=30)
+        if not page.events:
+            break
+        paged.extend(page.events)
+        after = page.next_cursor
+    check([e.cursor for e in paged][: len(cursors)] == cursors, "feed list: pages differ from the watch")
+    print(f"  ok grpcio feed: watched {len(seen)} events, listed {len(paged)} one page at a time")
 
 
 def main() -> int:
@@ -87,8 +120,8 @@ def main() -> int:
         sys.path.insert(0, out)
         with Sessiond() as server, grpc.insecure_channel(server.host_port) as channel:
             grpc.channel_ready_future(channel).result(timeout=10)
-            for version in ("v2", "v2beta"):
-                flow(version, channel, server)
+            deleted = [flow(version, channel, server) for version in ("v2", "v2beta")]
+            feed(channel, server, deleted)
     return 0
 
 

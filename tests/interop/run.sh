@@ -7,7 +7,8 @@
 #   zitadel-client-node  npm @zitadel/client (official ZITADEL TS SDK): gRPC, gRPC-Web, Connect
 #   grpcio               Python grpcio with stubs generated from proto/ at test time: native gRPC
 #
-# each for zitadel.session.v2 and v2beta, and
+# each for zitadel.session.v2 and v2beta (buf-curl and grpcio also follow the session event
+# feed, sessiond.events.v1: WatchSessionEvents streams and ListSessionEvents pages), and
 #
 #   kratos-client-node   npm @ory/kratos-client (official Ory Kratos TS SDK), FrontendApi with
 #                        base path /auth: toSession, listMySessions (Link paging),
