@@ -60,7 +60,13 @@ fn request_span<'a>(
                 && s.parent_span_id() == parent
                 && s.attribute("method").as_deref() == Some(method)
         })
-        .unwrap_or_else(|| panic!("no request span for {method} under {trace}-{parent}"))
+        .unwrap_or_else(|| {
+            let names: Vec<String> = spans
+                .iter()
+                .map(|s| format!("{} {} {}", s.span.name, s.trace_id(), s.parent_span_id()))
+                .collect();
+            panic!("no request span for {method} under {trace}-{parent}; got {names:#?}")
+        })
 }
 
 /// Spans of `trace` that are direct children of `parent`.
