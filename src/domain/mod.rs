@@ -4,6 +4,7 @@
 
 mod error;
 pub mod error_ids;
+mod factor;
 mod ids;
 mod principal;
 mod session;
@@ -12,6 +13,7 @@ mod token;
 mod user;
 
 pub use error::{Error, ErrorKind};
+pub use factor::{EnrolledFactor, FactorKind, FactorState, RecoveryCode, TotpCode};
 pub use ids::{SessionId, UserId, new_numeric_id, new_ordered_id, ordered_id_from};
 pub use principal::{Permission, Permissions, Principal, PrincipalKind};
 pub use session::{
