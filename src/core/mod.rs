@@ -4,6 +4,7 @@
 
 mod admin_sessions;
 mod checks;
+mod factors;
 mod login;
 mod paging;
 mod password;
@@ -21,6 +22,10 @@ use crate::store::{DynStore, StoreError};
 
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
+pub use factors::{
+    AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, MAX_RECOVERY_CODES,
+    SeedSealer, TotpEnrollment, load_or_create_factor_key,
+};
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
 use paging::TAG_LEN;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
@@ -44,6 +49,8 @@ pub struct CoreSettings {
     pub max_list_limit: u32,
     /// How far from now an administrator's extend moves a session's expiry.
     pub session_extend_lifespan: Duration,
+    /// Issuer named in TOTP enrollment URIs (what authenticator apps show).
+    pub totp_issuer: String,
 }
 
 impl Default for CoreSettings {
@@ -56,6 +63,7 @@ impl Default for CoreSettings {
             default_list_limit: 100,
             max_list_limit: 1000,
             session_extend_lifespan: settings.session_extend_lifespan,
+            totp_issuer: settings.totp_issuer,
         }
     }
 }
@@ -70,6 +78,10 @@ pub struct Core {
     /// Key that authenticates page tokens; loaded from the store on first use.
     page_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     stats: Arc<CoreStats>,
+    /// Seals TOTP seeds at rest; without it, TOTP cannot be enrolled or checked.
+    sealer: Option<SeedSealer>,
+    /// Key recovery codes are hashed with; loaded from the store on first use.
+    recovery_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
 }
 
 impl Core {
@@ -86,7 +98,15 @@ impl Core {
             settings: Arc::new(settings),
             page_key: Arc::new(tokio::sync::OnceCell::new()),
             stats: Arc::new(CoreStats::default()),
+            sealer: None,
+            recovery_key: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// The core with the key that seals TOTP seeds.
+    pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
+        self.sealer = Some(SeedSealer::new(key));
+        self
     }
 
     pub fn store(&self) -> &DynStore {
