@@ -13,6 +13,7 @@
 //!   rpc.rs           Rpc, RpcInfo/ServiceInfo tables, Serve, Visit, rpc_service! (a
 //!                    service's list of RPCs → markers, tonic server, tables)
 //!   session_api.rs   SessionApi and the SessionService's list of RPCs (v2, v2beta)
+//!   user_service.rs  the UserService (v2 subset): users and second factors
 //!   convert.rs       wire ↔ domain: request validation, sessions as messages
 //!   edges.rs         shared request edges: credentials, path, query, body, JSON; Rejection
 //!   grpc.rs          gRPC and gRPC-Web (tonic, tonic-web)
@@ -67,6 +68,7 @@ pub mod self_service;
 pub mod session_api;
 pub mod status;
 pub mod ui;
+pub mod user_service;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -125,7 +127,7 @@ macro_rules! services {
     };
 }
 
-services!(session_api::v2, session_api::v2beta);
+services!(session_api::v2, session_api::v2beta, user_service::v2);
 
 /// The RPC whose gRPC/Connect path (`/<service>/<method>`) this is.
 pub fn rpc_of_procedure(path: &str) -> Option<&'static RpcInfo> {

@@ -12,6 +12,7 @@ mod cors;
 mod delete;
 mod drift;
 mod edges;
+mod factors;
 mod kratos_admin;
 mod list;
 mod login;
