@@ -1,4 +1,5 @@
-//! Route drift: every method of every `SessionService` in the compiled descriptor set is in
+//! Route drift: every method of every `SessionService` and `UserService` in the compiled
+//! descriptor set is in
 //! the services' lists (`sessiond::faces::SERVICES`) with the descriptor's `google.api.http`
 //! rule, and answers on every protocol. Each is called without credentials and must say
 //! Unauthenticated; a method missing a route on any protocol would say 404 / Unimplemented
@@ -39,7 +40,7 @@ fn session_methods() -> Vec<(String, String, String)> {
     for file in &set.file {
         let package = file.package().to_owned();
         for service in &file.service {
-            if service.name() != "SessionService" {
+            if !matches!(service.name(), "SessionService" | "UserService") {
                 continue;
             }
             for method in &service.method {
@@ -55,17 +56,18 @@ fn session_methods() -> Vec<(String, String, String)> {
 }
 
 #[test]
-fn the_descriptor_holds_both_session_services_with_five_methods_each() {
+fn the_descriptor_holds_both_session_services_with_five_methods_each_and_the_user_service() {
     let methods = session_methods();
     let services: BTreeSet<&str> = methods.iter().map(|(_, s, _)| s.as_str()).collect();
     assert_eq!(
         services,
         BTreeSet::from([
             "zitadel.session.v2.SessionService",
-            "zitadel.session.v2beta.SessionService"
+            "zitadel.session.v2beta.SessionService",
+            "zitadel.user.v2.UserService"
         ])
     );
-    assert_eq!(methods.len(), 10, "{methods:?}");
+    assert_eq!(methods.len(), 10 + 16, "{methods:?}");
 }
 
 #[test]
