@@ -914,3 +914,75 @@ async fn malformed_factor_input_is_invalid_argument_on_every_protocol() {
         );
     }
 }
+
+#[tokio::test]
+async fn kratos_sessions_list_each_verified_factor_and_reach_aal2_with_two_kinds() {
+    let app = spawn_app().await;
+    let auth = operator(&app);
+    let api = app.user_api(UserProtocol::Grpc);
+    let sessions = app.api(Protocol::Grpc, Version::V2);
+    let user = app
+        .add_user_with_password("aal@example.com", PASSWORD)
+        .await;
+    let id = user.id.as_str();
+    let secret = enroll_totp(&app, &api, &auth, id).await;
+    let codes = ok(
+        &api,
+        api.call::<GenerateCodes>(
+            Some(&auth),
+            user::GenerateRecoveryCodesRequest {
+                user_id: id.into(),
+                count: 1,
+            },
+        )
+        .await,
+    )
+    .message
+    .recovery_codes;
+    let created = ok(
+        &sessions,
+        sessions
+            .create(Some(&auth), create(password(user_check(id), PASSWORD)))
+            .await,
+    )
+    .message;
+    let first = app.now();
+    let answer = whoami(&app, &created.session_token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json["authenticator_assurance_level"], "aal1");
+
+    app.advance(Duration::from_secs(30));
+    let set = ok(
+        &sessions,
+        sessions
+            .set(
+                Some(&auth),
+                set(
+                    &created.session_id,
+                    with_recovery(
+                        with_totp(v2::Checks::default(), &totp_code(&secret, app.now())),
+                        &codes[0],
+                    ),
+                ),
+            )
+            .await,
+    )
+    .message;
+    let answer = whoami(&app, &set.session_token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let rfc = |t: Time| {
+        let stamp = Timestamp::from(t);
+        serde_json::to_value(stamp).expect("timestamp JSON")
+    };
+    assert_eq!(answer.json["authenticator_assurance_level"], "aal2");
+    assert_eq!(
+        answer.json["authentication_methods"],
+        serde_json::json!([
+            {"method": "identifier_first", "aal": "aal0", "completed_at": rfc(first)},
+            {"method": "password", "aal": "aal1", "completed_at": rfc(first)},
+            {"method": "totp", "aal": "aal2", "completed_at": rfc(app.now())},
+            {"method": "lookup_secret", "aal": "aal2", "completed_at": rfc(app.now())},
+        ])
+    );
+    assert_eq!(answer.json["authenticated_at"], rfc(app.now()));
+}
