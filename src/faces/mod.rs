@@ -26,6 +26,7 @@
 //!   kratos_admin.rs  Kratos' admin session API, /auth/admin/sessions and /auth/admin/identities
 //!   admin.rs         /auth/admin/api            AdminError
 //!   admin_json.rs    users and sessions in the admin shape
+//!   admin_factors.rs a user's second factors on the admin face
 //!   status.rs        the one error table (kind → gRPC code, HTTP status, bodies)
 //!   pb.rs            generated protobuf types
 //!   ui.rs            the account page at /ui/ (static files, strict CSP), not an API
@@ -50,6 +51,7 @@
 //! modules to the `services!` registry below: one line.
 
 pub mod admin;
+pub(crate) mod admin_factors;
 mod admin_json;
 pub mod connect;
 mod connect_stream;
@@ -215,6 +217,7 @@ pub fn router(state: FaceState, operations: Router) -> Router {
         .merge(self_service::routes())
         .merge(kratos_admin::routes())
         .merge(admin::routes())
+        .merge(admin_factors::routes())
         .with_state(state)
         .merge(operations)
         .fallback(not_found)

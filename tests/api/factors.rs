@@ -986,3 +986,88 @@ async fn kratos_sessions_list_each_verified_factor_and_reach_aal2_with_two_kinds
     );
     assert_eq!(answer.json["authenticated_at"], rfc(app.now()));
 }
+
+#[tokio::test]
+async fn the_admin_face_lists_and_removes_factors_in_its_own_shape() {
+    let app = spawn_app().await;
+    let auth = operator(&app);
+    let api = app.user_api(UserProtocol::Grpc);
+    let user = app.add_user("admin-factors@example.com").await;
+    let id = user.id.as_str();
+    enroll_totp(&app, &api, &auth, id).await;
+    ok(
+        &api,
+        api.call::<GenerateCodes>(
+            Some(&auth),
+            user::GenerateRecoveryCodesRequest {
+                user_id: id.into(),
+                count: 4,
+            },
+        )
+        .await,
+    );
+    let base = app.url(&format!("/auth/admin/api/users/{id}/factors"));
+    let listed = send(app.http.get(&base).header("authorization", &auth)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let data = listed.json["data"].as_array().expect("data").clone();
+    assert_eq!(data.len(), 2, "{}", listed.body);
+    assert_eq!(data[0]["kind"], "recovery_codes");
+    assert_eq!(data[0]["remainingCodes"], 4);
+    assert_eq!(data[1]["kind"], "totp");
+    assert_eq!(data[1]["state"], "ready");
+    assert!(!listed.body.to_ascii_lowercase().contains("secret"));
+
+    let kept = app.create_session_for(&user).await;
+    let removed = send(
+        app.http
+            .delete(format!("{base}/totp?revokeSessions=false"))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(removed.json["revokedSessions"], 0);
+    let sessions = app.api(Protocol::Grpc, Version::V2);
+    session_of(&app, &sessions, &kept.session_id).await;
+    let removed = send(
+        app.http
+            .delete(format!("{base}/recovery_codes"))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(removed.json["revokedSessions"], 1);
+
+    let again = send(
+        app.http
+            .delete(format!("{base}/totp"))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(again.status, 404, "{}", again.body);
+    assert_eq!(again.json["statusCode"], 404);
+    for (path, status) in [("/sms", 400), ("/totp?revokeSessions=maybe", 400)] {
+        let bad = send(
+            app.http
+                .delete(format!("{base}{path}"))
+                .header("authorization", &auth),
+        )
+        .await;
+        assert_eq!(bad.status, status, "{path}: {}", bad.body);
+        assert_eq!(bad.json["code"], "VALIDATION_FAILED", "{path}");
+    }
+    let reader = app.bearer("reader", &["user.read"]);
+    let denied = send(
+        app.http
+            .delete(format!("{base}/totp"))
+            .header("authorization", &reader),
+    )
+    .await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let unknown = send(
+        app.http
+            .get(app.url("/auth/admin/api/users/404/factors"))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(unknown.json["code"], "USER_NOT_FOUND", "{}", unknown.body);
+}
