@@ -41,4 +41,5 @@ mod replicas;
 mod secrets;
 mod sessions_cli;
 mod store_contract;
+mod store_factors;
 mod traces;
