@@ -124,10 +124,12 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
     let seed = totp_rs::Secret::Encoded(totp_secret.clone())
         .to_bytes()
         .expect("base32");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    // The server runs on the wall clock.
+    let now = {
+        use sessiond::domain::Clock;
+        u64::try_from(sessiond::domain::SystemClock.now().unix_micros() / 1_000_000)
+            .expect("after 1970")
+    };
     let code = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, seed.clone())
         .generate(now);
     let verified = http
