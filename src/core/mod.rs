@@ -23,8 +23,8 @@ use crate::store::{DynStore, StoreError};
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
 pub use factors::{
-    AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, MAX_RECOVERY_CODES,
-    SeedSealer, TotpEnrollment, load_or_create_factor_key,
+    AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, ImportedSeed,
+    MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, load_or_create_factor_key,
 };
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
 use paging::TAG_LEN;

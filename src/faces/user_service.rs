@@ -16,7 +16,7 @@ use super::convert::details;
 use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::user::v2 as msg;
 use super::rpc::rpc_service;
-use crate::core::{AuthMethod, NewUser};
+use crate::core::{AuthMethod, ImportedSeed, NewUser};
 use crate::domain::{
     Error, ErrorKind, LoginName, Password, Principal, TotpCode, UserId, error_ids,
 };
@@ -135,14 +135,15 @@ impl SessionApi {
         mut request: msg::AddHumanUserRequest,
     ) -> Result<msg::AddHumanUserResponse, Error> {
         let new = new_human(&mut request)?;
-        let totp_secret = request
+        // Checked before the user is created, so a bad secret creates nothing.
+        let totp_seed = request
             .totp_secret
-            .map(|s| text(s, "totpSecret"))
+            .map(|s| ImportedSeed::parse(&text(s, "totpSecret")?))
             .transpose()?;
         let core = self.core();
         let user = core.create_user(&principal, new).await?;
-        if let Some(secret) = totp_secret {
-            core.import_totp(&principal, &user.id, &secret).await?;
+        if let Some(seed) = &totp_seed {
+            core.import_totp(&principal, &user.id, seed).await?;
         }
         Ok(msg::AddHumanUserResponse {
             user_id: user.id.as_str().to_owned(),

@@ -1148,3 +1148,115 @@ async fn the_command_line_lists_and_removes_a_users_factors() {
     assert!(empty.status.success());
     assert!(empty.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn add_human_user_refuses_what_it_cannot_keep_and_creates_nothing() {
+    let app = spawn_app().await;
+    let auth = operator(&app);
+    let base = || user::AddHumanUserRequest {
+        username: Some("refused@example.com".into()),
+        profile: Some(user::SetHumanProfile {
+            given_name: "Ada".into(),
+            family_name: "Lovelace".into(),
+            ..Default::default()
+        }),
+        email: Some(user::SetHumanEmail {
+            email: "refused@example.com".into(),
+            verification: None,
+        }),
+        ..Default::default()
+    };
+    let cases: Vec<(&str, user::AddHumanUserRequest)> = vec![
+        (
+            "userId",
+            user::AddHumanUserRequest {
+                user_id: Some("42".into()),
+                ..base()
+            },
+        ),
+        (
+            "totpSecret",
+            user::AddHumanUserRequest {
+                totp_secret: Some("not base32!".into()),
+                ..base()
+            },
+        ),
+        (
+            "short totpSecret",
+            user::AddHumanUserRequest {
+                totp_secret: Some("JBSWY3DP".into()),
+                ..base()
+            },
+        ),
+        (
+            "hashedPassword",
+            user::AddHumanUserRequest {
+                password_type: Some(user::add_human_user_request::PasswordType::HashedPassword(
+                    user::HashedPassword::default(),
+                )),
+                ..base()
+            },
+        ),
+        (
+            "orgDomain",
+            user::AddHumanUserRequest {
+                organization: Some(user::Organization {
+                    org: Some(user::organization::Org::OrgDomain("example.com".into())),
+                }),
+                ..base()
+            },
+        ),
+        (
+            "metadata",
+            user::AddHumanUserRequest {
+                metadata: vec![user::SetMetadataEntry::default()],
+                ..base()
+            },
+        ),
+        (
+            "no profile",
+            user::AddHumanUserRequest {
+                profile: None,
+                ..base()
+            },
+        ),
+        (
+            "no email",
+            user::AddHumanUserRequest {
+                email: None,
+                ..base()
+            },
+        ),
+        (
+            "email without @",
+            user::AddHumanUserRequest {
+                email: Some(user::SetHumanEmail {
+                    email: "nobody".into(),
+                    verification: None,
+                }),
+                ..base()
+            },
+        ),
+        (
+            "empty given name",
+            user::AddHumanUserRequest {
+                profile: Some(user::SetHumanProfile::default()),
+                ..base()
+            },
+        ),
+    ];
+    for api in app.user_apis() {
+        for (what, request) in &cases {
+            let outcome = api.call::<AddHumanUser>(Some(&auth), request.clone()).await;
+            let failure = outcome.expect_err(what);
+            assert_eq!(
+                failure.code,
+                Code::InvalidArgument,
+                "{api} {what}: {failure:?}"
+            );
+        }
+    }
+    // Nothing was created: the login name is still free.
+    let api = app.user_api(UserProtocol::Grpc);
+    ok(&api, api.call::<AddHumanUser>(Some(&auth), base()).await);
+}

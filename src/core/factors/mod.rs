@@ -22,7 +22,7 @@ use crate::store::{FactorRevocation, Revocation, StoredFactor};
 
 pub use recovery::{DEFAULT_RECOVERY_CODES, MAX_RECOVERY_CODES};
 pub use seal::{FACTOR_KEY_FILE, SeedSealer, load_or_create_factor_key};
-pub use totp::TotpEnrollment;
+pub use totp::{ImportedSeed, TotpEnrollment};
 
 /// The kinds of authentication a user has set up, as `ListAuthenticationMethodTypes` names
 /// them.

@@ -32,6 +32,32 @@ impl std::fmt::Debug for TotpEnrollment {
     }
 }
 
+/// A TOTP seed a client already holds, parsed from base32 (padding and case do not matter;
+/// at least 80 bits).
+pub struct ImportedSeed(Vec<u8>);
+
+impl ImportedSeed {
+    pub fn parse(secret: &str) -> Result<Self, Error> {
+        Secret::Encoded(secret.trim_end_matches('=').to_ascii_uppercase())
+            .to_bytes()
+            .ok()
+            .filter(|seed| seed.len() >= 10)
+            .map(Self)
+            .ok_or_else(|| {
+                Error::invalid_argument(
+                    error_ids::REQUEST_INVALID,
+                    "totpSecret: base32 text of at least 80 bits",
+                )
+            })
+    }
+}
+
+impl std::fmt::Debug for ImportedSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImportedSeed(***)")
+    }
+}
+
 /// The code of `seed` for one time step.
 fn code_at(seed: &[u8], step: u64) -> String {
     TOTP::new_unchecked(Algorithm::SHA1, DIGITS, 1, STEP_SECONDS, seed.to_vec())
@@ -141,26 +167,18 @@ impl Core {
         })
     }
 
-    /// Sets a user's TOTP from a seed the client already holds (base32), as verified.
+    /// Sets a user's TOTP from a seed the client already holds ([`ImportedSeed`]), as
+    /// verified.
     pub async fn import_totp(
         &self,
         principal: &Principal,
         user: &UserId,
-        secret: &str,
+        seed: &ImportedSeed,
     ) -> Result<FactorChange, Error> {
         let owner = self
             .factor_owner(principal, user, Permission::UserWrite)
             .await?;
-        let seed = Secret::Encoded(secret.trim_end_matches('=').to_ascii_uppercase())
-            .to_bytes()
-            .ok()
-            .filter(|seed| seed.len() >= 10)
-            .ok_or_else(|| {
-                Error::invalid_argument(
-                    error_ids::REQUEST_INVALID,
-                    "totpSecret: base32 text of at least 80 bits",
-                )
-            })?;
+        let seed = &seed.0;
         let now = self.clock.now();
         let factor = StoredFactor {
             user_id: user.clone(),
