@@ -184,7 +184,7 @@ impl Core {
             user_id: user.clone(),
             kind: FactorKind::Totp,
             state: FactorState::Ready,
-            secret: Some(self.sealer()?.seal(user, &seed)?),
+            secret: Some(self.sealer()?.seal(user, seed)?),
             last_step: None,
             created_at: now,
             verified_at: Some(now),
