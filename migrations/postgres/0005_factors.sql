@@ -1,4 +1,6 @@
--- Second factors a user has enrolled, one row per kind (totp, recovery_codes, ...).
+-- Second factors a user has enrolled, one row per kind for the kinds a user has at most one
+-- of (totp, recovery_codes; one-time codes by SMS or email later). Passkeys and U2F tokens,
+-- of which a user has many, each with its own credential data, belong in a table of their own.
 -- `secret` holds a sealed seed (nonce and AEAD ciphertext), never the seed itself;
 -- `last_step` is the last TOTP time step accepted, so a code is accepted once.
 CREATE TABLE user_factors (
