@@ -8,6 +8,7 @@
 mod admin;
 mod create;
 mod delete;
+mod factors;
 mod get;
 mod list;
 mod lockout;
