@@ -1,5 +1,6 @@
 //! A client of the UserService (v2 subset) over native gRPC, Connect JSON and REST, with
-//! answers and refusals normalised as for the SessionService ([`Outcome`]).
+//! answers and refusals normalised as for the SessionService ([`Outcome`]), and the steps the
+//! second-factor tests share (TOTP codes, enrollment, checks).
 
 use std::fmt;
 
@@ -9,9 +10,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tonic::transport::Channel;
 
+use std::time::Duration;
+
+use sessiond::domain::Time;
+use totp_rs::{Algorithm, Secret, TOTP};
+
 use super::{
-    Failure, Outcome, Reply, TestApp, failure_from_connect, failure_from_rest, failure_from_status,
-    grpc_request,
+    Api, EVERY_PERMISSION, Failure, Outcome, Protocol, Reply, TestApp, Version,
+    failure_from_connect, failure_from_rest, failure_from_status, grpc_request, ok, v2,
 };
 pub use sessiond::faces::pb::zitadel::user::v2 as user;
 
@@ -237,4 +243,110 @@ impl UserApi {
             Err(failure(status, &bytes))
         }
     }
+}
+
+/// The password of the users the second-factor tests create with one.
+pub const FACTOR_PASSWORD: &str = "correct horse battery staple";
+
+/// The TOTP code of a base32 secret at `at`.
+pub fn totp_code(secret: &str, at: Time) -> String {
+    let seed = Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .expect("base32 secret");
+    let seconds = u64::try_from(at.unix_micros() / 1_000_000).expect("after 1970");
+    TOTP::new_unchecked(Algorithm::SHA1, 6, 1, 30, seed).generate(seconds)
+}
+
+/// The SessionService client speaking the protocol of a UserService client.
+pub fn session_api(app: &TestApp, api: &UserApi) -> Api {
+    let protocol = match api.protocol {
+        UserProtocol::Grpc => Protocol::Grpc,
+        UserProtocol::ConnectJson => Protocol::ConnectJson,
+        UserProtocol::Rest => Protocol::Rest,
+    };
+    app.api(protocol, Version::V2)
+}
+
+/// A bearer with every permission.
+pub fn operator(app: &TestApp) -> String {
+    app.bearer("operator", EVERY_PERMISSION)
+}
+
+pub fn with_totp(mut checks: v2::Checks, code: &str) -> v2::Checks {
+    checks.totp = Some(v2::CheckTotp { code: code.into() });
+    checks
+}
+
+pub fn with_recovery(mut checks: v2::Checks, code: &str) -> v2::Checks {
+    checks.recovery_code = Some(v2::CheckRecoveryCode { code: code.into() });
+    checks
+}
+
+pub fn create(checks: v2::Checks) -> v2::CreateSessionRequest {
+    v2::CreateSessionRequest {
+        checks: Some(checks),
+        ..Default::default()
+    }
+}
+
+pub fn set(session_id: &str, checks: v2::Checks) -> v2::SetSessionRequest {
+    v2::SetSessionRequest {
+        session_id: session_id.into(),
+        checks: Some(checks),
+        ..Default::default()
+    }
+}
+
+pub fn with_password(checks: v2::Checks, password: &str) -> v2::Checks {
+    v2::Checks {
+        password: Some(v2::CheckPassword {
+            password: password.into(),
+        }),
+        ..checks
+    }
+}
+
+/// Enrolls TOTP for `user` through `api` and returns the secret; the clock then moves one
+/// step on, so the code that verified the enrollment is not the current one.
+pub async fn enroll_totp(app: &TestApp, api: &UserApi, auth: &str, user: &str) -> String {
+    let registered = ok(
+        api,
+        api.call::<RegisterTotp>(
+            Some(auth),
+            user::RegisterTotpRequest {
+                user_id: user.into(),
+            },
+        )
+        .await,
+    )
+    .message;
+    let code = totp_code(&registered.secret, app.now());
+    ok(
+        api,
+        api.call::<VerifyTotp>(
+            Some(auth),
+            user::VerifyTotpRegistrationRequest {
+                user_id: user.into(),
+                code,
+            },
+        )
+        .await,
+    );
+    app.advance(Duration::from_secs(30));
+    registered.secret
+}
+
+pub async fn session_of(app: &TestApp, api: &Api, id: &str) -> v2::Session {
+    let got = ok(
+        api,
+        api.get(
+            Some(&operator(app)),
+            v2::GetSessionRequest {
+                session_id: id.into(),
+                session_token: None,
+            },
+        )
+        .await,
+    );
+    got.message.session.expect("a session")
 }
