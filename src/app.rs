@@ -35,7 +35,7 @@ pub use serve::{Limits, serve};
 pub use store::{open_store, pg_settings};
 
 use crate::auth::{Authenticator, JwtSettings, JwtVerifier, KeySource, load_keys};
-use crate::core::{Core, CoreSettings, PasswordHasher, Retention};
+use crate::core::{Core, CoreSettings, PasswordHasher, Retention, load_or_create_factor_key};
 use crate::domain::Clock;
 use crate::faces::{self, FaceState, ProtocolSwitch, SessionApi};
 use crate::ops::Ops;
@@ -63,7 +63,8 @@ impl Application {
             clock,
             PasswordHasher::recommended()?,
             core_settings(&settings),
-        );
+        )
+        .with_factor_key(&load_or_create_factor_key(&factor_key_path(&settings))?);
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in faces::grpc::service_names() {
             health
@@ -193,8 +194,17 @@ pub fn core_settings(settings: &Settings) -> CoreSettings {
         instance_id: settings.instance_id.clone(),
         max_password_attempts: settings.max_password_attempts,
         session_extend_lifespan: settings.session_extend_lifespan,
+        totp_issuer: settings.totp_issuer.clone(),
         ..CoreSettings::default()
     }
+}
+
+/// Where the key that seals TOTP seeds is kept.
+pub fn factor_key_path(settings: &Settings) -> std::path::PathBuf {
+    settings
+        .factor_key_file
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join(crate::core::FACTOR_KEY_FILE))
 }
 
 /// What a prune deletes.

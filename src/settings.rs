@@ -78,6 +78,11 @@ settings! {
     cors_allowed_origins: Vec<String> = Vec::new();
     /// Failed password checks after which a user is locked; 0 disables lockout.
     max_password_attempts: u32 = 10;
+    /// Issuer named in TOTP enrollment URIs (shown by authenticator apps).
+    totp_issuer: String = String::from("sessiond");
+    /// File holding the key that seals TOTP seeds (64 hex digits); created in the data
+    /// directory when unset. Every replica sharing a database needs the same key.
+    factor_key_file: Option<PathBuf> = None;
     /// Cookie name that may carry a session token on the /auth/sessions endpoints.
     session_cookie: String = String::from("sessiond_session");
     /// How far from now `PATCH /auth/admin/sessions/{id}/extend` moves a session's expiry.

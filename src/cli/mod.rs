@@ -3,6 +3,7 @@
 //! [`crate::settings`], flattened into each command that takes them; every command that
 //! reads settings lays them over the `--config` file.
 
+mod factors;
 mod sessions;
 
 use std::io::Read;
@@ -117,6 +118,9 @@ pub enum UsersCommand {
         after_help = "Example:\n  echo 'n3w-passw0rd' | sessiond users set-password 123456789012345678 --password-stdin"
     )]
     SetPassword(SetPasswordArgs),
+    /// List or remove a user's second factors.
+    #[command(subcommand)]
+    Factors(factors::FactorsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -401,6 +405,7 @@ async fn users(command: UsersCommand, file: Option<&Path>) -> anyhow::Result<()>
                 .map_err(fail)?;
             eprintln!("password changed; {revoked} session(s) ended");
         }
+        UsersCommand::Factors(command) => factors::run(command, file).await?,
     }
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! The checks of a CreateSession or SetSession: which user, whether the password matches,
-//! and what the verified factors do to a session. Password checks are registered in the store
-//! before hashing, so parallel guesses never get past the lockout limit; every other rule of
-//! a session's life is in `sessions`.
+//! whether a second factor (TOTP, recovery code: see `factors`) passes, and what the verified
+//! factors do to a session. Checks run in ZITADEL's order (user, password, totp,
+//! recoveryCode) and the first failure stops the request. Every counted check is registered
+//! in the store before it runs, so parallel guesses never get past the lockout limit; every
+//! other rule of a session's life is in `sessions`.
 
 use super::{Attempt, Core, retry_on_conflict, user_not_found};
 use crate::domain::{
-    Error, Factors, LoginName, Password, Principal, SessionId, Time, User, UserFactor, UserId,
-    UserState, error_ids,
+    Error, Factors, LoginName, Password, Principal, RecoveryCode, SessionId, Time, TotpCode, User,
+    UserFactor, UserId, UserState, error_ids,
 };
 use crate::store::{CheckOutcome, PasswordCheck};
 
@@ -22,6 +24,8 @@ pub enum UserLookup {
 pub struct Checks {
     pub user: Option<UserLookup>,
     pub password: Option<Password>,
+    pub totp: Option<TotpCode>,
+    pub recovery_code: Option<RecoveryCode>,
     /// Names of requested checks this server does not support (e.g. "webAuthN").
     pub unsupported: Vec<&'static str>,
 }
@@ -49,6 +53,8 @@ pub(super) fn reject_unsupported(
 pub(super) struct VerifiedChecks {
     pub(super) user: Option<User>,
     pub(super) password_verified: bool,
+    pub(super) totp_verified: bool,
+    pub(super) recovery_code_verified: bool,
 }
 
 impl VerifiedChecks {
@@ -59,6 +65,12 @@ impl VerifiedChecks {
         }
         if self.password_verified {
             names.push("password");
+        }
+        if self.totp_verified {
+            names.push("totp");
+        }
+        if self.recovery_code_verified {
+            names.push("recoveryCode");
         }
         names
     }
@@ -88,13 +100,22 @@ impl VerifiedChecks {
             factors.password_verified_at = Some(now);
             changed = true;
         }
+        if self.totp_verified {
+            factors.totp_verified_at = Some(now);
+            changed = true;
+        }
+        if self.recovery_code_verified {
+            factors.recovery_code_verified_at = Some(now);
+            changed = true;
+        }
         Ok(changed)
     }
 }
 
 impl Core {
-    /// Looks up the user of a check and verifies the password, if any. `session_user` is the
-    /// user already checked on the session (for a password check without a user check).
+    /// Looks up the user of a check and verifies the password and second factors, if any, in
+    /// that order. `session_user` is the user already checked on the session (for checks
+    /// without a user check in the same request).
     pub(super) async fn verify_checks(
         &self,
         checks: &Checks,
@@ -104,27 +125,51 @@ impl Core {
             Some(lookup) => Some(self.active_user(lookup).await?),
             None => None,
         };
-        let Some(password) = &checks.password else {
-            return Ok(VerifiedChecks {
-                user,
-                password_verified: false,
-            });
+        let mut verified = VerifiedChecks {
+            user,
+            password_verified: false,
+            totp_verified: false,
+            recovery_code_verified: false,
         };
-        let password_user = match (&user, session_user) {
-            (Some(user), _) => user.clone(),
-            (None, Some(id)) => self.active_user(&UserLookup::Id(id.clone())).await?,
-            (None, None) => {
-                return Err(Error::failed_precondition(
+        if checks.password.is_none() && checks.totp.is_none() && checks.recovery_code.is_none() {
+            return Ok(verified);
+        }
+        let checked_user = match (&verified.user, session_user) {
+            (Some(user), _) => Some(user.clone()),
+            (None, Some(id)) => Some(self.active_user(&UserLookup::Id(id.clone())).await?),
+            (None, None) => None,
+        };
+        if let Some(password) = &checks.password {
+            let user = checked_user.as_ref().ok_or_else(|| {
+                Error::failed_precondition(
                     error_ids::USER_CHECK_FIRST,
                     "a user must be checked before the password",
-                ));
-            }
-        };
-        self.check_password(&password_user, password).await?;
-        Ok(VerifiedChecks {
-            user,
-            password_verified: true,
-        })
+                )
+            })?;
+            self.check_password(user, password).await?;
+            verified.password_verified = true;
+        }
+        if let Some(code) = &checks.totp {
+            let user = checked_user.as_ref().ok_or_else(|| {
+                Error::invalid_argument(
+                    error_ids::TOTP_NO_USER,
+                    "a user must be checked before the TOTP code",
+                )
+            })?;
+            self.check_totp(user, code).await?;
+            verified.totp_verified = true;
+        }
+        if let Some(code) = &checks.recovery_code {
+            let user = checked_user.as_ref().ok_or_else(|| {
+                Error::invalid_argument(
+                    error_ids::RECOVERY_NO_USER,
+                    "a user must be checked before the recovery code",
+                )
+            })?;
+            self.check_recovery_code(user, code).await?;
+            verified.recovery_code_verified = true;
+        }
+        Ok(verified)
     }
 
     pub(super) async fn active_user(&self, lookup: &UserLookup) -> Result<User, Error> {
@@ -193,6 +238,56 @@ impl Core {
         user: &User,
         password: &Password,
     ) -> Result<(), Error> {
+        let mut failures = 0;
+        let passed = self
+            .counted_check_with(user, error_ids::PASSWORD_LOCKED, &mut failures, || async {
+                match user.password_hash.as_deref() {
+                    None => Err(Error::failed_precondition(
+                        error_ids::PASSWORD_NOT_SET,
+                        "User has no password set",
+                    )),
+                    Some(hash) => self.passwords.verify(password, hash).await,
+                }
+            })
+            .await?;
+        self.stats.password_check(passed);
+        if passed {
+            Ok(())
+        } else {
+            Err(
+                Error::invalid_argument(error_ids::PASSWORD_INVALID, "Password is invalid")
+                    .with_failed_attempts(failures),
+            )
+        }
+    }
+
+    /// Runs the check of a second factor under the lockout counters (see
+    /// [`Core::counted_check_with`]); a locked user is refused before `verify` runs.
+    pub(super) async fn counted_check<F, Fut>(&self, user: &User, verify: F) -> Result<bool, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Error>>,
+    {
+        let mut failures = 0;
+        self.counted_check_with(user, error_ids::FACTOR_LOCKED, &mut failures, verify)
+            .await
+    }
+
+    /// Runs `verify` as one counted check of `user`: registered in the store first, so
+    /// parallel guesses of any kind (password, TOTP, recovery code) never get past the one
+    /// lockout limit; a pass clears the failures, a failure adds one, an error counts as
+    /// neither. `failures` receives the confirmed failures after the check.
+    async fn counted_check_with<F, Fut>(
+        &self,
+        user: &User,
+        locked_id: &'static str,
+        failures: &mut u32,
+        verify: F,
+    ) -> Result<bool, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Error>>,
+    {
         let limit = self.settings.max_password_attempts;
         let now = self.clock.now();
         let stale = Time::from_unix_micros(now.unix_micros().saturating_sub(60_000_000));
@@ -204,41 +299,26 @@ impl Core {
             PasswordCheck::Granted { .. } => {}
             PasswordCheck::Locked => {
                 return Err(Error::failed_precondition(
-                    error_ids::PASSWORD_LOCKED,
-                    "User is locked: too many failed password checks",
+                    locked_id,
+                    "User is locked: too many failed checks",
                 ));
             }
             PasswordCheck::Busy => {
                 return Err(Error::new(
                     crate::domain::ErrorKind::ResourceExhausted,
                     error_ids::PASSWORD_BUSY,
-                    "too many password checks for this user at once, retry shortly",
+                    "too many checks for this user at once, retry shortly",
                 ));
             }
         }
-        let verified = match user.password_hash.as_deref() {
-            None => Err(Error::failed_precondition(
-                error_ids::PASSWORD_NOT_SET,
-                "User has no password set",
-            )),
-            Some(hash) => self.passwords.verify(password, hash).await,
-        };
+        let verified = verify().await;
         let outcome = match &verified {
             Ok(true) => CheckOutcome::Passed,
             Ok(false) => CheckOutcome::Failed,
             Err(_) => CheckOutcome::Aborted,
         };
-        let failures = self.store.end_password_check(&user.id, outcome).await?;
-        let passed = verified?;
-        self.stats.password_check(passed);
-        if passed {
-            Ok(())
-        } else {
-            Err(
-                Error::invalid_argument(error_ids::PASSWORD_INVALID, "Password is invalid")
-                    .with_failed_attempts(failures),
-            )
-        }
+        *failures = self.store.end_password_check(&user.id, outcome).await?;
+        verified
     }
 }
 

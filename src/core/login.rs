@@ -106,7 +106,7 @@ impl Core {
         let checks = Checks {
             user: Some(UserLookup::LoginName(LoginName::parse(login_name)?)),
             password: Some(password.clone()),
-            unsupported: Vec::new(),
+            ..Checks::default()
         };
         let request = CreateSession {
             checks,

@@ -5,6 +5,7 @@
 mod admin_sessions;
 mod checks;
 pub mod events;
+mod factors;
 mod login;
 mod paging;
 mod password;
@@ -24,6 +25,10 @@ use crate::store::{DynStore, StoreError};
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
 pub use events::EventStream;
+pub use factors::{
+    AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, ImportedSeed,
+    MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, load_or_create_factor_key,
+};
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
 use paging::TAG_LEN;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
@@ -49,6 +54,8 @@ pub struct CoreSettings {
     pub session_extend_lifespan: Duration,
     /// The event feed's hub.
     pub feed: FeedSettings,
+    /// Issuer named in TOTP enrollment URIs (what authenticator apps show).
+    pub totp_issuer: String,
 }
 
 impl Default for CoreSettings {
@@ -66,6 +73,7 @@ impl Default for CoreSettings {
                 poll_interval: settings.feed_poll_interval,
                 max_subscribers: settings.feed_max_subscribers,
             },
+            totp_issuer: settings.totp_issuer,
         }
     }
 }
@@ -81,6 +89,10 @@ pub struct Core {
     page_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     stats: Arc<CoreStats>,
     feed: Feed,
+    /// Seals TOTP seeds at rest; without it, TOTP cannot be enrolled or checked.
+    sealer: Option<SeedSealer>,
+    /// Key recovery codes are hashed with; loaded from the store on first use.
+    recovery_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
 }
 
 impl Core {
@@ -99,7 +111,15 @@ impl Core {
             settings: Arc::new(settings),
             page_key: Arc::new(tokio::sync::OnceCell::new()),
             stats: Arc::new(CoreStats::default()),
+            sealer: None,
+            recovery_key: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// The core with the key that seals TOTP seeds.
+    pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
+        self.sealer = Some(SeedSealer::new(key));
+        self
     }
 
     pub fn store(&self) -> &DynStore {

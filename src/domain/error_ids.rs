@@ -87,6 +87,40 @@ error_ids! {
     /// A login name of a length no user can have.
     LOGIN_NAME_INVALID = "SESSIOND-LOGINNAME-INVALID";
 
+    // --- second factors --------------------------------------------------------------------
+    /// A factor kind name this server does not know.
+    FACTOR_KIND_UNKNOWN = "SESSIOND-FACTOR-KIND";
+    /// A TOTP code that is not six digits.
+    TOTP_CODE_FORMAT = "SESSIOND-TOTP-FORMAT";
+    /// A recovery code of a shape no code has.
+    RECOVERY_CODE_FORMAT = "SESSIOND-RECOVERY-FORMAT";
+    /// A TOTP check without a checked user.
+    TOTP_NO_USER = "COMMAND-8N9ds";
+    /// TOTP is not enrolled and verified for the user (also: nothing to verify).
+    TOTP_NOT_READY = "COMMAND-3Mif9s";
+    /// A wrong (or already used) TOTP code.
+    TOTP_INVALID = "EVENT-8isk2";
+    /// RegisterTOTP while a verified TOTP exists.
+    TOTP_ALREADY_READY = "COMMAND-do9se";
+    /// VerifyTOTPRegistration when the TOTP is already verified.
+    TOTP_ALREADY_VERIFIED = "COMMAND-qx4ls";
+    /// RemoveTOTP with nothing to remove.
+    TOTP_NOT_FOUND = "COMMAND-Hd9sd";
+    /// Too many failed checks: second factors are refused too.
+    FACTOR_LOCKED = "COMMAND-SF3fg";
+    /// A recovery-code check without a checked user.
+    RECOVERY_NO_USER = "SESSIOND-RECOVERY-NO-USER";
+    /// The user has no recovery codes.
+    RECOVERY_NOT_SET = "SESSIOND-RECOVERY-NOT-SET";
+    /// A wrong or already used recovery code.
+    RECOVERY_INVALID = "SESSIOND-RECOVERY-INVALID";
+    /// A recovery code count out of range.
+    RECOVERY_COUNT_INVALID = "SESSIOND-RECOVERY-COUNT";
+    /// The key that seals TOTP seeds is missing or does not open a stored seed.
+    FACTOR_KEY = "SESSIOND-FACTOR-KEY";
+    /// A UserService method this server does not implement.
+    METHOD_UNIMPLEMENTED = "SESSIOND-UNIMPLEMENTED";
+
     // --- request shapes --------------------------------------------------------------------
     /// A session id that cannot be one.
     SESSION_ID_INVALID = "SESSIOND-ID-INVALID";

@@ -48,6 +48,8 @@ pub enum TerminationReason {
     UserLocked,
     UserDeactivated,
     PasswordChanged,
+    /// A second factor of its user was enrolled or removed.
+    FactorsChanged,
 }
 
 impl TerminationReason {
@@ -60,6 +62,7 @@ impl TerminationReason {
             Self::UserLocked => "user_locked",
             Self::UserDeactivated => "user_deactivated",
             Self::PasswordChanged => "password_changed",
+            Self::FactorsChanged => "factors_changed",
         }
     }
 
@@ -75,6 +78,7 @@ impl TerminationReason {
             "user_locked" => Self::UserLocked,
             "user_deactivated" => Self::UserDeactivated,
             "password_changed" => Self::PasswordChanged,
+            "factors_changed" => Self::FactorsChanged,
             _ => return None,
         })
     }

@@ -4,6 +4,7 @@
 
 mod error;
 pub mod error_ids;
+mod factor;
 mod feed;
 mod ids;
 mod principal;
@@ -13,6 +14,7 @@ mod token;
 mod user;
 
 pub use error::{Error, ErrorKind};
+pub use factor::{EnrolledFactor, FactorKind, FactorState, RecoveryCode, TotpCode};
 pub use feed::{
     DEFAULT_EVENT_PAGE, EventFilter, EventPage, FeedPosition, MAX_EVENT_PAGE, SessionEvent,
     SessionEventType, TerminationReason,

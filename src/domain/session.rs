@@ -58,6 +58,8 @@ impl Session {
 pub struct Factors {
     pub user: Option<UserFactor>,
     pub password_verified_at: Option<Time>,
+    pub totp_verified_at: Option<Time>,
+    pub recovery_code_verified_at: Option<Time>,
 }
 
 /// The checked user. Names and organization are read from the user record when the session

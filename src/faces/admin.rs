@@ -20,6 +20,7 @@ use super::status::{grpc_code, http_status, log};
 use crate::core::{NewUser, PageRequest, RevokedBy, UserAction};
 use crate::domain::{Error, ErrorKind, LoginName, Password, SessionId, UserId, error_ids};
 
+pub use super::admin_factors::factor_json;
 pub use super::admin_json::user_json;
 
 /// The stable `code` of an error.
@@ -59,7 +60,7 @@ impl AdminError {
         }
     }
 
-    fn validation(message: impl Into<String>) -> Self {
+    pub(super) fn validation(message: impl Into<String>) -> Self {
         Self::from(Error::invalid_argument(
             error_ids::ADMIN_INVALID,
             message.into(),
@@ -135,15 +136,15 @@ impl IntoResponse for AdminError {
 }
 
 type Path<T> = edges::Path<T, AdminError>;
-type Query = edges::Query<AdminError>;
+pub(super) type Query = edges::Query<AdminError>;
 type JsonBody<T> = edges::Json<T, AdminError>;
-type Answer = Result<Response, AdminError>;
+pub(super) type Answer = Result<Response, AdminError>;
 
 /// The caller, authenticated by its bearer JWT.
-type Admin = edges::Bearer<AdminError>;
+pub(super) type Admin = edges::Bearer<AdminError>;
 
 /// One path parameter by name, as the client sent it (percent-decoded).
-async fn path_param(
+pub(super) async fn path_param(
     parts: &mut Parts,
     state: &FaceState,
     name: &str,
@@ -157,7 +158,7 @@ async fn path_param(
 }
 
 /// The `{id}` of a user route.
-struct UserPath(UserId);
+pub(super) struct UserPath(pub(super) UserId);
 
 impl FromRequestParts<FaceState> for UserPath {
     type Rejection = AdminError;

@@ -16,8 +16,8 @@ use super::pb::zitadel::v1::TimestampQueryMethod;
 use crate::core::{Checks, CreateSession, ListSessions, SearchQuery, SetSession, UserLookup};
 use crate::domain::error_ids;
 use crate::domain::{
-    Details, Error, LoginName, Password, Session, SessionId, SessionToken, Time, TimeComparison,
-    UserAgent, UserId,
+    Details, Error, LoginName, Password, RecoveryCode, Session, SessionId, SessionToken, Time,
+    TimeComparison, TotpCode, UserAgent, UserId,
 };
 
 pub(crate) fn invalid(message: impl Into<String>) -> Error {
@@ -106,14 +106,17 @@ fn checks(checks: Option<v2::Checks>) -> Result<Checks, Error> {
         .password
         .map(|p| Password::parse(p.password))
         .transpose()?;
+    let totp = c.totp.map(|t| TotpCode::parse(t.code)).transpose()?;
+    let recovery_code = c
+        .recovery_code
+        .map(|r| RecoveryCode::parse(r.code))
+        .transpose()?;
     let mut unsupported = Vec::new();
     for (present, name) in [
         (c.web_auth_n.is_some(), "webAuthN"),
         (c.idp_intent.is_some(), "idpIntent"),
-        (c.totp.is_some(), "totp"),
         (c.otp_sms.is_some(), "otpSms"),
         (c.otp_email.is_some(), "otpEmail"),
-        (c.recovery_code.is_some(), "recoveryCode"),
     ] {
         if present {
             unsupported.push(name);
@@ -122,6 +125,8 @@ fn checks(checks: Option<v2::Checks>) -> Result<Checks, Error> {
     Ok(Checks {
         user,
         password,
+        totp,
+        recovery_code,
         unsupported,
     })
 }
@@ -274,6 +279,15 @@ pub fn session_to_pb(s: &Session) -> v2::Session {
         password: s.factors.password_verified_at.map(|at| v2::PasswordFactor {
             verified_at: Some(at.into()),
         }),
+        totp: s.factors.totp_verified_at.map(|at| v2::TotpFactor {
+            verified_at: Some(at.into()),
+        }),
+        recovery_code: s
+            .factors
+            .recovery_code_verified_at
+            .map(|at| v2::RecoveryCodeFactor {
+                verified_at: Some(at.into()),
+            }),
         ..Default::default()
     });
     let ua = &s.user_agent;

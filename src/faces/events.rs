@@ -164,6 +164,7 @@ fn reason_to_pb(reason: TerminationReason) -> pb::TerminationReason {
         TerminationReason::UserLocked => pb::TerminationReason::UserLocked,
         TerminationReason::UserDeactivated => pb::TerminationReason::UserDeactivated,
         TerminationReason::PasswordChanged => pb::TerminationReason::PasswordChanged,
+        TerminationReason::FactorsChanged => pb::TerminationReason::FactorsChanged,
     }
 }
 

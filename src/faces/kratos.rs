@@ -160,17 +160,31 @@ pub fn expanded_session_json(
     if let Some(u) = &session.factors.user {
         methods.push(json!({ "method": "identifier_first", "aal": "aal0", "completed_at": rfc3339(u.verified_at) }));
     }
-    if let Some(at) = session.factors.password_verified_at {
-        methods.push(json!({ "method": "password", "aal": "aal1", "completed_at": rfc3339(at) }));
+    // Each verified factor is one method; the assurance level counts the kinds verified:
+    // one is aal1, two or more (a password and a second factor) aal2.
+    let factors = &session.factors;
+    let verified = [
+        ("password", "aal1", factors.password_verified_at),
+        ("totp", "aal2", factors.totp_verified_at),
+        ("lookup_secret", "aal2", factors.recovery_code_verified_at),
+    ];
+    let mut kinds = 0;
+    for (method, level, at) in verified {
+        if let Some(at) = at {
+            kinds += 1;
+            methods.push(json!({ "method": method, "aal": level, "completed_at": rfc3339(at) }));
+        }
     }
-    let aal = if session.factors.password_verified_at.is_some() {
-        "aal1"
-    } else {
-        "aal0"
+    let aal = match kinds {
+        0 => "aal0",
+        1 => "aal1",
+        _ => "aal2",
     };
     let authenticated_at = [
-        session.factors.user.as_ref().map(|u| u.verified_at),
-        session.factors.password_verified_at,
+        factors.user.as_ref().map(|u| u.verified_at),
+        factors.password_verified_at,
+        factors.totp_verified_at,
+        factors.recovery_code_verified_at,
     ]
     .into_iter()
     .flatten()

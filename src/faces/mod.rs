@@ -13,6 +13,7 @@
 //!   rpc.rs           Rpc, RpcInfo/ServiceInfo tables, Serve, Visit, rpc_service! (a
 //!                    service's list of RPCs → markers, tonic server, tables)
 //!   session_api.rs   SessionApi and the SessionService's list of RPCs (v2, v2beta)
+//!   user_service.rs  the UserService (v2 subset): users and second factors
 //!   convert.rs       wire ↔ domain: request validation, sessions as messages
 //!   events.rs        the session event feed (sessiond.events.v1): list RPC, watch stream
 //!   sse.rs           the feed as Server-Sent Events, and its REST list on the same path
@@ -27,6 +28,7 @@
 //!   kratos_admin.rs  Kratos' admin session API, /auth/admin/sessions and /auth/admin/identities
 //!   admin.rs         /auth/admin/api            AdminError
 //!   admin_json.rs    users and sessions in the admin shape
+//!   admin_factors.rs a user's second factors on the admin face
 //!   status.rs        the one error table (kind → gRPC code, HTTP status, bodies)
 //!   pb.rs            generated protobuf types
 //!   ui.rs            the account page at /ui/ (static files, strict CSP), not an API
@@ -51,6 +53,7 @@
 //! modules to the `services!` registry below: one line.
 
 pub mod admin;
+pub(crate) mod admin_factors;
 mod admin_json;
 pub mod connect;
 mod connect_stream;
@@ -71,6 +74,7 @@ pub mod session_api;
 pub mod sse;
 pub mod status;
 pub mod ui;
+pub mod user_service;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -131,7 +135,12 @@ macro_rules! services {
     };
 }
 
-services!(session_api::v2, session_api::v2beta, events);
+services!(
+    session_api::v2,
+    session_api::v2beta,
+    user_service::v2,
+    events
+);
 
 /// The RPC whose gRPC/Connect path (`/<service>/<method>`) this is.
 pub fn rpc_of_procedure(path: &str) -> Option<&'static RpcInfo> {
@@ -223,6 +232,7 @@ pub fn router(state: FaceState, operations: Router) -> Router {
         .merge(self_service::routes())
         .merge(kratos_admin::routes())
         .merge(admin::routes())
+        .merge(admin_factors::routes())
         .with_state(state)
         .merge(operations)
         .fallback(not_found)

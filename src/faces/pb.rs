@@ -35,6 +35,9 @@ pub mod zitadel {
         package!(v2, "zitadel.session.v2");
         package!(v2beta, "zitadel.session.v2beta");
     }
+    pub mod user {
+        package!(v2, "zitadel.user.v2");
+    }
 }
 
 pub mod sessiond {

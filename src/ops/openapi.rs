@@ -44,6 +44,9 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     ("POST", "/auth/admin/api/users/{id}/deactivate"),
     ("POST", "/auth/admin/api/users/{id}/reactivate"),
     ("PUT", "/auth/admin/api/users/{id}/password"),
+    // admin_factors.rs
+    ("GET", "/auth/admin/api/users/{id}/factors"),
+    ("DELETE", "/auth/admin/api/users/{id}/factors/{kind}"),
     ("GET", "/auth/admin/api/users/{id}/sessions"),
     ("DELETE", "/auth/admin/api/users/{id}/sessions"),
     ("DELETE", "/auth/admin/api/users/{id}/sessions/{session_id}"),

@@ -19,12 +19,13 @@ use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use super::{
-    CheckOutcome, DynStore, FeedBounds, FeedPage, FeedQuery, NewEvent, PasswordCheck, PoolStats,
-    PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
-    store_methods,
+    CheckOutcome, DynStore, FactorRevocation, FeedBounds, FeedPage, FeedQuery, NewEvent,
+    PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent,
+    StoredFactor, UserListQuery, store_methods,
 };
 use crate::domain::{
-    LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
+    FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
+    UserSessionsQuery,
 };
 
 pub struct Bounded {

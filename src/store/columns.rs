@@ -283,6 +283,8 @@ table! {
     SEQUENCE = "sequence", Guard => Value::int(to_i64(s.sequence));
     TOKEN_HASH = "token_hash", Changes => Value::Blob(Some(s.token_hash.as_bytes().to_vec()));
     TERMINATED_AT = "terminated_at", Changes => Value::time(s.terminated_at);
+    TOTP_VERIFIED_AT = "totp_verified_at", Changes => Value::time(s.factors.totp_verified_at);
+    RECOVERY_CODE_VERIFIED_AT = "recovery_code_verified_at", Changes => Value::time(s.factors.recovery_code_verified_at);
     LOGIN_NAME = "u.login_name", Joined;
     DISPLAY_NAME = "u.display_name", Joined;
     ORGANIZATION_ID = "u.organization_id", Joined;

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Error, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
+    Error, FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
     UserSessionsQuery,
 };
 
@@ -39,12 +39,14 @@ use crate::domain::error_ids;
 
 mod bounded;
 mod columns;
+mod factors;
 mod feed;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use bounded::{Bounded, Traced};
+pub use factors::{FactorRevocation, StoredFactor};
 pub use feed::{FeedBounds, FeedPage, FeedQuery, FeedRow, FeedWake};
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
@@ -278,6 +280,28 @@ macro_rules! store_methods {
             /// `expired_before`, with their events, in one transaction, raising the feed's
             /// horizon to the highest position deleted.
             async fn prune(&self, terminated_before: Time, expired_before: Time, batch: u32) -> Result<PruneBatch, StoreError>;
+
+            /// A user's factor enrollments (secrets sealed), with the count of unused recovery codes.
+            async fn user_factors(&self, user: &UserId) -> Result<Vec<StoredFactor>, StoreError>;
+
+            /// Writes an enrollment (replacing the user's one of that kind); with `codes`, replaces
+            /// the user's recovery-code hashes too; with `revoke`, ends sessions in the same
+            /// transaction. Returns how many sessions ended.
+            async fn save_factor(&self, factor: &StoredFactor, codes: Option<&[Vec<u8>]>, revoke: Option<&FactorRevocation>) -> Result<u64, StoreError>;
+
+            /// Deletes a user's enrollment of one kind (and its recovery codes); with `revoke`, ends
+            /// sessions in the same transaction. `None` when there was nothing to delete.
+            async fn remove_factor(&self, user: &UserId, kind: FactorKind, revoke: Option<&FactorRevocation>) -> Result<Option<u64>, StoreError>;
+
+            /// Records `step` as the user's last accepted TOTP step if it is later than the stored
+            /// one and the TOTP is ready; false when a check already accepted this step or a later one.
+            async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError>;
+
+            /// The hashes of the user's recovery codes not used yet.
+            async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError>;
+
+            /// Marks one recovery code used, if it still is unused; false otherwise.
+            async fn use_recovery_code(&self, user: &UserId, hash: &[u8], at: Time) -> Result<bool, StoreError>;
 
             /// Whether the database answers.
             async fn ping(&self) -> Result<(), StoreError>;

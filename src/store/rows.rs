@@ -132,6 +132,8 @@ pub fn session_from_row(row: &impl Columns) -> Result<Session, StoreError> {
         factors: Factors {
             user,
             password_verified_at: row.time(PASSWORD_VERIFIED_AT)?,
+            totp_verified_at: row.time(TOTP_VERIFIED_AT)?,
+            recovery_code_verified_at: row.time(RECOVERY_CODE_VERIFIED_AT)?,
         },
         metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
         user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,

@@ -29,7 +29,7 @@ impl Backend {
     pub fn core(&self, clock: &ManualClock, settings: CoreSettings) -> Core {
         let clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let hasher = PasswordHasher::new(1024, 1, 4).expect("argon2 parameters");
-        Core::new(self.store.clone(), clock, hasher, settings)
+        Core::new(self.store.clone(), clock, hasher, settings).with_factor_key(&[7; 32])
     }
 }
 

@@ -1,4 +1,4 @@
-//! Route drift: every unary method of every `SessionService` (and of the
+//! Route drift: every unary method of every `SessionService` and `UserService` (and of the
 //! `SessionEventService`) in the compiled descriptor set is in the services' lists
 //! (`sessiond::faces::SERVICES`) with the descriptor's `google.api.http` rule, and answers on
 //! every protocol. (The one streaming method, `WatchSessionEvents`, has no REST rule; the feed
@@ -34,7 +34,7 @@ fn concrete(template: &str) -> String {
 }
 
 /// The services whose unary methods the lists must hold.
-const SERVICE_NAMES: [&str; 2] = ["SessionService", "SessionEventService"];
+const SERVICE_NAMES: [&str; 3] = ["SessionService", "UserService", "SessionEventService"];
 
 /// `(package, service, method)` of every unary method of every served service.
 fn session_methods() -> Vec<(String, String, String)> {
@@ -60,7 +60,7 @@ fn session_methods() -> Vec<(String, String, String)> {
 }
 
 #[test]
-fn the_descriptor_holds_both_session_services_with_five_methods_each_and_the_event_list() {
+fn the_descriptor_holds_both_session_services_the_user_service_and_the_event_list() {
     let methods = session_methods();
     let services: BTreeSet<&str> = methods.iter().map(|(_, s, _)| s.as_str()).collect();
     assert_eq!(
@@ -68,10 +68,11 @@ fn the_descriptor_holds_both_session_services_with_five_methods_each_and_the_eve
         BTreeSet::from([
             "sessiond.events.v1.SessionEventService",
             "zitadel.session.v2.SessionService",
-            "zitadel.session.v2beta.SessionService"
+            "zitadel.session.v2beta.SessionService",
+            "zitadel.user.v2.UserService"
         ])
     );
-    assert_eq!(methods.len(), 11, "{methods:?}");
+    assert_eq!(methods.len(), 10 + 16 + 1, "{methods:?}");
 }
 
 #[test]

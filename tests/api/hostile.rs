@@ -38,6 +38,8 @@ fn json_bodies() -> Vec<(&'static str, Vec<u8>)> {
         ("deep nesting", deep_json(20_000)),
         ("binary garbage", (0..=255u8).cycle().take(3000).collect()),
         ("invalid duration", b"{\"lifetime\":\"forever\",\"checks\":{\"user\":{\"userId\":\"1\"}}}".to_vec()),
+        ("hostile factor fields", "{\"userId\":\"1\\u0000\",\"code\":\"\u{0661}\u{0662}\u{0663}\u{0664}\u{0665}\u{0666}\",\"count\":\"99999999999\",\"totpSecret\":\"!!!\",\"profile\":{\"givenName\":\"\"},\"email\":{\"email\":\"x\"},\"checks\":{\"user\":{\"userId\":\"1\"},\"totp\":{\"code\":\"12345\"},\"recoveryCode\":{\"code\":\"\"}}}".as_bytes().to_vec()),
+        ("factor fields of the wrong type", b"{\"userId\":7,\"code\":123456,\"count\":[],\"totpSecret\":{},\"profile\":\"x\",\"checks\":{\"totp\":\"123456\",\"recoveryCode\":5}}".to_vec()),
         ("negative duration", b"{\"lifetime\":\"-5s\"}".to_vec()),
         ("overflowing numbers", b"{\"query\":{\"offset\":\"99999999999999999999999\",\"limit\":-1}}".to_vec()),
         ("SQL injection", b"{\"checks\":{\"user\":{\"loginName\":\"' OR '1'='1' --\"}},\"loginName\":\"x'); DROP TABLE users; --\",\"password\":\"x\"}".to_vec()),
@@ -99,6 +101,29 @@ fn cases(admin: &str) -> Vec<Case> {
         }
         r.push((Method::POST, "/auth/admin/api/users".into()));
         r.push((Method::PUT, "/auth/admin/api/users/123/password".into()));
+        r.push((
+            Method::DELETE,
+            "/auth/admin/api/users/123/factors/totp".into(),
+        ));
+        for path in [
+            "/v2/users/human",
+            "/v2/users/123/totp",
+            "/v2/users/123/totp/verify",
+            "/v2/users/123/recovery_codes",
+        ] {
+            r.push((Method::POST, path.into()));
+        }
+        for m in [
+            "AddHumanUser",
+            "RegisterTOTP",
+            "VerifyTOTPRegistration",
+            "RemoveTOTP",
+            "GenerateRecoveryCodes",
+            "RemoveRecoveryCodes",
+            "ListAuthenticationMethodTypes",
+        ] {
+            r.push((Method::POST, format!("/zitadel.user.v2.UserService/{m}")));
+        }
         r
     };
     for (method, path) in &json_routes {

@@ -174,14 +174,19 @@ fn rules_of(rpc: &str, rule: &HttpRule, out: &mut Vec<Rule>) {
     }
 }
 
-/// Every `google.api.http` rule of every `SessionService` and of the `SessionEventService` in
-/// the compiled descriptor set (whose streaming method has none).
+/// Every `google.api.http` rule of every `SessionService`, `UserService` and of the
+/// `SessionEventService` in the compiled descriptor set (whose streaming method has none).
 pub(crate) fn descriptor_rules() -> Vec<Rule> {
     let set = FileSet::decode(sessiond::faces::pb::FILE_DESCRIPTOR_SET)
         .expect("the embedded descriptor set decodes");
     let mut rules = Vec::new();
     for file in &set.file {
-        let served = |s: &&Service| s.name == "SessionService" || s.name == "SessionEventService";
+        let served = |s: &&Service| {
+            matches!(
+                s.name.as_str(),
+                "SessionService" | "UserService" | "SessionEventService"
+            )
+        };
         for service in file.service.iter().filter(served) {
             for method in &service.method {
                 let rpc = format!("{}.{}/{}", file.package, service.name, method.name);
@@ -444,9 +449,9 @@ async fn the_served_document_is_the_file_in_the_repository() {
 #[test]
 fn the_descriptor_has_a_rest_rule_for_every_session_method() {
     let rules = descriptor_rules();
-    // 5 RPCs × 2 packages and the event list, one binding each: if this changes, so must the
-    // document.
-    assert_eq!(rules.len(), 11, "{rules:#?}");
+    // 5 session RPCs × 2 packages, 16 UserService RPCs and the event list, one binding each:
+    // if this changes, so must the document.
+    assert_eq!(rules.len(), 10 + 16 + 1, "{rules:#?}");
     for rule in &rules {
         assert!(
             rule.path.starts_with("/v2/")
@@ -501,7 +506,8 @@ fn rest_bodies_and_path_parameters_follow_the_descriptor() {
         let package = rule.rpc.split('/').next().unwrap_or_default();
         let package = package
             .trim_end_matches(".SessionService")
-            .trim_end_matches(".SessionEventService");
+            .trim_end_matches(".SessionEventService")
+            .trim_end_matches(".UserService");
         let success = operation["responses"]
             .as_object()
             .and_then(|r| r.iter().find(|(status, _)| status.starts_with('2')))

@@ -1,5 +1,6 @@
 //! Nothing secret at rest or in logs: after a workload that sends passwords, session tokens
-//! (in headers, cookies, query strings and bodies) and JWTs, neither the database files nor
+//! (in headers, cookies, query strings and bodies), JWTs, a TOTP seed and recovery codes,
+//! neither the database files nor
 //! the server's log at the most verbose level contain any of them in clear.
 
 use serde_json::{Value, json};
@@ -111,6 +112,56 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
         .expect("delete");
     assert_eq!(stale.status(), 403);
 
+    // Second factors: a TOTP seed (shown once at enrollment) and recovery codes.
+    let registered: Value = send(
+        http.post(server.url(&format!("/v2/users/{user_id}/totp")))
+            .header("authorization", &auth)
+            .json(&json!({})),
+    )
+    .await
+    .json;
+    let totp_secret = registered["secret"].as_str().expect("secret").to_owned();
+    let seed = totp_rs::Secret::Encoded(totp_secret.clone())
+        .to_bytes()
+        .expect("base32");
+    // The server runs on the wall clock.
+    let now = {
+        use sessiond::domain::Clock;
+        u64::try_from(sessiond::domain::SystemClock.now().unix_micros() / 1_000_000)
+            .expect("after 1970")
+    };
+    let code = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, seed.clone())
+        .generate(now);
+    let verified = http
+        .post(server.url(&format!("/v2/users/{user_id}/totp/verify")))
+        .header("authorization", &auth)
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(verified.status(), 200);
+    let generated: Value = send(
+        http.post(server.url(&format!("/v2/users/{user_id}/recovery_codes")))
+            .header("authorization", &auth)
+            .json(&json!({"count": 3})),
+    )
+    .await
+    .json;
+    let recovery_codes: Vec<String> = generated["recoveryCodes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    let used = http
+        .post(server.url("/v2/sessions"))
+        .header("authorization", &auth)
+        .json(&json!({"checks": {"user": {"loginName": "audited"}, "recoveryCode": {"code": recovery_codes[0]}}}))
+        .send()
+        .await
+        .expect("recovery code check");
+    assert_eq!(used.status(), 201);
+
     let log = server.log_text();
     assert!(
         log.lines().count() > 30,
@@ -129,6 +180,13 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
         ),
     ];
     secrets.extend(tokens.iter().map(|t| ("session token", t.clone())));
+    secrets.push(("TOTP secret", totp_secret.clone()));
+    secrets.extend(recovery_codes.iter().map(|c| ("recovery code", c.clone())));
+    secrets.extend(
+        recovery_codes
+            .iter()
+            .map(|c| ("recovery code without its dash", c.replace('-', ""))),
+    );
     for (what, secret) in &secrets {
         assert!(
             !find_in(log.as_bytes(), secret),
@@ -147,6 +205,11 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
                 path.display()
             );
         }
+        assert!(
+            !bytes.windows(seed.len()).any(|w| w == seed.as_slice()),
+            "{} contains the TOTP seed",
+            path.display()
+        );
     }
     assert!(files >= 2, "expected the database files in the data dir");
     use std::io::Write;

@@ -207,8 +207,8 @@ async fn unsupported_checks_and_challenges_are_invalid_arguments() {
                 Some(&admin),
                 v2::CreateSessionRequest {
                     checks: Some(v2::Checks {
-                        totp: Some(v2::CheckTotp {
-                            code: "123456".into(),
+                        otp_sms: Some(v2::CheckOtp {
+                            code: "12345678".into(),
                         }),
                         ..user_check(alice.id.as_str())
                     }),

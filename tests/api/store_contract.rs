@@ -50,6 +50,7 @@ fn session(user: Option<&User>, created: Time, creator: &str) -> (Session, Sessi
                 organization_id: String::new(),
             }),
             password_verified_at: None,
+            ..Factors::default()
         },
         metadata: Metadata(BTreeMap::from([("k".into(), b"v".to_vec())])),
         user_agent: UserAgent {

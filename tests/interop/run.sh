@@ -3,8 +3,10 @@
 # its own sessiond (own temp data dir, OS-chosen port on 127.0.0.1):
 #
 #   buf-curl             buf curl (npm @bufbuild/buf): Connect (h1, h2c), gRPC (h2c), gRPC-Web (h1, h2c)
-#   zitadel-client-py    PyPI zitadel-client (official ZITADEL Python SDK): Connect JSON
-#   zitadel-client-node  npm @zitadel/client (official ZITADEL TS SDK): gRPC, gRPC-Web, Connect
+#   zitadel-client-py    PyPI zitadel-client (official ZITADEL Python SDK): Connect JSON; TOTP
+#                        (pyotp) and recovery codes enrolled and checked in SetSession
+#   zitadel-client-node  npm @zitadel/client (official ZITADEL TS SDK): gRPC, gRPC-Web, Connect;
+#                        TOTP (otpauth) enrolled and checked in SetSession on each transport
 #   grpcio               Python grpcio with stubs generated from proto/ at test time: native gRPC
 #
 # each for zitadel.session.v2 and v2beta (buf-curl and grpcio also follow the session event

@@ -12,9 +12,15 @@
 // The last three are not wrapped by the SDK; they use its NewAuthorizationBearerInterceptor.
 // The v2 client is the SDK's createSessionServiceClient (@zitadel/client/v2); the SDK exports no
 // v2beta client, so v2beta uses its createClientFor() with @zitadel/proto's v2beta descriptor.
+//
+// Then, over every transport, second factors: the user registers TOTP with its own session
+// token (createUserServiceClient: RegisterTOTP, VerifyTOTPRegistration with an `otpauth`
+// code) and the session passes `checks.totp` in SetSession once; the same code again is
+// refused.
 
 import { createClientFor, NewAuthorizationBearerInterceptor } from "@zitadel/client";
-import { createSessionServiceClient } from "@zitadel/client/v2";
+import { createSessionServiceClient, createUserServiceClient } from "@zitadel/client/v2";
+import { Secret, TOTP } from "otpauth";
 import { createServerTransport } from "@zitadel/client/node";
 import { createClientTransport } from "@zitadel/client/web";
 import { SessionService as SessionServiceV2beta } from "@zitadel/proto/zitadel/session/v2beta/session_service_pb.js";
@@ -96,6 +102,38 @@ async function flow(label, client, server) {
   console.log(`  ok @zitadel/client ${label}: session ${sid}`);
 }
 
+async function totpFlow(label, makeTransport, server) {
+  const sessions = createSessionServiceClient(makeTransport(server));
+  const created = await sessions.createSession({
+    checks: { user: { search: { case: "loginName", value: LOGIN_NAME } }, password: { password: PASSWORD } },
+  });
+  const users = createUserServiceClient(makeTransport({ ...server, token: created.sessionToken }));
+  // Each run starts over: a TOTP left verified by the transport before is removed first.
+  try {
+    await users.removeTOTP({ userId: server.userId });
+  } catch (e) {
+    check(ConnectError.from(e).code === Code.NotFound, `${label} removeTOTP: ${e.message}`);
+  }
+  const registered = await users.registerTOTP({ userId: server.userId });
+  check(registered.uri.startsWith("otpauth://totp/"), `${label} registerTOTP: uri ${registered.uri}`);
+  const totp = new TOTP({ secret: Secret.fromBase32(registered.secret), digits: 6, period: 30, algorithm: "SHA1" });
+  const now = Date.now();
+  await users.verifyTOTPRegistration({ userId: server.userId, code: totp.generate({ timestamp: now }) });
+  // The verifying code is spent; the next step's code is within the skew.
+  const code = totp.generate({ timestamp: now + 30_000 });
+  await sessions.setSession({ sessionId: created.sessionId, checks: { totp: { code } } });
+  let error;
+  try {
+    await sessions.setSession({ sessionId: created.sessionId, checks: { totp: { code } } });
+  } catch (e) {
+    error = ConnectError.from(e);
+  }
+  check(error?.code === Code.InvalidArgument, `${label} replayed TOTP code: expected InvalidArgument, got ${error ? Code[error.code] : "success"}`);
+  const got = await sessions.getSession({ sessionId: created.sessionId });
+  check(got.session.factors?.totp?.verifiedAt, `${label} factors.totp not verified`);
+  console.log(`  ok @zitadel/client ${label}: TOTP enrolled and checked on session ${created.sessionId}`);
+}
+
 const server = await startSessiond();
 let failed = false;
 try {
@@ -108,6 +146,15 @@ try {
         failed = true;
         console.error(`  FAIL @zitadel/client ${label}: ${e instanceof ConnectError ? `[${Code[e.code]}] ${e.rawMessage}` : e.message}`);
       }
+    }
+  }
+  for (const [tname, makeTransport] of Object.entries(transports)) {
+    const label = `v2 ${tname} TOTP`;
+    try {
+      await totpFlow(label, makeTransport, server);
+    } catch (e) {
+      failed = true;
+      console.error(`  FAIL @zitadel/client ${label}: ${e instanceof ConnectError ? `[${Code[e.code]}] ${e.rawMessage}` : e.message}`);
     }
   }
 } finally {

@@ -7,13 +7,18 @@ from `Zitadel.with_access_token(host, token)`. Errors surface as `ApiError` with
 status (`code`) and the decoded Connect error JSON (`response_body`).
 
 Runs create -> get -> list (userIdQuery, idsQuery) -> delete -> get (NotFound) for v2
-(`zitadel.sessions`) and v2beta (`zitadel.beta_sessions`).
+(`zitadel.sessions`) and v2beta (`zitadel.beta_sessions`); then second factors through
+`zitadel.users` with the user's own session token (RegisterTOTP, VerifyTOTPRegistration with
+a `pyotp` code, GenerateRecoveryCodes) and their checks in SetSession (a replayed TOTP code
+and a used recovery code refused).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
+import pyotp
 from zitadel_client import Zitadel
 from zitadel_client.exceptions import ApiError
 from zitadel_client.models import (
@@ -37,6 +42,12 @@ from zitadel_client.models import (
     SessionServiceListSessionsRequest,
     SessionServiceSearchQuery,
     SessionServiceUserIDQuery,
+    SessionServiceCheckRecoveryCode,
+    SessionServiceCheckTOTP,
+    SessionServiceSetSessionRequest,
+    UserServiceGenerateRecoveryCodesRequest,
+    UserServiceRegisterTOTPRequest,
+    UserServiceVerifyTOTPRegistrationRequest,
 )
 
 from sessiond_fixture import LOGIN_NAME, PASSWORD, Sessiond, check
@@ -119,11 +130,67 @@ def flow(version: str, api, server: Sessiond) -> None:
     print(f"  ok zitadel-client {version} (Connect JSON): session {sid}")
 
 
+def refused(call, status: int, code: str, what: str) -> None:
+    try:
+        call()
+    except ApiError as e:
+        body = e.response_body if isinstance(e.response_body, dict) else {}
+        check(e.code == status and body.get("code") == code,
+              f"{what}: expected {status} {code}, got {e.code} {e.response_body!r}")
+    else:
+        raise AssertionError(f"{what}: succeeded, expected {code}")
+
+
+def factors_flow(server: Sessiond) -> None:
+    admin = Zitadel.with_access_token(server.url, server.token)
+    created = admin.sessions.create_session(SessionServiceCreateSessionRequest(
+        checks=SessionServiceChecks(
+            user=SessionServiceCheckUser(login_name=LOGIN_NAME),
+            password=SessionServiceCheckPassword(password=PASSWORD),
+        )))
+    sid = created.session_id
+    # The user enrolls its own factors with its session token as the bearer.
+    own = Zitadel.with_access_token(server.url, created.session_token)
+    registered = own.users.register_totp(UserServiceRegisterTOTPRequest(user_id=server.user_id))
+    check(registered.uri.startswith("otpauth://totp/") and f"secret={registered.secret}" in registered.uri,
+          f"RegisterTOTP: unexpected uri {registered.uri!r}")
+    totp = pyotp.TOTP(registered.secret)
+    now = time.time()
+    own.users.verify_totp_registration(UserServiceVerifyTOTPRegistrationRequest(
+        user_id=server.user_id, code=totp.at(now)))
+
+    # The code that verified the enrollment is spent; the next step's code (within the
+    # skew) passes once.
+    code = totp.at(now + 30)
+    set_totp = lambda: admin.sessions.set_session(SessionServiceSetSessionRequest(
+        session_id=sid, checks=SessionServiceChecks(totp=SessionServiceCheckTOTP(code=code))))
+    # Every change of the session rotates its token: the user goes on with the new one.
+    own = Zitadel.with_access_token(server.url, set_totp().session_token)
+    refused(set_totp, 400, "invalid_argument", "SetSession with a replayed TOTP code")
+
+    codes = own.users.generate_recovery_codes(UserServiceGenerateRecoveryCodesRequest(
+        user_id=server.user_id, count=2)).recovery_codes
+    check(len(codes) == 2, f"GenerateRecoveryCodes: expected 2 codes, got {codes!r}")
+    set_code = lambda: admin.sessions.set_session(SessionServiceSetSessionRequest(
+        session_id=sid, checks=SessionServiceChecks(
+            recovery_code=SessionServiceCheckRecoveryCode(code=codes[0]))))
+    set_code()
+    refused(set_code, 400, "invalid_argument", "SetSession with a used recovery code")
+
+    factors = admin.sessions.get_session(SessionServiceGetSessionRequest(session_id=sid)).session.factors
+    check(factors.totp is not None and factors.totp.verified_at is not None,
+          f"factors.totp not verified: {factors!r}")
+    check(factors.recovery_code is not None and factors.recovery_code.verified_at is not None,
+          f"factors.recoveryCode not verified: {factors!r}")
+    print(f"  ok zitadel-client v2 (Connect JSON): TOTP and recovery codes on session {sid}")
+
+
 def main() -> int:
     with Sessiond() as server:
         zitadel = Zitadel.with_access_token(server.url, server.token)
         flow("v2", zitadel.sessions, server)
         flow("v2beta", zitadel.beta_sessions, server)
+        factors_flow(server)
     return 0
 
 

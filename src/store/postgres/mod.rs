@@ -35,10 +35,13 @@ use super::{
     CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
+use super::{FactorRevocation, StoredFactor};
 use crate::domain::{
-    LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
+    FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
+    UserSessionsQuery,
 };
 
+mod factors;
 mod feed;
 mod users;
 
@@ -436,6 +439,51 @@ impl Store for PostgresStore {
         let page = users::list(&mut tx, query).await?;
         tx.commit().await.map_err(classify)?;
         Ok(page)
+    }
+
+    async fn user_factors(&self, user: &UserId) -> Result<Vec<StoredFactor>, StoreError> {
+        factors::of_user(&self.pool, user).await
+    }
+
+    async fn save_factor(
+        &self,
+        factor: &StoredFactor,
+        codes: Option<&[Vec<u8>]>,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked = factors::save(&mut tx, factor, codes, revoke).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(revoked)
+    }
+
+    async fn remove_factor(
+        &self,
+        user: &UserId,
+        kind: FactorKind,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked = factors::remove(&mut tx, user, kind, revoke).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(revoked)
+    }
+
+    async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError> {
+        factors::accept_step(&self.pool, user, step).await
+    }
+
+    async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError> {
+        factors::unused_codes(&self.pool, user).await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: &UserId,
+        hash: &[u8],
+        at: Time,
+    ) -> Result<bool, StoreError> {
+        factors::use_code(&self.pool, user, hash, at).await
     }
 
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {

@@ -19,6 +19,7 @@
 //! This module holds the store object and which connection each call runs on; the SQL is in
 //! `statements` (rows from the column lists), `users` and `maintenance`, the opening in `open`.
 
+mod factors;
 mod feed;
 mod maintenance;
 mod open;
@@ -45,8 +46,10 @@ use super::{
     CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
+use super::{FactorRevocation, StoredFactor};
 use crate::domain::{
-    LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId, UserSessionsQuery,
+    FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
+    UserSessionsQuery,
 };
 
 pub use self::open::Synchronous;
@@ -290,6 +293,70 @@ impl Store for SqliteStore {
         let (name, fresh) = (name.to_owned(), fresh_secret());
         self.writer
             .write(move |conn| maintenance::secret(conn, &name, fresh))
+            .await
+    }
+
+    async fn user_factors(&self, user: &UserId) -> Result<Vec<StoredFactor>, StoreError> {
+        let user = user.as_str().to_owned();
+        self.readers
+            .read_blocking(move |conn| factors::of_user(conn, &user))
+            .await
+    }
+
+    async fn save_factor(
+        &self,
+        factor: &StoredFactor,
+        codes: Option<&[Vec<u8>]>,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<u64, StoreError> {
+        let write = factors::FactorWrite {
+            factor: factor.clone(),
+            codes: codes.map(<[Vec<u8>]>::to_vec),
+            revocation: revoke
+                .map(|r| RevocationRow::new(&factor.user_id, r.except.as_ref(), &r.revocation))
+                .transpose()?,
+        };
+        self.writer.write(move |conn| write.apply(conn)).await
+    }
+
+    async fn remove_factor(
+        &self,
+        user: &UserId,
+        kind: FactorKind,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<Option<u64>, StoreError> {
+        let revocation = revoke
+            .map(|r| RevocationRow::new(user, r.except.as_ref(), &r.revocation))
+            .transpose()?;
+        let user = user.as_str().to_owned();
+        self.writer
+            .write(move |conn| factors::remove(conn, &user, kind.as_str(), revocation.as_ref()))
+            .await
+    }
+
+    async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError> {
+        let user = user.as_str().to_owned();
+        self.writer
+            .write(move |conn| factors::accept_step(conn, &user, step))
+            .await
+    }
+
+    async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let user = user.as_str().to_owned();
+        self.readers
+            .read_blocking(move |conn| factors::unused_codes(conn, &user))
+            .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: &UserId,
+        hash: &[u8],
+        at: Time,
+    ) -> Result<bool, StoreError> {
+        let (user, hash, at) = (user.as_str().to_owned(), hash.to_vec(), at.unix_micros());
+        self.writer
+            .write(move |conn| factors::use_code(conn, &user, &hash, at))
             .await
     }
 

@@ -8,6 +8,7 @@
 mod admin;
 mod create;
 mod delete;
+mod factors;
 mod feed;
 mod feed_postgres;
 mod feed_process;

@@ -473,7 +473,7 @@ impl Api {
     }
 }
 
-pub(super) fn grpc_request<T>(message: T, auth: Option<&str>) -> tonic::Request<T> {
+pub fn grpc_request<T>(message: T, auth: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(auth) = auth {
         request

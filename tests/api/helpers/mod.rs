@@ -17,6 +17,7 @@ mod proxy;
 mod raw;
 mod requests;
 mod sessions;
+mod users;
 
 pub use app::*;
 pub use clients::*;
@@ -27,6 +28,7 @@ pub use proxy::*;
 pub use raw::*;
 pub use requests::*;
 pub use sessions::*;
+pub use users::*;
 
 use sessiond::domain::Time;
 

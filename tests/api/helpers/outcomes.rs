@@ -216,7 +216,7 @@ impl Failure {
 
 /// Unwraps a success, naming the client on failure.
 #[track_caller]
-pub fn ok<T>(api: &Api, outcome: Outcome<T>) -> Reply<T> {
+pub fn ok<T>(api: &impl fmt::Display, outcome: Outcome<T>) -> Reply<T> {
     match outcome {
         Ok(reply) => reply,
         Err(f) => panic!("{api}: expected success, got {f:?}"),
@@ -225,7 +225,12 @@ pub fn ok<T>(api: &Api, outcome: Outcome<T>) -> Reply<T> {
 
 /// Asserts a failure with this code and error id (and `message` ending in `(id)`).
 #[track_caller]
-pub fn fails<T: fmt::Debug>(api: &Api, outcome: Outcome<T>, code: Code, id: &str) -> Failure {
+pub fn fails<T: fmt::Debug>(
+    api: &impl fmt::Display,
+    outcome: Outcome<T>,
+    code: Code,
+    id: &str,
+) -> Failure {
     let failure = match outcome {
         Ok(reply) => panic!("{api}: expected {code:?} ({id}), got success {reply:?}"),
         Err(f) => f,

@@ -1,0 +1,95 @@
+//! A user's second factors on the admin face: list them (no secrets: kind, state, times,
+//! recovery codes left) and remove one. Removing ends the user's sessions unless
+//! `revokeSessions=false` is in the query, as a password change does.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::request::Parts;
+use serde_json::{Value, json};
+
+use super::FaceState;
+use super::admin::{Admin, AdminError, Answer, Query, UserPath, path_param};
+use super::admin_json::rfc3339;
+use super::edges::Bearer;
+use crate::domain::{EnrolledFactor, FactorKind};
+
+/// The `{kind}` of a factor route.
+struct KindPath(FactorKind);
+
+impl FromRequestParts<FaceState> for KindPath {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &FaceState) -> Result<Self, AdminError> {
+        Ok(Self(FactorKind::parse(
+            &path_param(parts, state, "kind").await?,
+        )?))
+    }
+}
+
+pub fn factor_json(factor: &EnrolledFactor) -> Value {
+    let mut body = json!({
+        "kind": factor.kind.as_str(),
+        "state": factor.state.as_str(),
+        "createdAt": rfc3339(Some(factor.created_at)),
+        "verifiedAt": rfc3339(factor.verified_at),
+    });
+    if factor.kind == FactorKind::RecoveryCodes {
+        body["remainingCodes"] = json!(factor.remaining_codes);
+    }
+    body
+}
+
+async fn list_factors(
+    State(state): State<FaceState>,
+    Bearer(principal, ..): Admin,
+    UserPath(id): UserPath,
+) -> Answer {
+    let factors = state.api.core().user_factors(&principal, &id).await?;
+    let data: Vec<Value> = factors.iter().map(factor_json).collect();
+    Ok(axum::Json(json!({ "data": data })).into_response())
+}
+
+async fn remove_factor(
+    State(state): State<FaceState>,
+    Bearer(principal, ..): Admin,
+    UserPath(id): UserPath,
+    KindPath(kind): KindPath,
+    query: Query,
+) -> Answer {
+    let mut revoke = true;
+    for (key, value) in query.0 {
+        if key == "revokeSessions" || key == "revoke_sessions" {
+            revoke = match value.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(AdminError::validation(
+                        "revokeSessions must be true or false",
+                    ));
+                }
+            };
+        }
+    }
+    let change = state
+        .api
+        .core()
+        .remove_factor(&principal, &id, kind, revoke)
+        .await?;
+    let body = json!({
+        "message": "Factor removed",
+        "kind": kind.as_str(),
+        "revokedSessions": change.revoked,
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+pub fn routes() -> Router<FaceState> {
+    Router::new()
+        .route("/auth/admin/api/users/{id}/factors", get(list_factors))
+        .route(
+            "/auth/admin/api/users/{id}/factors/{kind}",
+            axum::routing::delete(remove_factor),
+        )
+}

@@ -1,0 +1,124 @@
+//! The SQLite statements of second factors: enrollments, recovery-code hashes, the TOTP
+//! replay guard. Each function runs on a connection it is given, inside the caller's
+//! transaction; none opens one.
+
+use std::sync::LazyLock;
+
+use rusqlite::{Connection, params};
+
+use super::open::classify;
+use super::statements::all_rows;
+use super::users::RevocationRow;
+use crate::store::StoreError;
+use crate::store::factors::{FACTOR_COLUMNS, StoredFactor, factor_from_row};
+
+static FACTORS_OF_USER: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {FACTOR_COLUMNS} FROM user_factors f WHERE f.user_id = ?1 ORDER BY f.kind")
+});
+
+/// A user's enrollments.
+pub fn of_user(conn: &Connection, user: &str) -> Result<Vec<StoredFactor>, StoreError> {
+    all_rows(conn, &FACTORS_OF_USER, [user], |row| factor_from_row(row))
+}
+
+/// A factor write, owned so it can travel to the writer.
+pub struct FactorWrite {
+    pub factor: StoredFactor,
+    pub codes: Option<Vec<Vec<u8>>>,
+    pub revocation: Option<RevocationRow>,
+}
+
+impl FactorWrite {
+    pub fn apply(&self, conn: &Connection) -> Result<u64, StoreError> {
+        let f = &self.factor;
+        conn.prepare_cached(
+            "INSERT INTO user_factors (user_id, kind, state, secret, last_step, created_at, \
+             verified_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (user_id, kind) DO \
+             UPDATE SET state = excluded.state, secret = excluded.secret, \
+             last_step = excluded.last_step, created_at = excluded.created_at, \
+             verified_at = excluded.verified_at",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                f.user_id.as_str(),
+                f.kind.as_str(),
+                f.state.as_str(),
+                f.secret,
+                f.last_step,
+                f.created_at.unix_micros(),
+                f.verified_at.map(|t| t.unix_micros()),
+            ])
+        })
+        .map_err(classify)?;
+        if let Some(codes) = &self.codes {
+            conn.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")
+                .and_then(|mut st| st.execute([f.user_id.as_str()]))
+                .map_err(classify)?;
+            let mut insert = conn
+                .prepare_cached("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)")
+                .map_err(classify)?;
+            for hash in codes {
+                insert
+                    .execute(params![f.user_id.as_str(), hash])
+                    .map_err(classify)?;
+            }
+        }
+        self.revocation.as_ref().map_or(Ok(0), |r| r.apply(conn))
+    }
+}
+
+/// Deletes one enrollment and its codes; `None` when there was none.
+pub fn remove(
+    conn: &Connection,
+    user: &str,
+    kind: &str,
+    revocation: Option<&RevocationRow>,
+) -> Result<Option<u64>, StoreError> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM user_factors WHERE user_id = ?1 AND kind = ?2")
+        .and_then(|mut st| st.execute([user, kind]))
+        .map_err(classify)?;
+    if deleted == 0 {
+        return Ok(None);
+    }
+    if kind == crate::domain::FactorKind::RecoveryCodes.as_str() {
+        conn.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")
+            .and_then(|mut st| st.execute([user]))
+            .map_err(classify)?;
+    }
+    revocation.map_or(Ok(0), |r| r.apply(conn)).map(Some)
+}
+
+/// Moves the TOTP replay guard forward to `step`, if it is later.
+pub fn accept_step(conn: &Connection, user: &str, step: i64) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE user_factors SET last_step = ?1 WHERE user_id = ?2 AND kind = 'totp' \
+             AND state = 'ready' AND (last_step IS NULL OR last_step < ?1)",
+        )
+        .and_then(|mut st| st.execute(params![step, user]))
+        .map_err(classify)?;
+    Ok(changed == 1)
+}
+
+/// Hashes of the codes not used yet.
+pub fn unused_codes(conn: &Connection, user: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    all_rows(
+        conn,
+        "SELECT code_hash FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
+        [user],
+        |row| row.get::<_, Vec<u8>>(0).map_err(classify),
+    )
+}
+
+/// Marks one code used if it still is unused.
+pub fn use_code(conn: &Connection, user: &str, hash: &[u8], at: i64) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE recovery_codes SET used_at = ?1 WHERE user_id = ?2 AND code_hash = ?3 \
+             AND used_at IS NULL",
+        )
+        .and_then(|mut st| st.execute(params![at, user, hash]))
+        .map_err(classify)?;
+    Ok(changed == 1)
+}
