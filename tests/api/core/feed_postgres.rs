@@ -59,11 +59,22 @@ async fn an_event_committed_late_with_a_lower_transaction_id_is_never_skipped() 
     for h in postgres_only(harnesses_with(with_poll(Duration::from_millis(100))).await) {
         let user = h.user("ann@example.com").await;
         let first = h.session_for(&user).await;
+        // From the start, once the first session's creation is readable: nothing else is.
         let mut stream = succeeds(
             &h,
             h.core
-                .watch_session_events(&admin(), EventFilter::default())
+                .watch_session_events(
+                    &admin(),
+                    EventFilter {
+                        after: Some("0".into()),
+                        ..EventFilter::default()
+                    },
+                )
                 .await,
+        );
+        assert_eq!(
+            take(&h, &mut stream, 1).await[0].session_id,
+            first.id.as_str()
         );
 
         // A transaction takes its id and stays open while later ones commit.
