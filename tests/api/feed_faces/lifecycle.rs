@@ -10,6 +10,8 @@ async fn shutdown_ends_every_open_stream_promptly() {
     let admin = app.admin();
     let user = app.add_user("ada").await;
     let me = login(&app, &user).await;
+    // Opened "from now" after the sign-in is readable, the streams have nothing to show.
+    readable_as(&app, &me.id, "added").await;
 
     let mut grpc = grpc_client(&app)
         .watch_session_events(grpc_request(

@@ -322,7 +322,40 @@ pub async fn create_and_delete(app: &TestApp, user: &User) -> String {
         )
         .await
         .expect("deleting the session");
+    readable(app, &created.session_id).await;
     created.session_id
+}
+
+/// Waits until the termination of `session` is in the feed's list. On PostgreSQL an event
+/// shows once no older transaction anywhere in the cluster is still open (another test's may
+/// be); once it shows, so do all events written before it.
+pub async fn readable(app: &TestApp, session: &str) {
+    readable_as(app, session, "terminated").await;
+}
+
+/// Waits until an event of `session` of type `kind` (`added`, `terminated`) is in the
+/// feed's list; see [`readable`].
+pub async fn readable_as(app: &TestApp, session: &str, kind: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let answer = send(
+            app.http
+                .get(app.url(&format!(
+                    "/v1/session-events?after=0&types={kind}&limit=1000"
+                )))
+                .header("authorization", app.admin()),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let listed = answer.json["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["sessionId"] == session));
+        if listed {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", answer.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The `(session, type)` pairs a protocol must show for one [`create_and_delete`].
