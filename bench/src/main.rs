@@ -6,6 +6,7 @@
 //! picks, measures, stops them and writes the report.
 
 mod client;
+mod feed;
 mod load;
 mod noop;
 mod procfs;
@@ -46,6 +47,27 @@ enum Command {
     NoopServe {
         #[arg(long)]
         listen: SocketAddr,
+    },
+    /// Measure the session event feed in process: revocation latency with 1, 1,000 and
+    /// 10,000 subscribers (SQLite), DeleteSession throughput with and without 1,000
+    /// subscribers, memory per idle subscriber, and with --postgres two replicas.
+    Feed {
+        /// Subscriber counts of the one-node latency runs.
+        #[arg(long, default_value = "1,1000,10000", value_delimiter = ',')]
+        subscribers: Vec<usize>,
+        /// Sessions revoked per latency run (half with 10,000 subscribers).
+        #[arg(long, default_value_t = 200)]
+        revocations: usize,
+        /// Sessions deleted per throughput run.
+        #[arg(long, default_value_t = 4000)]
+        throughput_sessions: usize,
+        /// A PostgreSQL URL whose database (or `search_path` schema) the bench may fill: adds
+        /// the two-replica run.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Write the Markdown section here (and the numbers next to it as .json).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -174,6 +196,26 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Some(Command::NoopServe { listen }) => runtime.block_on(noop::serve(listen)),
+        Some(Command::Feed {
+            subscribers,
+            revocations,
+            throughput_sessions,
+            postgres,
+            out,
+        }) => runtime.block_on(async {
+            let report =
+                feed::run(&subscribers, revocations, throughput_sessions, postgres).await?;
+            let text = feed::markdown(&report);
+            println!("{text}");
+            if let Some(out) = out {
+                std::fs::write(&out, &text)?;
+                std::fs::write(
+                    out.with_extension("json"),
+                    serde_json::to_string_pretty(&report)?,
+                )?;
+            }
+            Ok(())
+        }),
         None => runtime.block_on(async {
             // On Ctrl-C the run is dropped, which stops the servers it started.
             tokio::select! {

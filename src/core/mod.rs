@@ -4,7 +4,7 @@
 
 mod admin_sessions;
 mod checks;
-mod events;
+pub mod events;
 mod login;
 mod paging;
 mod password;

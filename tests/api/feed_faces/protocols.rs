@@ -126,7 +126,13 @@ async fn a_watch_without_a_cursor_starts_now() {
             ConnectItem::End(end) => panic!("the stream ended early: {end}"),
         }
     }
-    assert!(of_sessions(&seen, &[&before]).is_empty(), "{seen:?}");
+    // On PostgreSQL "now" is the oldest transaction still running anywhere in the cluster, so
+    // a watch may begin with events committed just before it opened (never miss one); only
+    // SQLite promises to leave them all out.
+    let on_postgres = std::env::var(FACES_ON_POSTGRES_ENV).is_ok_and(|v| v == "1");
+    if !on_postgres {
+        assert!(of_sessions(&seen, &[&before]).is_empty(), "{seen:?}");
+    }
 }
 
 async fn rest_list(app: &TestApp, auth: &str, query: &str) -> Answer {

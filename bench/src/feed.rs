@@ -1,0 +1,341 @@
+//! `sessiond-bench feed`: how fast a revocation reaches the event feed's subscribers, and what
+//! subscribers cost. In process, on sessiond's core (the feed's own faces are measured by
+//! the protocol benches): one node on SQLite with 1, 1,000 and 10,000 subscribers, and, with
+//! `--postgres`, two replicas on one PostgreSQL database (delete on A, subscriber on B).
+//!
+//! - Latency: sessions are deleted one at a time, 5 ms apart (so the figure is the feed's, not
+//!   a queue's); for each, from the moment DeleteSession returned to the moment each
+//!   subscriber holds the `session.terminated` event (0 if it held it before the return).
+//! - Throughput: 32 DeleteSession calls in flight until a pool of sessions is gone, with no
+//!   subscriber and with 1,000 subscribers following every event.
+//! - Memory: resident set growth of this process per idle subscriber (10,000 of them).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use sessiond::core::{Checks, Core, CreateSession, NewUser, PasswordHasher, UserLookup};
+use sessiond::domain::{
+    Clock, EventFilter, LoginName, Principal, SessionEventType, SessionId, SystemClock,
+};
+use sessiond::settings::Settings;
+use tokio::task::JoinHandle;
+
+use crate::procfs;
+
+/// Deletes in flight in the throughput runs.
+const DELETERS: usize = 32;
+/// Time between two deletes of a latency run.
+const SPACING: Duration = Duration::from_millis(5);
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LatencyRow {
+    pub setup: String,
+    pub subscribers: usize,
+    pub revocations: usize,
+    pub deliveries: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FeedReport {
+    pub latency: Vec<LatencyRow>,
+    pub deletes_per_s_without: f64,
+    pub deletes_per_s_with_1000: f64,
+    pub bytes_per_idle_subscriber: f64,
+}
+
+/// One node: a core over a fresh store.
+async fn node(settings: &Settings) -> anyhow::Result<Core> {
+    let store = sessiond::app::open_store(settings).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(Core::new(
+        store,
+        clock,
+        PasswordHasher::new(1024, 1, 2)?,
+        sessiond::app::core_settings(settings),
+    ))
+}
+
+fn settings_in(dir: &std::path::Path, database_url: Option<String>) -> Settings {
+    Settings {
+        database_url: database_url.map(Into::into),
+        feed_max_subscribers: 20_000,
+        ..Settings::for_test(dir)
+    }
+}
+
+async fn sessions(core: &Core, checks: &Checks, n: usize) -> anyhow::Result<Vec<SessionId>> {
+    let principal = Principal::system();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let created = core
+            .create_session(
+                &principal,
+                CreateSession {
+                    checks: checks.clone(),
+                    ..CreateSession::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating a session: {e}"))?;
+        out.push(created.session_id);
+    }
+    Ok(out)
+}
+
+/// Subscribers to terminations, each recording when it held each of `wanted` (by index).
+struct Subscribers {
+    tasks: Vec<JoinHandle<Vec<(usize, Instant)>>>,
+}
+
+async fn subscribe(
+    core: &Core,
+    n: usize,
+    wanted: Arc<HashMap<String, usize>>,
+) -> anyhow::Result<Subscribers> {
+    let principal = Principal::system();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let filter = EventFilter {
+            types: vec![SessionEventType::Terminated],
+            ..EventFilter::default()
+        };
+        let mut stream = core
+            .watch_session_events(&principal, filter)
+            .await
+            .map_err(|e| anyhow::anyhow!("subscribing: {e}"))?;
+        let wanted = wanted.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while held.len() < wanted.len() {
+                match stream.next().await {
+                    Some(Ok(event)) => {
+                        if let Some(&i) = wanted.get(&event.session_id) {
+                            held.push((i, Instant::now()));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            held
+        }));
+    }
+    Ok(Subscribers { tasks })
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Deletes `ids` on `writer` one at a time while `subscribers` (on `reader`'s feed) follow.
+async fn latency(
+    setup: &str,
+    writer: &Core,
+    reader: &Core,
+    checks: &Checks,
+    subscribers: usize,
+    revocations: usize,
+) -> anyhow::Result<LatencyRow> {
+    let ids = sessions(writer, checks, revocations).await?;
+    let wanted: Arc<HashMap<String, usize>> = Arc::new(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str().to_owned(), i))
+            .collect(),
+    );
+    let subs = subscribe(reader, subscribers, wanted).await?;
+    // Let every subscriber reach its first wait, and a replica's listener connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let principal = Principal::system();
+    let mut acks = Vec::with_capacity(ids.len());
+    for id in &ids {
+        writer
+            .delete_session(&principal, id, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("deleting: {e}"))?;
+        acks.push(Instant::now());
+        tokio::time::sleep(SPACING).await;
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut deliveries = 0u64;
+    for task in subs.tasks {
+        let held = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .context("a subscriber did not get every revocation within 60 s")??;
+        for (i, at) in held {
+            let us = at.saturating_duration_since(acks[i]).as_micros();
+            hist.record(u64::try_from(us).unwrap_or(u64::MAX).max(1))?;
+            deliveries += 1;
+        }
+    }
+    Ok(LatencyRow {
+        setup: setup.to_owned(),
+        subscribers,
+        revocations,
+        deliveries,
+        p50_ms: ms(hist.value_at_quantile(0.5)),
+        p99_ms: ms(hist.value_at_quantile(0.99)),
+        max_ms: ms(hist.max()),
+    })
+}
+
+/// DeleteSession calls per second, `DELETERS` in flight, over `n` sessions.
+async fn delete_rate(core: &Core, checks: &Checks, n: usize) -> anyhow::Result<f64> {
+    let ids = sessions(core, checks, n).await?;
+    let queue = Arc::new(std::sync::Mutex::new(ids));
+    let started = Instant::now();
+    let mut workers: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
+    for _ in 0..DELETERS {
+        let (core, queue) = (core.clone(), queue.clone());
+        workers.push(tokio::spawn(async move {
+            let principal = Principal::system();
+            loop {
+                let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
+                let Some(id) = next else { return Ok(()) };
+                core.delete_session(&principal, &id, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("deleting: {e}"))?;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Resident set growth per idle subscriber, over `n` of them.
+async fn idle_cost(core: &Core, n: usize) -> anyhow::Result<f64> {
+    let pid = std::process::id();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = procfs::rss(pid);
+    let subs = subscribe(core, n, Arc::new(HashMap::from([(String::new(), 0)]))).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = procfs::rss(pid);
+    for task in subs.tasks {
+        task.abort();
+    }
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
+pub async fn run(
+    counts: &[usize],
+    revocations: usize,
+    throughput_sessions: usize,
+    postgres: Option<String>,
+) -> anyhow::Result<FeedReport> {
+    let dir = tempfile_dir()?;
+    let settings = settings_in(&dir, None);
+    let core = node(&settings).await?;
+    let user = core
+        .add_user(NewUser {
+            login_name: LoginName::parse("feed-bench").map_err(|e| anyhow::anyhow!("{e}"))?,
+            display_name: None,
+            organization_id: None,
+            password: None,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("adding a user: {e}"))?;
+    let checks = Checks {
+        user: Some(UserLookup::Id(user.id.clone())),
+        ..Checks::default()
+    };
+    // First, while the allocator has nothing freed to hand out again.
+    eprintln!("feed: memory of 10,000 idle subscribers");
+    let bytes = idle_cost(&core, 10_000).await?;
+    let mut latency_rows = Vec::new();
+    for &n in counts {
+        eprintln!("feed: latency with {n} subscribers (SQLite, one node)");
+        let k = if n >= 10_000 {
+            revocations / 2
+        } else {
+            revocations
+        };
+        latency_rows.push(latency("SQLite, one node", &core, &core, &checks, n, k.max(1)).await?);
+    }
+    eprintln!("feed: DeleteSession throughput without subscribers");
+    let without = delete_rate(&core, &checks, throughput_sessions).await?;
+    eprintln!("feed: DeleteSession throughput with 1,000 subscribers");
+    let wanted = Arc::new(HashMap::from([(String::new(), 0)]));
+    let subs = subscribe(&core, 1000, wanted).await?;
+    let with = delete_rate(&core, &checks, throughput_sessions).await?;
+    for task in subs.tasks {
+        task.abort();
+    }
+    drop(core);
+
+    if let Some(url) = postgres {
+        eprintln!("feed: latency across two PostgreSQL replicas");
+        let a_settings = settings_in(&dir, Some(url));
+        let a = node(&a_settings).await?;
+        let b = node(&a_settings).await?;
+        let user = a
+            .add_user(NewUser {
+                login_name: LoginName::parse(format!("feed-bench-{}", std::process::id()))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                display_name: None,
+                organization_id: None,
+                password: None,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("adding a user: {e}"))?;
+        let checks = Checks {
+            user: Some(UserLookup::Id(user.id.clone())),
+            ..Checks::default()
+        };
+        for n in [1, 1000] {
+            latency_rows.push(
+                latency(
+                    "PostgreSQL, delete on A, subscribers on B",
+                    &a,
+                    &b,
+                    &checks,
+                    n,
+                    revocations,
+                )
+                .await?,
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(FeedReport {
+        latency: latency_rows,
+        deletes_per_s_without: without,
+        deletes_per_s_with_1000: with,
+        bytes_per_idle_subscriber: bytes,
+    })
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("sessiond-feed-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The report's Markdown section.
+pub fn markdown(report: &FeedReport) -> String {
+    let mut out = String::from(
+        "| setup | subscribers | revocations | deliveries | p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &report.latency {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2} ms | {:.2} ms | {:.2} ms |\n",
+            r.setup, r.subscribers, r.revocations, r.deliveries, r.p50_ms, r.p99_ms, r.max_ms
+        ));
+    }
+    out.push_str(&format!(
+        "\nDeleteSession throughput ({DELETERS} in flight): {:.0}/s without subscribers, {:.0}/s \
+         with 1,000 subscribers ({:.2}×).\n\nResident memory per idle subscriber (10,000): {:.1} KiB.\n",
+        report.deletes_per_s_without,
+        report.deletes_per_s_with_1000,
+        report.deletes_per_s_with_1000 / report.deletes_per_s_without,
+        report.bytes_per_idle_subscriber / 1024.0
+    ));
+    out
+}
