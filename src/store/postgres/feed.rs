@@ -14,7 +14,8 @@
 //!
 //! Wake-ups. A write that appended events wakes this process's hub at once and asks the
 //! notifier to `NOTIFY` the channel [`CHANNEL`]; the notifier sends at most one notification
-//! per millisecond, however many writes asked. The listener `LISTEN`s on its own connection
+//! per millisecond, however many writes asked. The listener `LISTEN`s on a connection of its
+//! own (a one-connection pool beside the requests' pool)
 //! and wakes the hub on every notification, and also whenever its connection was lost and
 //! remade (notifications may have been missed then). The table stays the truth: the hub also
 //! polls, so a lost notification only delays it by the poll interval. Both tasks start on
@@ -161,10 +162,12 @@ pub async fn raise_horizon(
 }
 
 /// The store's wake-up, its notifier and its listener.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PgFeed {
     wake: FeedWake,
     notify: watch::Sender<u64>,
+    /// The listener's own connection (one), so it never takes one from requests.
+    listen_pool: PgPool,
     tasks: OnceLock<Tasks>,
 }
 
@@ -181,6 +184,15 @@ impl Drop for Tasks {
 }
 
 impl PgFeed {
+    pub fn new(listen_pool: PgPool) -> Self {
+        Self {
+            wake: FeedWake::default(),
+            notify: watch::Sender::new(0),
+            listen_pool,
+            tasks: OnceLock::new(),
+        }
+    }
+
     /// The wake-up, with the tasks started.
     pub fn wake(self: &Arc<Self>, pool: &PgPool) -> FeedWake {
         self.start(pool);
@@ -201,7 +213,7 @@ impl PgFeed {
             };
             Tasks(vec![
                 runtime.spawn(notify(pool.clone(), self.notify.subscribe())),
-                runtime.spawn(listen(pool.clone(), self.wake.clone())),
+                runtime.spawn(listen(self.listen_pool.clone(), self.wake.clone())),
             ])
         });
     }

@@ -86,13 +86,18 @@ impl PostgresStore {
             .map_err(internal)?
             .application_name("sessiond")
             .options([("statement_timeout", timeout_ms.as_str())]);
+        // The feed's listener keeps a connection of its own, outside the requests' pool.
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options.clone());
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
         Ok(Self {
             pool,
-            feed: Arc::default(),
+            feed: Arc::new(PgFeed::new(listen_pool)),
         })
     }
 

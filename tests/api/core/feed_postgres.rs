@@ -59,11 +59,22 @@ async fn an_event_committed_late_with_a_lower_transaction_id_is_never_skipped() 
     for h in postgres_only(harnesses_with(with_poll(Duration::from_millis(100))).await) {
         let user = h.user("ann@example.com").await;
         let first = h.session_for(&user).await;
+        // From the start, once the first session's creation is readable: nothing else is.
         let mut stream = succeeds(
             &h,
             h.core
-                .watch_session_events(&admin(), EventFilter::default())
+                .watch_session_events(
+                    &admin(),
+                    EventFilter {
+                        after: Some("0".into()),
+                        ..EventFilter::default()
+                    },
+                )
                 .await,
+        );
+        assert_eq!(
+            take(&h, &mut stream, 1).await[0].session_id,
+            first.id.as_str()
         );
 
         // A transaction takes its id and stays open while later ones commit.
@@ -223,5 +234,42 @@ async fn a_write_nobody_announces_reaches_a_subscriber_within_the_poll_interval(
                 "{h}: {took:?} with a poll interval of {poll:?}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn the_listener_reconnects_after_its_connection_is_killed() {
+    let settings = with_poll(Duration::from_secs(60));
+    for h in postgres_only(harnesses_with(settings.clone()).await) {
+        let b = replica(&h, settings.clone()).await;
+        let user = h.user("ann@example.com").await;
+        let filter = EventFilter {
+            types: vec![SessionEventType::Terminated],
+            ..EventFilter::default()
+        };
+        let mut stream = succeeds(&h, b.watch_session_events(&admin(), filter).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Every listening connection on the server (other tests' listeners reconnect too).
+        let mut conn = connect(&h).await;
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN %' AND datname = current_database() \
+             AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("terminating the listeners");
+        assert!(!killed.is_empty(), "{h}: a listener was connected");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let session = h.session_for(&user).await;
+        h.delete(&session.id).await;
+        let acknowledged = Instant::now();
+        let event = take(&h, &mut stream, 1).await.remove(0);
+        assert_eq!(event.session_id, session.id.as_str(), "{h}");
+        assert!(
+            acknowledged.elapsed() < Duration::from_secs(2),
+            "{h}: {:?} with a one-minute poll: the listener did not come back",
+            acknowledged.elapsed()
+        );
     }
 }
