@@ -301,6 +301,39 @@ pub fn grpc_client(
     events::session_event_service_client::SessionEventServiceClient::new(app.channel.clone())
 }
 
+/// `GET /v1/session-events?<query>`, asked again until `done` says the answer is complete.
+/// On PostgreSQL an event is listed only once no older transaction is running anywhere in the
+/// cluster, so right after a write the list may briefly lag behind it.
+pub async fn list_until(
+    app: &TestApp,
+    auth: &str,
+    query: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Answer {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let answer = send(
+            app.http
+                .get(app.url(&format!("/v1/session-events?{query}")))
+                .header("authorization", auth),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+        let events = answer.json["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if done(&events) {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{query}: still {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A watch from the oldest retained event.
 pub fn from_start() -> events::WatchSessionEventsRequest {
     events::WatchSessionEventsRequest {
