@@ -33,10 +33,24 @@ fn with_poll(poll_interval: Duration) -> CoreSettings {
 
 /// A direct connection to the harness's database (its own schema).
 async fn connect(h: &Harness) -> sqlx::PgConnection {
-    let url = h.backend.config.store_url();
-    sqlx::PgConnection::connect(&url)
-        .await
-        .expect("connecting to the test database")
+    connect_to(&h.backend.config.store_url()).await
+}
+
+/// A direct connection to `url`, waiting while the server has no connection slot free (the
+/// suite's tests run in parallel and each opens pools of its own).
+async fn connect_to(url: &str) -> sqlx::PgConnection {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match sqlx::PgConnection::connect(url).await {
+            Ok(conn) => return conn,
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("53300") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("connecting to the test database: {e}"),
+        }
+    }
 }
 
 /// A second replica: its own store (pool, listener) on the same database, its own hub.
@@ -135,7 +149,7 @@ async fn fifty_writers_with_out_of_order_commits_are_seen_exactly_once_in_order(
             let session = anchor.id.as_str().to_owned();
             let user = user.id.as_str().to_owned();
             writers.push(tokio::spawn(async move {
-                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+                let mut conn = connect_to(&url).await;
                 let mut tx = conn.begin().await.expect("begin");
                 sqlx::query(RAW_EVENT)
                     .bind(&session)
