@@ -13,6 +13,9 @@
 //! - A subscriber joins the ring first, then catches up from the store, and skips what the
 //!   ring brings up to where the store left it: every event once, in position order.
 //! - Each event is decoded once into an `Arc` shared by every subscriber's ring slot.
+//! - A subscriber that watches one user follows that user's own small ring instead of the
+//!   shared one, so an event wakes only the subscribers of all events and those of its user:
+//!   a thousand per-user watchers cost a write about what one does.
 //! - The subscriber count is bounded (`--feed-max-subscribers`). On shutdown, or when the
 //!   last handle of the hub is dropped, every stream yields `FEED_SHUTDOWN` and ends.
 //!
@@ -20,8 +23,9 @@
 
 mod subscription;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -39,6 +43,9 @@ pub use subscription::EventStream;
 
 /// Events the hub reads from the store at once.
 const HUB_PAGE: u32 = 1000;
+/// Events a per-user ring holds (at most the shared ring's size). A subscriber further behind
+/// on its own user reads the store, as on the shared ring.
+const USER_RING: usize = 64;
 /// How soon the hub looks again when committed events wait for an older transaction, at
 /// first and at most.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
@@ -98,11 +105,29 @@ struct Shared {
     store: DynStore,
     clock: Arc<dyn Clock>,
     settings: FeedSettings,
+    /// The ring of the subscribers of every user's events.
     ring: broadcast::Sender<Arc<Delivered>>,
+    /// The rings of the subscribers of one user's events, by user id; a ring goes when its
+    /// last subscriber does.
+    user_rings: Mutex<HashMap<String, broadcast::Sender<Arc<Delivered>>>>,
+    /// Events subscribers have taken from a ring, whether their selection kept them or not:
+    /// how much waking the fan-out costs.
+    ring_receipts: AtomicU64,
     subscribers: AtomicUsize,
     /// Set on shutdown: every stream ends.
     shutdown: watch::Sender<bool>,
     metrics: FeedMetrics,
+}
+
+impl Shared {
+    fn user_rings(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<Delivered>>>> {
+        // The map stays whole whatever panicked while holding it: each step leaves it valid.
+        self.user_rings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Handle to the hub. The hub task starts with the first subscriber and stops, ending every
@@ -137,6 +162,8 @@ impl Feed {
                     clock,
                     settings,
                     ring,
+                    user_rings: Mutex::new(HashMap::new()),
+                    ring_receipts: AtomicU64::new(0),
                     subscribers: AtomicUsize::new(0),
                     shutdown: watch::Sender::new(false),
                     metrics: FeedMetrics::default(),
@@ -155,6 +182,12 @@ impl Feed {
     /// Subscribers right now.
     pub fn subscribers(&self) -> usize {
         self.inner.shared.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Events subscribers of this process have taken from a ring so far, kept by their
+    /// selection or not: each one is a wake-up of a subscriber.
+    pub fn ring_receipts(&self) -> u64 {
+        self.inner.shared.ring_receipts.load(Ordering::Relaxed)
     }
 
     /// Ends every stream with `FEED_SHUTDOWN`; later subscriptions are refused the same way.
@@ -234,11 +267,22 @@ async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<(FeedPosition, 
             })
             .await?;
         let full = page.rows.len() >= HUB_PAGE as usize;
-        for row in page.rows {
-            let position = row.position;
-            if let Some(event) = event_of(row) {
+        let delivered: Vec<_> = page
+            .rows
+            .into_iter()
+            .filter_map(|row| {
+                let position = row.position;
+                event_of(row).map(|event| Arc::new(Delivered { position, event }))
+            })
+            .collect();
+        {
+            let user_rings = hub.user_rings();
+            for item in delivered {
+                if let Some(ring) = item.event.user_id.as_ref().and_then(|u| user_rings.get(u)) {
+                    let _ = ring.send(item.clone());
+                }
                 // No receiver is fine: nobody is listening right now.
-                let _ = hub.ring.send(Arc::new(Delivered { position, event }));
+                let _ = hub.ring.send(item);
             }
         }
         cursor = page.scanned_to.max(cursor);

@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering;
 use futures_util::Stream;
 use tokio::sync::{broadcast, watch};
 
-use super::{Delivered, Feed, Selection, Shared, read_page, shutting_down, subscribers_full};
+use super::{
+    Delivered, Feed, Selection, Shared, USER_RING, read_page, shutting_down, subscribers_full,
+};
 use crate::domain::{Error, FeedPosition, SessionEvent};
 
 /// A live stream of events; ends after an error.
@@ -43,9 +45,52 @@ impl Drop for Slot {
     }
 }
 
+/// The ring a subscriber follows: the shared one, or that of the one user it watches, which
+/// goes when its last subscriber does.
+struct Ring {
+    receiver: broadcast::Receiver<Arc<Delivered>>,
+    user: Option<String>,
+    shared: Arc<Shared>,
+}
+
+impl Ring {
+    fn join(shared: &Arc<Shared>, selection: &Selection) -> Self {
+        let receiver = match &selection.user_id {
+            None => shared.ring.subscribe(),
+            Some(user) => shared
+                .user_rings()
+                .entry(user.clone())
+                .or_insert_with(|| {
+                    broadcast::channel(USER_RING.min(shared.settings.buffer).max(1)).0
+                })
+                .subscribe(),
+        };
+        Self {
+            receiver,
+            user: selection.user_id.clone(),
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let Some(user) = &self.user else { return };
+        // Subscribers join under this lock, so no one can join between the count and the
+        // removal; the receiver still open here is this one.
+        let mut rings = self.shared.user_rings();
+        if rings
+            .get(user)
+            .is_some_and(|ring| ring.receiver_count() <= 1)
+        {
+            rings.remove(user);
+        }
+    }
+}
+
 struct Subscription {
     slot: Slot,
-    ring: broadcast::Receiver<Arc<Delivered>>,
+    ring: Ring,
     shutdown: watch::Receiver<bool>,
     selection: Selection,
     cursor: FeedPosition,
@@ -73,7 +118,7 @@ impl Feed {
         }
         self.start().await?;
         // Join the ring before reading the store: nothing falls between the two.
-        let ring = shared.ring.subscribe();
+        let ring = Ring::join(shared, &selection);
         let cursor = match after {
             Some(after) => {
                 // Refuse a bad cursor now, as an error of the call, not of the stream.
@@ -141,8 +186,11 @@ impl Subscription {
                 Mode::Live => {
                     let received = tokio::select! {
                         _ = self.shutdown.changed() => continue,
-                        received = self.ring.recv() => received,
+                        received = self.ring.receiver.recv() => received,
                     };
+                    if received.is_ok() {
+                        self.shared().ring_receipts.fetch_add(1, Ordering::Relaxed);
+                    }
                     match received {
                         Ok(item) if item.position <= self.cursor => {}
                         Ok(item) => {

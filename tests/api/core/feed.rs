@@ -605,3 +605,84 @@ async fn a_stalled_subscriber_slows_no_writer_and_later_reads_everything_from_th
         quiet(&h, &mut stalled).await;
     }
 }
+
+#[tokio::test]
+async fn a_per_user_subscriber_is_woken_only_by_its_own_users_events() {
+    for h in harnesses().await {
+        let ann = h.user("ann@example.com").await;
+        let bob = h.user("bob@example.com").await;
+        let mut anns = watch(&h, &as_user(&ann), all()).await;
+        let mut bobs_by_admin = watch(
+            &h,
+            &admin(),
+            EventFilter {
+                user_id: Some(bob.id.as_str().to_owned()),
+                ..EventFilter::default()
+            },
+        )
+        .await;
+        let mut everything = watch(&h, &admin(), all()).await;
+        // Each has caught up with the (empty) store and follows its ring.
+        quiet(&h, &mut anns).await;
+        quiet(&h, &mut bobs_by_admin).await;
+        quiet(&h, &mut everything).await;
+        let before = h.core.feed().ring_receipts();
+        let mut ann_sessions = Vec::new();
+        let mut bob_sessions = Vec::new();
+        for i in 0..30 {
+            bob_sessions.push(h.session_for(&bob).await.id.as_str().to_owned());
+            if i % 6 == 0 {
+                ann_sessions.push(h.session_for(&ann).await.id.as_str().to_owned());
+            }
+        }
+        let total = ann_sessions.len() + bob_sessions.len();
+        let seen = take(&h, &mut everything, total).await;
+        assert_in_cursor_order(&h, &seen);
+        let got: Vec<_> = take(&h, &mut anns, ann_sessions.len()).await;
+        assert_in_cursor_order(&h, &got);
+        let got: Vec<_> = got.into_iter().map(|e| e.session_id).collect();
+        assert_eq!(got, ann_sessions, "{h}");
+        let got: Vec<_> = take(&h, &mut bobs_by_admin, bob_sessions.len()).await;
+        assert_in_cursor_order(&h, &got);
+        let got: Vec<_> = got.into_iter().map(|e| e.session_id).collect();
+        assert_eq!(got, bob_sessions, "{h}");
+        quiet(&h, &mut anns).await;
+        quiet(&h, &mut bobs_by_admin).await;
+        // Ann's subscriber was woken by Ann's events only, Bob's by Bob's only; the one of
+        // every event by all of them.
+        assert_eq!(
+            h.core.feed().ring_receipts() - before,
+            (ann_sessions.len() + bob_sessions.len() + total) as u64,
+            "{h}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_per_user_subscriber_past_its_ring_reads_its_own_events_from_the_store() {
+    for h in harnesses().await {
+        let ann = h.user("ann@example.com").await;
+        let bob = h.user("bob@example.com").await;
+        // Never polled while the writes happen, and the writes outrun its ring.
+        let mut anns = watch(&h, &as_user(&ann), all()).await;
+        let mut ann_sessions = Vec::new();
+        for _ in 0..150 {
+            ann_sessions.push(h.session_for(&ann).await.id.as_str().to_owned());
+            h.session_for(&bob).await;
+        }
+        let got = take(&h, &mut anns, ann_sessions.len()).await;
+        assert_in_cursor_order(&h, &got);
+        let got: Vec<_> = got.into_iter().map(|e| e.session_id).collect();
+        assert_eq!(got, ann_sessions, "{h}");
+        quiet(&h, &mut anns).await;
+        // Another subscriber of the same user, after the first is gone, follows a new ring.
+        drop(anns);
+        let mut again = watch(&h, &as_user(&ann), all()).await;
+        quiet(&h, &mut again).await;
+        let next = h.session_for(&ann).await;
+        h.session_for(&bob).await;
+        let got = take(&h, &mut again, 1).await;
+        assert_eq!(got[0].session_id, next.id.as_str(), "{h}");
+        quiet(&h, &mut again).await;
+    }
+}
