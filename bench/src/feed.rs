@@ -6,8 +6,10 @@
 //! - Latency: sessions are deleted one at a time, 5 ms apart (so the figure is the feed's, not
 //!   a queue's); for each, from the moment DeleteSession returned to the moment each
 //!   subscriber holds the `session.terminated` event (0 if it held it before the return).
-//! - Throughput: 32 DeleteSession calls in flight until a pool of sessions is gone, with no
-//!   subscriber and with 1,000 subscribers following every event.
+//! - Throughput: 32 DeleteSession calls in flight until a pool of sessions is gone, in two
+//!   scenarios, each against the same deletes with no subscriber: 1,000 subscribers each
+//!   following every event (one user's sessions), and 1,000 per-user subscribers, each
+//!   watching one of 1,000 users whose sessions the deletes are spread over.
 //! - Memory: resident set growth of this process per idle subscriber (10,000 of them).
 
 use std::collections::HashMap;
@@ -45,8 +47,12 @@ pub struct LatencyRow {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FeedReport {
     pub latency: Vec<LatencyRow>,
+    /// All-events scenario: one user's sessions, 1,000 subscribers of every event.
     pub deletes_per_s_without: f64,
     pub deletes_per_s_with_1000: f64,
+    /// Per-user scenario: sessions spread over 1,000 users, one subscriber per user.
+    pub per_user_deletes_per_s_without: f64,
+    pub per_user_deletes_per_s_with_1000: f64,
     pub bytes_per_idle_subscriber: f64,
 }
 
@@ -71,9 +77,14 @@ fn settings_in(dir: &std::path::Path, database_url: Option<String>) -> Settings 
 }
 
 async fn sessions(core: &Core, checks: &Checks, n: usize) -> anyhow::Result<Vec<SessionId>> {
+    sessions_over(core, std::slice::from_ref(checks), n).await
+}
+
+/// `n` sessions, taking `checks` (one per user) in turn.
+async fn sessions_over(core: &Core, checks: &[Checks], n: usize) -> anyhow::Result<Vec<SessionId>> {
     let principal = Principal::system();
     let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    for checks in checks.iter().cycle().take(n) {
         let created = core
             .create_session(
                 &principal,
@@ -99,10 +110,20 @@ async fn subscribe(
     n: usize,
     wanted: Arc<HashMap<String, usize>>,
 ) -> anyhow::Result<Subscribers> {
+    subscribe_to(core, &vec![None; n], wanted).await
+}
+
+/// One subscriber to terminations per entry of `users`: of that user, or of every user.
+async fn subscribe_to(
+    core: &Core,
+    users: &[Option<String>],
+    wanted: Arc<HashMap<String, usize>>,
+) -> anyhow::Result<Subscribers> {
     let principal = Principal::system();
-    let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut tasks = Vec::with_capacity(users.len());
+    for user in users {
         let filter = EventFilter {
+            user_id: user.clone(),
             types: vec![SessionEventType::Terminated],
             ..EventFilter::default()
         };
@@ -186,8 +207,8 @@ async fn latency(
 }
 
 /// DeleteSession calls per second, `DELETERS` in flight, over `n` sessions.
-async fn delete_rate(core: &Core, checks: &Checks, n: usize) -> anyhow::Result<f64> {
-    let ids = sessions(core, checks, n).await?;
+async fn delete_rate(core: &Core, checks: &[Checks], n: usize) -> anyhow::Result<f64> {
+    let ids = sessions_over(core, checks, n).await?;
     let queue = Arc::new(std::sync::Mutex::new(ids));
     let started = Instant::now();
     let mut workers: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
@@ -260,11 +281,39 @@ pub async fn run(
         latency_rows.push(latency("SQLite, one node", &core, &core, &checks, n, k.max(1)).await?);
     }
     eprintln!("feed: DeleteSession throughput without subscribers");
-    let without = delete_rate(&core, &checks, throughput_sessions).await?;
-    eprintln!("feed: DeleteSession throughput with 1,000 subscribers");
+    let one_user = std::slice::from_ref(&checks);
+    let without = delete_rate(&core, one_user, throughput_sessions).await?;
+    eprintln!("feed: DeleteSession throughput with 1,000 subscribers of every event");
     let wanted = Arc::new(HashMap::from([(String::new(), 0)]));
-    let subs = subscribe(&core, 1000, wanted).await?;
-    let with = delete_rate(&core, &checks, throughput_sessions).await?;
+    let subs = subscribe(&core, 1000, wanted.clone()).await?;
+    let with = delete_rate(&core, one_user, throughput_sessions).await?;
+    for task in subs.tasks {
+        task.abort();
+    }
+    eprintln!("feed: DeleteSession throughput over 1,000 users, without subscribers");
+    let mut per_user = Vec::with_capacity(1000);
+    let mut user_ids = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        let user = core
+            .add_user(NewUser {
+                login_name: LoginName::parse(format!("feed-bench-{i}"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                display_name: None,
+                organization_id: None,
+                password: None,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("adding a user: {e}"))?;
+        user_ids.push(Some(user.id.as_str().to_owned()));
+        per_user.push(Checks {
+            user: Some(UserLookup::Id(user.id.clone())),
+            ..Checks::default()
+        });
+    }
+    let per_user_without = delete_rate(&core, &per_user, throughput_sessions).await?;
+    eprintln!("feed: DeleteSession throughput over 1,000 users, one subscriber per user");
+    let subs = subscribe_to(&core, &user_ids, wanted).await?;
+    let per_user_with = delete_rate(&core, &per_user, throughput_sessions).await?;
     for task in subs.tasks {
         task.abort();
     }
@@ -308,6 +357,8 @@ pub async fn run(
         latency: latency_rows,
         deletes_per_s_without: without,
         deletes_per_s_with_1000: with,
+        per_user_deletes_per_s_without: per_user_without,
+        per_user_deletes_per_s_with_1000: per_user_with,
         bytes_per_idle_subscriber: bytes,
     })
 }
@@ -330,11 +381,18 @@ pub fn markdown(report: &FeedReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nDeleteSession throughput ({DELETERS} in flight): {:.0}/s without subscribers, {:.0}/s \
-         with 1,000 subscribers ({:.2}×).\n\nResident memory per idle subscriber (10,000): {:.1} KiB.\n",
+        "\nDeleteSession throughput ({DELETERS} in flight), all-events scenario (one user's \
+         sessions; 1,000 subscribers each following every event): {:.0}/s without subscribers, \
+         {:.0}/s with them ({:.2}×).\n\nDeleteSession throughput ({DELETERS} in flight), \
+         per-user scenario (sessions spread over 1,000 users; 1,000 subscribers each watching \
+         one of those users): {:.0}/s without subscribers, {:.0}/s with them ({:.2}×).\n\n\
+         Resident memory per idle subscriber (10,000): {:.1} KiB.\n",
         report.deletes_per_s_without,
         report.deletes_per_s_with_1000,
         report.deletes_per_s_with_1000 / report.deletes_per_s_without,
+        report.per_user_deletes_per_s_without,
+        report.per_user_deletes_per_s_with_1000,
+        report.per_user_deletes_per_s_with_1000 / report.per_user_deletes_per_s_without,
         report.bytes_per_idle_subscriber / 1024.0
     ));
     out

@@ -50,7 +50,8 @@ enum Command {
     },
     /// Measure the session event feed in process: revocation latency with 1, 1,000 and
     /// 10,000 subscribers (SQLite), DeleteSession throughput with and without 1,000
-    /// subscribers, memory per idle subscriber, and with --postgres two replicas.
+    /// subscribers (of every event, and of one user each), memory per idle subscriber, and
+    /// with --postgres two replicas.
     Feed {
         /// Subscriber counts of the one-node latency runs.
         #[arg(long, default_value = "1,1000,10000", value_delimiter = ',')]
