@@ -832,15 +832,34 @@ pub fn merge_into(path: &Path, report: &Report) -> anyhow::Result<()> {
     };
     std::fs::write(path, text)?;
     let json = path.with_extension("json");
-    let mut value: serde_json::Value = std::fs::read_to_string(&json)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| serde_json::json!({}));
-    if let Some(object) = value.as_object_mut() {
+    std::fs::write(
+        &json,
+        json_with(&std::fs::read_to_string(&json).unwrap_or_default(), report)?,
+    )?;
+    Ok(())
+}
+
+/// `old` (a JSON object written by the main run) with `ceilings` set to the report: added
+/// as the last key by editing the text, so the rest of the file stays byte for byte and merges
+/// cleanly; an earlier `ceilings` (always the last key) is replaced.
+fn json_with(old: &str, report: &Report) -> anyhow::Result<String> {
+    let value = serde_json::to_string_pretty(report)?.replace('\n', "\n  ");
+    let head = match old.find("\n  \"ceilings\": ") {
+        Some(i) => old[..i].trim_end().trim_end_matches(','),
+        None => old.trim_end().strip_suffix('}').unwrap_or("{").trim_end(),
+    };
+    let comma = if head.trim() == "{" { "" } else { "," };
+    let text = format!("{head}{comma}\n  \"ceilings\": {value}\n}}\n");
+    if serde_json::from_str::<serde_json::Value>(&text).is_ok() {
+        return Ok(text);
+    }
+    // Not the shape expected: rewrite the whole object.
+    let mut whole: serde_json::Value =
+        serde_json::from_str(old).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(object) = whole.as_object_mut() {
         object.insert("ceilings".to_owned(), serde_json::to_value(report)?);
     }
-    std::fs::write(&json, serde_json::to_string_pretty(&value)?)?;
-    Ok(())
+    Ok(serde_json::to_string_pretty(&whole)?)
 }
 
 /// The section of an existing report, to carry over when the main run rewrites the file.
@@ -848,4 +867,36 @@ pub fn existing_section(path: &Path) -> Option<String> {
     let old = std::fs::read_to_string(path).ok()?;
     let (a, b) = (old.find(START)?, old.find(END)?);
     (b > a).then(|| old[a..b + END.len()].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ceilings_key_is_added_last_and_then_replaced() {
+        let old = "{\n  \"a\": 1,\n  \"b\": [\n    2\n  ]\n}\n";
+        let report = Report {
+            seconds: 1.0,
+            ..Default::default()
+        };
+        let once = json_with(old, &report).unwrap();
+        assert!(once.starts_with("{\n  \"a\": 1,\n  \"b\": [\n    2\n  ],\n  \"ceilings\": {"));
+        let again = Report {
+            seconds: 2.0,
+            ..Default::default()
+        };
+        let twice = json_with(&once, &again).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&twice).unwrap();
+        assert_eq!(value["a"], 1);
+        assert_eq!(value["ceilings"]["seconds"], 2.0);
+        assert_eq!(twice.matches("\"ceilings\"").count(), 1);
+        assert_eq!(
+            json_with("", &report)
+                .unwrap()
+                .matches("\"ceilings\"")
+                .count(),
+            1
+        );
+    }
 }
