@@ -700,7 +700,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             std::fs::write(path, &markdown)?;
             let json = path.with_extension("json");
-            std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
+            let mut numbers = serde_json::to_string_pretty(&results)?;
+            if let Some(ceilings) = storage::existing_numbers(&json) {
+                numbers = storage::json_with(&numbers, &ceilings)?;
+            }
+            std::fs::write(&json, numbers)?;
             log(
                 t0,
                 format!("wrote {} and {}", path.display(), json.display()),

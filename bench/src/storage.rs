@@ -842,7 +842,7 @@ pub fn merge_into(path: &Path, report: &Report) -> anyhow::Result<()> {
 /// `old` (a JSON object written by the main run) with `ceilings` set to the report: added
 /// as the last key by editing the text, so the rest of the file stays byte for byte and merges
 /// cleanly; an earlier `ceilings` (always the last key) is replaced.
-fn json_with(old: &str, report: &Report) -> anyhow::Result<String> {
+pub fn json_with(old: &str, report: &impl Serialize) -> anyhow::Result<String> {
     let value = serde_json::to_string_pretty(report)?.replace('\n', "\n  ");
     let head = match old.find("\n  \"ceilings\": ") {
         Some(i) => old[..i].trim_end().trim_end_matches(','),
@@ -860,6 +860,12 @@ fn json_with(old: &str, report: &Report) -> anyhow::Result<String> {
         object.insert("ceilings".to_owned(), serde_json::to_value(report)?);
     }
     Ok(serde_json::to_string_pretty(&whole)?)
+}
+
+/// The `ceilings` numbers of an existing JSON report, to carry over like the section.
+pub fn existing_numbers(json: &Path) -> Option<serde_json::Value> {
+    let old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
+    old.get("ceilings").cloned()
 }
 
 /// The section of an existing report, to carry over when the main run rewrites the file.
