@@ -5,14 +5,17 @@
 //! the sessiond CLI and the seeder, starts `sessiond serve` and the no-op server on ports it
 //! picks, measures, stops them and writes the report.
 
+mod ceiling;
 mod client;
 mod feed;
 mod load;
 mod noop;
+mod pg;
 mod procfs;
 mod report;
 mod seed;
 mod server;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +70,38 @@ enum Command {
         #[arg(long)]
         postgres: Option<String>,
         /// Write the Markdown section here (and the numbers next to it as .json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Measure sessiond's writes against its storage ceilings: on SQLite a bare rusqlite
+    /// loop running the same statements, on PostgreSQL pgbench running them (one replica and
+    /// three). Merges its section into --out, keeping the others.
+    Ceilings {
+        /// Which stores: sqlite, postgres.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        store: Vec<String>,
+        /// The PostgreSQL server: the bench creates a database there and drops it after.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+        /// The sessiond binary (default: `sessiond` next to this executable).
+        #[arg(long)]
+        sessiond: Option<PathBuf>,
+        /// Alternating rounds per operation.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per timed round (whole seconds for pgbench).
+        #[arg(long, default_value_t = 3.0)]
+        duration: f64,
+        /// Requests in flight per sessiond process.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// pgbench connections (sessiond's default pool per replica).
+        #[arg(long, default_value_t = 16)]
+        pg_connections: usize,
+        /// Sessions seeded for the delete runs.
+        #[arg(long, default_value_t = 600_000)]
+        delete_pool: usize,
+        /// Merge the section into this Markdown file (and its numbers into FILE.json).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -214,6 +249,48 @@ fn main() -> anyhow::Result<()> {
                     out.with_extension("json"),
                     serde_json::to_string_pretty(&report)?,
                 )?;
+            }
+            Ok(())
+        }),
+        Some(Command::Ceilings {
+            store,
+            postgres_url,
+            sessiond,
+            rounds,
+            duration,
+            concurrency,
+            pg_connections,
+            delete_pool,
+            out,
+        }) => runtime.block_on(async {
+            let bin = sessiond_binary(sessiond)?;
+            let work =
+                std::env::temp_dir().join(format!("sessiond-ceilings-{}", std::process::id()));
+            let options = storage::Options {
+                sessiond: bin,
+                rounds: rounds.max(1),
+                duration,
+                concurrency: concurrency.max(1),
+                grpc_connections: 4,
+                delete_pool,
+                sqlite: store.iter().any(|s| s == "sqlite"),
+                postgres: store
+                    .iter()
+                    .any(|s| s == "postgres")
+                    .then_some(postgres_url),
+                pg_connections: pg_connections.max(1),
+                work: work.clone(),
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            let report = tokio::select! {
+                report = storage::run(options) => report,
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            };
+            let _ = std::fs::remove_dir_all(&work);
+            let report = report?;
+            match out {
+                Some(path) => storage::merge_into(&path, &report)?,
+                None => println!("{}", storage::markdown(&report)),
             }
             Ok(())
         }),
@@ -476,14 +553,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let bin = match &args.sessiond {
-        Some(p) => p.clone(),
+/// The sessiond binary to measure: the one given, else `sessiond` next to this executable.
+fn sessiond_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let bin = match given {
+        Some(p) => p,
         None => std::env::current_exe()?
             .parent()
             .map(|d| d.join("sessiond"))
@@ -494,6 +567,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "{} not found: build it first (cargo build --release --bin sessiond) or pass --sessiond",
         bin.display()
     );
+    Ok(bin)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let bin = sessiond_binary(args.sessiond.clone())?;
     let quick = args.quick;
     let settings = Settings {
         quick,
@@ -609,12 +692,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     results.total_seconds = t0.elapsed().as_secs_f64();
 
-    let markdown = report::markdown(&results);
+    let mut markdown = report::markdown(&results);
     match &args.out {
         Some(path) => {
+            // The storage ceilings section comes from its own run: keep it.
+            if let Some(section) = storage::existing_section(path) {
+                markdown = format!("{}\n\n{section}\n", markdown.trim_end());
+            }
             std::fs::write(path, &markdown)?;
             let json = path.with_extension("json");
-            std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
+            let mut numbers = serde_json::to_string_pretty(&results)?;
+            if let Some(ceilings) = storage::existing_numbers(&json) {
+                numbers = storage::json_with(&numbers, &ceilings)?;
+            }
+            std::fs::write(&json, numbers)?;
             log(
                 t0,
                 format!("wrote {} and {}", path.display(), json.display()),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::client::{Op, Proto};
 use crate::{Cell, Results, Round, median};
 
-fn f0(x: f64) -> String {
+pub fn f0(x: f64) -> String {
     if !x.is_finite() {
         return "–".into();
     }

@@ -267,17 +267,7 @@ async fn wrong_codes_and_wrong_passwords_count_toward_one_lockout_limit() {
         .await;
     let id = user.id.as_str();
     let secret = enroll_totp(&app, &api, &auth, id).await;
-    ok(
-        &api,
-        api.call::<GenerateCodes>(
-            Some(&auth),
-            user::GenerateRecoveryCodesRequest {
-                user_id: id.into(),
-                count: 2,
-            },
-        )
-        .await,
-    );
+    generate_recovery_codes(&api, &auth, id, 2).await;
     let good = totp_code(&secret, app.now());
     let bad = if good == "123456" { "654321" } else { "123456" };
 
@@ -338,19 +328,7 @@ async fn seeds_and_recovery_codes_are_not_stored_in_clear() {
     let user = app.add_user("sealed@example.com").await;
     let id = user.id.as_str();
     let secret = enroll_totp(&app, &api, &auth, id).await;
-    let codes = ok(
-        &api,
-        api.call::<GenerateCodes>(
-            Some(&auth),
-            user::GenerateRecoveryCodesRequest {
-                user_id: id.into(),
-                count: 3,
-            },
-        )
-        .await,
-    )
-    .message
-    .recovery_codes;
+    let codes = generate_recovery_codes(&api, &auth, id, 3).await;
     let seed = Secret::Encoded(secret.clone()).to_bytes().expect("base32");
     let rows = app
         .core

@@ -10,17 +10,7 @@ async fn the_admin_face_lists_and_removes_factors_in_its_own_shape() {
     let user = app.add_user("admin-factors@example.com").await;
     let id = user.id.as_str();
     enroll_totp(&app, &api, &auth, id).await;
-    ok(
-        &api,
-        api.call::<GenerateCodes>(
-            Some(&auth),
-            user::GenerateRecoveryCodesRequest {
-                user_id: id.into(),
-                count: 4,
-            },
-        )
-        .await,
-    );
+    generate_recovery_codes(&api, &auth, id, 4).await;
     let base = app.url(&format!("/auth/admin/api/users/{id}/factors"));
     let listed = send(app.http.get(&base).header("authorization", &auth)).await;
     assert_eq!(listed.status, 200, "{}", listed.body);

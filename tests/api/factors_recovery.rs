@@ -17,24 +17,9 @@ async fn a_recovery_code_works_once_and_shows_in_the_session_factors() {
             .add_user(&format!("recover-{:?}@example.com", api.protocol))
             .await;
         let id = user.id.as_str();
-        let generated = ok(
-            &api,
-            api.call::<GenerateCodes>(
-                Some(&auth),
-                user::GenerateRecoveryCodesRequest {
-                    user_id: id.into(),
-                    count: 0,
-                },
-            )
-            .await,
-        )
-        .message;
-        assert_eq!(
-            generated.recovery_codes.len(),
-            10,
-            "{api}: the default count"
-        );
-        let code = generated.recovery_codes[3].clone();
+        let generated = generate_recovery_codes(&api, &auth, id, 0).await;
+        assert_eq!(generated.len(), 10, "{api}: the default count");
+        let code = generated[3].clone();
         let created = ok(
             &sessions,
             sessions
@@ -69,27 +54,17 @@ async fn a_recovery_code_works_once_and_shows_in_the_session_factors() {
                     Some(&auth),
                     set(
                         &created.session_id,
-                        with_recovery(v2::Checks::default(), &generated.recovery_codes[4]),
+                        with_recovery(v2::Checks::default(), &generated[4]),
                     ),
                 )
                 .await,
         );
         // New codes replace the old ones.
-        ok(
-            &api,
-            api.call::<GenerateCodes>(
-                Some(&auth),
-                user::GenerateRecoveryCodesRequest {
-                    user_id: id.into(),
-                    count: 1,
-                },
-            )
-            .await,
-        );
+        generate_recovery_codes(&api, &auth, id, 1).await;
         let outcome = sessions
             .create(
                 Some(&auth),
-                create(with_recovery(user_check(id), &generated.recovery_codes[5])),
+                create(with_recovery(user_check(id), &generated[5])),
             )
             .await;
         fails(
@@ -124,19 +99,7 @@ async fn kratos_sessions_list_each_verified_factor_and_reach_aal2_with_two_kinds
         .await;
     let id = user.id.as_str();
     let secret = enroll_totp(&app, &api, &auth, id).await;
-    let codes = ok(
-        &api,
-        api.call::<GenerateCodes>(
-            Some(&auth),
-            user::GenerateRecoveryCodesRequest {
-                user_id: id.into(),
-                count: 1,
-            },
-        )
-        .await,
-    )
-    .message
-    .recovery_codes;
+    let codes = generate_recovery_codes(&api, &auth, id, 1).await;
     let created = ok(
         &sessions,
         sessions

@@ -1,7 +1,8 @@
-//! The session event feed survives SIGKILL: a real `sessiond serve` writes sessions, a reader
-//! in this process notes a cursor on the same SQLite file, the server is killed mid-write and
-//! restarted, and reading on from the cursor finds every acknowledged session after it, once
-//! and in order. (The feed is read through the core on the server's file, not over HTTP.)
+//! The session event feed survives SIGKILL: a real `sessiond serve` writes sessions, a client
+//! notes a cursor from the server's REST list, the server is killed mid-write and restarted,
+//! and the client's Server-Sent Events stream resumed from that cursor (`Last-Event-ID`) on the
+//! restarted server brings every acknowledged session after it, once and in order: what the
+//! table holds, read through a core on the server's SQLite file.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use sessiond::core::{Core, CoreSettings, PasswordHasher};
 use sessiond::domain::{Clock, EventFilter, SessionEventType, SystemClock};
 use sessiond::settings::Settings;
 
-use super::feed::take;
+use crate::feed_faces::{Incoming, next_sse_event, open_sse};
 use crate::process::{Server, process_bearer};
 
 /// Creates sessions until the server stops answering; records the acknowledged ids.
@@ -82,27 +83,27 @@ async fn events_acknowledged_before_a_sigkill_are_all_there_after_a_restart() {
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // A reader on the same file notes where it is.
-    let core = reader(data_dir.path()).await;
+    // A client of the server notes where it is.
     let admin = super::admin();
-    let page = core
-        .list_session_events(
-            &admin,
-            EventFilter {
-                limit: Some(1000),
-                ..EventFilter::default()
-            },
-        )
+    let page: Value = http
+        .get(server.url("/v1/session-events?after=0&limit=1000"))
+        .header("authorization", &auth)
+        .send()
         .await
-        .expect("listing");
-    let cursor = page
-        .events
+        .expect("listing")
+        .json()
+        .await
+        .expect("a page");
+    let listed = page["events"].as_array().cloned().unwrap_or_default();
+    let cursor = listed
         .last()
+        .and_then(|e| e["cursor"].as_str())
         .expect("some events already")
-        .cursor
-        .clone();
-    let seen: HashSet<String> = page.events.iter().map(|e| e.session_id.clone()).collect();
-    drop(core);
+        .to_owned();
+    let seen: HashSet<String> = listed
+        .iter()
+        .filter_map(|e| e["sessionId"].as_str().map(str::to_owned))
+        .collect();
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill().await;
@@ -116,17 +117,14 @@ async fn events_acknowledged_before_a_sigkill_are_all_there_after_a_restart() {
     // Restart on the same file; it serves again, and the feed resumes from the cursor.
     let server = Server::start(data_dir.path(), &[], &[]).await;
     let core = reader(data_dir.path()).await;
-    let mut stream = core
-        .watch_session_events(
-            &admin,
-            EventFilter {
-                after: Some(cursor),
-                types: vec![SessionEventType::Added],
-                ..EventFilter::default()
-            },
+    let mut stream = Incoming::new(
+        open_sse(
+            &http,
+            &server.url("/v1/session-events?types=added"),
+            &[("authorization", &auth), ("last-event-id", &cursor)],
         )
-        .await
-        .expect("resuming");
+        .await,
+    );
     let expected: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !seen.contains(*id))
@@ -159,8 +157,19 @@ async fn events_acknowledged_before_a_sigkill_are_all_there_after_a_restart() {
                 .filter(|id| !seen.contains(id)),
         );
     }
-    let events = take(&"sqlite", &mut stream, stored.len()).await;
-    let resumed: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
+    let mut resumed: Vec<String> = Vec::new();
+    while resumed.len() < stored.len() {
+        let event = next_sse_event(&mut stream)
+            .await
+            .expect("the resumed stream goes on");
+        assert_eq!(event.event, "session.added");
+        resumed.push(
+            event.data["sessionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
     assert_eq!(
         resumed, stored,
         "the watch from the cursor reads what the list does"

@@ -308,6 +308,28 @@ pub fn with_password(checks: v2::Checks, password: &str) -> v2::Checks {
 
 /// Enrolls TOTP for `user` through `api` and returns the secret; the clock then moves one
 /// step on, so the code that verified the enrollment is not the current one.
+/// Generates `count` recovery codes for `user` (0: the default number) and returns them.
+pub async fn generate_recovery_codes(
+    api: &UserApi,
+    auth: &str,
+    user: &str,
+    count: i32,
+) -> Vec<String> {
+    ok(
+        api,
+        api.call::<GenerateCodes>(
+            Some(auth),
+            user::GenerateRecoveryCodesRequest {
+                user_id: user.into(),
+                count,
+            },
+        )
+        .await,
+    )
+    .message
+    .recovery_codes
+}
+
 pub async fn enroll_totp(app: &TestApp, api: &UserApi, auth: &str, user: &str) -> String {
     let registered = ok(
         api,

@@ -1,0 +1,329 @@
+//! The SQLite storage ceiling: what the store itself can do, with nothing of sessiond around it.
+//!
+//! One thread (one core) runs, with rusqlite, exactly the statements sessiond's SQLite store
+//! runs for an operation: the point reads on a read-only connection, and the writes on a
+//! writing connection with the writer's pragmas, grouped in transactions of `batch` jobs, each
+//! job in its own savepoint (`BEGIN IMMEDIATE`, `SAVEPOINT job` … `RELEASE job`, `COMMIT`), as
+//! `src/store/sqlite/writer.rs` does. No network, no runtime, no core logic. The statement
+//! texts are those the store builds from its column lists (`src/store/columns.rs`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use rusqlite::{Connection, OpenFlags, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::client::SessionRef;
+
+/// `SELECT` of a session with its user's names joined in (`sessions::SELECT`), by id.
+pub const SESSION_BY_ID: &str = "SELECT s.id, s.user_id, s.user_verified_at, \
+     s.password_verified_at, s.metadata, s.user_agent, s.fingerprint_id, s.expiration, \
+     s.creator, s.resource_owner, s.creation_date, s.change_date, s.sequence, s.token_hash, \
+     s.terminated_at, u.login_name, u.display_name, u.organization_id \
+     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?";
+const USER_COLUMNS: &str = "SELECT id, login_name, login_name_folded, display_name, \
+     organization_id, state, password_hash, failed_password_attempts, created_at, updated_at, \
+     version FROM users";
+/// The guarded read before an update (`Table::select_changing`).
+const SELECT_CHANGING: &str = "SELECT user_id, user_verified_at, password_verified_at, \
+     metadata, user_agent, fingerprint_id, expiration, change_date, sequence, token_hash, \
+     terminated_at FROM sessions WHERE id = ?1 AND sequence = ?2";
+/// A termination changes these three columns only (`Table::update_some`).
+const UPDATE_TERMINATED: &str =
+    "UPDATE sessions SET change_date = ?1, sequence = ?2, terminated_at = ?3 WHERE id = ?4";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, user_verified_at, \
+     password_verified_at, metadata, user_agent, fingerprint_id, expiration, creator, \
+     resource_owner, creation_date, change_date, sequence, token_hash, terminated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, sequence, event_type, \
+     payload, created_at, editor, user_id, resource_owner) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// The store's writing connection's settings (`src/store/sqlite/open.rs`).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+const WAL_PAGES_BEFORE_RESTART: i64 = 16384;
+const WAL_FILE_LIMIT: i64 = 64 * 1024 * 1024;
+/// A read connection's page cache (`src/store/sqlite/readers.rs`).
+const READER_CACHE_KIB: i64 = 4 * 1024;
+
+/// One timed run of the bare loop.
+#[derive(Clone, Debug, Serialize)]
+pub struct CeilingRound {
+    pub batch: usize,
+    pub ops: u64,
+    pub seconds: f64,
+    pub ops_per_s: f64,
+    /// CPU of this process per operation (the loop is all it runs meanwhile).
+    pub cpu_us_per_op: f64,
+    /// Cores' worth of CPU other processes used meanwhile.
+    pub other_cores: f64,
+    /// The delete pool ran out before the time did.
+    pub exhausted: bool,
+}
+
+pub struct Ceiling {
+    writer: Connection,
+    reader: Connection,
+    /// Next unused session of the delete pool (this copy of the data has them all live).
+    cursor: usize,
+    rng: rand::rngs::StdRng,
+    /// Ids of the sessions the loop created.
+    created: std::collections::HashSet<String>,
+}
+
+impl Ceiling {
+    /// Opens `db` with the connections and pragmas of sessiond's SQLite store.
+    pub fn open(db: &Path) -> anyhow::Result<Self> {
+        use rand::SeedableRng;
+        let writer = Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        writer.busy_timeout(Duration::from_secs(5))?;
+        for (name, value) in [
+            ("journal_mode", "WAL"),
+            ("synchronous", "normal"),
+            ("foreign_keys", "ON"),
+            ("temp_store", "memory"),
+        ] {
+            writer
+                .pragma_update_and_check(None, name, value, |_| Ok(()))
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                    other => Err(other),
+                })?;
+        }
+        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        writer.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_BEFORE_RESTART)?;
+        writer.pragma_update_and_check(None, "journal_size_limit", WAL_FILE_LIMIT, |_| Ok(()))?;
+        writer.set_prepared_statement_cache_capacity(64);
+        let reader = Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(Duration::from_secs(5))?;
+        reader.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+        reader.pragma_update(None, "temp_store", "memory")?;
+        reader.set_prepared_statement_cache_capacity(32);
+        Ok(Self {
+            writer,
+            reader,
+            cursor: 0,
+            rng: rand::rngs::StdRng::from_entropy(),
+            created: std::collections::HashSet::new(),
+        })
+    }
+
+    /// The session read every Get and Delete starts with; its columns fetched as the
+    /// decoder does.
+    fn read_session(&self, id: &str) -> anyhow::Result<i64> {
+        let mut statement = self.reader.prepare_cached(SESSION_BY_ID)?;
+        let mut rows = statement.query([id])?;
+        let Some(row) = rows.next()? else {
+            anyhow::bail!("session {id} not found");
+        };
+        for i in 0..18 {
+            row.get_ref(i)?;
+        }
+        Ok(row.get(12)?)
+    }
+
+    fn read_user(&self, filter: &str, key: &str) -> anyhow::Result<String> {
+        let sql = format!("{USER_COLUMNS} WHERE {filter} = ?");
+        let mut statement = self.reader.prepare_cached(&sql)?;
+        let mut rows = statement.query([key])?;
+        let Some(row) = rows.next()? else {
+            anyhow::bail!("user {key} not found");
+        };
+        for i in 0..11 {
+            row.get_ref(i)?;
+        }
+        Ok(row.get(0)?)
+    }
+
+    fn exec(&self, sql: &str) -> anyhow::Result<()> {
+        self.writer.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
+    /// One group commit of `jobs`, each in its own savepoint.
+    fn commit<T>(
+        &self,
+        jobs: &[T],
+        mut job: impl FnMut(&Connection, &T) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.exec("BEGIN IMMEDIATE")?;
+        for j in jobs {
+            self.exec("SAVEPOINT job")?;
+            job(&self.writer, j)?;
+            self.exec("RELEASE job")?;
+        }
+        self.exec("COMMIT")
+    }
+
+    /// DeleteSession: read the session by id; then, in the group commit, the guarded read,
+    /// the three-column update and the `session.terminated` event.
+    fn delete_batch(&mut self, pool: &[SessionRef], batch: usize) -> anyhow::Result<usize> {
+        let end = (self.cursor + batch).min(pool.len());
+        let jobs = &pool[self.cursor..end];
+        self.cursor = end;
+        let mut read = Vec::with_capacity(jobs.len());
+        for s in jobs {
+            read.push((s, self.read_session(&s.id)?));
+        }
+        let now = crate::now_micros();
+        self.commit(&read, |conn, (s, sequence)| {
+            {
+                let mut statement = conn.prepare_cached(SELECT_CHANGING)?;
+                let mut rows = statement.query(params![s.id, sequence])?;
+                let Some(row) = rows.next()? else {
+                    anyhow::bail!("session {} changed under the loop", s.id);
+                };
+                for i in 0..11 {
+                    row.get_ref(i)?;
+                }
+            }
+            conn.prepare_cached(UPDATE_TERMINATED)?.execute(params![
+                now,
+                sequence + 1,
+                now,
+                s.id
+            ])?;
+            conn.prepare_cached(INSERT_EVENT)?.execute(params![
+                s.id,
+                sequence + 1,
+                "session.terminated",
+                r#"{"reason":"deleted"}"#,
+                now,
+                "bench",
+                s.user_id,
+                "sessiond"
+            ])?;
+            Ok(())
+        })?;
+        Ok(jobs.len())
+    }
+
+    /// CreateSession with a user check: the user by login name; in the group commit the
+    /// session row and its `session.added` event; then the user again by id.
+    fn create_batch(&mut self, logins: &[String], batch: usize) -> anyhow::Result<usize> {
+        let now = crate::now_micros();
+        let mut jobs = Vec::with_capacity(batch);
+        for k in 0..batch {
+            let login = &logins[(self.created.len() + k) % logins.len()];
+            let user = self.read_user("login_name_folded", &login.to_lowercase())?;
+            let mut bytes = [0u8; 32];
+            self.rng.fill_bytes(&mut bytes);
+            let token = format!("sdst_{}", URL_SAFE_NO_PAD.encode(bytes));
+            // sessiond draws again when a new id collides (same millisecond, same random low
+            // bits); the loop, at many ids per millisecond, avoids the collision up front.
+            let mut id = sessiond::domain::ordered_id_from(&mut self.rng, now / 1000);
+            while !self.created.insert(id.clone()) {
+                id = sessiond::domain::ordered_id_from(&mut self.rng, now / 1000);
+            }
+            let payload = serde_json::json!({
+                "userId": user,
+                "checks": ["user"],
+                "metadataKeys": [],
+                "lifetime": null,
+                "userAgent": {},
+            })
+            .to_string();
+            jobs.push((id, user, Sha256::digest(token.as_bytes()).to_vec(), payload));
+        }
+        self.commit(&jobs, |conn, (id, user, hash, payload)| {
+            conn.prepare_cached(INSERT_SESSION)?.execute(params![
+                id,
+                user,
+                now,
+                None::<i64>,
+                "{}",
+                "{}",
+                None::<String>,
+                None::<i64>,
+                "bench",
+                "sessiond",
+                now,
+                now,
+                1i64,
+                hash,
+                None::<i64>
+            ])?;
+            conn.prepare_cached(INSERT_EVENT)?.execute(params![
+                id,
+                1i64,
+                "session.added",
+                payload,
+                now,
+                "bench",
+                user,
+                "sessiond"
+            ])?;
+            Ok(())
+        })?;
+        for (_, user, _, _) in &jobs {
+            self.read_user("id", user)?;
+        }
+        Ok(jobs.len())
+    }
+
+    /// Runs `op` ("delete", "create" or "get") for `seconds` in batches of `batch`.
+    pub fn run(
+        &mut self,
+        op: &str,
+        batch: usize,
+        seconds: f64,
+        reads: &[SessionRef],
+        deletes: &[SessionRef],
+        logins: &[String],
+    ) -> anyhow::Result<CeilingRound> {
+        let batch = batch.max(1);
+        let pid = std::process::id();
+        let (cpu0, jiffies0) = (
+            crate::procfs::cpu_seconds(pid),
+            crate::procfs::machine_jiffies(),
+        );
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs_f64(seconds);
+        let mut ops = 0u64;
+        let mut exhausted = false;
+        let mut k = 0usize;
+        while Instant::now() < deadline {
+            let done = match op {
+                "delete" => self.delete_batch(deletes, batch)?,
+                "create" => self.create_batch(logins, batch)?,
+                _ => {
+                    for _ in 0..batch {
+                        self.read_session(&reads[k % reads.len()].id)?;
+                        k += 1;
+                    }
+                    batch
+                }
+            };
+            ops += done as u64;
+            if done < batch {
+                exhausted = true;
+                break;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = crate::procfs::cpu_seconds(pid) - cpu0;
+        let jiffies1 = crate::procfs::machine_jiffies();
+        let busy = jiffies1.0.saturating_sub(jiffies0.0) as f64
+            / jiffies1.1.saturating_sub(jiffies0.1).max(1) as f64;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        Ok(CeilingRound {
+            batch,
+            ops,
+            seconds: elapsed,
+            ops_per_s: ops as f64 / elapsed.max(1e-9),
+            cpu_us_per_op: cpu * 1e6 / ops.max(1) as f64,
+            other_cores: (busy * cores - cpu / elapsed.max(1e-9)).max(0.0),
+            exhausted,
+        })
+    }
+}
