@@ -60,7 +60,7 @@ impl Version {
     }
 }
 
-fn percent_encode(value: &str) -> String {
+pub(super) fn percent_encode(value: &str) -> String {
     let mut out = String::new();
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -131,7 +131,7 @@ pub fn rest_call(version: Version, method: &str, mut json: Value) -> RestCall {
 }
 
 /// `session_id` → `sessionId`: the JSON name of a path parameter.
-fn lower_camel(field: &str) -> String {
+pub(super) fn lower_camel(field: &str) -> String {
     let mut out = String::new();
     let mut upper = false;
     for c in field.chars() {

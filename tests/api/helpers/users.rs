@@ -15,6 +15,7 @@ use std::time::Duration;
 use sessiond::domain::Time;
 use totp_rs::{Algorithm, Secret, TOTP};
 
+use super::clients::{lower_camel, percent_encode};
 use super::{
     Api, EVERY_PERMISSION, Failure, Outcome, Protocol, Reply, TestApp, Version,
     failure_from_connect, failure_from_rest, failure_from_status, grpc_request, ok, v2,
@@ -122,35 +123,6 @@ impl TestApp {
             .map(|p| self.user_api(p))
             .collect()
     }
-}
-
-/// `user_id` → `userId`.
-fn lower_camel(name: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl UserApi {
