@@ -28,6 +28,14 @@ fn after(cursor: &str) -> EventFilter {
     }
 }
 
+/// The events of one user's sessions.
+fn of_user(user: &sessiond::domain::User) -> EventFilter {
+    EventFilter {
+        user_id: Some(user.id.as_str().to_owned()),
+        ..EventFilter::default()
+    }
+}
+
 /// The next `n` events of `stream`; panics on an error, an end, or a wait past [`PATIENCE`].
 pub async fn take(
     h: &impl std::fmt::Display,
@@ -248,15 +256,7 @@ async fn a_user_sees_only_its_own_events() {
         let ann = h.user("ann@example.com").await;
         let bob = h.user("bob@example.com").await;
         let mut anns = watch(&h, &as_user(&ann), all()).await;
-        let mut bobs_by_admin = watch(
-            &h,
-            &admin(),
-            EventFilter {
-                user_id: Some(bob.id.as_str().to_owned()),
-                ..EventFilter::default()
-            },
-        )
-        .await;
+        let mut bobs_by_admin = watch(&h, &admin(), of_user(&bob)).await;
         let bob_session = h.session_for(&bob).await;
         let ann_session = h.session_for(&ann).await;
         let events = take(&h, &mut anns, 1).await;
@@ -268,10 +268,7 @@ async fn a_user_sees_only_its_own_events() {
         assert_eq!(page.events.len(), 1, "{h}");
         assert_eq!(page.events[0].session_id, ann_session.id.as_str(), "{h}");
         // Asking for another user's events without session.read is refused.
-        let bobs = EventFilter {
-            user_id: Some(bob.id.as_str().to_owned()),
-            ..EventFilter::default()
-        };
+        let bobs = of_user(&bob);
         fails(
             &h,
             h.core
@@ -612,15 +609,7 @@ async fn a_per_user_subscriber_is_woken_only_by_its_own_users_events() {
         let ann = h.user("ann@example.com").await;
         let bob = h.user("bob@example.com").await;
         let mut anns = watch(&h, &as_user(&ann), all()).await;
-        let mut bobs_by_admin = watch(
-            &h,
-            &admin(),
-            EventFilter {
-                user_id: Some(bob.id.as_str().to_owned()),
-                ..EventFilter::default()
-            },
-        )
-        .await;
+        let mut bobs_by_admin = watch(&h, &admin(), of_user(&bob)).await;
         let mut everything = watch(&h, &admin(), all()).await;
         // Each has caught up with the (empty) store and follows its ring.
         quiet(&h, &mut anns).await;
