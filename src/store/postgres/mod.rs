@@ -459,6 +459,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         let revoked = factors::save(&mut tx, factor, codes, revoke).await?;
         tx.commit().await.map_err(classify)?;
+        self.appended_if(revoked);
         Ok(revoked)
     }
 
@@ -471,6 +472,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         let revoked = factors::remove(&mut tx, user, kind, revoke).await?;
         tx.commit().await.map_err(classify)?;
+        self.appended_if(revoked.unwrap_or(0));
         Ok(revoked)
     }
 

@@ -316,7 +316,8 @@ impl Store for SqliteStore {
                 .map(|r| RevocationRow::new(&factor.user_id, r.except.as_ref(), &r.revocation))
                 .transpose()?,
         };
-        self.writer.write(move |conn| write.apply(conn)).await
+        let revoked = self.writer.write(move |conn| write.apply(conn)).await?;
+        self.woken_if(revoked)
     }
 
     async fn remove_factor(
@@ -329,9 +330,12 @@ impl Store for SqliteStore {
             .map(|r| RevocationRow::new(user, r.except.as_ref(), &r.revocation))
             .transpose()?;
         let user = user.as_str().to_owned();
-        self.writer
+        let revoked = self
+            .writer
             .write(move |conn| factors::remove(conn, &user, kind.as_str(), revocation.as_ref()))
-            .await
+            .await?;
+        self.woken_if(revoked.unwrap_or(0))?;
+        Ok(revoked)
     }
 
     async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError> {

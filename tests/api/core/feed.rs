@@ -675,3 +675,34 @@ async fn a_per_user_subscriber_past_its_ring_reads_its_own_events_from_the_store
         quiet(&h, &mut again).await;
     }
 }
+
+#[tokio::test]
+async fn sessions_a_factor_change_ends_reach_a_watcher_at_once() {
+    // A poll far beyond the wait: only the store's own wake-up can deliver in time.
+    let settings = CoreSettings {
+        feed: FeedSettings {
+            poll_interval: Duration::from_secs(600),
+            ..FeedSettings::default()
+        },
+        ..CoreSettings::default()
+    };
+    for h in harnesses_with(settings).await {
+        let ann = h.user("ann@example.com").await;
+        let session = h.session_for(&ann).await;
+        let mut stream = watch(&h, &admin(), of_user(&ann)).await;
+        quiet(&h, &mut stream).await;
+        succeeds(
+            &h,
+            h.core
+                .generate_recovery_codes(&admin(), &ann.id, 1, true)
+                .await,
+        );
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{h}: no wake-up for the factor change's revocation"))
+            .expect("an item")
+            .expect("an event");
+        assert_eq!(event.session_id, session.id.as_str(), "{h}");
+        assert_eq!(event.reason, Some(TerminationReason::FactorsChanged), "{h}");
+    }
+}
