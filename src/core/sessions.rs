@@ -434,11 +434,10 @@ impl Core {
                 e
             }
         })?;
-        Ok(Principal {
-            user_id: current.user.id.into_string(),
-            permissions: crate::domain::Permissions::none(),
-            kind: crate::domain::PrincipalKind::Session(current.session.id),
-        })
+        Ok(Principal::of_session(
+            current.user.id.into_string(),
+            current.session.id,
+        ))
     }
 }
 

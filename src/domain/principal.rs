@@ -103,6 +103,15 @@ impl Principal {
         }
     }
 
+    /// The user of a session, by its token: no permissions beyond its own sessions.
+    pub fn of_session(user_id: String, session: SessionId) -> Self {
+        Self {
+            user_id,
+            permissions: Permissions::none(),
+            kind: PrincipalKind::Session(session),
+        }
+    }
+
     pub fn can(&self, p: Permission) -> bool {
         self.permissions.contains(p)
     }

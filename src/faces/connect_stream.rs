@@ -58,16 +58,7 @@ fn end_of_stream(fields: &HeaderMap) -> Bytes {
             json!({ "error": { "code": connect_code(tonic::Code::from_i32(code)), "message": message } })
         }
     };
-    let payload = body.to_string().into_bytes();
-    let mut envelope = Vec::with_capacity(5 + payload.len());
-    envelope.push(0x02);
-    envelope.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    envelope.extend_from_slice(&payload);
-    Bytes::from(envelope)
+    envelope(END_STREAM, body.to_string().as_bytes())
 }
 
 pub async fn serve(

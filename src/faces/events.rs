@@ -217,7 +217,7 @@ pub fn types_from_names<'a>(
 }
 
 /// An empty string means no filter, as for every optional text field of the wire.
-fn non_empty(value: Option<String>) -> Option<String> {
+pub(super) fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 

@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 use super::FaceState;
 use super::edges::{self, REQUEST_ID, session_token};
 use crate::core::{CurrentSession, PageRequest};
-use crate::domain::{
-    Permissions, Principal, PrincipalKind, SessionEventType, SessionId, error_ids,
-};
+use crate::domain::{Principal, SessionEventType, SessionId, error_ids};
 
 pub use super::kratos::{KratosError, session_json};
 
@@ -164,11 +162,7 @@ async fn events(
     let user = current.user.id.into_string();
     filter.user_id = Some(user.clone());
     let own = current.session.id;
-    let principal = Principal {
-        user_id: user,
-        permissions: Permissions::none(),
-        kind: PrincipalKind::Session(own.clone()),
-    };
+    let principal = Principal::of_session(user, own.clone());
     let events = state
         .api
         .core()

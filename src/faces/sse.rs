@@ -29,7 +29,7 @@ use http::{HeaderMap, HeaderValue, header};
 
 use super::FaceState;
 use super::edges::{self, Credentials};
-use super::events::{self, event_to_pb, types_from_names};
+use super::events::{self, event_to_pb, non_empty, types_from_names};
 use super::rest::RestError;
 use crate::core::EventStream;
 use crate::domain::{Error, EventFilter, SessionEvent, error_ids};
@@ -59,9 +59,9 @@ pub fn query_filter(pairs: &[(String, String)], allow_user: bool) -> Result<Even
     let mut types = Vec::new();
     for (key, value) in pairs {
         match key.as_str() {
-            "after" => filter.after = Some(value.clone()).filter(|v| !v.is_empty()),
+            "after" => filter.after = non_empty(Some(value.clone())),
             "user_id" | "userId" if allow_user => {
-                filter.user_id = Some(value.clone()).filter(|v| !v.is_empty());
+                filter.user_id = non_empty(Some(value.clone()));
             }
             "types" | "type" => types.push(value.as_str()),
             "limit" => {

@@ -13,6 +13,7 @@
 
 use super::SessionApi;
 use super::convert::details;
+use super::convert::invalid;
 use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::user::v2 as msg;
 use super::rpc::rpc_service;
@@ -20,10 +21,6 @@ use crate::core::{AuthMethod, ImportedSeed, NewUser};
 use crate::domain::{
     Error, ErrorKind, LoginName, Password, Principal, TotpCode, UserId, error_ids,
 };
-
-fn invalid(message: impl Into<String>) -> Error {
-    Error::invalid_argument(error_ids::REQUEST_INVALID, message.into())
-}
 
 fn unimplemented(method: &str) -> Error {
     Error::new(
