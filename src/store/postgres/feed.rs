@@ -39,14 +39,18 @@ pub const CHANNEL: &str = "sessiond_feed";
 /// Least time between two notifications of one replica.
 const NOTIFY_GAP: Duration = Duration::from_millis(1);
 
+// The position columns are selected as `xid::text::bigint`, an output column PostgreSQL also
+// names `xid`; ORDER BY prefers output names, so it names the table's columns in full to
+// order by the index `(xid, serial)` instead of sorting the whole table.
+
 /// The highest readable event, and the horizon.
 const BOUNDS: &str = "SELECT \
     (SELECT xid::text::bigint FROM session_events \
         WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
-        ORDER BY xid DESC, serial DESC LIMIT 1), \
+        ORDER BY session_events.xid DESC, session_events.serial DESC LIMIT 1), \
     (SELECT serial FROM session_events \
         WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
-        ORDER BY xid DESC, serial DESC LIMIT 1), \
+        ORDER BY session_events.xid DESC, session_events.serial DESC LIMIT 1), \
     (SELECT xid FROM feed_horizon WHERE id = 1), \
     (SELECT serial FROM feed_horizon WHERE id = 1)";
 
@@ -61,7 +65,7 @@ const AFTER_READ: &str = "SELECT \
 static ALL_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "{} WHERE (xid, serial) > ($1::text::xid8, $2) AND (xid, serial) <= ($3::text::xid8, $4) \
-         AND event_type = ANY($5) ORDER BY xid, serial LIMIT $6",
+         AND event_type = ANY($5) ORDER BY session_events.xid, session_events.serial LIMIT $6",
         events::TABLE.select_with("xid::text::bigint, serial")
     )
 });
@@ -71,7 +75,7 @@ static USER_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "{} WHERE user_id = $7 AND (xid, serial) > ($1::text::xid8, $2) \
          AND (xid, serial) <= ($3::text::xid8, $4) \
-         AND event_type = ANY($5) ORDER BY xid, serial LIMIT $6",
+         AND event_type = ANY($5) ORDER BY session_events.xid, session_events.serial LIMIT $6",
         events::TABLE.select_with("xid::text::bigint, serial")
     )
 });
