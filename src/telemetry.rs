@@ -2,13 +2,24 @@
 //! Text is coloured only when stderr is a terminal and `NO_COLOR` is unset or empty, so logs
 //! redirected to a file or read by journald carry no escape codes; JSON never is. With
 //! `--otlp-endpoint`, `serve` adds the OpenTelemetry layer of [`crate::ops::trace`].
+//!
+//! With two layers each filter is per layer, and `tracing-subscriber` carries a per-layer
+//! decision from `enabled` to the span or event in a thread-local. A callsite whose interest
+//! is cached as "always" skips `enabled`, so it would read whatever the last dynamic check
+//! left there (sqlx asks `enabled!` after every query): on PostgreSQL a request span was at
+//! times dropped from both layers. [`Checked`] keeps every callsite a layer wants at
+//! "sometimes", so its decision is always taken afresh; callsites no layer wants stay cached
+//! as "never".
 
 use std::io::IsTerminal as _;
 
-use tracing::Subscriber;
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata, Subscriber, span};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -33,10 +44,58 @@ pub fn init(format: LogFormat, traces: Option<TraceLayer>) {
             .with(logs(format))
             .init(),
         Some(traces) => {
-            let layers: Vec<BoxedLayer> =
-                vec![logs(format).with_filter(filter).boxed(), traces.install()];
+            let layers: Vec<BoxedLayer> = vec![
+                logs(format).with_filter(Checked(filter)).boxed(),
+                traces.install(),
+            ];
             tracing_subscriber::registry().with(layers).init();
         }
+    }
+}
+
+/// A per-layer filter whose decision is taken at every span and event it may want, never
+/// cached as "always" (see the module header); everything else is the inner filter's.
+pub struct Checked<F>(pub F);
+
+impl<S, F: Filter<S>> Filter<S> for Checked<F> {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        self.0.enabled(meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.0.callsite_enabled(meta).is_never() {
+            Interest::never()
+        } else {
+            Interest::sometimes()
+        }
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, cx: &Context<'_, S>) -> bool {
+        self.0.event_enabled(event, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.0.max_level_hint()
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_new_span(attrs, id, ctx)
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.0.on_record(id, values, ctx)
+    }
+
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_enter(id, ctx)
+    }
+
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_exit(id, ctx)
+    }
+
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        self.0.on_close(id, ctx)
     }
 }
 

@@ -37,6 +37,7 @@ use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::{Layer, Registry};
 
 use super::labels::Route;
+use crate::telemetry::Checked;
 
 /// Longest one export may take, connecting included: an unreachable collector costs the
 /// export thread this much per batch and never a request anything.
@@ -96,7 +97,9 @@ impl Traces {
             .build();
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(SERVICE_NAME))
-            .with_filter(filter_fn(exported).with_max_level_hint(LevelFilter::DEBUG))
+            .with_filter(Checked(
+                filter_fn(exported).with_max_level_hint(LevelFilter::DEBUG),
+            ))
             .boxed();
         Ok((Self { provider }, TraceLayer(layer)))
     }
