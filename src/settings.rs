@@ -38,7 +38,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 
-pub use value::{DatabaseUrl, Value, redact_url};
+pub use value::{DatabaseUrl, Ratio, Value, redact_url};
 
 use crate::store::Synchronous;
 
@@ -133,8 +133,15 @@ settings! {
     /// SQLite: `normal` (a commit survives a crash of the process; a power loss may lose the
     /// last moments) or `full` (the log is synced at every commit: survives power loss too).
     sqlite_synchronous: Synchronous = Synchronous::Normal, in STORE;
-    /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317); off unless set.
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317, or https://
+    /// with TLS); off unless set.
     otlp_endpoint: Option<String> = None;
+    /// For an https collector: PEM file of the certificate authority that signed its
+    /// certificate (the public web roots when unset).
+    otlp_ca_file: Option<PathBuf> = None;
+    /// Fraction of the traces that start at sessiond to record (0 to 1); a request carrying a
+    /// `traceparent` follows its caller's decision.
+    otlp_sample_ratio: Ratio = Ratio(1.0);
 }
 
 impl Settings {

@@ -250,7 +250,11 @@ async fn serve(format: LogFormat, settings: Settings) -> anyhow::Result<()> {
     let endpoint = settings.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
     let (traces, layer) = match endpoint {
         Some(endpoint) => {
-            let (traces, layer) = Traces::start(endpoint)?;
+            let (traces, layer) = Traces::start(
+                endpoint,
+                settings.otlp_ca_file.as_deref(),
+                settings.otlp_sample_ratio.0,
+            )?;
             (Some(traces), Some(layer))
         }
         None => (None, None),

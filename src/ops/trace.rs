@@ -20,6 +20,7 @@
 //! wrapper; the observe middleware only reads [`installed`] (one relaxed atomic load), and
 //! the debug-level password spans are disabled by the log filter at the callsite.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -27,10 +28,11 @@ use anyhow::Context as _;
 use http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
+use tonic::transport::{Certificate, ClientTlsConfig};
 use tracing::{Level, Metadata, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::filter::{LevelFilter, filter_fn};
@@ -78,20 +80,35 @@ pub struct Traces {
 }
 
 impl Traces {
-    /// The exporter to `endpoint` (`http://host:port`, OTLP/gRPC) and its layer. Runs in the
-    /// tokio runtime (the exporter's channel lives there); connects lazily, so a collector
-    /// that is not up yet is no error.
-    pub fn start(endpoint: &str) -> anyhow::Result<(Self, TraceLayer)> {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+    /// The exporter to `endpoint` (`http://host:port` or `https://host:port`, OTLP/gRPC) and
+    /// its layer, recording `ratio` of the traces that start here. An https collector is
+    /// trusted by the public web roots, or only by the authority in `ca_file` when given.
+    /// Runs in the tokio runtime (the exporter's channel lives there); connects lazily, so a
+    /// collector that is not up yet is no error.
+    pub fn start(
+        endpoint: &str,
+        ca_file: Option<&Path>,
+        ratio: f64,
+    ) -> anyhow::Result<(Self, TraceLayer)> {
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
+            .with_timeout(EXPORT_TIMEOUT);
+        if endpoint.starts_with("https://") {
+            exporter = exporter.with_tls_config(tls(ca_file)?);
+        } else if ca_file.is_some() {
+            anyhow::bail!("otlp-ca-file: only for an https otlp-endpoint, not {endpoint:?}");
+        }
+        let exporter = exporter
             .build()
             .with_context(|| format!("otlp-endpoint: cannot export to {endpoint:?}"))?;
         // Defaults: a queue of 2048 spans (past it new spans are dropped, never waited for),
         // batches of 512 every 5 s, on the processor's own thread.
         let batches = BatchSpanProcessor::builder(exporter).build();
         let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                ratio,
+            ))))
             .with_span_processor(batches)
             .with_resource(resource())
             .build();
@@ -117,6 +134,18 @@ impl Traces {
             Err(e) => tracing::warn!(error = %e, "traces not flushed at shutdown"),
         }
     }
+}
+
+/// TLS to the collector: the authority in `ca_file`, or the public web roots.
+fn tls(ca_file: Option<&Path>) -> anyhow::Result<ClientTlsConfig> {
+    Ok(match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("otlp-ca-file: cannot read {}", path.display()))?;
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+        }
+        None => ClientTlsConfig::new().with_webpki_roots(),
+    })
 }
 
 /// `service.name` and `service.version`; `OTEL_RESOURCE_ATTRIBUTES` may add more.

@@ -173,6 +173,38 @@ impl Value for Synchronous {
     }
 }
 
+/// A fraction from 0 to 1 (a sampling ratio): `0.25` on the command line and in the file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ratio(pub f64);
+
+impl std::str::FromStr for Ratio {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(Ratio(r)),
+            _ => Err(format!("{text:?} is not a fraction from 0 to 1 like 0.25")),
+        }
+    }
+}
+
+impl Value for Ratio {
+    type File = f64;
+    fn flag(arg: Arg) -> Arg {
+        arg.value_parser(|text: &str| text.parse::<Ratio>())
+    }
+    fn from_flags(matches: &ArgMatches, id: &str) -> Option<Self> {
+        one(matches, id)
+    }
+    fn from_file(key: &str, raw: f64) -> anyhow::Result<Self> {
+        raw.to_string()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("configuration file: {key}: {e}"))
+    }
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
+}
+
 /// A comma-separated list on the command line, a TOML array in the file.
 impl Value for Vec<String> {
     type File = Vec<String>;

@@ -499,3 +499,176 @@ async fn a_malformed_endpoint_is_refused_at_start_naming_the_setting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("otlp-endpoint"), "{stderr}");
 }
+
+/// With `--otlp-sample-ratio 0` a trace that starts at sessiond is not recorded, while a
+/// request whose caller sampled its trace still is (the caller's decision wins).
+#[tokio::test]
+async fn a_sample_ratio_of_zero_records_only_the_traces_callers_sampled() {
+    let receiver = OtlpReceiver::start().await;
+    let data_dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(
+        data_dir.path(),
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint,
+            "--otlp-sample-ratio",
+            "0",
+        ],
+        &[],
+    )
+    .await;
+    let auth = process_bearer(data_dir.path(), "caller", &["session.read"]);
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let answer = http
+            .post(server.url("/v2/sessions/search"))
+            .header("authorization", &auth)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(answer.status(), 200);
+    }
+    list_in_a_trace_and_stop(server, data_dir.path()).await;
+    let spans = receiver.spans();
+    request_span(&spans, TRACE, REST_GET_PARENT, "ListSessions");
+    assert!(
+        spans.iter().all(|s| s.trace_id() == TRACE),
+        "traces started here were recorded: {:#?}",
+        spans
+            .iter()
+            .map(|s| (&s.span.name, s.trace_id()))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_sample_ratio_outside_zero_to_one_is_refused_at_start_naming_the_setting() {
+    let data_dir = tempfile::tempdir().expect("dir");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-sample-ratio",
+            "1.5",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .output()
+        .await
+        .expect("running sessiond");
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("otlp-sample-ratio"), "{stderr}");
+}
+
+/// Runs the `openssl` command with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+/// A certificate authority (`ca.pem`, in `dir`) and a server certificate for `localhost` it
+/// signed, with its key (returned, PEM), made by the `openssl` command.
+fn localhost_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"],
+            &new_key[..],
+            &["-days", "1", "-subj", "/CN=test authority"],
+        ]
+        .concat()
+        .into_iter()
+        .chain(["-keyout", "ca.key", "-out", "ca.pem"])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        dir,
+        &[&["req"], &new_key[..], &["-subj", "/CN=localhost"]]
+            .concat()
+            .into_iter()
+            .chain(["-keyout", "server.key", "-out", "server.csr"])
+            .collect::<Vec<_>>(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    (
+        std::fs::read(dir.join("server.pem")).expect("certificate"),
+        std::fs::read(dir.join("server.key")).expect("key"),
+    )
+}
+
+/// An https collector is reached over TLS and trusted through `--otlp-ca-file`; without it
+/// the public roots do not vouch for the test authority's certificate, so nothing is sent, and the
+/// server serves and stops all the same.
+#[tokio::test]
+async fn an_https_collector_is_trusted_through_the_given_authority_only() {
+    let certificates = tempfile::tempdir().expect("dir");
+    let (certificate, key) = localhost_certificate(certificates.path());
+    let ca_file = certificates.path().join("ca.pem");
+
+    let receiver = OtlpReceiver::start_tls(&certificate, &key).await;
+    let data_dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(
+        data_dir.path(),
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint,
+            "--otlp-ca-file",
+            ca_file.to_str().expect("path"),
+        ],
+        &[],
+    )
+    .await;
+    list_in_a_trace_and_stop(server, data_dir.path()).await;
+    request_span(&receiver.spans(), TRACE, REST_GET_PARENT, "ListSessions");
+
+    let untrusted = OtlpReceiver::start_tls(&certificate, &key).await;
+    let data_dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(
+        data_dir.path(),
+        &["--otlp-endpoint", &untrusted.endpoint],
+        &[],
+    )
+    .await;
+    list_in_a_trace_and_stop(server, data_dir.path()).await;
+    assert!(untrusted.spans().is_empty());
+}

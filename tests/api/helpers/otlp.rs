@@ -130,8 +130,22 @@ pub struct OtlpReceiver {
 
 impl OtlpReceiver {
     pub async fn start() -> OtlpReceiver {
+        Self::serve(None).await
+    }
+
+    /// Over TLS with this certificate and key (PEM): `endpoint` is
+    /// `https://localhost:PORT`.
+    pub async fn start_tls(certificate: &[u8], key: &[u8]) -> OtlpReceiver {
+        Self::serve(Some(tonic::transport::Identity::from_pem(certificate, key))).await
+    }
+
+    async fn serve(identity: Option<tonic::transport::Identity>) -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let port = listener.local_addr().expect("address").port();
+        let endpoint = match identity {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
         let incoming = futures_util::stream::unfold(listener, move |listener| {
@@ -144,8 +158,14 @@ impl OtlpReceiver {
         });
         let collector = Collector::default();
         let service = TraceServiceServer::new(collector.clone());
+        let mut server = tonic::transport::Server::builder();
+        if let Some(identity) = identity {
+            server = server
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .expect("TLS configuration");
+        }
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = server
                 .add_service(service)
                 .serve_with_incoming(incoming)
                 .await;
