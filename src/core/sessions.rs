@@ -184,7 +184,10 @@ impl Core {
         require(principal, Permission::SessionWrite)?;
         reject_unsupported(&request.checks, &request.unsupported_challenges)?;
         let lifetime = check_lifetime(request.lifetime)?;
+        // An expired session is refused before its checks run, so a password tried on it is
+        // neither computed nor counted as a failed attempt.
         let current = self.live_session(&request.session_id).await?;
+        refuse_expired(&current, self.clock.now())?;
         let verified = self
             .verify_checks(&request.checks, current.user_id())
             .await?;
@@ -192,13 +195,7 @@ impl Core {
         retry_on_conflict(|| async {
             let mut session = self.live_session(&request.session_id).await?;
             let now = self.clock.now();
-            if session.is_expired(now) {
-                return Err(Error::failed_precondition(
-                    error_ids::SESSION_EXPIRED,
-                    "Session has expired",
-                )
-                .into());
-            }
+            refuse_expired(&session, now)?;
             let mut changed = verified.apply(&mut session.factors, now)?;
             changed |= session.metadata.merge(request.metadata.clone());
             if let Some(lifetime) = lifetime {
@@ -448,4 +445,15 @@ fn may_read(principal: &Principal, session: &Session) -> bool {
             .user_id()
             .is_some_and(|u| u.as_str() == principal.user_id)
         || principal.can(Permission::SessionRead)
+}
+
+/// FAILED_PRECONDITION for a session past its expiry, which SetSession no longer changes.
+fn refuse_expired(session: &Session, now: Time) -> Result<(), Error> {
+    if session.is_expired(now) {
+        return Err(Error::failed_precondition(
+            error_ids::SESSION_EXPIRED,
+            "Session has expired",
+        ));
+    }
+    Ok(())
 }

@@ -171,6 +171,43 @@ async fn an_expired_session_refuses_changes_with_failed_precondition() {
     }
 }
 
+/// The expiry is checked before the checks run: a wrong password on an expired session is
+/// refused as expired and is not counted against the user.
+#[tokio::test]
+async fn an_expired_session_refuses_a_password_check_without_counting_it() {
+    for h in harnesses().await {
+        let user = h.user_with_password("late@example.com").await;
+        let expired = h.expired_session_for(&user, 60, 60).await;
+        let wrong = || Checks {
+            password: Some(Password::parse("not it").expect("pw")),
+            ..Checks::default()
+        };
+        let request = SetSession {
+            checks: wrong(),
+            ..set(&expired.id)
+        };
+        h.set_refused(
+            request,
+            ErrorKind::FailedPrecondition,
+            error_ids::SESSION_EXPIRED,
+        )
+        .await;
+        let live = h.session_for(&user).await;
+        let request = SetSession {
+            checks: wrong(),
+            ..set(&live.id)
+        };
+        let error = h
+            .set_refused(
+                request,
+                ErrorKind::InvalidArgument,
+                error_ids::PASSWORD_INVALID,
+            )
+            .await;
+        assert_eq!(error.failed_attempts(), Some(1), "{h}");
+    }
+}
+
 #[tokio::test]
 async fn terminated_and_unknown_sessions_are_not_found() {
     for h in harnesses().await {
