@@ -16,12 +16,11 @@ use axum::routing::{delete, get, post};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::{POLL, PUSH, Signals, targets, tokens};
-use crate::domain::{Error, ErrorKind, Permission, Principal, error_ids};
+use super::{LogoutClient, POLL, PUSH, Signals, targets, tokens};
+use crate::domain::{Error, Permission, Principal, error_ids};
 use crate::faces::FaceState;
 use crate::faces::admin::AdminError;
 use crate::faces::edges;
-use crate::store::StoreError;
 use crate::store::signals::{TargetKind, TargetRow};
 
 type Admin = edges::Bearer<AdminError>;
@@ -36,7 +35,7 @@ pub const JWKS_PATH: &str = "/.well-known/ssf-jwks.json";
 pub fn routes() -> Router<FaceState> {
     Router::new()
         .route("/.well-known/ssf-configuration", get(metadata))
-        .route(JWKS_PATH, get(jwks))
+        .route("/.well-known/ssf-jwks.json", get(jwks))
         .route(
             &format!("{SSF}/stream"),
             get(read_stream)
@@ -600,7 +599,7 @@ async fn poll(
     Ok(axum::Json(out).into_response())
 }
 
-fn client_json(row: &TargetRow) -> Value {
+pub fn client_json(row: &TargetRow) -> Value {
     json!({
         "clientId": row.id,
         "backchannelLogoutUri": row.config["backchannelLogoutUri"],
@@ -619,52 +618,25 @@ async fn create_client(
     manager(&principal)?;
     let body = body.0;
     object(&body)?;
-    let client_id = string_member(&body, "clientId")?
-        .ok_or_else(|| invalid("clientId is required"))?
-        .to_owned();
-    targets::target_id("clientId", &client_id)?;
+    let client_id =
+        string_member(&body, "clientId")?.ok_or_else(|| invalid("clientId is required"))?;
     let uri = string_member(&body, "backchannelLogoutUri")?
         .ok_or_else(|| invalid("backchannelLogoutUri is required"))?;
-    let uri = targets::receiver_url(uri, signals.settings().allow_loopback_http)?;
     let session_required = match body.get("sessionRequired") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(invalid("sessionRequired must be true or false")),
     };
     let sessions = string_member(&body, "sessions")?.unwrap_or("all");
-    if !matches!(sessions, "all" | "client") {
-        return Err(invalid("sessions must be \"all\" or \"client\""));
-    }
-    let now = signals.now();
-    let row = TargetRow {
-        kind: TargetKind::Logout,
-        id: client_id,
-        config: json!({
-            "iss": issuer(signals, &headers),
-            "backchannelLogoutUri": uri.as_str(),
-            "sessionRequired": session_required,
-            "sessions": sessions,
-        }),
-        auth: None,
-        status: "enabled".into(),
-        reason: None,
-        cursor: signals.head().await?,
-        created_at: now,
-        updated_at: now,
-    };
-    match signals.store().insert_target(&row).await {
-        Ok(()) => {}
-        Err(StoreError::Duplicate(_)) => {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                error_ids::SIGNALS_EXISTS,
-                "a back-channel logout client with this clientId exists",
-            )
-            .into());
-        }
-        Err(e) => return Err(Error::from(e).into()),
-    }
-    signals.touch();
+    let row = signals
+        .add_logout_client(LogoutClient {
+            client_id,
+            uri,
+            session_required,
+            sessions,
+            issuer: &issuer(signals, &headers),
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(client_json(&row))).into_response())
 }
 

@@ -35,6 +35,7 @@
 //! Not here: the routes (`face`), what a token says (`tokens`), keys (`keys`), the checks of
 //! receiver input (`targets`), the SQL (`store::signals`).
 
+pub mod cli;
 pub mod face;
 pub mod keys;
 pub mod targets;
@@ -50,12 +51,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::domain::{
-    Clock, Error, FeedPosition, SessionEvent, SessionEventType, SessionId, TerminationReason, Time,
-    error_ids,
+    Clock, Error, ErrorKind, FeedPosition, SessionEvent, SessionEventType, SessionId,
+    TerminationReason, Time, error_ids,
 };
 use crate::feed::event_of;
 use crate::store::signals::{DynSignalStore, Enqueue, NewItem, OutboxItem, TargetKind, TargetRow};
-use crate::store::{DynStore, FeedQuery};
+use crate::store::{DynStore, FeedQuery, StoreError};
 
 pub use keys::{KeyRing, KeySource};
 pub use targets::HeaderSealer;
@@ -252,7 +253,9 @@ impl Signals {
             cursor_from: Some(row.cursor.clone()),
             cursor_to: Some(page.scanned_to.max(after).to_string()),
             items,
-            keep_at_most: (row.status == "paused").then_some(self.inner.settings.paused_max_events),
+            // A paused stream holds a bounded backlog; so does a poll stream nobody polls.
+            keep_at_most: (row.status == "paused" || row.config["delivery"]["method"] == POLL)
+                .then_some(self.inner.settings.paused_max_events),
         };
         let moved = store.enqueue(kind, id, &enqueue, self.now()).await?;
         if moved && !enqueue.items.is_empty() {
@@ -593,6 +596,61 @@ impl Signals {
                 () = tokio::time::sleep_until(deadline) => {}
             }
         }
+    }
+}
+
+/// A back-channel logout client to register.
+pub struct LogoutClient<'a> {
+    pub client_id: &'a str,
+    pub uri: &'a str,
+    pub session_required: bool,
+    /// `all` sessions, or only those whose metadata `client_id` is the client's (`client`).
+    pub sessions: &'a str,
+    pub issuer: &'a str,
+}
+
+impl Signals {
+    /// Registers a back-channel logout client; it receives logout tokens for sessions ended
+    /// from now on.
+    pub async fn add_logout_client(&self, client: LogoutClient<'_>) -> Result<TargetRow, Error> {
+        targets::target_id("clientId", client.client_id)?;
+        let uri = targets::receiver_url(client.uri, self.inner.settings.allow_loopback_http)?;
+        if !matches!(client.sessions, "all" | "client") {
+            return Err(Error::invalid_argument(
+                error_ids::SIGNALS_INVALID,
+                "sessions must be \"all\" or \"client\"",
+            ));
+        }
+        let now = self.now();
+        let row = TargetRow {
+            kind: TargetKind::Logout,
+            id: client.client_id.to_owned(),
+            config: serde_json::json!({
+                "iss": client.issuer,
+                "backchannelLogoutUri": uri.as_str(),
+                "sessionRequired": client.session_required,
+                "sessions": client.sessions,
+            }),
+            auth: None,
+            status: "enabled".into(),
+            reason: None,
+            cursor: self.head().await?,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.inner.store.insert_target(&row).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    error_ids::SIGNALS_EXISTS,
+                    "a back-channel logout client with this clientId exists",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.touch();
+        Ok(row)
     }
 }
 

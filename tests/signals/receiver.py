@@ -10,6 +10,7 @@ Prints `PORT <n>` on its first line. Endpoints:
     POST /set/<name>       a pushed SET (application/secevent+jwt); 202, or 400 {err, description}
     POST /logout/<client>  a logout token (form logout_token); 200, or 400 {error, error_description}
     POST /down/<name>      the receiver for <name> answers 503 from now on; /up/<name> heals it
+    POST /jwks/url         the JWKS is at the URL in the body from now on
     GET  /received         every accepted claim set: {"<name>": [claims, ...], ...}
     POST /verify           {"token": "...", "kind": "set"|"logout", "aud": "..."} -> claims or 400
 """
@@ -156,6 +157,8 @@ def handler(state):
 
         def do_POST(self):
             parts = self.path.strip("/").split("/")
+            if parts == ["verify"]:
+                parts = ["verify", ""]
             if len(parts) != 2:
                 return self.reply(404, {})
             kind, name = parts
@@ -165,6 +168,10 @@ def handler(state):
                 return self.reply(200, {})
             if kind == "up":
                 state.down.discard(name)
+                return self.reply(200, {})
+            if kind == "jwks":
+                # The JWKS moved (a restarted server on another port): /jwks/x, body = URL.
+                state.jwks_url = raw.decode()
                 return self.reply(200, {})
             if kind == "verify":
                 request = json.loads(raw)
