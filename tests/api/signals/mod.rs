@@ -154,9 +154,19 @@ impl Receiver {
     }
 }
 
-/// A server that may push to receivers on loopback http.
+/// A server that may push to receivers on loopback http (on PostgreSQL, with a key file).
 pub async fn signals_app() -> TestApp {
-    spawn_app_with(|s| s.signals_allow_loopback_http = true).await
+    spawn_app_with(|s| {
+        s.signals_allow_loopback_http = true;
+        if s.is_postgres() {
+            let path = s.data_dir.join("signals.pem");
+            let pem = sessiond::signals::keys::generate_pem(jsonwebtoken::Algorithm::RS256)
+                .expect("a signals key");
+            std::fs::write(&path, pem).expect("writing the signals key");
+            s.signals_key_file = Some(path);
+        }
+    })
+    .await
 }
 
 pub fn manager(app: &TestApp, subject: &str) -> String {
