@@ -184,3 +184,97 @@ async fn three_replicas_on_one_postgresql_deliver_each_set_once() {
     ids.sort();
     assert_eq!(revoked, ids);
 }
+
+fn cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("running sessiond")
+}
+
+#[test]
+fn the_command_line_rotates_the_key_and_manages_logout_clients() {
+    let data_dir = tempfile::tempdir().expect("dir");
+    let rotated = cli(
+        data_dir.path(),
+        &["signals", "rotate-key", "--algorithm", "EdDSA"],
+    );
+    assert!(rotated.status.success(), "{rotated:?}");
+    assert!(String::from_utf8_lossy(&rotated.stdout).contains("(EdDSA)"));
+    let added = cli(
+        data_dir.path(),
+        &[
+            "signals",
+            "logout-clients",
+            "add",
+            "--client-id",
+            "shop",
+            "--uri",
+            "https://shop.example/logout",
+            "--sessions",
+            "client",
+            "--signals-issuer",
+            "https://login.example",
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let refused = cli(
+        data_dir.path(),
+        &[
+            "signals",
+            "logout-clients",
+            "add",
+            "--client-id",
+            "meta",
+            "--uri",
+            "https://169.254.169.254/",
+            "--signals-issuer",
+            "https://login.example",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("metadata"),
+        "{refused:?}"
+    );
+    let listed = cli(data_dir.path(), &["signals", "logout-clients", "list"]);
+    let line: Value = serde_json::from_slice(&listed.stdout).expect("one client as a JSON line");
+    assert_eq!(line["clientId"], "shop");
+    assert_eq!(line["sessions"], "client");
+    let removed = cli(
+        data_dir.path(),
+        &["signals", "logout-clients", "remove", "shop"],
+    );
+    assert!(removed.status.success(), "{removed:?}");
+    let again = cli(
+        data_dir.path(),
+        &["signals", "logout-clients", "remove", "shop"],
+    );
+    assert!(!again.status.success());
+}
+
+#[tokio::test]
+async fn signals_are_off_on_postgresql_without_a_key_file_and_say_why() {
+    let Some(base_url) = postgres_url() else {
+        return;
+    };
+    let database_url = postgres_schema_url(&base_url).await;
+    let app = spawn_app_with(|s| s.database_url = Some(database_url.into())).await;
+    let answer = send(
+        app.http
+            .post(app.url("/auth/admin/api/ssf/stream"))
+            .header("authorization", manager(&app, "r"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.json["code"], "FAILED_PRECONDITION");
+    assert!(
+        answer.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("--signals-key-file")
+    );
+}
