@@ -40,6 +40,7 @@ use crate::domain::Clock;
 use crate::faces::{self, FaceState, ProtocolSwitch, SessionApi};
 use crate::ops::Ops;
 use crate::settings::{EMBEDDED_AUDIENCE, EMBEDDED_ISSUER, Settings, redact_url};
+use crate::signals::{HeaderSealer, KeyRing, SignalSettings, Signals};
 
 /// A built server, listening but not yet serving.
 pub struct Application {
@@ -49,6 +50,7 @@ pub struct Application {
     router: Router,
     core: Core,
     health: tonic_health::server::HealthReporter,
+    signals: Option<Signals>,
 }
 
 impl Application {
@@ -60,7 +62,7 @@ impl Application {
         let store = open_store(&settings).await?;
         let core = Core::new(
             store,
-            clock,
+            clock.clone(),
             PasswordHasher::recommended()?,
             core_settings(&settings),
         )
@@ -72,7 +74,14 @@ impl Application {
                 .await;
         }
         let auth = Authenticator::new(JwtVerifier::new(keys, jwt), core.clone());
-        let router = router(&settings, auth, core.clone(), health_service)?;
+        let signals = signals(&settings, &core, clock)?;
+        let router = router(
+            &settings,
+            auth,
+            core.clone(),
+            health_service,
+            signals.clone(),
+        )?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -84,6 +93,7 @@ impl Application {
             router,
             core,
             health,
+            signals,
         })
     }
 
@@ -111,6 +121,9 @@ impl Application {
             "sessiond listening (HTTP/1.1 and h2c)"
         );
         let mut background = Background::default();
+        if let Some(signals) = self.signals {
+            background.spawn("signals", signals.run());
+        }
         background.spawn(
             "store health",
             watch_store_health(core.clone(), self.health),
@@ -161,6 +174,7 @@ pub fn router(
     health_service: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
+    signals: Option<Signals>,
 ) -> anyhow::Result<Router> {
     let api = SessionApi::new(auth);
     let grpc = faces::grpc::service(api.clone(), settings.body_limit, health_service)?;
@@ -175,6 +189,7 @@ pub fn router(
             body_limit: settings.body_limit,
             session_cookie: settings.session_cookie.clone(),
             feed_keepalive: settings.feed_keepalive,
+            signals,
         },
         ops.routes(),
     );
@@ -186,6 +201,54 @@ pub fn router(
     Ok(ops
         .observe(Router::new().fallback_service(ProtocolSwitch::new(grpc, http)))
         .layer(cors(&settings.cors_allowed_origins)?))
+}
+
+/// Shared Signals and back-channel logout, per the settings: on SQLite with keys in the data
+/// directory unless a key file is given; on PostgreSQL only with a key file (replicas must
+/// sign with one key), off otherwise.
+pub fn signals(
+    settings: &Settings,
+    core: &Core,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Option<Signals>> {
+    let url = settings.store_url();
+    let source = match &settings.signals_key_file {
+        Some(path) => crate::signals::KeySource::File(path.clone()),
+        None if settings.is_postgres() => {
+            tracing::info!("signals are off: on PostgreSQL they need --signals-key-file");
+            return Ok(None);
+        }
+        None => crate::signals::KeySource::Directory {
+            dir: settings.data_dir.join(crate::signals::keys::KEY_DIR),
+            alg: crate::signals::keys::parse_algorithm(&settings.signals_key_algorithm)?,
+            retention: settings.signals_key_retention,
+        },
+    };
+    let store: crate::store::signals::DynSignalStore = if settings.is_postgres() {
+        Arc::new(crate::store::signals::PgSignalStore::connect(
+            &url,
+            settings.db_acquire_timeout,
+        )?)
+    } else {
+        Arc::new(crate::store::signals::SqliteSignalStore::connect(&url)?)
+    };
+    let keys = KeyRing::new(source, core.now())?;
+    let sealer = HeaderSealer::new(&load_or_create_factor_key(&factor_key_path(settings))?);
+    Ok(Some(Signals::new(
+        store,
+        core.store().clone(),
+        clock,
+        keys,
+        sealer,
+        SignalSettings {
+            issuer: settings.signals_issuer.clone(),
+            allow_loopback_http: settings.signals_allow_loopback_http,
+            retry_for: settings.signals_retry_for,
+            paused_max_events: settings.signals_paused_max_events,
+            request_timeout: settings.signals_request_timeout,
+            poll_timeout: settings.signals_poll_timeout,
+        },
+    )?))
 }
 
 /// The core's settings.

@@ -34,5 +34,6 @@ pub mod faces;
 pub mod feed;
 pub mod ops;
 pub mod settings;
+pub mod signals;
 pub mod store;
 pub mod telemetry;

@@ -133,6 +133,26 @@ settings! {
     /// SQLite: `normal` (a commit survives a crash of the process; a power loss may lose the
     /// last moments) or `full` (the log is synced at every commit: survives power loss too).
     sqlite_synchronous: Synchronous = Synchronous::Normal, in STORE;
+    /// Signals: PKCS#8 PEM private key (RSA 2048+, P-256 or Ed25519) that signs Security Event
+    /// Tokens and logout tokens; default: keys made in <data-dir>/signals-keys. Required on
+    /// PostgreSQL (every replica must sign with the same key), where signals are off without it.
+    signals_key_file: Option<PathBuf> = None, in STORE;
+    /// Signals: algorithm of the keys made in the data directory (RS256, ES256 or EdDSA).
+    signals_key_algorithm: String = String::from("RS256"), in STORE;
+    /// Signals: how long a replaced key stays in the JWKS.
+    signals_key_retention: Duration = days(4);
+    /// Signals: `iss` of every token and the metadata; default: the URL a receiver called.
+    signals_issuer: Option<String> = None, in STORE;
+    /// Signals: also allow http receiver URLs to loopback addresses (tests, same host).
+    signals_allow_loopback_http: bool = false, in STORE;
+    /// Signals: how long a token is retried before it is given up (at least 24h).
+    signals_retry_for: Duration = days(3);
+    /// Signals: tokens a paused stream holds at most (the oldest are dropped past it).
+    signals_paused_max_events: u64 = 10000;
+    /// Signals: time limit of one request to a receiver.
+    signals_request_timeout: Duration = Duration::from_secs(10);
+    /// Signals: longest a poll request waits for an event.
+    signals_poll_timeout: Duration = Duration::from_secs(30);
     /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317, or https://
     /// with TLS); off unless set.
     otlp_endpoint: Option<String> = None;

@@ -66,6 +66,9 @@ pub enum Command {
     /// List, inspect and revoke sessions.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
+    /// Shared Signals and back-channel logout: signing keys, logout clients.
+    #[command(subcommand)]
+    Signals(crate::signals::cli::SignalsCommand),
     /// Manage bearer tokens signed with the embedded key.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -186,7 +189,7 @@ pub struct TokenMintArgs {
     /// The `sub` claim: the caller's user id.
     #[arg(long)]
     pub subject: String,
-    /// Comma-separated permissions: session.read, session.write, session.delete, user.read, user.write.
+    /// Comma-separated permissions: session.read, session.write, session.delete, user.read, user.write, ssf.manage.
     #[arg(long, value_delimiter = ',')]
     pub permissions: Vec<String>,
     /// Lifetime, e.g. 15m, 1h, 7d.
@@ -221,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Users(command)) => users(command, file).await,
         Some(Command::Sessions(command)) => sessions::run(command, file).await,
+        Some(Command::Signals(command)) => crate::signals::cli::run(command, file).await,
         Some(Command::Token(TokenCommand::Mint(args))) => token_mint(args, file),
         Some(Command::Migrate(flags)) => {
             let store = app::open_store(&Settings::load(file, &flags)?).await?;

@@ -170,6 +170,20 @@ error_ids! {
     /// A streaming RPC on a server that answers no streams (a stand-in such as the bench's).
     STREAM_UNSUPPORTED = "SESSIOND-STREAM-UNSUPPORTED";
 
+    // --- signals (Shared Signals streams, back-channel logout) ------------------------------
+    /// A stream, subject, client or poll request that breaks a rule (URL, id, field).
+    SIGNALS_INVALID = "SESSIOND-SIGNALS-INVALID";
+    /// No stream or logout client with that id (for this caller).
+    SIGNALS_NOT_FOUND = "SESSIOND-SIGNALS-NOT-FOUND";
+    /// A logout client with that id exists already.
+    SIGNALS_EXISTS = "SESSIOND-SIGNALS-EXISTS";
+    /// Signals are not available on this server (no signing key configured).
+    SIGNALS_OFF = "SESSIOND-SIGNALS-OFF";
+    /// A stored authorization header does not open with this server's key.
+    SIGNALS_SEAL = "SESSIOND-SIGNALS-SEAL";
+    /// Signing a token failed.
+    SIGNALS_SIGN = "SESSIOND-SIGNALS-SIGN";
+
     // --- the server's own faults -----------------------------------------------------------
     /// The store failed unexpectedly.
     STORE_FAILED = "SESSIOND-STORE";

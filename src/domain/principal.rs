@@ -13,15 +13,18 @@ pub enum Permission {
     SessionDelete = 4,
     UserRead = 8,
     UserWrite = 16,
+    /// Manage Shared Signals streams and back-channel logout clients.
+    SsfManage = 32,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::SessionRead,
         Permission::SessionWrite,
         Permission::SessionDelete,
         Permission::UserRead,
         Permission::UserWrite,
+        Permission::SsfManage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +34,7 @@ impl Permission {
             Permission::SessionDelete => "session.delete",
             Permission::UserRead => "user.read",
             Permission::UserWrite => "user.write",
+            Permission::SsfManage => "ssf.manage",
         }
     }
 

@@ -29,6 +29,7 @@ pub fn code(error: &Error) -> &'static str {
         (ErrorKind::NotFound, error_ids::USER_NOT_FOUND) => "USER_NOT_FOUND",
         (ErrorKind::NotFound, error_ids::SESSION_NOT_FOUND) => "SESSION_NOT_FOUND",
         (ErrorKind::NotFound, _) => "NOT_FOUND",
+        (ErrorKind::AlreadyExists, error_ids::SIGNALS_EXISTS) => "ALREADY_EXISTS",
         (ErrorKind::InvalidArgument, _) => "VALIDATION_FAILED",
         (ErrorKind::FailedPrecondition, _) => "FAILED_PRECONDITION",
         (ErrorKind::Unauthenticated, _) => "ADMIN_AUTH_REQUIRED",

@@ -101,6 +101,8 @@ pub struct FaceState {
     pub session_cookie: String,
     /// How often an idle event stream sends a keepalive comment.
     pub feed_keepalive: std::time::Duration,
+    /// Shared Signals and back-channel logout; `None` when off.
+    pub signals: Option<crate::signals::Signals>,
 }
 
 /// The registry of RPC services: each package's table, its RPCs for generic code, and its
@@ -233,6 +235,7 @@ pub fn router(state: FaceState, operations: Router) -> Router {
         .merge(kratos_admin::routes())
         .merge(admin::routes())
         .merge(admin_factors::routes())
+        .merge(crate::signals::face::routes())
         .with_state(state)
         .merge(operations)
         .fallback(not_found)

@@ -155,7 +155,7 @@ macro_rules! number {
     )*};
 }
 
-number!(u32, usize);
+number!(u32, u64, usize);
 
 impl Value for Synchronous {
     type File = String;

@@ -43,6 +43,7 @@ mod factors;
 mod feed;
 mod postgres;
 mod rows;
+pub mod signals;
 mod sqlite;
 
 pub use bounded::{Bounded, Traced};

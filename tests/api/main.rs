@@ -27,6 +27,7 @@ mod round_trip;
 mod self_service;
 mod set_session;
 mod shutdown;
+mod signals;
 mod ui;
 
 mod attacks;

@@ -43,6 +43,7 @@ use crate::domain::{
 
 mod factors;
 mod feed;
+pub(crate) mod signals;
 mod users;
 
 use self::feed::PgFeed;

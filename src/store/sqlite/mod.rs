@@ -24,6 +24,7 @@ mod feed;
 mod maintenance;
 mod open;
 mod readers;
+pub(crate) mod signals;
 mod statements;
 mod users;
 mod writer;

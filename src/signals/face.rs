@@ -1,0 +1,675 @@
+//! The signals routes. Public: the SSF metadata (`/.well-known/ssf-configuration`) and the
+//! JWKS (`/.well-known/ssf-jwks.json`). Under the admin face, with a bearer JWT granting
+//! `ssf.manage`, and its error shape: SSF stream management (`/auth/admin/api/ssf/…`:
+//! stream, status, subjects, verification, poll) and back-channel logout clients
+//! (`/auth/admin/api/backchannel-logout-clients`).
+//!
+//! A stream belongs to the subject of the JWT that created it; other callers are told it does
+//! not exist. Unknown request members are ignored (SSF); members the transmitter sets, sent
+//! with another value, are refused. The `Authorization` header a receiver gives for push
+//! delivery is sealed at once and never shown again.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::{LogoutClient, POLL, PUSH, Signals, targets, tokens};
+use crate::domain::{Error, Permission, Principal, error_ids};
+use crate::faces::FaceState;
+use crate::faces::admin::AdminError;
+use crate::faces::edges;
+use crate::store::signals::{TargetKind, TargetRow};
+
+type Admin = edges::Bearer<AdminError>;
+type Body = edges::Json<Value, AdminError>;
+type Query = edges::Query<AdminError>;
+type Answer = Result<Response, AdminError>;
+
+const SSF: &str = "/auth/admin/api/ssf";
+const LOGOUT_CLIENTS: &str = "/auth/admin/api/backchannel-logout-clients";
+pub const JWKS_PATH: &str = "/.well-known/ssf-jwks.json";
+
+pub fn routes() -> Router<FaceState> {
+    Router::new()
+        .route("/.well-known/ssf-configuration", get(metadata))
+        .route("/.well-known/ssf-jwks.json", get(jwks))
+        .route(
+            &format!("{SSF}/stream"),
+            get(read_stream)
+                .post(create_stream)
+                .patch(update_stream)
+                .put(replace_stream)
+                .delete(delete_stream),
+        )
+        .route(
+            &format!("{SSF}/status"),
+            get(read_status).post(update_status),
+        )
+        .route(&format!("{SSF}/subjects/add"), post(add_subject))
+        .route(&format!("{SSF}/subjects/remove"), post(remove_subject))
+        .route(&format!("{SSF}/verify"), post(verify))
+        .route(&format!("{SSF}/poll/{{stream_id}}"), post(poll))
+        .route(LOGOUT_CLIENTS, get(list_clients).post(create_client))
+        .route(
+            &format!("{LOGOUT_CLIENTS}/{{client_id}}"),
+            delete(delete_client),
+        )
+}
+
+fn invalid(message: impl Into<String>) -> AdminError {
+    Error::invalid_argument(error_ids::SIGNALS_INVALID, message.into()).into()
+}
+
+fn not_found(what: &str) -> AdminError {
+    Error::not_found(error_ids::SIGNALS_NOT_FOUND, format!("no such {what}")).into()
+}
+
+fn signals(state: &FaceState) -> Result<&Signals, AdminError> {
+    state.signals.as_ref().ok_or_else(|| {
+        Error::failed_precondition(
+            error_ids::SIGNALS_OFF,
+            "signals are off on this server: on PostgreSQL, give every replica the same \
+             --signals-key-file",
+        )
+        .into()
+    })
+}
+
+fn manager(principal: &Principal) -> Result<(), AdminError> {
+    if principal.can(Permission::SsfManage) {
+        Ok(())
+    } else {
+        Err(Error::permission_denied(
+            error_ids::PERMISSION_MISSING,
+            "this call needs the ssf.manage permission",
+        )
+        .into())
+    }
+}
+
+/// The issuer: the configured one, or the URL the caller used.
+fn issuer(signals: &Signals, headers: &HeaderMap) -> String {
+    if let Some(issuer) = &signals.settings().issuer {
+        return issuer.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+async fn metadata(State(state): State<FaceState>, headers: HeaderMap) -> Answer {
+    let signals = signals(&state)?;
+    let iss = issuer(signals, &headers);
+    let body = json!({
+        "spec_version": "1_0",
+        "issuer": iss,
+        "jwks_uri": format!("{iss}{JWKS_PATH}"),
+        "delivery_methods_supported": [PUSH, POLL],
+        "configuration_endpoint": format!("{iss}{SSF}/stream"),
+        "status_endpoint": format!("{iss}{SSF}/status"),
+        "add_subject_endpoint": format!("{iss}{SSF}/subjects/add"),
+        "remove_subject_endpoint": format!("{iss}{SSF}/subjects/remove"),
+        "verification_endpoint": format!("{iss}{SSF}/verify"),
+        "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6749"}],
+        "default_subjects": "ALL",
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+async fn jwks(State(state): State<FaceState>) -> Answer {
+    let signals = signals(&state)?;
+    Ok((
+        [(http::header::CACHE_CONTROL, "max-age=60")],
+        axum::Json(signals.jwks()),
+    )
+        .into_response())
+}
+
+/// A stream as its receiver sees it.
+fn stream_json(row: &TargetRow) -> Value {
+    let mut out = row.config.clone();
+    if let Some(object) = out.as_object_mut() {
+        object.remove("owner");
+        object.insert("stream_id".into(), Value::String(row.id.clone()));
+    }
+    out
+}
+
+/// The caller's stream by id.
+async fn own_stream(
+    signals: &Signals,
+    principal: &Principal,
+    id: Option<&str>,
+) -> Result<TargetRow, AdminError> {
+    let id = id.ok_or_else(|| invalid("stream_id is required"))?;
+    let row = signals
+        .store()
+        .target(TargetKind::Stream, id)
+        .await
+        .map_err(Error::from)?;
+    row.filter(|r| r.config["owner"] == principal.user_id.as_str())
+        .ok_or_else(|| not_found("stream"))
+}
+
+fn query_param(query: &Query, name: &str) -> Option<String> {
+    query
+        .0
+        .iter()
+        .find_map(|(k, v)| (k == name).then(|| v.clone()))
+}
+
+fn string_member<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, AdminError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(format!("{name} must be a string"))),
+    }
+}
+
+fn object(body: &Value) -> Result<&Map<String, Value>, AdminError> {
+    body.as_object()
+        .ok_or_else(|| invalid("the request body must be a JSON object"))
+}
+
+/// The transmitter-set members a receiver may repeat but not change.
+const TRANSMITTER_MEMBERS: [&str; 5] = [
+    "stream_id",
+    "iss",
+    "aud",
+    "events_supported",
+    "events_delivered",
+];
+
+/// Applies the receiver's members of `body` to a stream's configuration (`replace`: missing
+/// members are removed, as for PUT). Returns the new `Authorization` header, if one was given.
+fn apply_receiver_members(
+    signals: &Signals,
+    config: &mut Value,
+    stream_id: &str,
+    body: &Value,
+    replace: bool,
+) -> Result<Option<String>, AdminError> {
+    let body = object(body)?;
+    for member in TRANSMITTER_MEMBERS {
+        let current = if member == "stream_id" {
+            Value::String(stream_id.to_owned())
+        } else {
+            config[member].clone()
+        };
+        if let Some(given) = body.get(member)
+            && *given != current
+        {
+            return Err(invalid(format!("{member} is set by the transmitter")));
+        }
+    }
+    if let Some(requested) = body.get("events_requested") {
+        let list = requested
+            .as_array()
+            .filter(|a| a.iter().all(Value::is_string))
+            .ok_or_else(|| invalid("events_requested must be an array of strings"))?;
+        config["events_requested"] = Value::Array(list.clone());
+    } else if replace {
+        config["events_requested"] = json!([]);
+    }
+    let requested: Vec<&str> = config["events_requested"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let delivered: Vec<&str> = tokens::EVENTS_SUPPORTED
+        .into_iter()
+        .filter(|e| requested.contains(e))
+        .collect();
+    config["events_delivered"] = json!(delivered);
+    if let Some(description) = body.get("description") {
+        let text = description
+            .as_str()
+            .ok_or_else(|| invalid("description must be a string"))?;
+        config["description"] = Value::String(text.to_owned());
+    } else if replace && let Some(o) = config.as_object_mut() {
+        o.remove("description");
+    }
+    let mut authorization = None;
+    let delivery = match body.get("delivery") {
+        Some(d) => Some(d.clone()),
+        None if replace || config.get("delivery").is_none() => Some(json!({"method": POLL})),
+        None => None,
+    };
+    if let Some(delivery) = delivery {
+        let method = string_member(&delivery, "method")?.unwrap_or(POLL);
+        match method {
+            PUSH => {
+                let url = string_member(&delivery, "endpoint_url")?
+                    .ok_or_else(|| invalid("push delivery needs delivery.endpoint_url"))?;
+                let url = targets::receiver_url(url, signals.settings().allow_loopback_http)
+                    .map_err(AdminError::from)?;
+                if let Some(header) = string_member(&delivery, "authorization_header")? {
+                    if header.is_empty() || header.len() > 4096 || header.contains(['\r', '\n']) {
+                        return Err(invalid(
+                            "delivery.authorization_header must be one line of at most 4096 bytes",
+                        ));
+                    }
+                    authorization = Some(header.to_owned());
+                }
+                config["delivery"] = json!({"method": PUSH, "endpoint_url": url.as_str()});
+            }
+            POLL => {
+                let iss = config["iss"].as_str().unwrap_or_default();
+                config["delivery"] = json!({
+                    "method": POLL,
+                    "endpoint_url": format!("{iss}{SSF}/poll/{stream_id}"),
+                });
+            }
+            other => {
+                return Err(invalid(format!(
+                    "delivery.method {other:?} is not one of {PUSH}, {POLL}"
+                )));
+            }
+        }
+    }
+    Ok(authorization)
+}
+
+fn auth_column(
+    signals: &Signals,
+    row: &mut TargetRow,
+    authorization: Option<String>,
+    method_changed_to_poll: bool,
+) -> Result<(), AdminError> {
+    if let Some(header) = authorization {
+        row.auth = Some(signals.sealer().seal(row.kind, &row.id, &header)?);
+    } else if method_changed_to_poll {
+        row.auth = None;
+    }
+    Ok(())
+}
+
+async fn create_stream(
+    State(state): State<FaceState>,
+    headers: HeaderMap,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let now = signals.now();
+    let mut config = json!({
+        "owner": principal.user_id,
+        "iss": issuer(signals, &headers),
+        "aud": principal.user_id,
+        "events_supported": tokens::EVENTS_SUPPORTED,
+    });
+    let authorization = apply_receiver_members(signals, &mut config, &id, &body.0, false)?;
+    let mut row = TargetRow {
+        kind: TargetKind::Stream,
+        id,
+        config,
+        auth: None,
+        status: "enabled".into(),
+        reason: None,
+        cursor: signals.head().await?,
+        created_at: now,
+        updated_at: now,
+    };
+    auth_column(signals, &mut row, authorization, false)?;
+    signals
+        .store()
+        .insert_target(&row)
+        .await
+        .map_err(Error::from)?;
+    signals.verify(&row, None).await?;
+    Ok((StatusCode::CREATED, axum::Json(stream_json(&row))).into_response())
+}
+
+async fn read_stream(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    query: Query,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    if let Some(id) = query_param(&query, "stream_id") {
+        let row = own_stream(signals, &principal, Some(&id)).await?;
+        return Ok(axum::Json(stream_json(&row)).into_response());
+    }
+    let rows = signals
+        .store()
+        .targets(Some(TargetKind::Stream))
+        .await
+        .map_err(Error::from)?;
+    let mine: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.config["owner"] == principal.user_id.as_str())
+        .map(stream_json)
+        .collect();
+    Ok(axum::Json(Value::Array(mine)).into_response())
+}
+
+async fn change_stream(
+    state: FaceState,
+    principal: Principal,
+    body: Value,
+    replace: bool,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let id = string_member(&body, "stream_id")?.map(str::to_owned);
+    let mut row = own_stream(signals, &principal, id.as_deref()).await?;
+    let was_push = row.config["delivery"]["method"] == PUSH;
+    let mut config = row.config.clone();
+    let authorization = apply_receiver_members(signals, &mut config, &row.id, &body, replace)?;
+    let now_poll = config["delivery"]["method"] == POLL;
+    row.config = config;
+    row.updated_at = signals.now();
+    auth_column(signals, &mut row, authorization, was_push && now_poll)?;
+    if !signals
+        .store()
+        .update_target(&row)
+        .await
+        .map_err(Error::from)?
+    {
+        return Err(not_found("stream"));
+    }
+    signals.touch();
+    Ok(axum::Json(stream_json(&row)).into_response())
+}
+
+async fn update_stream(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    change_stream(state, principal, body.0, false).await
+}
+
+async fn replace_stream(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    change_stream(state, principal, body.0, true).await
+}
+
+async fn delete_stream(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    query: Query,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let row = own_stream(
+        signals,
+        &principal,
+        query_param(&query, "stream_id").as_deref(),
+    )
+    .await?;
+    signals
+        .store()
+        .delete_target(row.kind, &row.id)
+        .await
+        .map_err(Error::from)?;
+    signals.touch();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn status_json(row: &TargetRow) -> Value {
+    let mut out = json!({"stream_id": row.id, "status": row.status});
+    if let Some(reason) = &row.reason {
+        out["reason"] = Value::String(reason.clone());
+    }
+    out
+}
+
+async fn read_status(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    query: Query,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let row = own_stream(
+        signals,
+        &principal,
+        query_param(&query, "stream_id").as_deref(),
+    )
+    .await?;
+    Ok(axum::Json(status_json(&row)).into_response())
+}
+
+async fn update_status(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let body = body.0;
+    object(&body)?;
+    let mut row = own_stream(signals, &principal, string_member(&body, "stream_id")?).await?;
+    let status = string_member(&body, "status")?.ok_or_else(|| invalid("status is required"))?;
+    if !matches!(status, "enabled" | "paused" | "disabled") {
+        return Err(invalid("status must be enabled, paused or disabled"));
+    }
+    row.status = status.to_owned();
+    row.reason = string_member(&body, "reason")?.map(str::to_owned);
+    row.updated_at = signals.now();
+    if !signals
+        .store()
+        .update_target(&row)
+        .await
+        .map_err(Error::from)?
+    {
+        return Err(not_found("stream"));
+    }
+    signals.touch();
+    Ok(axum::Json(status_json(&row)).into_response())
+}
+
+async fn subject_change(
+    state: FaceState,
+    principal: Principal,
+    body: Value,
+    removed: bool,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    object(&body)?;
+    let row = own_stream(signals, &principal, string_member(&body, "stream_id")?).await?;
+    let subject = body
+        .get("subject")
+        .ok_or_else(|| invalid("subject is required"))
+        .and_then(|s| targets::subject(s).map_err(AdminError::from))?;
+    if let Some(verified) = body.get("verified")
+        && !verified.is_boolean()
+    {
+        return Err(invalid("verified must be true or false"));
+    }
+    signals
+        .store()
+        .set_subject_removed(&row.id, &subject, removed)
+        .await
+        .map_err(Error::from)?;
+    Ok(if removed {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::OK.into_response()
+    })
+}
+
+async fn add_subject(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    subject_change(state, principal, body.0, false).await
+}
+
+async fn remove_subject(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    subject_change(state, principal, body.0, true).await
+}
+
+async fn verify(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let body = body.0;
+    object(&body)?;
+    let row = own_stream(signals, &principal, string_member(&body, "stream_id")?).await?;
+    let state_value = string_member(&body, "state")?;
+    signals.verify(&row, state_value).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn poll(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    stream: edges::Path<String, AdminError>,
+    body: Body,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let body = body.0;
+    object(&body)?;
+    let row = own_stream(signals, &principal, Some(&stream.0)).await?;
+    if row.config["delivery"]["method"] != POLL {
+        return Err(invalid("this stream is delivered by push, not poll"));
+    }
+    let max = match body.get("maxEvents") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| invalid("maxEvents must be a non-negative integer"))?,
+        ),
+    };
+    let immediately = match body.get("returnImmediately") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("returnImmediately must be true or false")),
+    };
+    let mut acks: Vec<String> = match body.get("ack") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(_) => return Err(invalid("ack must be an array of jti strings")),
+    };
+    match body.get("setErrs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(errors)) => {
+            for (jti, error) in errors {
+                let code = error.get("err").and_then(Value::as_str);
+                let Some(code) = code else {
+                    return Err(invalid("setErrs: each value needs an err"));
+                };
+                tracing::warn!(stream_id = %row.id, jti = %jti, err = %code, "a receiver refused a SET");
+                acks.push(jti.clone());
+            }
+        }
+        Some(_) => return Err(invalid("setErrs must be an object")),
+    }
+    let (items, more) = signals.poll(&row, &acks, max, !immediately).await?;
+    let sets: Map<String, Value> = items
+        .into_iter()
+        .map(|i| (i.jti, Value::String(i.token)))
+        .collect();
+    let mut out = json!({ "sets": sets });
+    if more {
+        out["moreAvailable"] = Value::Bool(true);
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+pub fn client_json(row: &TargetRow) -> Value {
+    json!({
+        "clientId": row.id,
+        "backchannelLogoutUri": row.config["backchannelLogoutUri"],
+        "sessionRequired": row.config["sessionRequired"],
+        "sessions": row.config["sessions"],
+    })
+}
+
+async fn create_client(
+    State(state): State<FaceState>,
+    headers: HeaderMap,
+    edges::Bearer(principal, ..): Admin,
+    body: Body,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let body = body.0;
+    object(&body)?;
+    let client_id =
+        string_member(&body, "clientId")?.ok_or_else(|| invalid("clientId is required"))?;
+    let uri = string_member(&body, "backchannelLogoutUri")?
+        .ok_or_else(|| invalid("backchannelLogoutUri is required"))?;
+    let session_required = match body.get("sessionRequired") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("sessionRequired must be true or false")),
+    };
+    let sessions = string_member(&body, "sessions")?.unwrap_or("all");
+    let row = signals
+        .add_logout_client(LogoutClient {
+            client_id,
+            uri,
+            session_required,
+            sessions,
+            issuer: &issuer(signals, &headers),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(client_json(&row))).into_response())
+}
+
+async fn list_clients(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let rows = signals
+        .store()
+        .targets(Some(TargetKind::Logout))
+        .await
+        .map_err(Error::from)?;
+    let data: Vec<Value> = rows.iter().map(client_json).collect();
+    Ok(axum::Json(json!({ "data": data })).into_response())
+}
+
+async fn delete_client(
+    State(state): State<FaceState>,
+    edges::Bearer(principal, ..): Admin,
+    client: edges::Path<String, AdminError>,
+) -> Answer {
+    let signals = signals(&state)?;
+    manager(&principal)?;
+    let deleted = signals
+        .store()
+        .delete_target(TargetKind::Logout, &client.0)
+        .await
+        .map_err(Error::from)?;
+    if !deleted {
+        return Err(not_found("back-channel logout client"));
+    }
+    signals.touch();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

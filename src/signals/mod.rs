@@ -1,0 +1,719 @@
+//! Signals: revocations pushed to relying services as signed tokens, by two standards.
+//!
+//! - **OpenID Shared Signals (SSF 1.0)** streams receive CAEP `session-revoked` (and
+//!   `credential-change`) Security Event Tokens, by push (RFC 8935) or poll (RFC 8936).
+//! - **OpenID Connect Back-Channel Logout 1.0** clients receive a logout token per session.
+//!
+//! Both are *targets*: rows in the store with a cursor into the session event log and an
+//! outbox of signed tokens. Why this shape:
+//!
+//! - **The event log is the source, the cursor the bookmark.** A target's worker reads the
+//!   terminations after its cursor (`store::feed`), signs one token per event and target,
+//!   and appends them to the target's outbox while moving the cursor, in one transaction and
+//!   only if the cursor is still where it read it. A crash between reading and appending
+//!   loses nothing (the cursor did not move); a token is never appended twice.
+//! - **Delivery drains the outbox in order**, one token at a time per target (the order of
+//!   revocations is kept), and deletes a token when the receiver took it (202 for a SET;
+//!   200 or 204 for a logout token). A failure waits with exponential backoff and jitter and
+//!   retries the same token; a token older than `--signals-retry-for` (at least a day) is
+//!   given up with a warning. At least once across crashes: a token is deleted only after
+//!   its receiver answered; receivers drop repeats by `jti`.
+//! - **One task per target**, woken by the feed's wake-up (in process, and from other
+//!   replicas on PostgreSQL) and at least every second: a slow or dead receiver delays only
+//!   its own target; requests and the session writer never wait for a receiver (signals use
+//!   a connection pool of their own; every request to a receiver has a timeout).
+//! - **One replica at a time per target**: a worker signs and delivers only while it holds
+//!   the target's lease (a row column with an expiry, renewed every few seconds); another
+//!   replica takes over once it lapses.
+//! - **Status**: a paused stream keeps signing into its outbox (at most
+//!   `--signals-paused-max-events`, oldest dropped first) and delivers when enabled again; a
+//!   disabled stream moves its cursor without signing (its events are dropped).
+//! - **Poll streams** keep their outbox until the receiver acknowledges each token; the poll
+//!   request signs what is new itself (under the same cursor check), so a poll never waits
+//!   for a worker.
+//!
+//! Not here: the routes (`face`), what a token says (`tokens`), keys (`keys`), the checks of
+//! receiver input (`targets`), the SQL (`store::signals`).
+
+pub mod cli;
+pub mod face;
+pub mod keys;
+pub mod targets;
+pub mod tokens;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::domain::{
+    Clock, Error, ErrorKind, FeedPosition, SessionEvent, SessionEventType, SessionId,
+    TerminationReason, Time, error_ids,
+};
+use crate::feed::event_of;
+use crate::store::signals::{DynSignalStore, Enqueue, NewItem, OutboxItem, TargetKind, TargetRow};
+use crate::store::{DynStore, FeedQuery, StoreError};
+
+pub use keys::{KeyRing, KeySource};
+pub use targets::HeaderSealer;
+
+/// The push and poll delivery methods of SSF.
+pub const PUSH: &str = "urn:ietf:rfc:8935";
+pub const POLL: &str = "urn:ietf:rfc:8936";
+
+/// Events signed per store read.
+const FILL_PAGE: u32 = 500;
+/// Tokens read from an outbox at once for delivery.
+const DELIVER_PAGE: u32 = 100;
+/// How long a lease lasts, and how often its holder renews it.
+const LEASE: Duration = Duration::from_secs(15);
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How long a worker delivers before it renews its lease.
+const DELIVER_BUDGET: Duration = Duration::from_secs(5);
+/// The first and the longest wait between two attempts of one token.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_LAST: Duration = Duration::from_secs(300);
+
+/// What signals need from the settings.
+#[derive(Clone, Debug)]
+pub struct SignalSettings {
+    /// `iss` of every token; `None`: the URL a receiver used to create its stream.
+    pub issuer: Option<String>,
+    pub allow_loopback_http: bool,
+    pub retry_for: Duration,
+    pub paused_max_events: u64,
+    pub request_timeout: Duration,
+    pub poll_timeout: Duration,
+}
+
+/// The signals of one server: shared by the routes and the background workers.
+#[derive(Clone)]
+pub struct Signals {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: DynSignalStore,
+    events: DynStore,
+    clock: Arc<dyn Clock>,
+    keys: KeyRing,
+    sealer: HeaderSealer,
+    settings: SignalSettings,
+    http: reqwest::Client,
+    /// This process, as a lease holder.
+    owner: String,
+    /// Raised when targets or outboxes change here: workers and poll waiters look again.
+    changed: watch::Sender<u64>,
+}
+
+/// How one round of delivery ended.
+enum Delivery {
+    /// The outbox is empty.
+    Done,
+    /// Time to renew the lease; more is waiting.
+    More,
+    /// The receiver did not take the oldest token: back off.
+    Failed,
+}
+
+impl Signals {
+    pub fn new(
+        store: DynSignalStore,
+        events: DynStore,
+        clock: Arc<dyn Clock>,
+        keys: KeyRing,
+        sealer: HeaderSealer,
+        settings: SignalSettings,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
+            .timeout(settings.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(targets::SafeResolver))
+            .user_agent(concat!("sessiond/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                clock,
+                keys,
+                sealer,
+                settings,
+                http,
+                owner: crate::domain::new_numeric_id(),
+                changed: watch::Sender::new(0),
+            }),
+        })
+    }
+
+    pub fn now(&self) -> Time {
+        self.inner.clock.now()
+    }
+
+    pub fn settings(&self) -> &SignalSettings {
+        &self.inner.settings
+    }
+
+    pub fn store(&self) -> &DynSignalStore {
+        &self.inner.store
+    }
+
+    pub fn sealer(&self) -> &HeaderSealer {
+        &self.inner.sealer
+    }
+
+    pub fn keys(&self) -> Arc<keys::Keys> {
+        self.inner.keys.keys(self.now())
+    }
+
+    /// The public keys, as a JWKS.
+    pub fn jwks(&self) -> Value {
+        serde_json::json!({ "keys": self.keys().published })
+    }
+
+    /// Says that targets changed: workers start, stop or look again.
+    pub fn touch(&self) {
+        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Where a new target starts reading: after every event visible now.
+    pub async fn head(&self) -> Result<String, Error> {
+        Ok(self.inner.events.feed_bounds().await?.head.to_string())
+    }
+
+    fn sign(&self, typ: &str, claims: &Value) -> Result<NewItem, Error> {
+        let token = self.keys().signing.sign(typ, claims).map_err(|e| {
+            Error::internal(
+                error_ids::SIGNALS_SIGN,
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+        Ok(NewItem { jti, token })
+    }
+
+    /// Appends a verification event to a stream's outbox (after what is there).
+    pub async fn verify(&self, row: &TargetRow, state: Option<&str>) -> Result<(), Error> {
+        let (iss, aud) = stream_iss_aud(row);
+        let claims = tokens::verification(&iss, &aud, &new_jti(), self.now(), &row.id, state);
+        let item = self.sign(tokens::SET_TYP, &claims)?;
+        let enqueue = Enqueue {
+            items: vec![item],
+            ..Enqueue::default()
+        };
+        self.inner
+            .store
+            .enqueue(row.kind, &row.id, &enqueue, self.now())
+            .await?;
+        self.touch();
+        Ok(())
+    }
+
+    /// Signs the events after a target's cursor into its outbox, one page. Returns whether
+    /// there may be more right away.
+    pub async fn fill(&self, kind: TargetKind, id: &str) -> Result<bool, Error> {
+        let store = &self.inner.store;
+        let Some(row) = store.target(kind, id).await? else {
+            return Ok(false);
+        };
+        let after = FeedPosition::parse(&row.cursor).unwrap_or(FeedPosition::START);
+        let page = self
+            .inner
+            .events
+            .feed_events(&FeedQuery {
+                after,
+                user_id: None,
+                types: vec![SessionEventType::Terminated],
+                limit: FILL_PAGE,
+            })
+            .await?;
+        if page.scanned_to <= after && page.rows.is_empty() {
+            return Ok(false);
+        }
+        if after != FeedPosition::START && after < page.horizon {
+            tracing::warn!(
+                target_kind = kind.as_str(),
+                target_id = id,
+                "events were pruned before this target signed them; they are not signalled"
+            );
+        }
+        let full = page.rows.len() >= FILL_PAGE as usize;
+        let events: Vec<SessionEvent> = page.rows.into_iter().filter_map(event_of).collect();
+        let items = if row.status == "disabled" {
+            Vec::new()
+        } else {
+            self.tokens_for(&row, &events).await?
+        };
+        let enqueue = Enqueue {
+            cursor_from: Some(row.cursor.clone()),
+            cursor_to: Some(page.scanned_to.max(after).to_string()),
+            items,
+            // A paused stream holds a bounded backlog; so does a poll stream nobody polls.
+            keep_at_most: (row.status == "paused" || row.config["delivery"]["method"] == POLL)
+                .then_some(self.inner.settings.paused_max_events),
+        };
+        let moved = store.enqueue(kind, id, &enqueue, self.now()).await?;
+        if moved && !enqueue.items.is_empty() {
+            self.touch();
+        }
+        // A cursor moved by another replica: read the target again.
+        Ok(full || !moved)
+    }
+
+    async fn tokens_for(
+        &self,
+        row: &TargetRow,
+        events: &[SessionEvent],
+    ) -> Result<Vec<NewItem>, Error> {
+        let now = self.now();
+        let mut items = Vec::new();
+        match row.kind {
+            TargetKind::Stream => {
+                let (iss, aud) = stream_iss_aud(row);
+                let delivered: Vec<&str> = row.config["events_delivered"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let removed: Vec<Value> = self
+                    .inner
+                    .store
+                    .removed_subjects(&row.id)
+                    .await?
+                    .iter()
+                    .filter_map(|s| serde_json::from_str(s).ok())
+                    .collect();
+                let mut changed_users = HashSet::new();
+                for event in events {
+                    if removed.iter().any(|s| tokens::subject_matches(s, event)) {
+                        continue;
+                    }
+                    if delivered.contains(&tokens::SESSION_REVOKED) {
+                        let claims = tokens::session_revoked(&iss, &aud, &new_jti(), now, event);
+                        items.push(self.sign(tokens::SET_TYP, &claims)?);
+                    }
+                    if event.reason == Some(TerminationReason::PasswordChanged)
+                        && delivered.contains(&tokens::CREDENTIAL_CHANGE)
+                        && let Some(user) = &event.user_id
+                        && changed_users.insert((user.clone(), event.occurred_at))
+                    {
+                        let claims = tokens::credential_change(
+                            &iss,
+                            &aud,
+                            &new_jti(),
+                            now,
+                            user,
+                            event.occurred_at,
+                        );
+                        items.push(self.sign(tokens::SET_TYP, &claims)?);
+                    }
+                }
+            }
+            TargetKind::Logout => {
+                let iss = row.config["iss"].as_str().unwrap_or_default().to_owned();
+                let only_client = row.config["sessions"] == "client";
+                for event in events {
+                    if only_client && !self.session_of_client(&event.session_id, &row.id).await? {
+                        continue;
+                    }
+                    let claims = tokens::logout(&iss, &row.id, &new_jti(), now, event);
+                    items.push(self.sign(tokens::LOGOUT_TYP, &claims)?);
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// Whether a session was created for this client (its metadata `client_id`).
+    async fn session_of_client(&self, session: &str, client: &str) -> Result<bool, Error> {
+        let id = SessionId::from_trusted(session.to_owned());
+        let session = self.inner.events.session(&id).await?;
+        Ok(session.is_some_and(|s| {
+            s.metadata.0.get("client_id").map(Vec::as_slice) == Some(client.as_bytes())
+        }))
+    }
+
+    /// Runs the workers of every target until dropped.
+    pub async fn run(self) {
+        let mut workers: HashMap<(TargetKind, String), Worker> = HashMap::new();
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            changed.mark_unchanged();
+            match self.inner.store.targets(None).await {
+                Ok(rows) => {
+                    let live: HashSet<(TargetKind, String)> =
+                        rows.iter().map(|r| (r.kind, r.id.clone())).collect();
+                    workers.retain(|key, worker| live.contains(key) && !worker.0.is_finished());
+                    for key in live {
+                        workers.entry(key.clone()).or_insert_with(|| {
+                            Worker(tokio::spawn(self.clone().work(key.0, key.1)))
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = ?e, "signals could not list their targets"),
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// One target's worker: lease, sign, deliver, wait; until the target is gone.
+    async fn work(self, kind: TargetKind, id: String) {
+        let store = self.inner.store.clone();
+        let mut wake = self.inner.events.feed_wake().subscribe();
+        let mut changed = self.inner.changed.subscribe();
+        let mut failures = 0u32;
+        let _release = Release(self.clone(), kind, id.clone());
+        loop {
+            wake.mark_unchanged();
+            changed.mark_unchanged();
+            let now = self.now();
+            let until = now.saturating_add(LEASE);
+            match store.lease(kind, &id, &self.inner.owner, now, until).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "signals could not take a lease; retrying");
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    continue;
+                }
+            }
+            loop {
+                match self.fill(kind, &id).await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, target_id = %id, "signing events failed; retrying");
+                        break;
+                    }
+                }
+            }
+            let row = match store.target(kind, &id).await {
+                Ok(Some(row)) => row,
+                Ok(None) => return,
+                Err(_) => {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    continue;
+                }
+            };
+            let pushes = row.status == "enabled"
+                && (kind == TargetKind::Logout || row.config["delivery"]["method"] == PUSH);
+            if pushes {
+                match self.deliver(&row).await {
+                    Delivery::Done => failures = 0,
+                    Delivery::More => {
+                        failures = 0;
+                        continue;
+                    }
+                    Delivery::Failed => {
+                        failures = failures.saturating_add(1);
+                        tokio::time::sleep(backoff(failures)).await;
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = changed.changed() => {}
+                () = tokio::time::sleep(RENEW_EVERY) => {}
+            }
+        }
+    }
+
+    /// Delivers a target's outbox in order, for at most [`DELIVER_BUDGET`].
+    async fn deliver(&self, row: &TargetRow) -> Delivery {
+        let started = tokio::time::Instant::now();
+        let store = &self.inner.store;
+        let authorization = match &row.auth {
+            Some(sealed) => match self.inner.sealer.open(row.kind, &row.id, sealed) {
+                Ok(header) => Some(header),
+                Err(e) => {
+                    crate::faces::status::log(&e);
+                    return Delivery::Failed;
+                }
+            },
+            None => None,
+        };
+        let url = match row.kind {
+            TargetKind::Stream => row.config["delivery"]["endpoint_url"].as_str(),
+            TargetKind::Logout => row.config["backchannelLogoutUri"].as_str(),
+        }
+        .unwrap_or_default()
+        .to_owned();
+        loop {
+            let items = match store.pending(row.kind, &row.id, DELIVER_PAGE).await {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "reading an outbox failed");
+                    return Delivery::Failed;
+                }
+            };
+            if items.is_empty() {
+                return Delivery::Done;
+            }
+            for item in items {
+                if self.expired(&item) {
+                    tracing::warn!(
+                        target_id = %row.id,
+                        jti = %item.jti,
+                        attempts = item.attempts,
+                        "giving up a signal its receiver did not take in time"
+                    );
+                    let _ = store.remove_items(row.kind, &row.id, &[item.jti]).await;
+                    continue;
+                }
+                match self
+                    .post(row.kind, &url, authorization.as_deref(), &item.token)
+                    .await
+                {
+                    Ok(()) => {
+                        if let Err(e) = store.remove_items(row.kind, &row.id, &[item.jti]).await {
+                            tracing::warn!(error = ?e, "a delivered signal stays in the outbox; it will be sent again");
+                            return Delivery::Failed;
+                        }
+                    }
+                    Err(problem) => {
+                        tracing::warn!(
+                            target_kind = row.kind.as_str(),
+                            target_id = %row.id,
+                            attempts = item.attempts + 1,
+                            problem = %problem,
+                            "a receiver did not take a signal; retrying with backoff"
+                        );
+                        let _ = store.record_attempt(row.kind, &row.id, &item.jti).await;
+                        return Delivery::Failed;
+                    }
+                }
+                if started.elapsed() >= DELIVER_BUDGET {
+                    return Delivery::More;
+                }
+            }
+        }
+    }
+
+    fn expired(&self, item: &OutboxItem) -> bool {
+        item.attempts > 0
+            && item
+                .created_at
+                .saturating_add(self.inner.settings.retry_for)
+                < self.now()
+    }
+
+    /// One POST to a receiver. The error says what went wrong, never with the token or the
+    /// authorization header in it.
+    async fn post(
+        &self,
+        kind: TargetKind,
+        url: &str,
+        authorization: Option<&str>,
+        token: &str,
+    ) -> Result<(), String> {
+        let request = match kind {
+            TargetKind::Stream => self
+                .inner
+                .http
+                .post(url)
+                .header(http::header::CONTENT_TYPE, "application/secevent+jwt")
+                .header(http::header::ACCEPT, "application/json")
+                .body(token.to_owned()),
+            TargetKind::Logout => self
+                .inner
+                .http
+                .post(url)
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(format!("logout_token={token}")),
+        };
+        let request = match authorization {
+            Some(header) => request.header(http::header::AUTHORIZATION, header),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {}", e.without_url()))?;
+        let status = response.status().as_u16();
+        let taken = match kind {
+            TargetKind::Stream => status == 202,
+            TargetKind::Logout => status == 200 || status == 204,
+        };
+        if taken {
+            Ok(())
+        } else {
+            Err(format!("answered {status}"))
+        }
+    }
+
+    /// The tokens of a poll stream after acknowledging `acks`; waits up to the poll timeout
+    /// (or `wait`) for one when there is none. Returns the tokens and whether more wait.
+    pub async fn poll(
+        &self,
+        row: &TargetRow,
+        acks: &[String],
+        max: Option<u32>,
+        wait: bool,
+    ) -> Result<(Vec<OutboxItem>, bool), Error> {
+        let store = &self.inner.store;
+        store.remove_items(row.kind, &row.id, acks).await?;
+        if max == Some(0) {
+            return Ok((Vec::new(), false));
+        }
+        let limit = max.unwrap_or(1000).min(1000);
+        let deadline = tokio::time::Instant::now() + self.inner.settings.poll_timeout;
+        let mut wake = self.inner.events.feed_wake().subscribe();
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            wake.mark_unchanged();
+            changed.mark_unchanged();
+            if row.status != "paused" {
+                while self.fill(row.kind, &row.id).await? {}
+            }
+            let mut items = if row.status == "enabled" {
+                store.pending(row.kind, &row.id, limit + 1).await?
+            } else {
+                Vec::new()
+            };
+            let more = items.len() > limit as usize;
+            items.truncate(limit as usize);
+            if !items.is_empty() || !wait || tokio::time::Instant::now() >= deadline {
+                return Ok((items, more));
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = changed.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+/// A back-channel logout client to register.
+pub struct LogoutClient<'a> {
+    pub client_id: &'a str,
+    pub uri: &'a str,
+    pub session_required: bool,
+    /// `all` sessions, or only those whose metadata `client_id` is the client's (`client`).
+    pub sessions: &'a str,
+    pub issuer: &'a str,
+}
+
+impl Signals {
+    /// Registers a back-channel logout client; it receives logout tokens for sessions ended
+    /// from now on.
+    pub async fn add_logout_client(&self, client: LogoutClient<'_>) -> Result<TargetRow, Error> {
+        targets::target_id("clientId", client.client_id)?;
+        let uri = targets::receiver_url(client.uri, self.inner.settings.allow_loopback_http)?;
+        if !matches!(client.sessions, "all" | "client") {
+            return Err(Error::invalid_argument(
+                error_ids::SIGNALS_INVALID,
+                "sessions must be \"all\" or \"client\"",
+            ));
+        }
+        let now = self.now();
+        let row = TargetRow {
+            kind: TargetKind::Logout,
+            id: client.client_id.to_owned(),
+            config: serde_json::json!({
+                "iss": client.issuer,
+                "backchannelLogoutUri": uri.as_str(),
+                "sessionRequired": client.session_required,
+                "sessions": client.sessions,
+            }),
+            auth: None,
+            status: "enabled".into(),
+            reason: None,
+            cursor: self.head().await?,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.inner.store.insert_target(&row).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    error_ids::SIGNALS_EXISTS,
+                    "a back-channel logout client with this clientId exists",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.touch();
+        Ok(row)
+    }
+}
+
+/// A worker task, stopped when dropped.
+struct Worker(JoinHandle<()>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Gives a worker's lease back when it stops, so another replica takes over at once.
+struct Release(Signals, TargetKind, String);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let (signals, kind, id) = (self.0.clone(), self.1, self.2.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = signals
+                    .inner
+                    .store
+                    .release(kind, &id, &signals.inner.owner)
+                    .await;
+            });
+        }
+    }
+}
+
+/// `iss` and `aud` of a stream's tokens.
+fn stream_iss_aud(row: &TargetRow) -> (String, String) {
+    (
+        row.config["iss"].as_str().unwrap_or_default().to_owned(),
+        row.config["aud"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The wait after `failures` failed attempts in a row: doubling from 250 ms to 5 minutes,
+/// each a random 50–100 % of it so receivers coming back are not hit all at once.
+fn backoff(failures: u32) -> Duration {
+    let full = BACKOFF_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+        .min(BACKOFF_LAST);
+    full.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_cap() {
+        for failures in 1..40 {
+            let wait = backoff(failures);
+            let full = BACKOFF_FIRST
+                .saturating_mul(1u32 << (failures - 1).min(20))
+                .min(BACKOFF_LAST);
+            assert!(wait <= full && wait >= full / 2, "{failures}: {wait:?}");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! What a Security Event Token and a logout token say, built from one session event.
+//!
+//! - Every termination, whatever its cause, is a CAEP `session-revoked` SET whose subject is
+//!   the session and its user (`sub_id` in the complex format, opaque ids), with
+//!   `event_timestamp`, `initiating_entity` (from the recorded reason) and `reason_admin`.
+//! - A termination for a password change is also a CAEP `credential-change` of the user,
+//!   once per user and instant (one change ends all of the user's sessions at once).
+//! - SETs carry `iss`, `iat`, `jti`, `aud`, `txn` and `sub_id`, never `sub` or `exp` (SSF).
+//! - A logout token (Back-Channel Logout 1.0) carries `iss`, `aud` (the client), `iat`,
+//!   `exp` (two minutes later), `jti`, the back-channel logout event, `sub` (the user) and
+//!   `sid` (the session), never `nonce`.
+
+use serde_json::{Value, json};
+
+use crate::domain::{SessionEvent, TerminationReason, Time};
+
+pub const SESSION_REVOKED: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+pub const CREDENTIAL_CHANGE: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
+pub const STREAM_UPDATED: &str =
+    "https://schemas.openid.net/secevent/ssf/event-type/stream-updated";
+pub const BACKCHANNEL_LOGOUT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// JOSE `typ` of a SET and of a logout token.
+pub const SET_TYP: &str = "secevent+jwt";
+pub const LOGOUT_TYP: &str = "logout+jwt";
+
+/// Lifetime of a logout token.
+pub const LOGOUT_TOKEN_LIFETIME: i64 = 120;
+
+/// The event types a stream may ask for.
+pub const EVENTS_SUPPORTED: [&str; 2] = [SESSION_REVOKED, CREDENTIAL_CHANGE];
+
+/// Who ended a session, in CAEP's words, and why, for an administrator.
+pub fn initiator(reason: Option<TerminationReason>) -> (&'static str, &'static str) {
+    match reason {
+        Some(TerminationReason::Deleted) => ("user", "The session was signed out"),
+        Some(TerminationReason::RevokedOthers) => {
+            ("user", "The user signed out of their other sessions")
+        }
+        Some(TerminationReason::RevokedByAdmin) => {
+            ("admin", "An administrator revoked the session")
+        }
+        Some(TerminationReason::UserLocked) => ("admin", "The user was locked"),
+        Some(TerminationReason::UserDeactivated) => ("admin", "The user was deactivated"),
+        Some(TerminationReason::PasswordChanged) => (
+            "policy",
+            "The user's password changed; the session ended by policy",
+        ),
+        Some(TerminationReason::FactorsChanged) => (
+            "policy",
+            "The user's second factors changed; the session ended by policy",
+        ),
+        None => ("system", "The session was ended"),
+    }
+}
+
+fn seconds(t: Time) -> i64 {
+    t.unix_parts().0
+}
+
+/// The complex subject of one session of one user.
+pub fn session_subject(event: &SessionEvent) -> Value {
+    let mut subject = json!({
+        "format": "complex",
+        "session": {"format": "opaque", "id": event.session_id},
+    });
+    if let Some(user) = &event.user_id {
+        subject["user"] = json!({"format": "opaque", "id": user});
+    }
+    subject
+}
+
+/// The claims of a `session-revoked` SET.
+pub fn session_revoked(iss: &str, aud: &str, jti: &str, now: Time, event: &SessionEvent) -> Value {
+    let (entity, reason) = initiator(event.reason);
+    json!({
+        "iss": iss,
+        "aud": aud,
+        "iat": seconds(now),
+        "jti": jti,
+        "txn": format!("{}.{}", event.session_id, event.sequence),
+        "sub_id": session_subject(event),
+        "events": {
+            SESSION_REVOKED: {
+                "event_timestamp": seconds(event.occurred_at),
+                "initiating_entity": entity,
+                "reason_admin": {"en": reason},
+            }
+        }
+    })
+}
+
+/// The claims of a `credential-change` SET for a password change.
+pub fn credential_change(
+    iss: &str,
+    aud: &str,
+    jti: &str,
+    now: Time,
+    user: &str,
+    at: Time,
+) -> Value {
+    json!({
+        "iss": iss,
+        "aud": aud,
+        "iat": seconds(now),
+        "jti": jti,
+        "txn": format!("{user}.{}", at.unix_micros()),
+        "sub_id": {"format": "complex", "user": {"format": "opaque", "id": user}},
+        "events": {
+            CREDENTIAL_CHANGE: {
+                "credential_type": "password",
+                "change_type": "update",
+                "event_timestamp": seconds(at),
+                "initiating_entity": "policy",
+                "reason_admin": {"en": "The user's password changed"},
+            }
+        }
+    })
+}
+
+/// The claims of a verification SET of a stream.
+pub fn verification(
+    iss: &str,
+    aud: &str,
+    jti: &str,
+    now: Time,
+    stream_id: &str,
+    state: Option<&str>,
+) -> Value {
+    let mut event = json!({});
+    if let Some(state) = state {
+        event["state"] = Value::String(state.to_owned());
+    }
+    json!({
+        "iss": iss,
+        "aud": aud,
+        "iat": seconds(now),
+        "jti": jti,
+        "sub_id": {"format": "opaque", "id": stream_id},
+        "events": { VERIFICATION: event }
+    })
+}
+
+/// The claims of a logout token.
+pub fn logout(iss: &str, client_id: &str, jti: &str, now: Time, event: &SessionEvent) -> Value {
+    let mut claims = json!({
+        "iss": iss,
+        "aud": client_id,
+        "iat": seconds(now),
+        "exp": seconds(now) + LOGOUT_TOKEN_LIFETIME,
+        "jti": jti,
+        "sid": event.session_id,
+        "events": { BACKCHANNEL_LOGOUT: {} }
+    });
+    if let Some(user) = &event.user_id {
+        claims["sub"] = Value::String(user.clone());
+    }
+    claims
+}
+
+/// Whether a stored subject (canonical JSON) names this event's session or user: simple
+/// subjects by identity, complex ones if each member is absent on one side or the same.
+pub fn subject_matches(subject: &Value, event: &SessionEvent) -> bool {
+    let ours = session_subject(event);
+    let opaque = |id: &str| json!({"format": "opaque", "id": id});
+    match subject.get("format").and_then(Value::as_str) {
+        Some("opaque") => {
+            *subject == opaque(&event.session_id)
+                || event
+                    .user_id
+                    .as_deref()
+                    .is_some_and(|u| *subject == opaque(u))
+        }
+        Some("complex") => {
+            ["session", "user"].iter().all(|member| {
+                match (subject.get(*member), ours.get(*member)) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
+            }) && (subject.get("session").is_some() || subject.get("user").is_some())
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SessionEventType;
+
+    fn terminated(reason: TerminationReason) -> SessionEvent {
+        SessionEvent {
+            cursor: "7".into(),
+            session_id: "s1".into(),
+            user_id: Some("u1".into()),
+            event_type: SessionEventType::Terminated,
+            sequence: 3,
+            occurred_at: Time::from_unix_parts(1_700_000_000, 0),
+            resource_owner: "sessiond".into(),
+            reason: Some(reason),
+        }
+    }
+
+    #[test]
+    fn session_revoked_names_session_and_user_and_no_sub_or_exp() {
+        let now = Time::from_unix_parts(1_700_000_005, 0);
+        let claims = session_revoked(
+            "https://i",
+            "r",
+            "j",
+            now,
+            &terminated(TerminationReason::RevokedByAdmin),
+        );
+        assert_eq!(claims["sub_id"]["session"]["id"], "s1");
+        assert_eq!(claims["sub_id"]["user"]["id"], "u1");
+        assert_eq!(
+            claims["events"][SESSION_REVOKED]["initiating_entity"],
+            "admin"
+        );
+        assert_eq!(
+            claims["events"][SESSION_REVOKED]["event_timestamp"],
+            1_700_000_000
+        );
+        assert!(claims.get("sub").is_none() && claims.get("exp").is_none());
+    }
+
+    #[test]
+    fn logout_tokens_have_sub_sid_exp_and_never_nonce() {
+        let now = Time::from_unix_parts(1_700_000_005, 0);
+        let claims = logout(
+            "https://i",
+            "app",
+            "j",
+            now,
+            &terminated(TerminationReason::Deleted),
+        );
+        assert_eq!(claims["sub"], "u1");
+        assert_eq!(claims["sid"], "s1");
+        assert_eq!(claims["exp"], 1_700_000_125);
+        assert!(claims.get("nonce").is_none());
+    }
+
+    #[test]
+    fn subjects_match_by_member() {
+        let event = terminated(TerminationReason::Deleted);
+        assert!(subject_matches(
+            &json!({"format": "opaque", "id": "u1"}),
+            &event
+        ));
+        assert!(subject_matches(
+            &json!({"format": "complex", "user": {"format": "opaque", "id": "u1"}}),
+            &event
+        ));
+        assert!(!subject_matches(
+            &json!({"format": "complex", "user": {"format": "opaque", "id": "u2"}}),
+            &event
+        ));
+        assert!(!subject_matches(
+            &json!({"format": "email", "email": "a@b"}),
+            &event
+        ));
+    }
+}

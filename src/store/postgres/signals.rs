@@ -1,0 +1,328 @@
+//! Signals on PostgreSQL: a small pool of its own beside the requests' pool. The cursor check
+//! of `enqueue` runs on the target's row lock, so replicas appending for the same target
+//! queue behind each other and all but the first find the cursor moved.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::domain::Time;
+use crate::store::StoreError;
+use crate::store::signals::{
+    Enqueue, ItemTuple, OutboxItem, SignalStore, TARGET_COLUMNS, TargetKind, TargetRow,
+    TargetTuple, classify, item_from, target_from,
+};
+
+#[derive(Clone, Debug)]
+pub struct PgSignalStore {
+    pool: PgPool,
+}
+
+impl PgSignalStore {
+    /// Connects lazily to the (already migrated) database at `url`.
+    pub fn connect(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Internal(Box::new(e)))?
+            .application_name("sessiond-signals");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl SignalStore for PgSignalStore {
+    async fn insert_target(&self, row: &TargetRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signal_targets (kind, id, config, auth, status, reason, cursor, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(row.kind.as_str())
+        .bind(&row.id)
+        .bind(row.config.to_string())
+        .bind(&row.auth)
+        .bind(&row.status)
+        .bind(&row.reason)
+        .bind(&row.cursor)
+        .bind(row.created_at.unix_micros())
+        .bind(row.updated_at.unix_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn target(&self, kind: TargetKind, id: &str) -> Result<Option<TargetRow>, StoreError> {
+        let sql =
+            format!("SELECT {TARGET_COLUMNS} FROM signal_targets WHERE kind = $1 AND id = $2");
+        let row: Option<TargetTuple> = sqlx::query_as(&sql)
+            .bind(kind.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(target_from).transpose()
+    }
+
+    async fn targets(&self, kind: Option<TargetKind>) -> Result<Vec<TargetRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TARGET_COLUMNS} FROM signal_targets WHERE $1 IS NULL OR kind = $1 \
+             ORDER BY created_at, id"
+        );
+        let rows: Vec<TargetTuple> = sqlx::query_as(&sql)
+            .bind(kind.map(TargetKind::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(target_from).collect()
+    }
+
+    async fn update_target(&self, row: &TargetRow) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signal_targets SET config = $3, auth = $4, status = $5, reason = $6, \
+             updated_at = $7 WHERE kind = $1 AND id = $2",
+        )
+        .bind(row.kind.as_str())
+        .bind(&row.id)
+        .bind(row.config.to_string())
+        .bind(&row.auth)
+        .bind(&row.status)
+        .bind(&row.reason)
+        .bind(row.updated_at.unix_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_target(&self, kind: TargetKind, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let done = sqlx::query("DELETE FROM signal_targets WHERE kind = $1 AND id = $2")
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query("DELETE FROM signal_outbox WHERE kind = $1 AND target_id = $2")
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if kind == TargetKind::Stream {
+            sqlx::query("DELETE FROM signal_removed_subjects WHERE target_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn lease(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        owner: &str,
+        now: Time,
+        until: Time,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signal_targets SET lease_owner = $3, lease_until = $5 WHERE kind = $1 \
+             AND id = $2 AND (lease_owner IS NULL OR lease_owner = $3 OR lease_until < $4)",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(owner)
+        .bind(now.unix_micros())
+        .bind(until.unix_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release(&self, kind: TargetKind, id: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE signal_targets SET lease_owner = NULL, lease_until = 0 WHERE kind = $1 \
+             AND id = $2 AND lease_owner = $3",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn enqueue(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        enqueue: &Enqueue,
+        now: Time,
+    ) -> Result<bool, StoreError> {
+        let n = i64::try_from(enqueue.items.len()).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The row lock of the update holds every other append for this target until commit.
+        let next: Option<(i64,)> = sqlx::query_as(
+            "UPDATE signal_targets SET next_seq = next_seq + $3, \
+             cursor = COALESCE($5, cursor) WHERE kind = $1 AND id = $2 \
+             AND ($4 IS NULL OR cursor = $4) RETURNING next_seq - $3",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(n)
+        .bind(&enqueue.cursor_from)
+        .bind(&enqueue.cursor_to)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some((first,)) = next else {
+            return Ok(false);
+        };
+        for (seq, item) in (first..).zip(&enqueue.items) {
+            sqlx::query(
+                "INSERT INTO signal_outbox (kind, target_id, seq, jti, token, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(kind.as_str())
+            .bind(id)
+            .bind(seq)
+            .bind(&item.jti)
+            .bind(&item.token)
+            .bind(now.unix_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        if let Some(keep) = enqueue.keep_at_most {
+            sqlx::query(
+                "DELETE FROM signal_outbox WHERE kind = $1 AND target_id = $2 AND seq <= \
+                 (SELECT MAX(seq) FROM signal_outbox WHERE kind = $1 AND target_id = $2) - $3",
+            )
+            .bind(kind.as_str())
+            .bind(id)
+            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn pending(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows: Vec<ItemTuple> = sqlx::query_as(
+            "SELECT seq, jti, token, created_at, attempts FROM signal_outbox WHERE kind = $1 \
+             AND target_id = $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.into_iter().map(item_from).collect())
+    }
+
+    async fn pending_count(&self, kind: TargetKind, id: &str) -> Result<u64, StoreError> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM signal_outbox WHERE kind = $1 AND target_id = $2")
+                .bind(kind.as_str())
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn remove_items(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        jtis: &[String],
+    ) -> Result<u64, StoreError> {
+        if jtis.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut removed = 0;
+        for jti in jtis {
+            removed += sqlx::query(
+                "DELETE FROM signal_outbox WHERE kind = $1 AND target_id = $2 AND jti = $3",
+            )
+            .bind(kind.as_str())
+            .bind(id)
+            .bind(jti)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(removed)
+    }
+
+    async fn record_attempt(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        jti: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE signal_outbox SET attempts = attempts + 1 WHERE kind = $1 AND \
+             target_id = $2 AND jti = $3",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(jti)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn removed_subjects(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT subject FROM signal_removed_subjects WHERE target_id = $1")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    }
+
+    async fn set_subject_removed(
+        &self,
+        id: &str,
+        subject: &str,
+        removed: bool,
+    ) -> Result<(), StoreError> {
+        let sql = if removed {
+            "INSERT INTO signal_removed_subjects (target_id, subject) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM signal_removed_subjects WHERE target_id = $1 AND subject = $2"
+        };
+        sqlx::query(sql)
+            .bind(id)
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
