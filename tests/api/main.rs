@@ -21,6 +21,7 @@ mod kratos_admin;
 mod list;
 mod login;
 mod openapi;
+mod passkeys;
 mod passwords;
 mod permissions;
 mod round_trip;
