@@ -47,4 +47,5 @@ mod secrets;
 mod sessions_cli;
 mod store_contract;
 mod store_factors;
+mod store_passkeys;
 mod traces;

@@ -230,12 +230,31 @@ async fn a_passkey_is_registered_and_signs_in_on_grpc_connect_and_rest() {
             "{api}"
         );
         let signed = assertion(&mut key, options);
-        ok(
+        let passed = ok(
             &sessions,
             sessions
                 .set(Some(&auth), set(&session_id, with_webauthn(signed)))
                 .await,
-        );
+        )
+        .message;
+        // The Kratos face lists the method; the admin face lists the passkey.
+        let answer = whoami(&app, &passed.session_token).await;
+        assert_eq!(answer.status, 200, "{api}: {}", answer.body);
+        let methods: Vec<&str> = answer.json["authentication_methods"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["method"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(methods, ["identifier_first", "webauthn"], "{api}");
+        let listed = send(
+            app.http
+                .get(app.url(&format!("/auth/admin/api/users/{id}/factors")))
+                .header("authorization", &auth),
+        )
+        .await;
+        assert_eq!(listed.status, 200, "{api}: {}", listed.body);
+        assert_eq!(listed.json["data"][0]["kind"], "passkey", "{api}");
+        assert_eq!(listed.json["data"][0]["id"], passkey_id.as_str(), "{api}");
+        assert_eq!(listed.json["data"][0]["signCount"], 1, "{api}");
         let session = session_of(&app, &sessions, &session_id).await;
         let factor = session
             .factors
