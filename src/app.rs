@@ -258,6 +258,7 @@ pub fn core_settings(settings: &Settings) -> CoreSettings {
         max_password_attempts: settings.max_password_attempts,
         session_extend_lifespan: settings.session_extend_lifespan,
         totp_issuer: settings.totp_issuer.clone(),
+        passkeys: settings.passkeys(),
         ..CoreSettings::default()
     }
 }

@@ -83,6 +83,14 @@ settings! {
     /// File holding the key that seals TOTP seeds (64 hex digits); created in the data
     /// directory when unset. Every replica sharing a database needs the same key.
     factor_key_file: Option<PathBuf> = None;
+    /// WebAuthn relying party id: the domain passkeys belong to (the browser's host or a
+    /// parent domain of it); default `localhost`.
+    webauthn_rp_id: String = String::from("localhost");
+    /// Origins (scheme://host[:port]) browsers may register and use passkeys from,
+    /// comma-separated; default: http://localhost:<listen port>.
+    webauthn_origins: Vec<String> = Vec::new();
+    /// Relying party name authenticators show when registering a passkey.
+    webauthn_rp_name: String = String::from("sessiond");
     /// Cookie name that may carry a session token on the /auth/sessions endpoints.
     session_cookie: String = String::from("sessiond_session");
     /// How far from now `PATCH /auth/admin/sessions/{id}/extend` moves a session's expiry.
@@ -210,8 +218,26 @@ impl Settings {
         })
     }
 
+    /// The WebAuthn relying party: the settings, with the origin derived from the listen
+    /// port when none is set.
+    pub fn passkeys(&self) -> crate::core::PasskeySettings {
+        let origins = if self.webauthn_origins.is_empty() {
+            vec![format!("http://localhost:{}", self.listen.port())]
+        } else {
+            self.webauthn_origins.clone()
+        };
+        crate::core::PasskeySettings {
+            rp_id: self.webauthn_rp_id.clone(),
+            rp_name: self.webauthn_rp_name.clone(),
+            origins,
+        }
+    }
+
     /// Checks what the types cannot, whatever the source of the value.
     pub fn check(&self) -> anyhow::Result<()> {
+        if let Err(e) = self.passkeys().relying_party() {
+            bail!("webauthn-rp-id / webauthn-origins: {e}");
+        }
         if self.body_limit == 0 {
             bail!("body-limit: must be at least 1 byte");
         }

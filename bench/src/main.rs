@@ -7,6 +7,7 @@
 
 mod ceiling;
 mod client;
+mod factors;
 mod feed;
 mod load;
 mod noop;
@@ -50,6 +51,20 @@ enum Command {
     NoopServe {
         #[arg(long)]
         listen: SocketAddr,
+    },
+    /// SetSession with a TOTP check and with a WebAuthn assertion over gRPC (sessiond in
+    /// process, SQLite): throughput and p99, and the WebAuthn rate against a bare
+    /// webauthn-rs verification loop. With --out, replaces the marked section of that file.
+    Factors {
+        /// Checks of each kind (one user and one session each).
+        #[arg(long, default_value_t = 2000)]
+        checks: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// A markdown file whose `factors` section to replace (e.g. bench/RESULTS.md).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Measure the session event feed in process: revocation latency with 1, 1,000 and
     /// 10,000 subscribers (SQLite), DeleteSession throughput with and without 1,000
@@ -249,6 +264,34 @@ fn main() -> anyhow::Result<()> {
                     out.with_extension("json"),
                     serde_json::to_string_pretty(&report)?,
                 )?;
+            }
+            Ok(())
+        }),
+        Some(Command::Factors {
+            checks,
+            concurrency,
+            out,
+        }) => runtime.block_on(async {
+            let report = factors::run(checks.max(1), concurrency.max(1)).await?;
+            let command =
+                format!("sessiond-bench factors --checks {checks} --concurrency {concurrency}");
+            let text = factors::markdown(&report, &command);
+            println!("{text}");
+            if let Some(out) = out {
+                let old = std::fs::read_to_string(&out).unwrap_or_default();
+                let new = match (
+                    old.find("<!-- factors:begin -->"),
+                    old.find("<!-- factors:end -->"),
+                ) {
+                    (Some(b), Some(e)) if b < e => format!(
+                        "{}{}{}",
+                        &old[..b],
+                        text.trim_end(),
+                        &old[e + "<!-- factors:end -->".len()..]
+                    ),
+                    _ => format!("{}\n{text}", old.trim_end()),
+                };
+                std::fs::write(&out, new)?;
             }
             Ok(())
         }),

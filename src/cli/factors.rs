@@ -48,9 +48,15 @@ pub async fn run(command: FactorsCommand, file: Option<&Path>) -> anyhow::Result
             let id = user_id(&args.id)?;
             let core = store_core(file, &args.store).await?;
             let factors = core.user_factors(&system, &id).await.map_err(fail)?;
+            let passkeys = core.list_passkeys(&system, &id).await.map_err(fail)?;
             let lines: String = factors
                 .iter()
                 .map(|f| format!("{}\n", crate::faces::admin::factor_json(f)))
+                .chain(
+                    passkeys
+                        .iter()
+                        .map(|p| format!("{}\n", crate::faces::admin::passkey_json(p))),
+                )
                 .collect();
             emit(&lines)?;
         }

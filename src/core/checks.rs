@@ -1,6 +1,6 @@
 //! The checks of a CreateSession or SetSession: which user, whether the password matches,
 //! whether a second factor (TOTP, recovery code: see `factors`) passes, and what the verified
-//! factors do to a session. Checks run in ZITADEL's order (user, password, totp,
+//! factors do to a session. Checks run in ZITADEL's order (user, password, webAuthN, totp,
 //! recoveryCode) and the first failure stops the request. Every counted check is registered
 //! in the store before it runs, so parallel guesses never get past the lockout limit; every
 //! other rule of a session's life is in `sessions`.
@@ -26,6 +26,8 @@ pub struct Checks {
     pub password: Option<Password>,
     pub totp: Option<TotpCode>,
     pub recovery_code: Option<RecoveryCode>,
+    /// A WebAuthn assertion answering the session's challenge.
+    pub web_auth_n: Option<super::PasskeyAssertion>,
     /// Names of requested checks this server does not support (e.g. "webAuthN").
     pub unsupported: Vec<&'static str>,
 }
@@ -55,6 +57,8 @@ pub(super) struct VerifiedChecks {
     pub(super) password_verified: bool,
     pub(super) totp_verified: bool,
     pub(super) recovery_code_verified: bool,
+    /// A passed WebAuthn check: whether the authenticator verified the user.
+    pub(super) web_auth_n: Option<bool>,
 }
 
 impl VerifiedChecks {
@@ -65,6 +69,9 @@ impl VerifiedChecks {
         }
         if self.password_verified {
             names.push("password");
+        }
+        if self.web_auth_n.is_some() {
+            names.push("webAuthN");
         }
         if self.totp_verified {
             names.push("totp");
@@ -100,6 +107,13 @@ impl VerifiedChecks {
             factors.password_verified_at = Some(now);
             changed = true;
         }
+        if let Some(user_verified) = self.web_auth_n {
+            factors.web_auth_n = Some(crate::domain::WebAuthNFactor {
+                verified_at: now,
+                user_verified,
+            });
+            changed = true;
+        }
         if self.totp_verified {
             factors.totp_verified_at = Some(now);
             changed = true;
@@ -115,11 +129,13 @@ impl VerifiedChecks {
 impl Core {
     /// Looks up the user of a check and verifies the password and second factors, if any, in
     /// that order. `session_user` is the user already checked on the session (for checks
-    /// without a user check in the same request).
+    /// without a user check in the same request); `session` the session a SetSession
+    /// changes (its challenges are the ones answered).
     pub(super) async fn verify_checks(
         &self,
         checks: &Checks,
         session_user: Option<&UserId>,
+        session: Option<&SessionId>,
     ) -> Result<VerifiedChecks, Error> {
         let user = match &checks.user {
             Some(lookup) => Some(self.active_user(lookup).await?),
@@ -130,8 +146,13 @@ impl Core {
             password_verified: false,
             totp_verified: false,
             recovery_code_verified: false,
+            web_auth_n: None,
         };
-        if checks.password.is_none() && checks.totp.is_none() && checks.recovery_code.is_none() {
+        if checks.password.is_none()
+            && checks.totp.is_none()
+            && checks.recovery_code.is_none()
+            && checks.web_auth_n.is_none()
+        {
             return Ok(verified);
         }
         let checked_user = match (&verified.user, session_user) {
@@ -148,6 +169,15 @@ impl Core {
             })?;
             self.check_password(user, password).await?;
             verified.password_verified = true;
+        }
+        if let Some(assertion) = &checks.web_auth_n {
+            let user = checked_user.as_ref().ok_or_else(|| {
+                Error::failed_precondition(
+                    error_ids::PASSKEY_NO_CHALLENGE,
+                    "a user must be checked and a WebAuthN challenge requested before the check",
+                )
+            })?;
+            verified.web_auth_n = Some(self.check_passkey(user, session, assertion).await?);
         }
         if let Some(code) = &checks.totp {
             let user = checked_user.as_ref().ok_or_else(|| {

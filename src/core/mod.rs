@@ -29,6 +29,10 @@ pub use factors::{
     AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, ImportedSeed,
     MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, load_or_create_factor_key,
 };
+pub use factors::{
+    CEREMONY_TIMEOUT, PasskeyAssertion, PasskeyAttestation, PasskeyChallengeRequest, PasskeyInfo,
+    PasskeyRegistrationStart, PasskeySettings, UserVerification,
+};
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
 use paging::TAG_LEN;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
@@ -56,6 +60,8 @@ pub struct CoreSettings {
     pub feed: FeedSettings,
     /// Issuer named in TOTP enrollment URIs (what authenticator apps show).
     pub totp_issuer: String,
+    /// The WebAuthn relying party passkeys are registered with.
+    pub passkeys: factors::PasskeySettings,
 }
 
 impl Default for CoreSettings {
@@ -74,6 +80,7 @@ impl Default for CoreSettings {
                 max_subscribers: settings.feed_max_subscribers,
             },
             totp_issuer: settings.totp_issuer,
+            passkeys: factors::PasskeySettings::default(),
         }
     }
 }
@@ -93,6 +100,8 @@ pub struct Core {
     sealer: Option<SeedSealer>,
     /// Key recovery codes are hashed with; loaded from the store on first use.
     recovery_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
+    /// The WebAuthn relying party; without it (invalid settings), passkeys are refused.
+    relying_party: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl Core {
@@ -103,6 +112,7 @@ impl Core {
         settings: CoreSettings,
     ) -> Self {
         let feed = Feed::new(store.clone(), clock.clone(), settings.feed.clone());
+        let relying_party = factors::relying_party(&settings.passkeys);
         Self {
             store,
             clock,
@@ -113,6 +123,7 @@ impl Core {
             stats: Arc::new(CoreStats::default()),
             sealer: None,
             recovery_key: Arc::new(tokio::sync::OnceCell::new()),
+            relying_party,
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::checks::{Checks, reject_unsupported};
+use super::factors::{ChallengeDraft, PasskeyChallengeRequest};
 use super::{Attempt, Core, missing_permission, require, retry_on_conflict};
 use crate::domain::{
     Details, Error, Factors, ListDetails, Metadata, Permission, Principal, Session, SessionFilter,
@@ -25,6 +26,8 @@ pub struct CreateSession {
     pub lifetime: Option<Duration>,
     /// Names of requested challenges this server does not support.
     pub unsupported_challenges: Vec<&'static str>,
+    /// A requested WebAuthn challenge.
+    pub web_auth_n_challenge: Option<PasskeyChallengeRequest>,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +37,8 @@ pub struct SetSession {
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub lifetime: Option<Duration>,
     pub unsupported_challenges: Vec<&'static str>,
+    /// A requested WebAuthn challenge.
+    pub web_auth_n_challenge: Option<PasskeyChallengeRequest>,
 }
 
 /// Result of a mutation: the new details and, when the token rotated, the new token.
@@ -42,6 +47,8 @@ pub struct SessionChange {
     pub details: Details,
     pub session_id: SessionId,
     pub token: Option<SessionToken>,
+    /// The request options of a requested WebAuthn challenge (for `credentials.get`).
+    pub web_auth_n_options: Option<serde_json::Value>,
 }
 
 /// A search condition as the client sent it. `Creator(None)` means "created by me";
@@ -101,7 +108,14 @@ impl Core {
     ) -> Result<SessionChange, Error> {
         reject_unsupported(&request.checks, &request.unsupported_challenges)?;
         let lifetime = check_lifetime(request.lifetime)?;
-        let verified = self.verify_checks(&request.checks, None).await?;
+        let verified = self.verify_checks(&request.checks, None, None).await?;
+        let challenge = self
+            .web_auth_n_challenge(
+                request.web_auth_n_challenge.as_ref(),
+                verified.user.as_ref(),
+                None,
+            )
+            .await?;
         let own;
         let principal = match opener {
             Some(principal) => principal,
@@ -160,10 +174,13 @@ impl Core {
                         self.recheck_user(principal, &session.id, user, verified.password_verified)
                             .await?;
                     }
+                    let web_auth_n_options =
+                        self.give_challenge(&session.id, challenge, now).await?;
                     return Ok(SessionChange {
                         details: session.details(),
                         session_id: session.id,
                         token: Some(token),
+                        web_auth_n_options,
                     });
                 }
                 Err(StoreError::Duplicate("id")) => session.id = SessionId::generate_at(now),
@@ -189,14 +206,23 @@ impl Core {
         let current = self.live_session(&request.session_id).await?;
         refuse_expired(&current, self.clock.now())?;
         let verified = self
-            .verify_checks(&request.checks, current.user_id())
+            .verify_checks(&request.checks, current.user_id(), Some(&current.id))
+            .await?;
+        let challenge = self
+            .web_auth_n_challenge(
+                request.web_auth_n_challenge.as_ref(),
+                verified.user.as_ref(),
+                current.user_id(),
+            )
             .await?;
 
-        retry_on_conflict(|| async {
+        let change = retry_on_conflict(|| async {
             let mut session = self.live_session(&request.session_id).await?;
             let now = self.clock.now();
             refuse_expired(&session, now)?;
             let mut changed = verified.apply(&mut session.factors, now)?;
+            // A new challenge is a change: the session's sequence moves, its token rotates.
+            changed |= challenge.is_some();
             changed |= session.metadata.merge(request.metadata.clone());
             if let Some(lifetime) = lifetime {
                 session.expiration = Some(now.saturating_add(lifetime));
@@ -207,6 +233,7 @@ impl Core {
                     details: session.details(),
                     session_id: session.id,
                     token: None,
+                    web_auth_n_options: None,
                 });
             }
             let expected = session.sequence;
@@ -231,9 +258,60 @@ impl Core {
                 details: session.details(),
                 session_id: session.id,
                 token: Some(token),
+                web_auth_n_options: None,
             })
         })
-        .await
+        .await?;
+        let now = self.clock.now();
+        let mut change = change;
+        change.web_auth_n_options = self
+            .give_challenge(&change.session_id, challenge, now)
+            .await?;
+        Ok(change)
+    }
+
+    /// The WebAuthn challenge a request asks for, drafted for the user it checks (else the
+    /// session's user), who must be active. Challenges come after every check of the request,
+    /// so a check answers the challenge of an earlier request.
+    async fn web_auth_n_challenge(
+        &self,
+        request: Option<&PasskeyChallengeRequest>,
+        checked: Option<&crate::domain::User>,
+        session_user: Option<&UserId>,
+    ) -> Result<Option<ChallengeDraft>, Error> {
+        let Some(request) = request else {
+            return Ok(None);
+        };
+        let user = match (checked, session_user) {
+            (Some(user), _) => user.clone(),
+            (None, Some(id)) => {
+                self.active_user(&super::checks::UserLookup::Id(id.clone()))
+                    .await?
+            }
+            (None, None) => {
+                return Err(Error::failed_precondition(
+                    error_ids::PASSKEY_CHALLENGE_NO_USER,
+                    "a user must be checked before a WebAuthN challenge",
+                ));
+            }
+        };
+        Ok(Some(self.passkey_challenge(&user, request).await?))
+    }
+
+    /// Stores a drafted challenge for the written session; its request options.
+    async fn give_challenge(
+        &self,
+        session: &SessionId,
+        challenge: Option<ChallengeDraft>,
+        now: Time,
+    ) -> Result<Option<serde_json::Value>, Error> {
+        let Some(challenge) = challenge else {
+            return Ok(None);
+        };
+        self.store
+            .set_passkey_challenge(&challenge.for_session(session, now))
+            .await?;
+        Ok(Some(challenge.options))
     }
 
     /// A session that exists and is not terminated.

@@ -121,6 +121,35 @@ error_ids! {
     /// A UserService method this server does not implement.
     METHOD_UNIMPLEMENTED = "SESSIOND-UNIMPLEMENTED";
 
+    // --- passkeys (WebAuthn) ---------------------------------------------------------------
+    /// A WebAuthn domain that is not this server's relying party id.
+    PASSKEY_DOMAIN = "SESSIOND-PASSKEY-DOMAIN";
+    /// A WebAuthn challenge without a user verification requirement.
+    PASSKEY_UV_REQUIREMENT = "SESSIOND-PASSKEY-UV";
+    /// A WebAuthn challenge without a checked user.
+    PASSKEY_CHALLENGE_NO_USER = "COMMAND-eeR2e";
+    /// A WebAuthn challenge for a user with no usable credential of the asked kind.
+    PASSKEY_NONE = "WEBAU-4G8sw";
+    /// A WebAuthn check without an earlier challenge (or with one already used or expired).
+    PASSKEY_NO_CHALLENGE = "COMMAND-Ioqu5";
+    /// Assertion or registration data that is not a WebAuthn credential.
+    PASSKEY_FORMAT = "WEBAU-ADgv4";
+    /// An assertion that does not verify.
+    PASSKEY_INVALID = "WEBAU-3M9si";
+    /// An assertion by a credential the user does not own.
+    PASSKEY_FOREIGN = "COMMAND-Aej7i";
+    /// An assertion whose signature counter did not move forward: a possibly cloned
+    /// authenticator.
+    PASSKEY_CLONED = "SESSIOND-PASSKEY-COUNTER";
+    /// VerifyPasskeyRegistration with no pending registration of that id (or an expired one).
+    PASSKEY_NOT_PENDING = "WEBAU-5M9so";
+    /// A registration answer that does not verify.
+    PASSKEY_REGISTRATION_INVALID = "WEBAU-3Vb9s";
+    /// A credential already registered.
+    PASSKEY_TAKEN = "SESSIOND-PASSKEY-TAKEN";
+    /// RemovePasskey of a passkey the user does not have.
+    PASSKEY_NOT_FOUND = "COMMAND-DAfb2";
+
     // --- request shapes --------------------------------------------------------------------
     /// A session id that cannot be one.
     SESSION_ID_INVALID = "SESSIOND-ID-INVALID";

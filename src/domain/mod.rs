@@ -24,6 +24,7 @@ pub use principal::{Permission, Permissions, Principal, PrincipalKind};
 pub use session::{
     ActivityFilter, Details, Factors, ListDetails, Metadata, PageCursor, Session, SessionFilter,
     SessionQuery, SortOrder, TimeComparison, UserAgent, UserFactor, UserSessionsQuery,
+    WebAuthNFactor,
 };
 pub use time::{Clock, ManualClock, SystemClock, Time};
 pub use token::{SessionToken, TokenHash};

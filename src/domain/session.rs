@@ -60,6 +60,15 @@ pub struct Factors {
     pub password_verified_at: Option<Time>,
     pub totp_verified_at: Option<Time>,
     pub recovery_code_verified_at: Option<Time>,
+    pub web_auth_n: Option<WebAuthNFactor>,
+}
+
+/// A passed WebAuthn (passkey) check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebAuthNFactor {
+    pub verified_at: Time,
+    /// Whether the authenticator verified the user (PIN, biometrics), not only their presence.
+    pub user_verified: bool,
 }
 
 /// The checked user. Names and organization are read from the user record when the session

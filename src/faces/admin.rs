@@ -20,7 +20,7 @@ use super::status::{grpc_code, http_status, log};
 use crate::core::{NewUser, PageRequest, RevokedBy, UserAction};
 use crate::domain::{Error, ErrorKind, LoginName, Password, SessionId, UserId, error_ids};
 
-pub use super::admin_factors::factor_json;
+pub use super::admin_factors::{factor_json, passkey_json};
 pub use super::admin_json::user_json;
 
 /// The stable `code` of an error.

@@ -13,6 +13,7 @@ use super::FaceState;
 use super::admin::{Admin, AdminError, Answer, Query, UserPath, path_param};
 use super::admin_json::rfc3339;
 use super::edges::Bearer;
+use crate::core::PasskeyInfo;
 use crate::domain::{EnrolledFactor, FactorKind};
 
 /// The `{kind}` of a factor route.
@@ -41,13 +42,34 @@ pub fn factor_json(factor: &EnrolledFactor) -> Value {
     body
 }
 
+/// A passkey in the factor list: kind `passkey`, with its id, name and use.
+pub fn passkey_json(passkey: &PasskeyInfo) -> Value {
+    json!({
+        "kind": "passkey",
+        "state": "ready",
+        "id": passkey.id,
+        "name": passkey.name,
+        "createdAt": rfc3339(Some(passkey.created_at)),
+        "verifiedAt": rfc3339(Some(passkey.created_at)),
+        "lastUsedAt": rfc3339(passkey.last_used_at),
+        "userVerified": passkey.user_verified,
+        "signCount": passkey.sign_count,
+        "aaguid": passkey.aaguid,
+    })
+}
+
 async fn list_factors(
     State(state): State<FaceState>,
     Bearer(principal, ..): Admin,
     UserPath(id): UserPath,
 ) -> Answer {
     let factors = state.api.core().user_factors(&principal, &id).await?;
-    let data: Vec<Value> = factors.iter().map(factor_json).collect();
+    let passkeys = state.api.core().list_passkeys(&principal, &id).await?;
+    let data: Vec<Value> = factors
+        .iter()
+        .map(factor_json)
+        .chain(passkeys.iter().map(passkey_json))
+        .collect();
     Ok(axum::Json(json!({ "data": data })).into_response())
 }
 

@@ -13,7 +13,10 @@ use super::pb::wkt::Timestamp;
 use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::session::v2;
 use super::pb::zitadel::v1::TimestampQueryMethod;
-use crate::core::{Checks, CreateSession, ListSessions, SearchQuery, SetSession, UserLookup};
+use crate::core::{
+    Checks, CreateSession, ListSessions, PasskeyAssertion, PasskeyChallengeRequest, SearchQuery,
+    SetSession, UserLookup, UserVerification,
+};
 use crate::domain::error_ids;
 use crate::domain::{
     Details, Error, LoginName, Password, RecoveryCode, Session, SessionId, SessionToken, Time,
@@ -32,6 +35,7 @@ pub(crate) fn validate_create(request: v2::CreateSessionRequest) -> Result<Creat
         user_agent: user_agent(request.user_agent),
         lifetime: lifetime(request.lifetime)?,
         unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
+        web_auth_n_challenge: web_auth_n_challenge(request.challenges.as_ref())?,
     })
 }
 
@@ -43,6 +47,7 @@ pub(crate) fn validate_set_request(request: v2::SetSessionRequest) -> Result<Set
         metadata: metadata(request.metadata)?,
         lifetime: lifetime(request.lifetime)?,
         unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
+        web_auth_n_challenge: web_auth_n_challenge(request.challenges.as_ref())?,
     })
 }
 
@@ -111,9 +116,17 @@ fn checks(checks: Option<v2::Checks>) -> Result<Checks, Error> {
         .recovery_code
         .map(|r| RecoveryCode::parse(r.code))
         .transpose()?;
+    let web_auth_n = c
+        .web_auth_n
+        .map(|w| {
+            let data = w
+                .credential_assertion_data
+                .ok_or_else(|| invalid("checks.webAuthN.credentialAssertionData: required"))?;
+            PasskeyAssertion::parse(struct_json(data)?)
+        })
+        .transpose()?;
     let mut unsupported = Vec::new();
     for (present, name) in [
-        (c.web_auth_n.is_some(), "webAuthN"),
         (c.idp_intent.is_some(), "idpIntent"),
         (c.otp_sms.is_some(), "otpSms"),
         (c.otp_email.is_some(), "otpEmail"),
@@ -127,8 +140,53 @@ fn checks(checks: Option<v2::Checks>) -> Result<Checks, Error> {
         password,
         totp,
         recovery_code,
+        web_auth_n,
         unsupported,
     })
+}
+
+/// A `google.protobuf.Struct` as the JSON object it stands for.
+pub(crate) fn struct_json(value: pbjson_types::Struct) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|e| invalid(format!("not a JSON object: {e}")))
+}
+
+/// A JSON object as a `google.protobuf.Struct`.
+pub(crate) fn json_struct(value: serde_json::Value) -> Result<pbjson_types::Struct, Error> {
+    serde_json::from_value(value).map_err(|e| {
+        Error::internal(
+            error_ids::STORE_FAILED,
+            std::io::Error::other(format!("a JSON answer that is no object: {e}")),
+        )
+    })
+}
+
+fn web_auth_n_challenge(
+    challenges: Option<&v2::RequestChallenges>,
+) -> Result<Option<PasskeyChallengeRequest>, Error> {
+    let Some(w) = challenges.and_then(|c| c.web_auth_n.as_ref()) else {
+        return Ok(None);
+    };
+    if w.domain.chars().count() > 200 || w.domain.chars().any(char::is_control) {
+        return Err(invalid(
+            "challenges.webAuthN.domain: at most 200 characters, no control characters",
+        ));
+    }
+    use v2::UserVerificationRequirement as Uv;
+    let user_verification = match Uv::try_from(w.user_verification_requirement) {
+        Ok(Uv::Required) => UserVerification::Required,
+        Ok(Uv::Preferred) => UserVerification::Preferred,
+        Ok(Uv::Discouraged) => UserVerification::Discouraged,
+        Ok(Uv::Unspecified) | Err(_) => {
+            return Err(Error::invalid_argument(
+                error_ids::PASSKEY_UV_REQUIREMENT,
+                "challenges.webAuthN.userVerificationRequirement: one of REQUIRED, PREFERRED, DISCOURAGED",
+            ));
+        }
+    };
+    Ok(Some(PasskeyChallengeRequest {
+        domain: w.domain.clone(),
+        user_verification,
+    }))
 }
 
 fn unsupported_challenges(challenges: Option<&v2::RequestChallenges>) -> Vec<&'static str> {
@@ -136,7 +194,6 @@ fn unsupported_challenges(challenges: Option<&v2::RequestChallenges>) -> Vec<&'s
         return Vec::new();
     };
     [
-        (c.web_auth_n.is_some(), "webAuthN"),
         (c.otp_sms.is_some(), "otpSms"),
         (c.otp_email.is_some(), "otpEmail"),
     ]
@@ -288,6 +345,10 @@ pub fn session_to_pb(s: &Session) -> v2::Session {
             .map(|at| v2::RecoveryCodeFactor {
                 verified_at: Some(at.into()),
             }),
+        web_auth_n: s.factors.web_auth_n.map(|w| v2::WebAuthNFactor {
+            verified_at: Some(w.verified_at.into()),
+            user_verified: w.user_verified,
+        }),
         ..Default::default()
     });
     let ua = &s.user_agent;

@@ -167,6 +167,11 @@ pub fn expanded_session_json(
         ("password", "aal1", factors.password_verified_at),
         ("totp", "aal2", factors.totp_verified_at),
         ("lookup_secret", "aal2", factors.recovery_code_verified_at),
+        (
+            "webauthn",
+            "aal2",
+            factors.web_auth_n.map(|w| w.verified_at),
+        ),
     ];
     let mut kinds = 0;
     for (method, level, at) in verified {
@@ -185,6 +190,7 @@ pub fn expanded_session_json(
         factors.password_verified_at,
         factors.totp_verified_at,
         factors.recovery_code_verified_at,
+        factors.web_auth_n.map(|w| w.verified_at),
     ]
     .into_iter()
     .flatten()

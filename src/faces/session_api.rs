@@ -24,6 +24,19 @@ use crate::auth::Authenticator;
 use crate::core::EventStream;
 use crate::domain::{Error, Principal, SessionId, SessionToken};
 
+/// The `challenges` of a Create or Set answer: present when a challenge was requested.
+fn challenges(web_auth_n: Option<serde_json::Value>) -> Result<Option<msg::Challenges>, Error> {
+    let Some(options) = web_auth_n else {
+        return Ok(None);
+    };
+    Ok(Some(msg::Challenges {
+        web_auth_n: Some(msg::challenges::WebAuthN {
+            public_key_credential_request_options: Some(super::convert::json_struct(options)?),
+        }),
+        ..Default::default()
+    }))
+}
+
 /// The protobuf-level session API over the core.
 #[derive(Clone)]
 pub struct SessionApi {
@@ -54,7 +67,7 @@ impl SessionApi {
             details: Some(details(&change.details)),
             session_id: change.session_id.into_string(),
             session_token: exposed(change.token),
-            challenges: None,
+            challenges: challenges(change.web_auth_n_options)?,
         })
     }
 
@@ -68,7 +81,7 @@ impl SessionApi {
         Ok(msg::SetSessionResponse {
             details: Some(details(&change.details)),
             session_token: exposed(change.token),
-            challenges: None,
+            challenges: challenges(change.web_auth_n_options)?,
         })
     }
 

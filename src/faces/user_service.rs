@@ -1,5 +1,5 @@
 //! `zitadel.user.v2.UserService` at the protobuf level (a subset): creating a human user and
-//! enrolling the second factors sessions can check (TOTP, recovery codes). Every other method
+//! enrolling the second factors sessions can check (TOTP, recovery codes, passkeys). Every other method
 //! of the service is declared, routed on every protocol like the implemented ones, and
 //! answers UNIMPLEMENTED naming itself, so generated clients match and fail clearly.
 //!
@@ -17,7 +17,7 @@ use super::convert::invalid;
 use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::user::v2 as msg;
 use super::rpc::rpc_service;
-use crate::core::{AuthMethod, ImportedSeed, NewUser};
+use crate::core::{AuthMethod, ImportedSeed, NewUser, PasskeyAttestation};
 use crate::domain::{
     Error, ErrorKind, LoginName, Password, Principal, TotpCode, UserId, error_ids,
 };
@@ -48,6 +48,7 @@ fn user_id(value: String) -> Result<UserId, Error> {
 fn method_type(method: AuthMethod) -> i32 {
     let t = match method {
         AuthMethod::Password => msg::AuthenticationMethodType::Password,
+        AuthMethod::Passkey => msg::AuthenticationMethodType::Passkey,
         AuthMethod::Totp => msg::AuthenticationMethodType::Totp,
         AuthMethod::RecoveryCode => msg::AuthenticationMethodType::RecoveryCode,
     };
@@ -257,6 +258,105 @@ impl SessionApi {
     }
 }
 
+/// Passkeys: RegisterPasskey answers the options of `credentials.create` (a registration
+/// code is refused: this server makes no registration links; the authenticator kind is
+/// accepted and not enforced), VerifyPasskeyRegistration stores the credential, ListPasskeys
+/// and RemovePasskey show and delete them.
+impl SessionApi {
+    pub async fn register_passkey(
+        &self,
+        principal: Principal,
+        request: msg::RegisterPasskeyRequest,
+    ) -> Result<msg::RegisterPasskeyResponse, Error> {
+        let user = user_id(request.user_id)?;
+        if request.code.is_some() {
+            return Err(invalid(
+                "code: registration links are not supported by this server",
+            ));
+        }
+        if msg::PasskeyAuthenticator::try_from(request.authenticator).is_err() {
+            return Err(invalid(
+                "authenticator: value must be one of the defined enum values",
+            ));
+        }
+        if !request.domain.is_empty() {
+            text(request.domain.clone(), "domain")?;
+        }
+        let start = self
+            .core()
+            .register_passkey(&principal, &user, &request.domain)
+            .await?;
+        Ok(msg::RegisterPasskeyResponse {
+            details: Some(details(&start.change.details)),
+            passkey_id: start.passkey_id,
+            public_key_credential_creation_options: Some(super::convert::json_struct(
+                start.options,
+            )?),
+        })
+    }
+
+    pub async fn verify_passkey_registration(
+        &self,
+        principal: Principal,
+        request: msg::VerifyPasskeyRegistrationRequest,
+    ) -> Result<msg::VerifyPasskeyRegistrationResponse, Error> {
+        let user = user_id(request.user_id)?;
+        let passkey_id = text(request.passkey_id, "passkeyId")?;
+        let credential = request
+            .public_key_credential
+            .ok_or_else(|| invalid("publicKeyCredential: required"))?;
+        let answer = PasskeyAttestation::parse(super::convert::struct_json(credential)?)?;
+        let name = text(request.passkey_name, "passkeyName")?;
+        let change = self
+            .core()
+            .verify_passkey_registration(&principal, &user, &passkey_id, &answer, name, true)
+            .await?;
+        Ok(msg::VerifyPasskeyRegistrationResponse {
+            details: Some(details(&change.details)),
+        })
+    }
+
+    pub async fn list_passkeys(
+        &self,
+        principal: Principal,
+        request: msg::ListPasskeysRequest,
+    ) -> Result<msg::ListPasskeysResponse, Error> {
+        let user = user_id(request.user_id)?;
+        let passkeys = self.core().list_passkeys(&principal, &user).await?;
+        Ok(msg::ListPasskeysResponse {
+            details: Some(object::ListDetails {
+                total_result: passkeys.len() as u64,
+                processed_sequence: 0,
+                timestamp: Some(self.core().now().into()),
+            }),
+            result: passkeys
+                .into_iter()
+                .map(|p| msg::Passkey {
+                    id: p.id,
+                    state: msg::AuthFactorState::Ready as i32,
+                    name: p.name,
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn remove_passkey(
+        &self,
+        principal: Principal,
+        request: msg::RemovePasskeyRequest,
+    ) -> Result<msg::RemovePasskeyResponse, Error> {
+        let user = user_id(request.user_id)?;
+        let passkey_id = text(request.passkey_id, "passkeyId")?;
+        let change = self
+            .core()
+            .remove_passkey(&principal, &user, &passkey_id, true)
+            .await?;
+        Ok(msg::RemovePasskeyResponse {
+            details: Some(details(&change.details)),
+        })
+    }
+}
+
 /// Handlers of the declared methods this server does not implement.
 macro_rules! unimplemented_methods {
     ($($handler:ident: $method:literal, $req:ident -> $resp:ident;)+) => {
@@ -279,11 +379,7 @@ unimplemented_methods! {
     remove_otpsms: "RemoveOTPSMS", RemoveOtpsmsRequest -> RemoveOtpsmsResponse;
     add_otp_email: "AddOTPEmail", AddOtpEmailRequest -> AddOtpEmailResponse;
     remove_otp_email: "RemoveOTPEmail", RemoveOtpEmailRequest -> RemoveOtpEmailResponse;
-    register_passkey: "RegisterPasskey", RegisterPasskeyRequest -> RegisterPasskeyResponse;
-    verify_passkey_registration: "VerifyPasskeyRegistration", VerifyPasskeyRegistrationRequest -> VerifyPasskeyRegistrationResponse;
     create_passkey_registration_link: "CreatePasskeyRegistrationLink", CreatePasskeyRegistrationLinkRequest -> CreatePasskeyRegistrationLinkResponse;
-    list_passkeys: "ListPasskeys", ListPasskeysRequest -> ListPasskeysResponse;
-    remove_passkey: "RemovePasskey", RemovePasskeyRequest -> RemovePasskeyResponse;
 }
 
 rpc_service! {

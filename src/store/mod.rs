@@ -41,6 +41,7 @@ mod bounded;
 mod columns;
 mod factors;
 mod feed;
+mod passkeys;
 mod postgres;
 mod rows;
 pub mod signals;
@@ -49,6 +50,7 @@ mod sqlite;
 pub use bounded::{Bounded, Traced};
 pub use factors::{FactorRevocation, StoredFactor};
 pub use feed::{FeedBounds, FeedPage, FeedQuery, FeedRow, FeedWake};
+pub use passkeys::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
 
@@ -303,6 +305,34 @@ macro_rules! store_methods {
 
             /// Marks one recovery code used, if it still is unused; false otherwise.
             async fn use_recovery_code(&self, user: &UserId, hash: &[u8], at: Time) -> Result<bool, StoreError>;
+
+            /// A user's passkeys, oldest first.
+            async fn passkeys(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError>;
+
+            /// Stores a begun passkey registration, replacing the user's earlier pending one.
+            async fn begin_passkey_registration(&self, pending: &PendingPasskey) -> Result<(), StoreError>;
+
+            /// The user's pending passkey registration of this id.
+            async fn passkey_registration(&self, user: &UserId, id: &str) -> Result<Option<PendingPasskey>, StoreError>;
+
+            /// Stores a verified passkey in place of its pending registration (same id); with
+            /// `revoke`, ends sessions in the same transaction. `None` (nothing written) when the
+            /// registration is no longer pending.
+            async fn complete_passkey_registration(&self, passkey: &StoredPasskey, revoke: Option<&FactorRevocation>) -> Result<Option<u64>, StoreError>;
+
+            /// Deletes one of the user's passkeys; with `revoke`, ends sessions in the same
+            /// transaction. `None` when the user has no passkey of this id.
+            async fn remove_passkey(&self, user: &UserId, id: &str, revoke: Option<&FactorRevocation>) -> Result<Option<u64>, StoreError>;
+
+            /// Gives a session a WebAuthn challenge, replacing its earlier one.
+            async fn set_passkey_challenge(&self, challenge: &PasskeyChallenge) -> Result<(), StoreError>;
+
+            /// The WebAuthn challenge a session was last given, if it is unused.
+            async fn passkey_challenge(&self, session: &SessionId) -> Result<Option<PasskeyChallenge>, StoreError>;
+
+            /// Applies a passed assertion: consumes the session's challenge and moves the
+            /// passkey's counter, both or neither. False when either changed since it was read.
+            async fn use_passkey(&self, used: &PasskeyUse) -> Result<bool, StoreError>;
 
             /// Whether the database answers.
             async fn ping(&self) -> Result<(), StoreError>;

@@ -9,7 +9,7 @@ use super::{CheckOutcome, FeedRow, PasswordCheck, StoreError, StoredEvent};
 use crate::domain::{
     ActivityFilter, Factors, FeedPosition, LoginName, Metadata, Session, SessionFilter, SessionId,
     SessionQuery, SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
-    UserSessionsQuery, UserState,
+    UserSessionsQuery, UserState, WebAuthNFactor,
 };
 
 pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -134,6 +134,15 @@ pub fn session_from_row(row: &impl Columns) -> Result<Session, StoreError> {
             password_verified_at: row.time(PASSWORD_VERIFIED_AT)?,
             totp_verified_at: row.time(TOTP_VERIFIED_AT)?,
             recovery_code_verified_at: row.time(RECOVERY_CODE_VERIFIED_AT)?,
+            web_auth_n: row
+                .time(WEBAUTHN_VERIFIED_AT)?
+                .map(|verified_at| -> Result<_, StoreError> {
+                    Ok(WebAuthNFactor {
+                        verified_at,
+                        user_verified: row.int(WEBAUTHN_USER_VERIFIED)?.unwrap_or_default() != 0,
+                    })
+                })
+                .transpose()?,
         },
         metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
         user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,

@@ -125,6 +125,7 @@ async fn concurrent_updates_each_land_with_a_consistent_sequence() {
                         metadata: BTreeMap::from([(format!("key-{i}"), b"v".to_vec())]),
                         lifetime: None,
                         unsupported_challenges: Vec::new(),
+                        web_auth_n_challenge: None,
                     },
                 )
                 .await

@@ -248,9 +248,9 @@ async fn methods_not_implemented_say_so_on_every_protocol() {
             assert_eq!(status, 501, "{api}");
         }
         let outcome = api
-            .call::<RegisterPasskey>(
+            .call::<PasskeyLink>(
                 Some(&auth),
-                user::RegisterPasskeyRequest {
+                user::CreatePasskeyRegistrationLinkRequest {
                     user_id: "1".into(),
                     ..Default::default()
                 },

@@ -16,6 +16,9 @@
 //      with $ACCOUNT_SCREENSHOTS (run.sh --screenshots), its screenshots go to that directory.
 //   7. the session event feed (feed.mjs): a tab's EventSource on /auth/sessions/events sees
 //      its session deleted elsewhere, then closes.
+//   8. passkeys (passkey.mjs): with a DevTools virtual authenticator, a page on
+//      http://localhost:<port> registers a passkey and signs in with it over gRPC-Web; a
+//      cloned credential whose counter is behind is refused.
 //
 // Prints one line per check and exits non-zero on the first failure.
 
@@ -32,6 +35,7 @@ import { chromium } from "playwright-core";
 
 import { accountScenario } from "./account.mjs";
 import { feedScenario } from "./feed.mjs";
+import { passkeyScenario } from "./passkey.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pageDir = join(here, "page");
@@ -39,6 +43,7 @@ const LOGIN = "alice@example.com";
 const PASSWORD = "correct horse battery";
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const SCREENSHOT = resolve(process.env.BROWSER_SCREENSHOT || join(here, "screenshot.png"));
+const PASSKEY_SCREENSHOT = process.env.PASSKEY_SCREENSHOT ? resolve(process.env.PASSKEY_SCREENSHOT) : null;
 
 let passed = 0;
 function check(condition, message) {
@@ -51,8 +56,8 @@ function check(condition, message) {
 
 async function bundle() {
   await esbuild.build({
-    entryPoints: [join(pageDir, "app.js")],
-    outfile: join(pageDir, "app.bundle.js"),
+    entryPoints: { "app.bundle": join(pageDir, "app.js"), "passkey.bundle": join(pageDir, "passkey.js") },
+    outdir: pageDir,
     bundle: true,
     format: "esm",
     platform: "browser",
@@ -90,18 +95,20 @@ function servePage() {
 
 // --- sessiond ------------------------------------------------------------------------------
 
-async function startSessiond(bin, allowedOrigin) {
+async function startSessiond(bin, allowedOrigin, passkeyOrigin) {
   accessSync(bin, constants.X_OK);
   const dataDir = mkdtempSync(join(tmpdir(), "sessiond-browser-"));
   const run = (args, input) =>
     execFileSync(bin, [...args, "--data-dir", dataDir], { input, encoding: "utf8", timeout: 30_000 }).trim();
-  run(["users", "add", "--login-name", LOGIN, "--password-stdin"], PASSWORD + "\n");
+  const userId = run(["users", "add", "--login-name", LOGIN, "--password-stdin"], PASSWORD + "\n");
   const token = run(["token", "mint", "--subject", "browser-test", "--permissions", "session.read,session.write,session.delete"]);
   const readToken = run(["token", "mint", "--subject", "browser-reader", "--permissions", "session.read"]);
+  const passkeyToken = run(["token", "mint", "--subject", "browser-passkeys", "--permissions",
+    "session.read,session.write,user.read,user.write"]);
   const proc = spawn(
     bin,
     ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-format", "json",
-     "--cors-allowed-origins", allowedOrigin],
+     "--cors-allowed-origins", `${allowedOrigin},${passkeyOrigin}`, "--webauthn-origins", passkeyOrigin],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   const log = [];
@@ -125,6 +132,8 @@ async function startSessiond(bin, allowedOrigin) {
     url: `http://${address}`,
     token,
     readToken,
+    passkeyToken,
+    userId,
     log,
     async stop() {
       if (proc.exitCode === null) {
@@ -176,7 +185,10 @@ async function main() {
   await bundle();
   const allowed = await servePage();
   const other = await servePage();
-  const server = await startSessiond(bin, allowed.origin);
+  // WebAuthn needs a domain (not an IP address) in a secure context: http://localhost is one.
+  const passkeyPage = await servePage();
+  const passkeyOrigin = passkeyPage.origin.replace("127.0.0.1", "localhost");
+  const server = await startSessiond(bin, allowed.origin, passkeyOrigin);
   let browser;
   let failed = true;
   try {
@@ -259,6 +271,7 @@ async function main() {
     const screenshotDir = process.env.ACCOUNT_SCREENSHOTS ? resolve(process.env.ACCOUNT_SCREENSHOTS) : null;
     await accountScenario(browser, server, { login: LOGIN, password: PASSWORD, check, screenshotDir });
     await feedScenario(browser, server, { login: LOGIN, password: PASSWORD, check });
+    await passkeyScenario(browser, server, { origin: passkeyOrigin, check, screenshot: PASSKEY_SCREENSHOT });
     failed = false;
   } finally {
     await browser?.close();
@@ -266,6 +279,7 @@ async function main() {
     await server.stop();
     allowed.close();
     other.close();
+    passkeyPage.close();
   }
   console.log(`browser: ${passed} passed, 0 failed`);
 }

@@ -15,6 +15,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 
 if [[ "${1:-}" == "--screenshots" ]]; then
   export ACCOUNT_SCREENSHOTS="$REPO/docs/screenshots"
+  export PASSKEY_SCREENSHOT="$REPO/docs/screenshots/passkey.png"
   mkdir -p "$ACCOUNT_SCREENSHOTS"
   shift
 fi

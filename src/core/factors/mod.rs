@@ -11,6 +11,7 @@
 //! Every failed check of a factor counts toward the same lockout limit as a failed password,
 //! through the store's check counters ([`Core::counted_check`]).
 
+mod passkey;
 mod recovery;
 mod seal;
 mod totp;
@@ -22,6 +23,11 @@ use crate::domain::{
 };
 use crate::store::{FactorRevocation, Revocation, StoredFactor};
 
+pub use passkey::{
+    CEREMONY_TIMEOUT, PasskeyAssertion, PasskeyAttestation, PasskeyChallengeRequest, PasskeyInfo,
+    PasskeyRegistrationStart, PasskeySettings, UserVerification,
+};
+pub(super) use passkey::{ChallengeDraft, relying_party};
 pub use recovery::{DEFAULT_RECOVERY_CODES, MAX_RECOVERY_CODES};
 pub use seal::{FACTOR_KEY_FILE, SeedSealer, load_or_create_factor_key};
 pub use totp::{ImportedSeed, TotpEnrollment};
@@ -31,6 +37,7 @@ pub use totp::{ImportedSeed, TotpEnrollment};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
     Password,
+    Passkey,
     Totp,
     RecoveryCode,
 }
@@ -168,6 +175,9 @@ impl Core {
                 FactorKind::RecoveryCodes => AuthMethod::RecoveryCode,
             })
             .collect();
+        if !self.store.passkeys(user).await?.is_empty() {
+            methods.push(AuthMethod::Passkey);
+        }
         if found.password_hash.is_some() {
             methods.push(AuthMethod::Password);
         }

@@ -36,6 +36,7 @@ use super::{
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
 use super::{FactorRevocation, StoredFactor};
+use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
     UserSessionsQuery,
@@ -44,6 +45,7 @@ use crate::domain::{
 mod factors;
 mod feed;
 pub(crate) mod signals;
+mod passkeys;
 mod users;
 
 use self::feed::PgFeed;
@@ -492,6 +494,72 @@ impl Store for PostgresStore {
         at: Time,
     ) -> Result<bool, StoreError> {
         factors::use_code(&self.pool, user, hash, at).await
+    }
+
+    async fn passkeys(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError> {
+        passkeys::of_user(&self.pool, user).await
+    }
+
+    async fn begin_passkey_registration(&self, pending: &PendingPasskey) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        passkeys::begin_registration(&mut tx, pending).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn passkey_registration(
+        &self,
+        user: &UserId,
+        id: &str,
+    ) -> Result<Option<PendingPasskey>, StoreError> {
+        passkeys::registration(&self.pool, user, id).await
+    }
+
+    async fn complete_passkey_registration(
+        &self,
+        passkey: &StoredPasskey,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked = passkeys::complete_registration(&mut tx, passkey, revoke).await?;
+        if revoked.is_none() {
+            return Ok(None);
+        }
+        tx.commit().await.map_err(classify)?;
+        self.appended_if(revoked.unwrap_or(0));
+        Ok(revoked)
+    }
+
+    async fn remove_passkey(
+        &self,
+        user: &UserId,
+        id: &str,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked = passkeys::remove(&mut tx, user, id, revoke).await?;
+        tx.commit().await.map_err(classify)?;
+        self.appended_if(revoked.unwrap_or(0));
+        Ok(revoked)
+    }
+
+    async fn set_passkey_challenge(&self, challenge: &PasskeyChallenge) -> Result<(), StoreError> {
+        passkeys::set_challenge(&self.pool, challenge).await
+    }
+
+    async fn passkey_challenge(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<PasskeyChallenge>, StoreError> {
+        passkeys::challenge(&self.pool, session).await
+    }
+
+    async fn use_passkey(&self, used: &PasskeyUse) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        if !passkeys::use_passkey(&mut tx, used).await? {
+            return Ok(false);
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
     }
 
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {

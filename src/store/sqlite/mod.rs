@@ -23,6 +23,7 @@ mod factors;
 mod feed;
 mod maintenance;
 mod open;
+mod passkeys;
 mod readers;
 pub(crate) mod signals;
 mod statements;
@@ -48,6 +49,7 @@ use super::{
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
 use super::{FactorRevocation, StoredFactor};
+use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
     UserSessionsQuery,
@@ -363,6 +365,96 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| factors::use_code(conn, &user, &hash, at))
             .await
+    }
+
+    async fn passkeys(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError> {
+        let user = user.as_str().to_owned();
+        self.readers
+            .read_blocking(move |conn| passkeys::of_user(conn, &user))
+            .await
+    }
+
+    async fn begin_passkey_registration(&self, pending: &PendingPasskey) -> Result<(), StoreError> {
+        let pending = pending.clone();
+        self.writer
+            .write(move |conn| passkeys::begin_registration(conn, &pending))
+            .await
+    }
+
+    async fn passkey_registration(
+        &self,
+        user: &UserId,
+        id: &str,
+    ) -> Result<Option<PendingPasskey>, StoreError> {
+        let (user, id) = (user.as_str().to_owned(), id.to_owned());
+        self.readers
+            .read_blocking(move |conn| passkeys::registration(conn, &user, &id))
+            .await
+    }
+
+    async fn complete_passkey_registration(
+        &self,
+        passkey: &StoredPasskey,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<Option<u64>, StoreError> {
+        let revocation = revoke
+            .map(|r| RevocationRow::new(&passkey.user_id, r.except.as_ref(), &r.revocation))
+            .transpose()?;
+        let passkey = passkey.clone();
+        let revoked = self
+            .writer
+            .write(move |conn| passkeys::complete_registration(conn, &passkey, revocation.as_ref()))
+            .await?;
+        self.woken_if(revoked.unwrap_or(0))?;
+        Ok(revoked)
+    }
+
+    async fn remove_passkey(
+        &self,
+        user: &UserId,
+        id: &str,
+        revoke: Option<&FactorRevocation>,
+    ) -> Result<Option<u64>, StoreError> {
+        let revocation = revoke
+            .map(|r| RevocationRow::new(user, r.except.as_ref(), &r.revocation))
+            .transpose()?;
+        let (user, id) = (user.as_str().to_owned(), id.to_owned());
+        let revoked = self
+            .writer
+            .write(move |conn| passkeys::remove(conn, &user, &id, revocation.as_ref()))
+            .await?;
+        self.woken_if(revoked.unwrap_or(0))?;
+        Ok(revoked)
+    }
+
+    async fn set_passkey_challenge(&self, challenge: &PasskeyChallenge) -> Result<(), StoreError> {
+        let challenge = challenge.clone();
+        self.writer
+            .write(move |conn| passkeys::set_challenge(conn, &challenge))
+            .await
+    }
+
+    async fn passkey_challenge(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<PasskeyChallenge>, StoreError> {
+        let session = session.as_str().to_owned();
+        self.readers
+            .read_blocking(move |conn| passkeys::challenge(conn, &session))
+            .await
+    }
+
+    async fn use_passkey(&self, used: &PasskeyUse) -> Result<bool, StoreError> {
+        let used = used.clone();
+        match self
+            .writer
+            .write(move |conn| passkeys::use_passkey(conn, &used))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn prune(

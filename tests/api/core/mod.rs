@@ -147,6 +147,7 @@ pub fn set(id: &SessionId) -> SetSession {
         metadata: BTreeMap::new(),
         lifetime: None,
         unsupported_challenges: Vec::new(),
+        web_auth_n_challenge: None,
     }
 }
 

@@ -105,6 +105,10 @@ user_rpc! {
     ListMethods "ListAuthenticationMethodTypes" ListAuthenticationMethodTypesRequest ListAuthenticationMethodTypesResponse list_authentication_method_types;
     AddOtpSms "AddOTPSMS" AddOtpsmsRequest AddOtpsmsResponse add_otpsms;
     RegisterPasskey "RegisterPasskey" RegisterPasskeyRequest RegisterPasskeyResponse register_passkey;
+    VerifyPasskey "VerifyPasskeyRegistration" VerifyPasskeyRegistrationRequest VerifyPasskeyRegistrationResponse verify_passkey_registration;
+    ListPasskeys "ListPasskeys" ListPasskeysRequest ListPasskeysResponse list_passkeys;
+    RemovePasskey "RemovePasskey" RemovePasskeyRequest RemovePasskeyResponse remove_passkey;
+    PasskeyLink "CreatePasskeyRegistrationLink" CreatePasskeyRegistrationLinkRequest CreatePasskeyRegistrationLinkResponse create_passkey_registration_link;
 }
 
 impl TestApp {
