@@ -253,6 +253,15 @@ impl Settings {
         if self.feed_keepalive.is_zero() {
             bail!("feed-keepalive: must be longer than 0s");
         }
+        if !matches!(
+            self.signals_key_algorithm.as_str(),
+            "RS256" | "ES256" | "EdDSA"
+        ) {
+            bail!("signals-key-algorithm: must be RS256, ES256 or EdDSA");
+        }
+        if self.signals_retry_for < days(1) {
+            bail!("signals-retry-for: must be at least 24h (receivers may be down that long)");
+        }
         if self.db_max_connections == 0 {
             bail!("db-max-connections: must be at least 1");
         }

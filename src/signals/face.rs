@@ -472,6 +472,9 @@ async fn update_status(
     {
         return Err(not_found("stream"));
     }
+    if status == "disabled" {
+        signals.drop_outbox(&row).await?;
+    }
     signals.touch();
     Ok(axum::Json(status_json(&row)).into_response())
 }

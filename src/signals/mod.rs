@@ -214,6 +214,19 @@ impl Signals {
         Ok(())
     }
 
+    /// Drops every token waiting in a target's outbox (a disabled stream delivers nothing).
+    pub async fn drop_outbox(&self, row: &TargetRow) -> Result<(), Error> {
+        let store = &self.inner.store;
+        loop {
+            let items = store.pending(row.kind, &row.id, DELIVER_PAGE).await?;
+            if items.is_empty() {
+                return Ok(());
+            }
+            let jtis: Vec<String> = items.into_iter().map(|i| i.jti).collect();
+            store.remove_items(row.kind, &row.id, &jtis).await?;
+        }
+    }
+
     /// Signs the events after a target's cursor into its outbox, one page. Returns whether
     /// there may be more right away.
     pub async fn fill(&self, kind: TargetKind, id: &str) -> Result<bool, Error> {

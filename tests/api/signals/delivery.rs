@@ -330,3 +330,59 @@ async fn refusals_come_in_the_admin_error_shape() {
         json!([PUSH, POLL])
     );
 }
+
+#[tokio::test]
+async fn a_paused_stream_holds_its_events_and_a_disabled_one_drops_them() {
+    let app = signals_app().await;
+    let Some(receiver) = receiver(&app) else {
+        return;
+    };
+    let stream = push_stream(&app, &receiver, "rp4", &[SESSION_REVOKED]).await;
+    let id = stream["stream_id"].as_str().unwrap().to_owned();
+    receiver.wait_for("rp4", 1).await;
+    let auth = manager(&app, "rp4");
+    let set_status = |status: &'static str| {
+        send(
+            app.http
+                .post(app.url("/auth/admin/api/ssf/status"))
+                .header("authorization", &auth)
+                .json(&json!({"stream_id": id, "status": status, "reason": "test"})),
+        )
+    };
+    let paused = set_status("paused").await;
+    assert_eq!(
+        paused.json,
+        json!({"stream_id": id, "status": "paused", "reason": "test"})
+    );
+    let alice = app.add_user("alice").await;
+    let held = app.create_session_for(&alice).await.session_id;
+    admin_revoke(&app, alice.id.as_str(), &held).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.received().await["rp4"].len(),
+        1,
+        "held while paused"
+    );
+    set_status("enabled").await;
+    let got = receiver.wait_for("rp4", 2).await;
+    assert_eq!(revoked_sessions(&got), [held]);
+
+    set_status("disabled").await;
+    let dropped = app.create_session_for(&alice).await.session_id;
+    admin_revoke(&app, alice.id.as_str(), &dropped).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    set_status("enabled").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.received().await["rp4"].len(),
+        2,
+        "dropped while disabled"
+    );
+    let status = send(
+        app.http
+            .get(app.url(&format!("/auth/admin/api/ssf/status?stream_id={id}")))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(status.json["status"], "enabled");
+}
