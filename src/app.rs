@@ -64,7 +64,8 @@ impl Application {
             PasswordHasher::recommended()?,
             core_settings(&settings),
         )
-        .with_factor_key(&load_or_create_factor_key(&factor_key_path(&settings))?);
+        .with_factor_key(&load_or_create_factor_key(&factor_key_path(&settings))?)
+        .with_delivery(delivery(&settings)?);
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in faces::grpc::service_names() {
             health
@@ -195,8 +196,52 @@ pub fn core_settings(settings: &Settings) -> CoreSettings {
         max_password_attempts: settings.max_password_attempts,
         session_extend_lifespan: settings.session_extend_lifespan,
         totp_issuer: settings.totp_issuer.clone(),
+        otp_code_lifetime: settings.otp_code_lifetime,
+        otp_email_url_template: settings.otp_email_url_template.clone(),
         ..CoreSettings::default()
     }
+}
+
+/// The channels that send one-time codes: SMTP when a host is set, the SMS webhook when a
+/// URL is set.
+pub fn delivery(settings: &Settings) -> anyhow::Result<crate::delivery::Delivery> {
+    use crate::delivery::{Delivery, SmtpSecurity, SmtpSettings, WebhookSettings};
+    let smtp = match &settings.smtp_host {
+        None => None,
+        Some(host) => Some(SmtpSettings {
+            host: host.clone(),
+            port: settings
+                .smtp_port
+                .map(|p| {
+                    u16::try_from(p).map_err(|_| anyhow::anyhow!("smtp-port: {p} is not a port"))
+                })
+                .transpose()?,
+            security: SmtpSecurity::parse(&settings.smtp_security)?,
+            credentials: match (&settings.smtp_username, &settings.smtp_password) {
+                (Some(user), Some(password)) => Some((user.clone(), password.expose().to_owned())),
+                (None, None) => None,
+                _ => anyhow::bail!("smtp-username and smtp-password are set together"),
+            },
+            from: settings.smtp_from.clone(),
+            subject: settings.otp_email_subject.clone(),
+            body: settings.otp_email_body.clone(),
+            timeout: settings.smtp_timeout,
+        }),
+    };
+    let webhook = match (&settings.sms_webhook_url, &settings.sms_webhook_secret) {
+        (None, _) => None,
+        (Some(_), None) => {
+            anyhow::bail!("sms-webhook-url needs sms-webhook-secret to sign requests")
+        }
+        (Some(url), Some(secret)) => Some(WebhookSettings {
+            url: url.clone(),
+            secret: secret.expose().to_owned(),
+            timeout: settings.sms_webhook_timeout,
+            retries: settings.sms_webhook_retries,
+            backoff: std::time::Duration::from_millis(200),
+        }),
+    };
+    Delivery::new(smtp, webhook)
 }
 
 /// Where the key that seals TOTP seeds is kept.

@@ -7,8 +7,8 @@
 
 use super::{Attempt, Core, retry_on_conflict, user_not_found};
 use crate::domain::{
-    Error, Factors, LoginName, Password, Principal, RecoveryCode, SessionId, Time, TotpCode, User,
-    UserFactor, UserId, UserState, error_ids,
+    Error, FactorKind, Factors, LoginName, OtpCode, Password, Principal, RecoveryCode, SessionId,
+    Time, TotpCode, User, UserFactor, UserId, UserState, error_ids,
 };
 use crate::store::{CheckOutcome, PasswordCheck};
 
@@ -26,6 +26,8 @@ pub struct Checks {
     pub password: Option<Password>,
     pub totp: Option<TotpCode>,
     pub recovery_code: Option<RecoveryCode>,
+    pub otp_sms: Option<OtpCode>,
+    pub otp_email: Option<OtpCode>,
     /// Names of requested checks this server does not support (e.g. "webAuthN").
     pub unsupported: Vec<&'static str>,
 }
@@ -55,6 +57,8 @@ pub(super) struct VerifiedChecks {
     pub(super) password_verified: bool,
     pub(super) totp_verified: bool,
     pub(super) recovery_code_verified: bool,
+    pub(super) otp_sms_verified: bool,
+    pub(super) otp_email_verified: bool,
 }
 
 impl VerifiedChecks {
@@ -71,6 +75,12 @@ impl VerifiedChecks {
         }
         if self.recovery_code_verified {
             names.push("recoveryCode");
+        }
+        if self.otp_sms_verified {
+            names.push("otpSms");
+        }
+        if self.otp_email_verified {
+            names.push("otpEmail");
         }
         names
     }
@@ -108,6 +118,14 @@ impl VerifiedChecks {
             factors.recovery_code_verified_at = Some(now);
             changed = true;
         }
+        if self.otp_sms_verified {
+            factors.otp_sms_verified_at = Some(now);
+            changed = true;
+        }
+        if self.otp_email_verified {
+            factors.otp_email_verified_at = Some(now);
+            changed = true;
+        }
         Ok(changed)
     }
 }
@@ -115,11 +133,13 @@ impl VerifiedChecks {
 impl Core {
     /// Looks up the user of a check and verifies the password and second factors, if any, in
     /// that order. `session_user` is the user already checked on the session (for checks
-    /// without a user check in the same request).
+    /// without a user check in the same request); `session` is the session being set (its
+    /// challenges are what one-time codes are checked against).
     pub(super) async fn verify_checks(
         &self,
         checks: &Checks,
         session_user: Option<&UserId>,
+        session: Option<&SessionId>,
     ) -> Result<VerifiedChecks, Error> {
         let user = match &checks.user {
             Some(lookup) => Some(self.active_user(lookup).await?),
@@ -130,8 +150,15 @@ impl Core {
             password_verified: false,
             totp_verified: false,
             recovery_code_verified: false,
+            otp_sms_verified: false,
+            otp_email_verified: false,
         };
-        if checks.password.is_none() && checks.totp.is_none() && checks.recovery_code.is_none() {
+        if checks.password.is_none()
+            && checks.totp.is_none()
+            && checks.recovery_code.is_none()
+            && checks.otp_sms.is_none()
+            && checks.otp_email.is_none()
+        {
             return Ok(verified);
         }
         let checked_user = match (&verified.user, session_user) {
@@ -168,6 +195,23 @@ impl Core {
             })?;
             self.check_recovery_code(user, code).await?;
             verified.recovery_code_verified = true;
+        }
+        for (code, kind) in [
+            (&checks.otp_sms, FactorKind::OtpSms),
+            (&checks.otp_email, FactorKind::OtpEmail),
+        ] {
+            let Some(code) = code else { continue };
+            let user = checked_user.as_ref().ok_or_else(|| {
+                Error::invalid_argument(
+                    error_ids::OTP_NO_USER,
+                    "a user must be checked before the one-time code",
+                )
+            })?;
+            self.check_otp(user, session, kind, code).await?;
+            match kind {
+                FactorKind::OtpSms => verified.otp_sms_verified = true,
+                _ => verified.otp_email_verified = true,
+            }
         }
         Ok(verified)
     }
@@ -240,7 +284,7 @@ impl Core {
     ) -> Result<(), Error> {
         let mut failures = 0;
         let passed = self
-            .counted_check_with(user, error_ids::PASSWORD_LOCKED, &mut failures, || async {
+            .counted_check_with(user, CheckIds::PASSWORD, &mut failures, || async {
                 match user.password_hash.as_deref() {
                     None => Err(Error::failed_precondition(
                         error_ids::PASSWORD_NOT_SET,
@@ -263,13 +307,18 @@ impl Core {
 
     /// Runs the check of a second factor under the lockout counters (see
     /// [`Core::counted_check_with`]); a locked user is refused before `verify` runs.
-    pub(super) async fn counted_check<F, Fut>(&self, user: &User, verify: F) -> Result<bool, Error>
+    /// `failures` receives the confirmed failures after the check.
+    pub(super) async fn counted_check<F, Fut>(
+        &self,
+        user: &User,
+        failures: &mut u32,
+        verify: F,
+    ) -> Result<bool, Error>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<bool, Error>>,
     {
-        let mut failures = 0;
-        self.counted_check_with(user, error_ids::FACTOR_LOCKED, &mut failures, verify)
+        self.counted_check_with(user, CheckIds::FACTOR, failures, verify)
             .await
     }
 
@@ -277,10 +326,10 @@ impl Core {
     /// parallel guesses of any kind (password, TOTP, recovery code) never get past the one
     /// lockout limit; a pass clears the failures, a failure adds one, an error counts as
     /// neither. `failures` receives the confirmed failures after the check.
-    async fn counted_check_with<F, Fut>(
+    pub(super) async fn counted_check_with<F, Fut>(
         &self,
         user: &User,
-        locked_id: &'static str,
+        ids: CheckIds,
         failures: &mut u32,
         verify: F,
     ) -> Result<bool, Error>
@@ -299,14 +348,14 @@ impl Core {
             PasswordCheck::Granted { .. } => {}
             PasswordCheck::Locked => {
                 return Err(Error::failed_precondition(
-                    locked_id,
+                    ids.locked,
                     "User is locked: too many failed checks",
                 ));
             }
             PasswordCheck::Busy => {
                 return Err(Error::new(
                     crate::domain::ErrorKind::ResourceExhausted,
-                    error_ids::PASSWORD_BUSY,
+                    ids.busy,
                     "too many checks for this user at once, retry shortly",
                 ));
             }
@@ -320,6 +369,28 @@ impl Core {
         *failures = self.store.end_password_check(&user.id, outcome).await?;
         verified
     }
+}
+
+/// The error ids a counted check answers with when the user is locked or busy.
+#[derive(Clone, Copy)]
+pub(super) struct CheckIds {
+    pub(super) locked: &'static str,
+    pub(super) busy: &'static str,
+}
+
+impl CheckIds {
+    pub(super) const PASSWORD: Self = Self {
+        locked: error_ids::PASSWORD_LOCKED,
+        busy: error_ids::PASSWORD_BUSY,
+    };
+    pub(super) const FACTOR: Self = Self {
+        locked: error_ids::FACTOR_LOCKED,
+        busy: error_ids::FACTOR_BUSY,
+    };
+    pub(super) const OTP: Self = Self {
+        locked: error_ids::OTP_LOCKED,
+        busy: error_ids::FACTOR_BUSY,
+    };
 }
 
 /// Why a user in this state cannot pass `checks.user`, if it cannot.

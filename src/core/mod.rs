@@ -29,6 +29,7 @@ pub use factors::{
     AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, ImportedSeed,
     MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, load_or_create_factor_key,
 };
+pub use factors::{EmailDelivery, NewContact, OtpChallenges, ReturnedCodes};
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
 use paging::TAG_LEN;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
@@ -56,6 +57,10 @@ pub struct CoreSettings {
     pub feed: FeedSettings,
     /// Issuer named in TOTP enrollment URIs (what authenticator apps show).
     pub totp_issuer: String,
+    /// How long a one-time code sent by SMS or email stays valid.
+    pub otp_code_lifetime: Duration,
+    /// The link template of OTP emails when a challenge names none.
+    pub otp_email_url_template: Option<String>,
 }
 
 impl Default for CoreSettings {
@@ -74,6 +79,8 @@ impl Default for CoreSettings {
                 max_subscribers: settings.feed_max_subscribers,
             },
             totp_issuer: settings.totp_issuer,
+            otp_code_lifetime: settings.otp_code_lifetime,
+            otp_email_url_template: settings.otp_email_url_template,
         }
     }
 }
@@ -93,6 +100,10 @@ pub struct Core {
     sealer: Option<SeedSealer>,
     /// Key recovery codes are hashed with; loaded from the store on first use.
     recovery_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
+    /// Key one-time codes are hashed with, derived from the factor key.
+    otp_key: Option<Arc<[u8; 32]>>,
+    /// Channels that send one-time codes.
+    delivery: Arc<crate::delivery::Delivery>,
 }
 
 impl Core {
@@ -113,12 +124,21 @@ impl Core {
             stats: Arc::new(CoreStats::default()),
             sealer: None,
             recovery_key: Arc::new(tokio::sync::OnceCell::new()),
+            otp_key: None,
+            delivery: Arc::new(crate::delivery::Delivery::default()),
         }
     }
 
     /// The core with the key that seals TOTP seeds.
     pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
         self.sealer = Some(SeedSealer::new(key));
+        self.otp_key = Some(Arc::new(factors::otp_key(key)));
+        self
+    }
+
+    /// The core with the channels that send one-time codes.
+    pub fn with_delivery(mut self, delivery: crate::delivery::Delivery) -> Self {
+        self.delivery = Arc::new(delivery);
         self
     }
 

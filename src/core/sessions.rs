@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::checks::{Checks, reject_unsupported};
+use super::factors::{OtpChallenges, PreparedChallenges, ReturnedCodes};
 use super::{Attempt, Core, missing_permission, require, retry_on_conflict};
 use crate::domain::{
     Details, Error, Factors, ListDetails, Metadata, Permission, Principal, Session, SessionFilter,
@@ -23,6 +24,8 @@ pub struct CreateSession {
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub user_agent: UserAgent,
     pub lifetime: Option<Duration>,
+    /// One-time-code challenges to make once the checks pass.
+    pub otp_challenges: OtpChallenges,
     /// Names of requested challenges this server does not support.
     pub unsupported_challenges: Vec<&'static str>,
 }
@@ -33,6 +36,7 @@ pub struct SetSession {
     pub checks: Checks,
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub lifetime: Option<Duration>,
+    pub otp_challenges: OtpChallenges,
     pub unsupported_challenges: Vec<&'static str>,
 }
 
@@ -42,6 +46,8 @@ pub struct SessionChange {
     pub details: Details,
     pub session_id: SessionId,
     pub token: Option<SessionToken>,
+    /// Codes of challenges that asked for them back (`returnCode`).
+    pub codes: ReturnedCodes,
 }
 
 /// A search condition as the client sent it. `Creator(None)` means "created by me";
@@ -101,7 +107,7 @@ impl Core {
     ) -> Result<SessionChange, Error> {
         reject_unsupported(&request.checks, &request.unsupported_challenges)?;
         let lifetime = check_lifetime(request.lifetime)?;
-        let verified = self.verify_checks(&request.checks, None).await?;
+        let verified = self.verify_checks(&request.checks, None, None).await?;
         let own;
         let principal = match opener {
             Some(principal) => principal,
@@ -124,8 +130,12 @@ impl Core {
         let mut metadata = Metadata::default();
         metadata.merge(request.metadata);
         let token = SessionToken::generate();
+        let id = SessionId::generate_at(now);
+        let challenges = self
+            .prepare_otp_challenges(&request.otp_challenges, verified.user.as_ref(), &id)
+            .await?;
         let mut session = Session {
-            id: SessionId::generate_at(now),
+            id,
             factors,
             metadata,
             user_agent: request.user_agent,
@@ -143,6 +153,7 @@ impl Core {
             payload: json!({
                 "userId": session.user_id().map(UserId::as_str),
                 "checks": verified.names(),
+                "challenges": request.otp_challenges.names(),
                 "metadataKeys": session.metadata.0.keys().collect::<Vec<_>>(),
                 "lifetime": lifetime.map(|l| format!("{}s", l.as_secs_f64())),
                 "userAgent": session.user_agent,
@@ -160,10 +171,12 @@ impl Core {
                         self.recheck_user(principal, &session.id, user, verified.password_verified)
                             .await?;
                     }
+                    self.save_otp_challenges(&session.id, &challenges).await?;
                     return Ok(SessionChange {
                         details: session.details(),
                         session_id: session.id,
                         token: Some(token),
+                        codes: challenges.returned,
                     });
                 }
                 Err(StoreError::Duplicate("id")) => session.id = SessionId::generate_at(now),
@@ -186,10 +199,24 @@ impl Core {
         let lifetime = check_lifetime(request.lifetime)?;
         let current = self.live_session(&request.session_id).await?;
         let verified = self
-            .verify_checks(&request.checks, current.user_id())
+            .verify_checks(&request.checks, current.user_id(), Some(&current.id))
             .await?;
+        let challenges = if request.otp_challenges.is_empty() {
+            PreparedChallenges::none()
+        } else {
+            let user = match (&verified.user, current.user_id()) {
+                (Some(user), _) => Some(user.clone()),
+                (None, Some(id)) => Some(
+                    self.active_user(&super::checks::UserLookup::Id(id.clone()))
+                        .await?,
+                ),
+                (None, None) => None,
+            };
+            self.prepare_otp_challenges(&request.otp_challenges, user.as_ref(), &current.id)
+                .await?
+        };
 
-        retry_on_conflict(|| async {
+        let change = retry_on_conflict(|| async {
             let mut session = self.live_session(&request.session_id).await?;
             let now = self.clock.now();
             if session.is_expired(now) {
@@ -200,6 +227,7 @@ impl Core {
                 .into());
             }
             let mut changed = verified.apply(&mut session.factors, now)?;
+            changed |= !request.otp_challenges.is_empty();
             changed |= session.metadata.merge(request.metadata.clone());
             if let Some(lifetime) = lifetime {
                 session.expiration = Some(now.saturating_add(lifetime));
@@ -210,6 +238,7 @@ impl Core {
                     details: session.details(),
                     session_id: session.id,
                     token: None,
+                    codes: ReturnedCodes::default(),
                 });
             }
             let expected = session.sequence;
@@ -221,6 +250,7 @@ impl Core {
                 event_type: "session.updated",
                 payload: json!({
                     "checks": verified.names(),
+                    "challenges": request.otp_challenges.names(),
                     "metadataKeys": request.metadata.keys().collect::<Vec<_>>(),
                     "lifetime": lifetime.map(|l| format!("{}s", l.as_secs_f64())),
                 }),
@@ -234,9 +264,16 @@ impl Core {
                 details: session.details(),
                 session_id: session.id,
                 token: Some(token),
+                codes: ReturnedCodes::default(),
             })
         })
-        .await
+        .await?;
+        self.save_otp_challenges(&change.session_id, &challenges)
+            .await?;
+        Ok(SessionChange {
+            codes: challenges.returned,
+            ..change
+        })
     }
 
     /// A session that exists and is not terminated.

@@ -60,6 +60,8 @@ pub struct Factors {
     pub password_verified_at: Option<Time>,
     pub totp_verified_at: Option<Time>,
     pub recovery_code_verified_at: Option<Time>,
+    pub otp_sms_verified_at: Option<Time>,
+    pub otp_email_verified_at: Option<Time>,
 }
 
 /// The checked user. Names and organization are read from the user record when the session

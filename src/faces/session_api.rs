@@ -54,7 +54,7 @@ impl SessionApi {
             details: Some(details(&change.details)),
             session_id: change.session_id.into_string(),
             session_token: exposed(change.token),
-            challenges: None,
+            challenges: super::convert::challenges_to_pb(change.codes),
         })
     }
 
@@ -68,7 +68,7 @@ impl SessionApi {
         Ok(msg::SetSessionResponse {
             details: Some(details(&change.details)),
             session_token: exposed(change.token),
-            challenges: None,
+            challenges: super::convert::challenges_to_pb(change.codes),
         })
     }
 

@@ -285,6 +285,8 @@ table! {
     TERMINATED_AT = "terminated_at", Changes => Value::time(s.terminated_at);
     TOTP_VERIFIED_AT = "totp_verified_at", Changes => Value::time(s.factors.totp_verified_at);
     RECOVERY_CODE_VERIFIED_AT = "recovery_code_verified_at", Changes => Value::time(s.factors.recovery_code_verified_at);
+    OTP_SMS_VERIFIED_AT = "otp_sms_verified_at", Changes => Value::time(s.factors.otp_sms_verified_at);
+    OTP_EMAIL_VERIFIED_AT = "otp_email_verified_at", Changes => Value::time(s.factors.otp_email_verified_at);
     LOGIN_NAME = "u.login_name", Joined;
     DISPLAY_NAME = "u.display_name", Joined;
     ORGANIZATION_ID = "u.organization_id", Joined;

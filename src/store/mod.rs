@@ -46,7 +46,7 @@ mod rows;
 mod sqlite;
 
 pub use bounded::{Bounded, Traced};
-pub use factors::{FactorRevocation, StoredFactor};
+pub use factors::{Contact, ContactKind, FactorRevocation, OtpChallenge, StoredFactor};
 pub use feed::{FeedBounds, FeedPage, FeedQuery, FeedRow, FeedWake};
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
@@ -297,11 +297,27 @@ macro_rules! store_methods {
             /// one and the TOTP is ready; false when a check already accepted this step or a later one.
             async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError>;
 
-            /// The hashes of the user's recovery codes not used yet.
-            async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError>;
-
             /// Marks one recovery code used, if it still is unused; false otherwise.
             async fn use_recovery_code(&self, user: &UserId, hash: &[u8], at: Time) -> Result<bool, StoreError>;
+
+            /// Inserts a new user with its first factor enrollments and contact addresses, in one
+            /// transaction: all of it is written or none.
+            async fn insert_user_with(&self, user: &User, factors: &[StoredFactor], contacts: &[Contact]) -> Result<(), StoreError>;
+
+            /// A user's contact addresses (email, phone).
+            async fn user_contacts(&self, user: &UserId) -> Result<Vec<Contact>, StoreError>;
+
+            /// Writes a contact address, replacing the user's one of that kind.
+            async fn save_contact(&self, contact: &Contact) -> Result<(), StoreError>;
+
+            /// Writes a session's one-time-code challenge, replacing its earlier one of that kind.
+            async fn save_otp_challenge(&self, challenge: &OtpChallenge) -> Result<(), StoreError>;
+
+            /// A session's pending one-time-code challenge of one kind.
+            async fn otp_challenge(&self, session: &SessionId, kind: FactorKind) -> Result<Option<OtpChallenge>, StoreError>;
+
+            /// Deletes the challenge if it still holds `hash`: true for one caller only.
+            async fn consume_otp_challenge(&self, session: &SessionId, kind: FactorKind, hash: &[u8]) -> Result<bool, StoreError>;
 
             /// Whether the database answers.
             async fn ping(&self) -> Result<(), StoreError>;

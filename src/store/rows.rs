@@ -134,6 +134,8 @@ pub fn session_from_row(row: &impl Columns) -> Result<Session, StoreError> {
             password_verified_at: row.time(PASSWORD_VERIFIED_AT)?,
             totp_verified_at: row.time(TOTP_VERIFIED_AT)?,
             recovery_code_verified_at: row.time(RECOVERY_CODE_VERIFIED_AT)?,
+            otp_sms_verified_at: row.time(OTP_SMS_VERIFIED_AT)?,
+            otp_email_verified_at: row.time(OTP_EMAIL_VERIFIED_AT)?,
         },
         metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
         user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,

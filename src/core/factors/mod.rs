@@ -11,6 +11,8 @@
 //! Every failed check of a factor counts toward the same lockout limit as a failed password,
 //! through the store's check counters ([`Core::counted_check`]).
 
+mod otp;
+mod otp_users;
 mod recovery;
 mod seal;
 mod totp;
@@ -22,6 +24,9 @@ use crate::domain::{
 };
 use crate::store::{FactorRevocation, Revocation, StoredFactor};
 
+pub use otp::{EmailDelivery, OtpChallenges, ReturnedCodes};
+pub(super) use otp::{PreparedChallenges, otp_key};
+pub use otp_users::NewContact;
 pub use recovery::{DEFAULT_RECOVERY_CODES, MAX_RECOVERY_CODES};
 pub use seal::{FACTOR_KEY_FILE, SeedSealer, load_or_create_factor_key};
 pub use totp::{ImportedSeed, TotpEnrollment};
@@ -33,6 +38,8 @@ pub enum AuthMethod {
     Password,
     Totp,
     RecoveryCode,
+    OtpSms,
+    OtpEmail,
 }
 
 /// What a change of a user's factors answers: the user's details after it.
@@ -140,6 +147,14 @@ impl Core {
                     error_ids::RECOVERY_NOT_SET,
                     "the user has no recovery codes",
                 ),
+                FactorKind::OtpSms => Error::not_found(
+                    error_ids::OTP_SMS_NOT_FOUND,
+                    "OTP SMS is not set up for the user",
+                ),
+                FactorKind::OtpEmail => Error::not_found(
+                    error_ids::OTP_EMAIL_NOT_FOUND,
+                    "OTP email is not set up for the user",
+                ),
             }),
         }
     }
@@ -166,6 +181,8 @@ impl Core {
             .map(|f| match f.kind {
                 FactorKind::Totp => AuthMethod::Totp,
                 FactorKind::RecoveryCodes => AuthMethod::RecoveryCode,
+                FactorKind::OtpSms => AuthMethod::OtpSms,
+                FactorKind::OtpEmail => AuthMethod::OtpEmail,
             })
             .collect();
         if found.password_hash.is_some() {

@@ -35,7 +35,7 @@ use super::{
     CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
-use super::{FactorRevocation, StoredFactor};
+use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
     UserSessionsQuery,
@@ -480,10 +480,6 @@ impl Store for PostgresStore {
         factors::accept_step(&self.pool, user, step).await
     }
 
-    async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError> {
-        factors::unused_codes(&self.pool, user).await
-    }
-
     async fn use_recovery_code(
         &self,
         user: &UserId,
@@ -491,6 +487,56 @@ impl Store for PostgresStore {
         at: Time,
     ) -> Result<bool, StoreError> {
         factors::use_code(&self.pool, user, hash, at).await
+    }
+
+    async fn insert_user_with(
+        &self,
+        user: &User,
+        factors: &[StoredFactor],
+        contacts: &[Contact],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        USER_WRITES
+            .insert(&mut tx, user_columns::encode(user)?)
+            .await?;
+        for factor in factors {
+            factors::save(&mut tx, factor, None, None).await?;
+        }
+        for contact in contacts {
+            factors::save_contact(&mut tx, contact).await?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn user_contacts(&self, user: &UserId) -> Result<Vec<Contact>, StoreError> {
+        factors::contacts(&self.pool, user).await
+    }
+
+    async fn save_contact(&self, contact: &Contact) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        factors::save_contact(&mut tx, contact).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn save_otp_challenge(&self, challenge: &OtpChallenge) -> Result<(), StoreError> {
+        factors::save_challenge(&self.pool, challenge).await
+    }
+
+    async fn otp_challenge(
+        &self,
+        session: &SessionId,
+        kind: FactorKind,
+    ) -> Result<Option<OtpChallenge>, StoreError> {
+        factors::challenge(&self.pool, session, kind).await
+    }
+
+    async fn consume_otp_challenge(
+        &self,
+        session: &SessionId,
+        kind: FactorKind,
+        hash: &[u8],
+    ) -> Result<bool, StoreError> {
+        factors::consume_challenge(&self.pool, session, kind, hash).await
     }
 
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {

@@ -300,7 +300,7 @@ async fn unsupported_checks_and_challenges_are_refused_by_name() {
             .await;
         assert!(error.message().contains("webAuthN"), "{h}: {error:?}");
         let challenge = CreateSession {
-            unsupported_challenges: vec!["otpSms"],
+            unsupported_challenges: vec!["webAuthN"],
             ..CreateSession::default()
         };
         let error = h
@@ -310,6 +310,6 @@ async fn unsupported_checks_and_challenges_are_refused_by_name() {
                 error_ids::CHALLENGE_UNSUPPORTED,
             )
             .await;
-        assert!(error.message().contains("otpSms"), "{h}: {error:?}");
+        assert!(error.message().contains("webAuthN"), "{h}: {error:?}");
     }
 }

@@ -146,6 +146,7 @@ pub fn set(id: &SessionId) -> SetSession {
         checks: Checks::default(),
         metadata: BTreeMap::new(),
         lifetime: None,
+        otp_challenges: Default::default(),
         unsupported_challenges: Vec::new(),
     }
 }
