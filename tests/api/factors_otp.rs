@@ -948,3 +948,60 @@ async fn codes_are_kept_only_as_keyed_hashes() {
         "five minutes by default"
     );
 }
+
+#[tokio::test]
+async fn kratos_reaches_aal2_only_with_the_password_and_a_second_factor() {
+    let app = spawn_app().await;
+    let auth = operator(&app);
+    let api = app.user_api(UserProtocol::Grpc);
+    let sessions = session_api(&app, &api);
+    let id = human(&app, "otp-aal@example.com", None).await;
+    add_otp_email(&api, &auth, &id).await;
+    let secret = enroll_totp(&app, &api, &auth, &id).await;
+    let codes = generate_recovery_codes(&api, &auth, &id, 1).await;
+
+    // Two second factors without the password: one level only.
+    let created = ok(
+        &sessions,
+        sessions
+            .create(
+                Some(&auth),
+                create(with_recovery(
+                    with_totp(user_check(&id), &totp_code(&secret, app.now())),
+                    &codes[0],
+                )),
+            )
+            .await,
+    )
+    .message;
+    let answer = whoami(&app, &created.session_token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json["authenticator_assurance_level"], "aal1");
+
+    // The password and a code by email: aal2, the code listed as Kratos' `code` method.
+    let (session, returned) = challenged(&sessions, &auth, &id, email_returned()).await;
+    let code = returned.and_then(|c| c.otp_email).expect("code");
+    let set = ok(
+        &sessions,
+        sessions
+            .set(
+                Some(&auth),
+                set(
+                    &session,
+                    with_otp_email(with_password(v2::Checks::default(), FACTOR_PASSWORD), &code),
+                ),
+            )
+            .await,
+    )
+    .message;
+    let answer = whoami(&app, &set.session_token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json["authenticator_assurance_level"], "aal2");
+    let methods: Vec<&str> = answer.json["authentication_methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .filter_map(|m| m["method"].as_str())
+        .collect();
+    assert_eq!(methods, ["identifier_first", "password", "code"]);
+}
