@@ -58,13 +58,15 @@ impl Application {
         let jwt = jwt_settings(&settings)?;
         let keys = load_keys(&key_source(&settings)?)?;
         let store = open_store(&settings).await?;
+        let factor_key = load_or_create_factor_key(&factor_key_path(&settings))?;
+        check_factor_key(&store, &settings, &factor_key).await?;
         let core = Core::new(
             store,
             clock,
             PasswordHasher::recommended()?,
             core_settings(&settings),
         )
-        .with_factor_key(&load_or_create_factor_key(&factor_key_path(&settings))?)
+        .with_factor_key(&factor_key)
         .with_delivery(delivery(&settings)?);
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in faces::grpc::service_names() {
@@ -200,6 +202,30 @@ pub fn core_settings(settings: &Settings) -> CoreSettings {
         otp_email_url_template: settings.otp_email_url_template.clone(),
         ..CoreSettings::default()
     }
+}
+
+/// Refuses a factor key other than the one the database's sealed seeds and code hashes were
+/// made with. The first server to start records the key's fingerprint in the store; every
+/// later start (each replica on PostgreSQL, or a server whose key file went missing and was
+/// created afresh) must present the same key.
+pub async fn check_factor_key(
+    store: &crate::store::DynStore,
+    settings: &Settings,
+    key: &[u8; 32],
+) -> anyhow::Result<()> {
+    let fingerprint = crate::core::factor_key_fingerprint(key);
+    let recorded = store
+        .claim_secret("factor-key-fingerprint", fingerprint)
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the factor key's fingerprint: {e}"))?;
+    if recorded != fingerprint {
+        anyhow::bail!(
+            "the factor key {} is not the key this database's TOTP seeds were sealed with: \
+             every server sharing a database needs the same key (--factor-key-file)",
+            factor_key_path(settings).display()
+        );
+    }
+    Ok(())
 }
 
 /// The channels that send one-time codes: SMTP when a host is set, the SMS webhook when a

@@ -27,7 +27,8 @@ pub use checks::{Checks, UserLookup};
 pub use events::EventStream;
 pub use factors::{
     AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, ImportedSeed,
-    MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, load_or_create_factor_key,
+    MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, factor_key_fingerprint,
+    load_or_create_factor_key,
 };
 pub use factors::{EmailDelivery, NewContact, OtpChallenges, ReturnedCodes};
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};

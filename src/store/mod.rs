@@ -276,6 +276,10 @@ macro_rules! store_methods {
             /// A random 32-byte secret shared by every replica, created on first use.
             async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 
+            /// Stores `value` under `name` unless a value is stored there already; returns the
+            /// stored one (the first writer's, on every replica).
+            async fn claim_secret(&self, name: &str, value: [u8; 32]) -> Result<[u8; 32], StoreError>;
+
             /// Deletes up to `batch` sessions terminated before `terminated_before` or expired before
             /// `expired_before`, with their events, in one transaction, raising the feed's
             /// horizon to the highest position deleted.

@@ -1005,3 +1005,32 @@ async fn kratos_reaches_aal2_only_with_the_password_and_a_second_factor() {
         .collect();
     assert_eq!(methods, ["identifier_first", "password", "code"]);
 }
+
+#[tokio::test]
+async fn a_server_with_another_factor_key_than_the_database_refuses_to_start() {
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let settings = sessiond::settings::Settings::for_test(data_dir.path());
+    let clock = || Arc::new(sessiond::domain::ManualClock::new(START));
+    let first = sessiond::app::Application::build(settings.clone(), clock())
+        .await
+        .expect("the first start records the key");
+    drop(first);
+    // The same database with a key of its own, as a replica without the shared key file.
+    let other = data_dir.path().join("other.key");
+    std::fs::write(&other, "11".repeat(32)).expect("key file");
+    let refused = sessiond::app::Application::build(
+        sessiond::settings::Settings {
+            factor_key_file: Some(other),
+            ..settings.clone()
+        },
+        clock(),
+    )
+    .await;
+    let message = format!("{:#}", refused.err().expect("refused"));
+    assert!(message.contains("factor key"), "{message}");
+    assert!(!message.contains(&"11".repeat(32)), "no key in the message");
+    // The shared key starts again.
+    sessiond::app::Application::build(settings, clock())
+        .await
+        .expect("the recorded key starts");
+}

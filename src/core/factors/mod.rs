@@ -28,7 +28,7 @@ pub use otp::{EmailDelivery, OtpChallenges, ReturnedCodes};
 pub(super) use otp::{PreparedChallenges, otp_key};
 pub use otp_users::NewContact;
 pub use recovery::{DEFAULT_RECOVERY_CODES, MAX_RECOVERY_CODES};
-pub use seal::{FACTOR_KEY_FILE, SeedSealer, load_or_create_factor_key};
+pub use seal::{FACTOR_KEY_FILE, SeedSealer, factor_key_fingerprint, load_or_create_factor_key};
 pub use totp::{ImportedSeed, TotpEnrollment};
 
 /// The kinds of authentication a user has set up, as `ListAuthenticationMethodTypes` names

@@ -540,11 +540,15 @@ impl Store for PostgresStore {
     }
 
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        self.claim_secret(name, fresh_secret()).await
+    }
+
+    async fn claim_secret(&self, name: &str, value: [u8; 32]) -> Result<[u8; 32], StoreError> {
         sqlx::query(
             "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(fresh_secret().to_vec())
+        .bind(value.to_vec())
         .execute(&self.pool)
         .await
         .map_err(classify)?;

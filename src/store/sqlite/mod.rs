@@ -296,6 +296,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn claim_secret(&self, name: &str, value: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |conn| maintenance::secret(conn, &name, value))
+            .await
+    }
+
     async fn user_factors(&self, user: &UserId) -> Result<Vec<StoredFactor>, StoreError> {
         let user = user.as_str().to_owned();
         self.readers
