@@ -1,7 +1,7 @@
 //! The checks of a CreateSession or SetSession: which user, whether the password matches,
-//! whether a second factor (TOTP, recovery code: see `factors`) passes, and what the verified
-//! factors do to a session. Checks run in ZITADEL's order (user, password, totp,
-//! recoveryCode) and the first failure stops the request. Every counted check is registered
+//! whether a second factor (TOTP, recovery code, one-time code: see `factors`) passes, and
+//! what the verified factors do to a session. Checks run in ZITADEL's order (user, password,
+//! totp, recoveryCode, otpSms, otpEmail) and the first failure stops the request. Every counted check is registered
 //! in the store before it runs, so parallel guesses never get past the lockout limit; every
 //! other rule of a session's life is in `sessions`.
 

@@ -1,7 +1,8 @@
 //! `zitadel.user.v2.UserService` at the protobuf level (a subset): creating a human user and
-//! enrolling the second factors sessions can check (TOTP, recovery codes). Every other method
-//! of the service is declared, routed on every protocol like the implemented ones, and
-//! answers UNIMPLEMENTED naming itself, so generated clients match and fail clearly.
+//! enrolling the second factors sessions can check (TOTP, one-time codes by email and SMS,
+//! recovery codes). Every other method of the service is declared, routed on every protocol
+//! like the implemented ones, and answers UNIMPLEMENTED naming itself, so generated clients
+//! match and fail clearly.
 //!
 //! A caller may change its own factors (its session token as bearer, or a JWT whose subject
 //! is the user), or anyone's with `user.write` (`user.read` to list them). `AddHumanUser`

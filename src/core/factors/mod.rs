@@ -1,12 +1,12 @@
 //! Second factors: enrolling them for a user, and checking them in a session.
 //!
-//! One submodule per kind of factor (`totp`, `recovery`), each with its enrollment commands
-//! and its session check; this module holds what they share: who may change a user's
-//! factors, the sessions a change ends, the listing, and the secrets of the server (the key
-//! that seals TOTP seeds, the key recovery codes are hashed with). A new kind is one more
-//! submodule and one more [`FactorKind`]: one-time codes by email or SMS fit the store's
-//! one-enrollment-per-kind rows; passkeys, of which a user has many, bring a table of their
-//! own behind the same module shape.
+//! One submodule per kind of factor (`totp`, `recovery`, `otp` for codes by email or SMS,
+//! with `otp_users` for the addresses they go to), each with its enrollment commands and its
+//! session check; this module holds what they share: who may change a user's factors, the
+//! sessions a change ends, the listing, and the secrets of the server (the key that seals
+//! TOTP seeds, the key recovery codes are hashed with). A new kind is one more submodule and
+//! one more [`FactorKind`]; passkeys, of which a user has many, bring a table of their own
+//! behind the same module shape.
 //!
 //! Every failed check of a factor counts toward the same lockout limit as a failed password,
 //! through the store's check counters ([`Core::counted_check`]).

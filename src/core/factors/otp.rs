@@ -230,8 +230,7 @@ impl Core {
                 prepared.returned.otp_sms = Some(code.clone());
             } else {
                 let phone = self.verified_contact(&user.id, ContactKind::Phone).await?;
-                let delivery = self.delivery()?;
-                delivery
+                self.delivery
                     .send_sms(&OtpSmsMessage {
                         to: &phone,
                         code: &code,
@@ -266,7 +265,7 @@ impl Core {
                         .map(|t| email_link(t, &code, &user, session))
                         .transpose()?;
                     let email = self.verified_contact(&user.id, ContactKind::Email).await?;
-                    self.delivery()?
+                    self.delivery
                         .send_email(&OtpEmailMessage {
                             to: &email,
                             code: &code,
@@ -364,10 +363,6 @@ impl Core {
                     format!("the user has no verified {}", kind.as_str()),
                 )
             })
-    }
-
-    fn delivery(&self) -> Result<&crate::delivery::Delivery, Error> {
-        Ok(&self.delivery)
     }
 
     /// The session check of a one-time code: the code of this session's challenge of `kind`

@@ -173,33 +173,6 @@ impl Core {
         })
     }
 
-    /// Sets a user's TOTP from a seed the client already holds ([`ImportedSeed`]), as
-    /// verified.
-    pub async fn import_totp(
-        &self,
-        principal: &Principal,
-        user: &UserId,
-        seed: &ImportedSeed,
-    ) -> Result<FactorChange, Error> {
-        let owner = self
-            .factor_owner(principal, user, Permission::UserWrite)
-            .await?;
-        let seed = &seed.0;
-        let now = self.clock.now();
-        let factor = StoredFactor {
-            user_id: user.clone(),
-            kind: FactorKind::Totp,
-            state: FactorState::Ready,
-            secret: Some(self.sealer()?.seal(user, seed)?),
-            last_step: None,
-            created_at: now,
-            verified_at: Some(now),
-            remaining_codes: 0,
-        };
-        self.store.save_factor(&factor, None, None).await?;
-        Ok(self.factor_details(&owner, 0))
-    }
-
     /// Completes a TOTP enrollment with a code of the new seed; with `revoke`, ends the
     /// user's other sessions. A wrong code is refused and not counted.
     pub async fn verify_totp_registration(
