@@ -60,13 +60,16 @@ impl Application {
         let jwt = jwt_settings(&settings)?;
         let keys = load_keys(&key_source(&settings)?)?;
         let store = open_store(&settings).await?;
+        let factor_key = load_or_create_factor_key(&factor_key_path(&settings))?;
+        check_factor_key(&store, &settings, &factor_key).await?;
         let core = Core::new(
             store,
             clock.clone(),
             PasswordHasher::recommended()?,
             core_settings(&settings),
         )
-        .with_factor_key(&load_or_create_factor_key(&factor_key_path(&settings))?);
+        .with_factor_key(&factor_key)
+        .with_delivery(delivery(&settings)?);
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in faces::grpc::service_names() {
             health
@@ -259,8 +262,76 @@ pub fn core_settings(settings: &Settings) -> CoreSettings {
         session_extend_lifespan: settings.session_extend_lifespan,
         totp_issuer: settings.totp_issuer.clone(),
         passkeys: settings.passkeys(),
+        otp_code_lifetime: settings.otp_code_lifetime,
+        otp_email_url_template: settings.otp_email_url_template.clone(),
         ..CoreSettings::default()
     }
+}
+
+/// Refuses a factor key other than the one the database's sealed seeds and code hashes were
+/// made with. The first server to start records the key's fingerprint in the store; every
+/// later start (each replica on PostgreSQL, or a server whose key file went missing and was
+/// created afresh) must present the same key.
+pub async fn check_factor_key(
+    store: &crate::store::DynStore,
+    settings: &Settings,
+    key: &[u8; 32],
+) -> anyhow::Result<()> {
+    let fingerprint = crate::core::factor_key_fingerprint(key);
+    let recorded = store
+        .claim_secret("factor-key-fingerprint", fingerprint)
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the factor key's fingerprint: {e}"))?;
+    if recorded != fingerprint {
+        anyhow::bail!(
+            "the factor key {} is not the key this database's TOTP seeds were sealed with: \
+             every server sharing a database needs the same key (--factor-key-file)",
+            factor_key_path(settings).display()
+        );
+    }
+    Ok(())
+}
+
+/// The channels that send one-time codes: SMTP when a host is set, the SMS webhook when a
+/// URL is set.
+pub fn delivery(settings: &Settings) -> anyhow::Result<crate::delivery::Delivery> {
+    use crate::delivery::{Delivery, SmtpSecurity, SmtpSettings, WebhookSettings};
+    let smtp = match &settings.smtp_host {
+        None => None,
+        Some(host) => Some(SmtpSettings {
+            host: host.clone(),
+            port: settings
+                .smtp_port
+                .map(|p| {
+                    u16::try_from(p).map_err(|_| anyhow::anyhow!("smtp-port: {p} is not a port"))
+                })
+                .transpose()?,
+            security: SmtpSecurity::parse(&settings.smtp_security)?,
+            credentials: match (&settings.smtp_username, &settings.smtp_password) {
+                (Some(user), Some(password)) => Some((user.clone(), password.expose().to_owned())),
+                (None, None) => None,
+                _ => anyhow::bail!("smtp-username and smtp-password are set together"),
+            },
+            from: settings.smtp_from.clone(),
+            subject: settings.otp_email_subject.clone(),
+            body: settings.otp_email_body.clone(),
+            timeout: settings.smtp_timeout,
+        }),
+    };
+    let webhook = match (&settings.sms_webhook_url, &settings.sms_webhook_secret) {
+        (None, _) => None,
+        (Some(_), None) => {
+            anyhow::bail!("sms-webhook-url needs sms-webhook-secret to sign requests")
+        }
+        (Some(url), Some(secret)) => Some(WebhookSettings {
+            url: url.clone(),
+            secret: secret.expose().to_owned(),
+            timeout: settings.sms_webhook_timeout,
+            retries: settings.sms_webhook_retries,
+            backoff: std::time::Duration::from_millis(200),
+        }),
+    };
+    Delivery::new(smtp, webhook)
 }
 
 /// Where the key that seals TOTP seeds is kept.

@@ -29,6 +29,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod core;
+pub mod delivery;
 pub mod domain;
 pub mod faces;
 pub mod feed;

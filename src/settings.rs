@@ -38,7 +38,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 
-pub use value::{DatabaseUrl, Ratio, Value, redact_url};
+pub use value::{DatabaseUrl, Ratio, SecretText, Value, redact_url};
 
 use crate::store::Synchronous;
 
@@ -91,6 +91,37 @@ settings! {
     webauthn_origins: Vec<String> = Vec::new();
     /// Relying party name authenticators show when registering a passkey.
     webauthn_rp_name: String = String::from("sessiond");
+    /// How long a one-time code sent by SMS or email (or returned) stays valid.
+    otp_code_lifetime: Duration = Duration::from_secs(5 * 60);
+    /// Link of OTP emails when a challenge names no urlTemplate: {{.Code}}, {{.UserID}},
+    /// {{.LoginName}}, {{.DisplayName}}, {{.SessionID}}; unset: no link.
+    otp_email_url_template: Option<String> = None;
+    /// SMTP server that sends one-time codes by email; unset: email codes can only be returned.
+    smtp_host: Option<String> = None;
+    /// SMTP port; default 587 (starttls), 465 (tls), 25 (plain).
+    smtp_port: Option<u32> = None;
+    /// SMTP connection security: starttls, tls, or plain (loopback hosts only).
+    smtp_security: String = String::from("starttls");
+    /// SMTP user name (with smtp-password).
+    smtp_username: Option<String> = None;
+    /// SMTP password.
+    smtp_password: Option<SecretText> = None;
+    /// Sender of OTP emails, `Name <address>` or an address.
+    smtp_from: String = String::from("sessiond <noreply@localhost>");
+    /// Longest an SMTP submission may take.
+    smtp_timeout: Duration = Duration::from_secs(10);
+    /// Subject of OTP emails ({{.Code}}, {{.Link}}, {{.LoginName}}, {{.DisplayName}}).
+    otp_email_subject: String = String::from("Your sign-in code");
+    /// Body of OTP emails (same fields as the subject).
+    otp_email_body: String = String::from("Your sign-in code is {{.Code}}. It can be used once, for a few minutes.\n{{.Link}}\n");
+    /// URL the SMS webhook POSTs one-time codes to; unset: SMS codes can only be returned.
+    sms_webhook_url: Option<String> = None;
+    /// Secret the SMS webhook signs its requests with (X-Sessiond-Signature), 16+ characters.
+    sms_webhook_secret: Option<SecretText> = None;
+    /// Longest one try of the SMS webhook may take.
+    sms_webhook_timeout: Duration = Duration::from_secs(5);
+    /// Tries of the SMS webhook after a failed first one (with doubling backoff).
+    sms_webhook_retries: u32 = 2;
     /// Cookie name that may carry a session token on the /auth/sessions endpoints.
     session_cookie: String = String::from("sessiond_session");
     /// How far from now `PATCH /auth/admin/sessions/{id}/extend` moves a session's expiry.

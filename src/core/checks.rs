@@ -1,14 +1,15 @@
 //! The checks of a CreateSession or SetSession: which user, whether the password matches,
-//! whether a second factor (TOTP, recovery code: see `factors`) passes, and what the verified
-//! factors do to a session. Checks run in ZITADEL's order (user, password, webAuthN, totp,
-//! recoveryCode) and the first failure stops the request. Every counted check is registered
+//! whether a second factor (passkey, TOTP, recovery code, one-time code: see `factors`)
+//! passes, and what the verified factors do to a session. Checks run in ZITADEL's order
+//! (user, password, webAuthN, totp, recoveryCode, otpSms, otpEmail) and the first failure
+//! stops the request. Every counted check is registered
 //! in the store before it runs, so parallel guesses never get past the lockout limit; every
 //! other rule of a session's life is in `sessions`.
 
 use super::{Attempt, Core, retry_on_conflict, user_not_found};
 use crate::domain::{
-    Error, Factors, LoginName, Password, Principal, RecoveryCode, SessionId, Time, TotpCode, User,
-    UserFactor, UserId, UserState, error_ids,
+    Error, FactorKind, Factors, LoginName, OtpCode, Password, Principal, RecoveryCode, SessionId,
+    Time, TotpCode, User, UserFactor, UserId, UserState, error_ids,
 };
 use crate::store::{CheckOutcome, PasswordCheck};
 
@@ -28,24 +29,17 @@ pub struct Checks {
     pub recovery_code: Option<RecoveryCode>,
     /// A WebAuthn assertion answering the session's challenge.
     pub web_auth_n: Option<super::PasskeyAssertion>,
+    pub otp_sms: Option<OtpCode>,
+    pub otp_email: Option<OtpCode>,
     /// Names of requested checks this server does not support (e.g. "webAuthN").
     pub unsupported: Vec<&'static str>,
 }
 
-pub(super) fn reject_unsupported(
-    checks: &Checks,
-    challenges: &[&'static str],
-) -> Result<(), Error> {
+pub(super) fn reject_unsupported(checks: &Checks) -> Result<(), Error> {
     if let Some(name) = checks.unsupported.first() {
         return Err(Error::invalid_argument(
             error_ids::CHECK_UNSUPPORTED,
             format!("the {name} check is not supported by this server"),
-        ));
-    }
-    if let Some(name) = challenges.first() {
-        return Err(Error::invalid_argument(
-            error_ids::CHALLENGE_UNSUPPORTED,
-            format!("the {name} challenge is not supported by this server"),
         ));
     }
     Ok(())
@@ -59,6 +53,8 @@ pub(super) struct VerifiedChecks {
     pub(super) recovery_code_verified: bool,
     /// A passed WebAuthn check: whether the authenticator verified the user.
     pub(super) web_auth_n: Option<bool>,
+    pub(super) otp_sms_verified: bool,
+    pub(super) otp_email_verified: bool,
 }
 
 impl VerifiedChecks {
@@ -78,6 +74,12 @@ impl VerifiedChecks {
         }
         if self.recovery_code_verified {
             names.push("recoveryCode");
+        }
+        if self.otp_sms_verified {
+            names.push("otpSms");
+        }
+        if self.otp_email_verified {
+            names.push("otpEmail");
         }
         names
     }
@@ -122,6 +124,14 @@ impl VerifiedChecks {
             factors.recovery_code_verified_at = Some(now);
             changed = true;
         }
+        if self.otp_sms_verified {
+            factors.otp_sms_verified_at = Some(now);
+            changed = true;
+        }
+        if self.otp_email_verified {
+            factors.otp_email_verified_at = Some(now);
+            changed = true;
+        }
         Ok(changed)
     }
 }
@@ -130,7 +140,7 @@ impl Core {
     /// Looks up the user of a check and verifies the password and second factors, if any, in
     /// that order. `session_user` is the user already checked on the session (for checks
     /// without a user check in the same request); `session` the session a SetSession
-    /// changes (its challenges are the ones answered).
+    /// changes (its WebAuthN and one-time-code challenges are the ones answered).
     pub(super) async fn verify_checks(
         &self,
         checks: &Checks,
@@ -147,11 +157,15 @@ impl Core {
             totp_verified: false,
             recovery_code_verified: false,
             web_auth_n: None,
+            otp_sms_verified: false,
+            otp_email_verified: false,
         };
         if checks.password.is_none()
             && checks.totp.is_none()
             && checks.recovery_code.is_none()
             && checks.web_auth_n.is_none()
+            && checks.otp_sms.is_none()
+            && checks.otp_email.is_none()
         {
             return Ok(verified);
         }
@@ -198,6 +212,23 @@ impl Core {
             })?;
             self.check_recovery_code(user, code).await?;
             verified.recovery_code_verified = true;
+        }
+        for (code, kind) in [
+            (&checks.otp_sms, FactorKind::OtpSms),
+            (&checks.otp_email, FactorKind::OtpEmail),
+        ] {
+            let Some(code) = code else { continue };
+            let user = checked_user.as_ref().ok_or_else(|| {
+                Error::invalid_argument(
+                    error_ids::OTP_NO_USER,
+                    "a user must be checked before the one-time code",
+                )
+            })?;
+            self.check_otp(user, session, kind, code).await?;
+            match kind {
+                FactorKind::OtpSms => verified.otp_sms_verified = true,
+                _ => verified.otp_email_verified = true,
+            }
         }
         Ok(verified)
     }
@@ -270,7 +301,7 @@ impl Core {
     ) -> Result<(), Error> {
         let mut failures = 0;
         let passed = self
-            .counted_check_with(user, error_ids::PASSWORD_LOCKED, &mut failures, || async {
+            .counted_check_with(user, CheckIds::PASSWORD, &mut failures, || async {
                 match user.password_hash.as_deref() {
                     None => Err(Error::failed_precondition(
                         error_ids::PASSWORD_NOT_SET,
@@ -293,13 +324,18 @@ impl Core {
 
     /// Runs the check of a second factor under the lockout counters (see
     /// [`Core::counted_check_with`]); a locked user is refused before `verify` runs.
-    pub(super) async fn counted_check<F, Fut>(&self, user: &User, verify: F) -> Result<bool, Error>
+    /// `failures` receives the confirmed failures after the check.
+    pub(super) async fn counted_check<F, Fut>(
+        &self,
+        user: &User,
+        failures: &mut u32,
+        verify: F,
+    ) -> Result<bool, Error>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<bool, Error>>,
     {
-        let mut failures = 0;
-        self.counted_check_with(user, error_ids::FACTOR_LOCKED, &mut failures, verify)
+        self.counted_check_with(user, CheckIds::FACTOR, failures, verify)
             .await
     }
 
@@ -307,10 +343,10 @@ impl Core {
     /// parallel guesses of any kind (password, TOTP, recovery code) never get past the one
     /// lockout limit; a pass clears the failures, a failure adds one, an error counts as
     /// neither. `failures` receives the confirmed failures after the check.
-    async fn counted_check_with<F, Fut>(
+    pub(super) async fn counted_check_with<F, Fut>(
         &self,
         user: &User,
-        locked_id: &'static str,
+        ids: CheckIds,
         failures: &mut u32,
         verify: F,
     ) -> Result<bool, Error>
@@ -329,14 +365,14 @@ impl Core {
             PasswordCheck::Granted { .. } => {}
             PasswordCheck::Locked => {
                 return Err(Error::failed_precondition(
-                    locked_id,
+                    ids.locked,
                     "User is locked: too many failed checks",
                 ));
             }
             PasswordCheck::Busy => {
                 return Err(Error::new(
                     crate::domain::ErrorKind::ResourceExhausted,
-                    error_ids::PASSWORD_BUSY,
+                    ids.busy,
                     "too many checks for this user at once, retry shortly",
                 ));
             }
@@ -350,6 +386,28 @@ impl Core {
         *failures = self.store.end_password_check(&user.id, outcome).await?;
         verified
     }
+}
+
+/// The error ids a counted check answers with when the user is locked or busy.
+#[derive(Clone, Copy)]
+pub(super) struct CheckIds {
+    pub(super) locked: &'static str,
+    pub(super) busy: &'static str,
+}
+
+impl CheckIds {
+    pub(super) const PASSWORD: Self = Self {
+        locked: error_ids::PASSWORD_LOCKED,
+        busy: error_ids::PASSWORD_BUSY,
+    };
+    pub(super) const FACTOR: Self = Self {
+        locked: error_ids::FACTOR_LOCKED,
+        busy: error_ids::FACTOR_BUSY,
+    };
+    pub(super) const OTP: Self = Self {
+        locked: error_ids::OTP_LOCKED,
+        busy: error_ids::FACTOR_BUSY,
+    };
 }
 
 /// Why a user in this state cannot pass `checks.user`, if it cannot.

@@ -27,12 +27,14 @@ pub use checks::{Checks, UserLookup};
 pub use events::EventStream;
 pub use factors::{
     AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, ImportedSeed,
-    MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, load_or_create_factor_key,
+    MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, factor_key_fingerprint,
+    load_or_create_factor_key,
 };
 pub use factors::{
     CEREMONY_TIMEOUT, PasskeyAssertion, PasskeyAttestation, PasskeyChallengeRequest, PasskeyInfo,
     PasskeyRegistrationStart, PasskeySettings, UserVerification,
 };
+pub use factors::{EmailDelivery, NewContact, OtpChallenges, ReturnedCodes};
 pub use login::{LOGIN_FLOW_LIFESPAN, LOGIN_SESSION_LIFESPAN, LoginFlow};
 use paging::TAG_LEN;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, SessionPageResult};
@@ -62,6 +64,10 @@ pub struct CoreSettings {
     pub totp_issuer: String,
     /// The WebAuthn relying party passkeys are registered with.
     pub passkeys: factors::PasskeySettings,
+    /// How long a one-time code sent by SMS or email stays valid.
+    pub otp_code_lifetime: Duration,
+    /// The link template of OTP emails when a challenge names none.
+    pub otp_email_url_template: Option<String>,
 }
 
 impl Default for CoreSettings {
@@ -81,6 +87,8 @@ impl Default for CoreSettings {
             },
             totp_issuer: settings.totp_issuer,
             passkeys: factors::PasskeySettings::default(),
+            otp_code_lifetime: settings.otp_code_lifetime,
+            otp_email_url_template: settings.otp_email_url_template,
         }
     }
 }
@@ -102,6 +110,10 @@ pub struct Core {
     recovery_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     /// The WebAuthn relying party; without it (invalid settings), passkeys are refused.
     relying_party: Option<Arc<webauthn_rs::Webauthn>>,
+    /// Key one-time codes are hashed with, derived from the factor key.
+    otp_key: Option<Arc<[u8; 32]>>,
+    /// Channels that send one-time codes.
+    delivery: Arc<crate::delivery::Delivery>,
 }
 
 impl Core {
@@ -124,12 +136,21 @@ impl Core {
             sealer: None,
             recovery_key: Arc::new(tokio::sync::OnceCell::new()),
             relying_party,
+            otp_key: None,
+            delivery: Arc::new(crate::delivery::Delivery::default()),
         }
     }
 
     /// The core with the key that seals TOTP seeds.
     pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
         self.sealer = Some(SeedSealer::new(key));
+        self.otp_key = Some(Arc::new(factors::otp_key(key)));
+        self
+    }
+
+    /// The core with the channels that send one-time codes.
+    pub fn with_delivery(mut self, delivery: crate::delivery::Delivery) -> Self {
+        self.delivery = Arc::new(delivery);
         self
     }
 

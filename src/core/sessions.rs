@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::checks::{Checks, reject_unsupported};
-use super::factors::{ChallengeDraft, PasskeyChallengeRequest};
+use super::factors::{
+    ChallengeDraft, OtpChallenges, PasskeyChallengeRequest, PreparedChallenges, ReturnedCodes,
+};
 use super::{Attempt, Core, missing_permission, require, retry_on_conflict};
 use crate::domain::{
     Details, Error, Factors, ListDetails, Metadata, Permission, Principal, Session, SessionFilter,
@@ -24,8 +26,8 @@ pub struct CreateSession {
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub user_agent: UserAgent,
     pub lifetime: Option<Duration>,
-    /// Names of requested challenges this server does not support.
-    pub unsupported_challenges: Vec<&'static str>,
+    /// One-time-code challenges to make once the checks pass.
+    pub otp_challenges: OtpChallenges,
     /// A requested WebAuthn challenge.
     pub web_auth_n_challenge: Option<PasskeyChallengeRequest>,
 }
@@ -36,7 +38,7 @@ pub struct SetSession {
     pub checks: Checks,
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub lifetime: Option<Duration>,
-    pub unsupported_challenges: Vec<&'static str>,
+    pub otp_challenges: OtpChallenges,
     /// A requested WebAuthn challenge.
     pub web_auth_n_challenge: Option<PasskeyChallengeRequest>,
 }
@@ -49,6 +51,8 @@ pub struct SessionChange {
     pub token: Option<SessionToken>,
     /// The request options of a requested WebAuthn challenge (for `credentials.get`).
     pub web_auth_n_options: Option<serde_json::Value>,
+    /// Codes of challenges that asked for them back (`returnCode`).
+    pub codes: ReturnedCodes,
 }
 
 /// A search condition as the client sent it. `Creator(None)` means "created by me";
@@ -106,7 +110,7 @@ impl Core {
         opener: Option<&Principal>,
         request: CreateSession,
     ) -> Result<SessionChange, Error> {
-        reject_unsupported(&request.checks, &request.unsupported_challenges)?;
+        reject_unsupported(&request.checks)?;
         let lifetime = check_lifetime(request.lifetime)?;
         let verified = self.verify_checks(&request.checks, None, None).await?;
         let challenge = self
@@ -138,8 +142,12 @@ impl Core {
         let mut metadata = Metadata::default();
         metadata.merge(request.metadata);
         let token = SessionToken::generate();
+        let id = SessionId::generate_at(now);
+        let challenges = self
+            .prepare_otp_challenges(&request.otp_challenges, verified.user.as_ref(), &id)
+            .await?;
         let mut session = Session {
-            id: SessionId::generate_at(now),
+            id,
             factors,
             metadata,
             user_agent: request.user_agent,
@@ -157,6 +165,7 @@ impl Core {
             payload: json!({
                 "userId": session.user_id().map(UserId::as_str),
                 "checks": verified.names(),
+                "challenges": request.otp_challenges.names(),
                 "metadataKeys": session.metadata.0.keys().collect::<Vec<_>>(),
                 "lifetime": lifetime.map(|l| format!("{}s", l.as_secs_f64())),
                 "userAgent": session.user_agent,
@@ -176,11 +185,13 @@ impl Core {
                     }
                     let web_auth_n_options =
                         self.give_challenge(&session.id, challenge, now).await?;
+                    self.save_otp_challenges(&session.id, &challenges).await?;
                     return Ok(SessionChange {
                         details: session.details(),
                         session_id: session.id,
                         token: Some(token),
                         web_auth_n_options,
+                        codes: challenges.returned,
                     });
                 }
                 Err(StoreError::Duplicate("id")) => session.id = SessionId::generate_at(now),
@@ -199,7 +210,7 @@ impl Core {
         request: SetSession,
     ) -> Result<SessionChange, Error> {
         require(principal, Permission::SessionWrite)?;
-        reject_unsupported(&request.checks, &request.unsupported_challenges)?;
+        reject_unsupported(&request.checks)?;
         let lifetime = check_lifetime(request.lifetime)?;
         // An expired session is refused before its checks run, so a password tried on it is
         // neither computed nor counted as a failed attempt.
@@ -215,6 +226,20 @@ impl Core {
                 current.user_id(),
             )
             .await?;
+        let challenges = if request.otp_challenges.is_empty() {
+            PreparedChallenges::none()
+        } else {
+            let user = match (&verified.user, current.user_id()) {
+                (Some(user), _) => Some(user.clone()),
+                (None, Some(id)) => Some(
+                    self.active_user(&super::checks::UserLookup::Id(id.clone()))
+                        .await?,
+                ),
+                (None, None) => None,
+            };
+            self.prepare_otp_challenges(&request.otp_challenges, user.as_ref(), &current.id)
+                .await?
+        };
 
         let change = retry_on_conflict(|| async {
             let mut session = self.live_session(&request.session_id).await?;
@@ -223,6 +248,7 @@ impl Core {
             let mut changed = verified.apply(&mut session.factors, now)?;
             // A new challenge is a change: the session's sequence moves, its token rotates.
             changed |= challenge.is_some();
+            changed |= !request.otp_challenges.is_empty();
             changed |= session.metadata.merge(request.metadata.clone());
             if let Some(lifetime) = lifetime {
                 session.expiration = Some(now.saturating_add(lifetime));
@@ -234,6 +260,7 @@ impl Core {
                     session_id: session.id,
                     token: None,
                     web_auth_n_options: None,
+                    codes: ReturnedCodes::default(),
                 });
             }
             let expected = session.sequence;
@@ -245,6 +272,7 @@ impl Core {
                 event_type: "session.updated",
                 payload: json!({
                     "checks": verified.names(),
+                    "challenges": request.otp_challenges.names(),
                     "metadataKeys": request.metadata.keys().collect::<Vec<_>>(),
                     "lifetime": lifetime.map(|l| format!("{}s", l.as_secs_f64())),
                 }),
@@ -259,15 +287,21 @@ impl Core {
                 session_id: session.id,
                 token: Some(token),
                 web_auth_n_options: None,
+                codes: ReturnedCodes::default(),
             })
         })
         .await?;
         let now = self.clock.now();
-        let mut change = change;
-        change.web_auth_n_options = self
+        let web_auth_n_options = self
             .give_challenge(&change.session_id, challenge, now)
             .await?;
-        Ok(change)
+        self.save_otp_challenges(&change.session_id, &challenges)
+            .await?;
+        Ok(SessionChange {
+            web_auth_n_options,
+            codes: challenges.returned,
+            ..change
+        })
     }
 
     /// The WebAuthn challenge a request asks for, drafted for the user it checks (else the

@@ -7,7 +7,7 @@ use crate::domain::{
     Error, ErrorKind, LoginName, Password, Permission, Principal, Time, User, UserId, UserState,
     error_ids,
 };
-use crate::store::{Revocation, StoreError, UserListQuery};
+use crate::store::{Contact, Revocation, StoreError, StoredFactor, UserListQuery};
 
 /// A user to create.
 #[derive(Debug)]
@@ -49,6 +49,17 @@ impl Core {
     /// Creates an active user (trusted callers: the command line, tests). The login name
     /// must be unique without regard to case.
     pub async fn add_user(&self, new: NewUser) -> Result<User, Error> {
+        self.add_user_with(new, |_| Ok((Vec::new(), Vec::new())))
+            .await
+    }
+
+    /// Creates an active user together with the factor enrollments and contact addresses
+    /// `extras` makes for it, in one store transaction.
+    pub(super) async fn add_user_with(
+        &self,
+        new: NewUser,
+        extras: impl FnOnce(&User) -> Result<(Vec<StoredFactor>, Vec<Contact>), Error>,
+    ) -> Result<User, Error> {
         if let Some(name) = &new.display_name {
             check_text(name, "displayName")?;
         }
@@ -76,7 +87,15 @@ impl Core {
             updated_at: now,
             version: 1,
         };
-        match self.store.insert_user(&user).await {
+        let (factors, contacts) = extras(&user)?;
+        let inserted = if factors.is_empty() && contacts.is_empty() {
+            self.store.insert_user(&user).await
+        } else {
+            self.store
+                .insert_user_with(&user, &factors, &contacts)
+                .await
+        };
+        match inserted {
             Ok(()) => Ok(user),
             Err(StoreError::Duplicate("login name")) => Err(Error::new(
                 ErrorKind::AlreadyExists,

@@ -51,7 +51,6 @@ error_ids! {
     /// A check this server does not implement.
     CHECK_UNSUPPORTED = "SESSIOND-CHECK-UNSUPPORTED";
     /// A challenge this server does not implement.
-    CHALLENGE_UNSUPPORTED = "SESSIOND-CHALLENGE-UNSUPPORTED";
     /// The self-service caller tried to revoke the session it is using.
     CURRENT_SESSION = "SESSIOND-CURRENT-SESSION";
     /// A freshly generated session id collided too often (never expected).
@@ -118,6 +117,48 @@ error_ids! {
     RECOVERY_COUNT_INVALID = "SESSIOND-RECOVERY-COUNT";
     /// The key that seals TOTP seeds is missing or does not open a stored seed.
     FACTOR_KEY = "SESSIOND-FACTOR-KEY";
+    /// Too many checks of one user's second factors in progress at once.
+    FACTOR_BUSY = "SESSIOND-FACTOR-BUSY";
+    /// A one-time code that is empty, too long or holds control characters.
+    OTP_CODE_FORMAT = "SESSIOND-OTP-FORMAT";
+    /// AddOTPSMS without a verified phone.
+    OTP_SMS_NO_PHONE = "COMMAND-Q54j2";
+    /// AddOTPEmail without a verified email address.
+    OTP_EMAIL_NO_EMAIL = "COMMAND-KLJ2d";
+    /// AddOTPSMS when OTP SMS is already set up.
+    OTP_SMS_ALREADY = "COMMAND-Ad3g2";
+    /// AddOTPEmail when OTP email is already set up.
+    OTP_EMAIL_ALREADY = "COMMAND-MKL2s";
+    /// RemoveOTPSMS with nothing to remove.
+    OTP_SMS_NOT_FOUND = "COMMAND-Sr3h3";
+    /// RemoveOTPEmail with nothing to remove.
+    OTP_EMAIL_NOT_FOUND = "COMMAND-b312D";
+    /// An OTP SMS challenge without a checked user.
+    OTP_SMS_CHALLENGE_NO_USER = "COMMAND-JKL3g";
+    /// An OTP SMS challenge for a user without OTP SMS.
+    OTP_SMS_CHALLENGE_NOT_SET = "COMMAND-BJ2g3";
+    /// An OTP email challenge without a checked user.
+    OTP_EMAIL_CHALLENGE_NO_USER = "COMMAND-JK3gp";
+    /// An OTP email challenge for a user without OTP email.
+    OTP_EMAIL_CHALLENGE_NOT_SET = "COMMAND-JKLJ3";
+    /// An OTP email URL template that does not render.
+    OTP_URL_TEMPLATE = "DOMAIN-oGh5e";
+    /// An OTP check without a checked user.
+    OTP_NO_USER = "COMMAND-S453v";
+    /// An OTP check for a user without that factor.
+    OTP_NOT_SET = "COMMAND-d2r52";
+    /// An OTP check without a challenge of this session for this user.
+    OTP_NO_CHALLENGE = "COMMAND-S34gh";
+    /// An OTP code whose challenge has expired.
+    OTP_EXPIRED = "CODE-QvUQ4P";
+    /// A wrong (or already used) OTP code.
+    OTP_INVALID = "CODE-woT0xc";
+    /// Too many failed checks: one-time codes are refused too.
+    OTP_LOCKED = "COMMAND-S6h4R";
+    /// A code could not be delivered by email or SMS.
+    OTP_DELIVERY = "SESSIOND-OTP-DELIVERY";
+    /// A code is to be sent but no email or SMS delivery is configured.
+    OTP_DELIVERY_UNCONFIGURED = "SESSIOND-OTP-NO-DELIVERY";
     /// A UserService method this server does not implement.
     METHOD_UNIMPLEMENTED = "SESSIOND-UNIMPLEMENTED";
 

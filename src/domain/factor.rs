@@ -11,16 +11,27 @@ pub enum FactorKind {
     Totp,
     /// A set of single-use recovery codes.
     RecoveryCodes,
+    /// One-time codes sent by SMS to the user's verified phone.
+    OtpSms,
+    /// One-time codes sent by email to the user's verified email address.
+    OtpEmail,
 }
 
 impl FactorKind {
-    pub const ALL: [FactorKind; 2] = [FactorKind::Totp, FactorKind::RecoveryCodes];
+    pub const ALL: [FactorKind; 4] = [
+        FactorKind::Totp,
+        FactorKind::RecoveryCodes,
+        FactorKind::OtpSms,
+        FactorKind::OtpEmail,
+    ];
 
     /// The name stored and shown by the admin face and the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             FactorKind::Totp => "totp",
             FactorKind::RecoveryCodes => "recovery_codes",
+            FactorKind::OtpSms => "otp_sms",
+            FactorKind::OtpEmail => "otp_email",
         }
     }
 
@@ -31,7 +42,7 @@ impl FactorKind {
             .ok_or_else(|| {
                 Error::invalid_argument(
                     error_ids::FACTOR_KIND_UNKNOWN,
-                    "factor kind must be one of totp, recovery_codes",
+                    "factor kind must be one of totp, recovery_codes, otp_sms, otp_email",
                 )
             })
     }
@@ -135,6 +146,34 @@ impl std::fmt::Debug for RecoveryCode {
     }
 }
 
+/// A one-time code (SMS or email) as typed: 1 to 200 characters, no control characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtpCode(String);
+
+impl OtpCode {
+    pub fn parse(code: String) -> Result<Self, Error> {
+        let len = code.chars().count();
+        if len == 0 || len > 200 || code.chars().any(char::is_control) {
+            return Err(Error::invalid_argument(
+                error_ids::OTP_CODE_FORMAT,
+                "code: a one-time code has 1 to 200 characters and no control characters",
+            ));
+        }
+        Ok(Self(code))
+    }
+
+    /// The code without surrounding whitespace: what is hashed.
+    pub fn as_str(&self) -> &str {
+        self.0.trim()
+    }
+}
+
+impl std::fmt::Debug for OtpCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OtpCode(***)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +193,20 @@ mod tests {
         assert!(RecoveryCode::parse(String::new()).is_err());
         assert!(RecoveryCode::parse("a\u{0}b".into()).is_err());
         assert!(RecoveryCode::parse("x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn otp_codes_are_short_printable_text() {
+        assert_eq!(
+            OtpCode::parse(" 12345678 ".into())
+                .ok()
+                .map(|c| c.as_str().to_owned())
+                .as_deref(),
+            Some("12345678")
+        );
+        assert!(OtpCode::parse(String::new()).is_err());
+        assert!(OtpCode::parse("1\n2".into()).is_err());
+        assert!(OtpCode::parse("9".repeat(201)).is_err());
     }
 
     #[test]

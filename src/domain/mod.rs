@@ -14,7 +14,7 @@ mod token;
 mod user;
 
 pub use error::{Error, ErrorKind};
-pub use factor::{EnrolledFactor, FactorKind, FactorState, RecoveryCode, TotpCode};
+pub use factor::{EnrolledFactor, FactorKind, FactorState, OtpCode, RecoveryCode, TotpCode};
 pub use feed::{
     DEFAULT_EVENT_PAGE, EventFilter, EventPage, FeedPosition, MAX_EVENT_PAGE, SessionEvent,
     SessionEventType, TerminationReason,

@@ -61,6 +61,8 @@ pub struct Factors {
     pub totp_verified_at: Option<Time>,
     pub recovery_code_verified_at: Option<Time>,
     pub web_auth_n: Option<WebAuthNFactor>,
+    pub otp_sms_verified_at: Option<Time>,
+    pub otp_email_verified_at: Option<Time>,
 }
 
 /// A passed WebAuthn (passkey) check.

@@ -14,13 +14,13 @@ use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::session::v2;
 use super::pb::zitadel::v1::TimestampQueryMethod;
 use crate::core::{
-    Checks, CreateSession, ListSessions, PasskeyAssertion, PasskeyChallengeRequest, SearchQuery,
-    SetSession, UserLookup, UserVerification,
+    Checks, CreateSession, EmailDelivery, ListSessions, OtpChallenges, PasskeyAssertion,
+    PasskeyChallengeRequest, ReturnedCodes, SearchQuery, SetSession, UserLookup, UserVerification,
 };
 use crate::domain::error_ids;
 use crate::domain::{
-    Details, Error, LoginName, Password, RecoveryCode, Session, SessionId, SessionToken, Time,
-    TimeComparison, TotpCode, UserAgent, UserId,
+    Details, Error, LoginName, OtpCode, Password, RecoveryCode, Session, SessionId, SessionToken,
+    Time, TimeComparison, TotpCode, UserAgent, UserId,
 };
 
 pub(crate) fn invalid(message: impl Into<String>) -> Error {
@@ -34,7 +34,7 @@ pub(crate) fn validate_create(request: v2::CreateSessionRequest) -> Result<Creat
         metadata: metadata(request.metadata)?,
         user_agent: user_agent(request.user_agent),
         lifetime: lifetime(request.lifetime)?,
-        unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
+        otp_challenges: otp_challenges(request.challenges.as_ref())?,
         web_auth_n_challenge: web_auth_n_challenge(request.challenges.as_ref())?,
     })
 }
@@ -46,7 +46,7 @@ pub(crate) fn validate_set_request(request: v2::SetSessionRequest) -> Result<Set
         checks: checks(request.checks)?,
         metadata: metadata(request.metadata)?,
         lifetime: lifetime(request.lifetime)?,
-        unsupported_challenges: unsupported_challenges(request.challenges.as_ref()),
+        otp_challenges: otp_challenges(request.challenges.as_ref())?,
         web_auth_n_challenge: web_auth_n_challenge(request.challenges.as_ref())?,
     })
 }
@@ -125,12 +125,10 @@ fn checks(checks: Option<v2::Checks>) -> Result<Checks, Error> {
             PasskeyAssertion::parse(struct_json(data)?)
         })
         .transpose()?;
+    let otp_sms = c.otp_sms.map(|o| OtpCode::parse(o.code)).transpose()?;
+    let otp_email = c.otp_email.map(|o| OtpCode::parse(o.code)).transpose()?;
     let mut unsupported = Vec::new();
-    for (present, name) in [
-        (c.idp_intent.is_some(), "idpIntent"),
-        (c.otp_sms.is_some(), "otpSms"),
-        (c.otp_email.is_some(), "otpEmail"),
-    ] {
+    for (present, name) in [(c.idp_intent.is_some(), "idpIntent")] {
         if present {
             unsupported.push(name);
         }
@@ -141,6 +139,8 @@ fn checks(checks: Option<v2::Checks>) -> Result<Checks, Error> {
         totp,
         recovery_code,
         web_auth_n,
+        otp_sms,
+        otp_email,
         unsupported,
     })
 }
@@ -189,17 +189,43 @@ fn web_auth_n_challenge(
     }))
 }
 
-fn unsupported_challenges(challenges: Option<&v2::RequestChallenges>) -> Vec<&'static str> {
+/// The one-time-code challenges of a request. An email challenge without a delivery type is
+/// sent, with the configured default link.
+fn otp_challenges(challenges: Option<&v2::RequestChallenges>) -> Result<OtpChallenges, Error> {
+    use v2::request_challenges::otp_email::DeliveryType;
     let Some(c) = challenges else {
-        return Vec::new();
+        return Ok(OtpChallenges::default());
     };
-    [
-        (c.otp_sms.is_some(), "otpSms"),
-        (c.otp_email.is_some(), "otpEmail"),
-    ]
-    .into_iter()
-    .filter_map(|(present, name)| present.then_some(name))
-    .collect()
+    let email = match &c.otp_email {
+        None => None,
+        Some(email) => Some(match &email.delivery_type {
+            Some(DeliveryType::ReturnCode(_)) => EmailDelivery::Return,
+            Some(DeliveryType::SendCode(send)) => EmailDelivery::Send {
+                url_template: send
+                    .url_template
+                    .as_ref()
+                    .map(|t| url_template(t))
+                    .transpose()?,
+            },
+            None => EmailDelivery::Send { url_template: None },
+        }),
+    };
+    Ok(OtpChallenges {
+        sms: c.otp_sms.as_ref().map(|s| s.return_code),
+        email,
+    })
+}
+
+/// A link template: 1 to 2000 characters, no control characters (rendered by the core).
+fn url_template(template: &str) -> Result<String, Error> {
+    let len = template.chars().count();
+    if len == 0 || len > 2000 || template.chars().any(char::is_control) {
+        return Err(Error::invalid_argument(
+            error_ids::OTP_URL_TEMPLATE,
+            "challenges.otpEmail.sendCode.urlTemplate: 1 to 2000 characters, no control characters",
+        ));
+    }
+    Ok(template.to_owned())
 }
 
 fn metadata(
@@ -323,6 +349,16 @@ pub(crate) fn details(d: &Details) -> object::Details {
     }
 }
 
+/// The `challenges` of a Create or Set answer: present when the request asked for any, with
+/// the codes asked back.
+pub fn challenges_to_pb(codes: ReturnedCodes) -> Option<v2::Challenges> {
+    codes.challenged.then_some(v2::Challenges {
+        web_auth_n: None,
+        otp_sms: codes.otp_sms,
+        otp_email: codes.otp_email,
+    })
+}
+
 /// A session as the API shows it: factors only when verified, user agent only when set.
 pub fn session_to_pb(s: &Session) -> v2::Session {
     let factors = s.factors.user.as_ref().map(|user| v2::Factors {
@@ -348,6 +384,12 @@ pub fn session_to_pb(s: &Session) -> v2::Session {
         web_auth_n: s.factors.web_auth_n.map(|w| v2::WebAuthNFactor {
             verified_at: Some(w.verified_at.into()),
             user_verified: w.user_verified,
+        }),
+        otp_sms: s.factors.otp_sms_verified_at.map(|at| v2::OtpFactor {
+            verified_at: Some(at.into()),
+        }),
+        otp_email: s.factors.otp_email_verified_at.map(|at| v2::OtpFactor {
+            verified_at: Some(at.into()),
         }),
         ..Default::default()
     });

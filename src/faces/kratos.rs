@@ -160,30 +160,34 @@ pub fn expanded_session_json(
     if let Some(u) = &session.factors.user {
         methods.push(json!({ "method": "identifier_first", "aal": "aal0", "completed_at": rfc3339(u.verified_at) }));
     }
-    // Each verified factor is one method; the assurance level counts the kinds verified:
-    // one is aal1, two or more (a password and a second factor) aal2.
+    // Each verified factor is one method (a code by SMS or email is Kratos' `code`, a passkey
+    // its `webauthn`). The
+    // assurance level is aal2 only with the password and a second factor verified, aal1 with
+    // any one factor, aal0 with none.
     let factors = &session.factors;
-    let verified = [
-        ("password", "aal1", factors.password_verified_at),
-        ("totp", "aal2", factors.totp_verified_at),
-        ("lookup_secret", "aal2", factors.recovery_code_verified_at),
-        (
-            "webauthn",
-            "aal2",
-            factors.web_auth_n.map(|w| w.verified_at),
-        ),
+    let code = factors
+        .otp_sms_verified_at
+        .max(factors.otp_email_verified_at);
+    let second = [
+        ("totp", factors.totp_verified_at),
+        ("lookup_secret", factors.recovery_code_verified_at),
+        ("code", code),
+        ("webauthn", factors.web_auth_n.map(|w| w.verified_at)),
     ];
-    let mut kinds = 0;
-    for (method, level, at) in verified {
+    if let Some(at) = factors.password_verified_at {
+        methods.push(json!({ "method": "password", "aal": "aal1", "completed_at": rfc3339(at) }));
+    }
+    let mut second_verified = false;
+    for (method, at) in second {
         if let Some(at) = at {
-            kinds += 1;
-            methods.push(json!({ "method": method, "aal": level, "completed_at": rfc3339(at) }));
+            second_verified = true;
+            methods.push(json!({ "method": method, "aal": "aal2", "completed_at": rfc3339(at) }));
         }
     }
-    let aal = match kinds {
-        0 => "aal0",
-        1 => "aal1",
-        _ => "aal2",
+    let aal = match (factors.password_verified_at.is_some(), second_verified) {
+        (true, true) => "aal2",
+        (false, false) => "aal0",
+        _ => "aal1",
     };
     let authenticated_at = [
         factors.user.as_ref().map(|u| u.verified_at),
@@ -191,6 +195,7 @@ pub fn expanded_session_json(
         factors.totp_verified_at,
         factors.recovery_code_verified_at,
         factors.web_auth_n.map(|w| w.verified_at),
+        code,
     ]
     .into_iter()
     .flatten()

@@ -25,16 +25,18 @@ use crate::core::EventStream;
 use crate::domain::{Error, Principal, SessionId, SessionToken};
 
 /// The `challenges` of a Create or Set answer: present when a challenge was requested.
-fn challenges(web_auth_n: Option<serde_json::Value>) -> Result<Option<msg::Challenges>, Error> {
-    let Some(options) = web_auth_n else {
-        return Ok(None);
-    };
-    Ok(Some(msg::Challenges {
-        web_auth_n: Some(msg::challenges::WebAuthN {
-            public_key_credential_request_options: Some(super::convert::json_struct(options)?),
-        }),
-        ..Default::default()
-    }))
+fn challenges(
+    web_auth_n: Option<serde_json::Value>,
+    codes: crate::core::ReturnedCodes,
+) -> Result<Option<msg::Challenges>, Error> {
+    let mut challenges = super::convert::challenges_to_pb(codes);
+    if let Some(options) = web_auth_n {
+        challenges.get_or_insert_with(Default::default).web_auth_n =
+            Some(msg::challenges::WebAuthN {
+                public_key_credential_request_options: Some(super::convert::json_struct(options)?),
+            });
+    }
+    Ok(challenges)
 }
 
 /// The protobuf-level session API over the core.
@@ -67,7 +69,7 @@ impl SessionApi {
             details: Some(details(&change.details)),
             session_id: change.session_id.into_string(),
             session_token: exposed(change.token),
-            challenges: challenges(change.web_auth_n_options)?,
+            challenges: challenges(change.web_auth_n_options, change.codes)?,
         })
     }
 
@@ -81,7 +83,7 @@ impl SessionApi {
         Ok(msg::SetSessionResponse {
             details: Some(details(&change.details)),
             session_token: exposed(change.token),
-            challenges: challenges(change.web_auth_n_options)?,
+            challenges: challenges(change.web_auth_n_options, change.codes)?,
         })
     }
 

@@ -1,15 +1,17 @@
 //! `zitadel.user.v2.UserService` at the protobuf level (a subset): creating a human user and
-//! enrolling the second factors sessions can check (TOTP, recovery codes, passkeys). Every other method
-//! of the service is declared, routed on every protocol like the implemented ones, and
-//! answers UNIMPLEMENTED naming itself, so generated clients match and fail clearly.
+//! enrolling the second factors sessions can check (TOTP, one-time codes by email and SMS,
+//! passkeys, recovery codes). Every other method of the service is declared, routed on every protocol
+//! like the implemented ones, and answers UNIMPLEMENTED naming itself, so generated clients
+//! match and fail clearly.
 //!
 //! A caller may change its own factors (its session token as bearer, or a JWT whose subject
 //! is the user), or anyone's with `user.write` (`user.read` to list them). `AddHumanUser`
 //! needs `user.write`. Of its fields, the login name (`username`, else the email), the
 //! profile's names, the organization id and the password are used; a TOTP secret is imported
-//! as verified. Email and phone are checked for shape and not stored (this server sends no
-//! mail or SMS); a user id, a hashed password, metadata, IdP links and an organization domain
-//! are refused with INVALID_ARGUMENT.
+//! as verified. The email and phone are stored as the addresses one-time codes go to, verified
+//! when the request says `isVerified` (this server sends no verification codes, so only such
+//! addresses can enroll OTP email or SMS); a user id, a hashed password, metadata, IdP links
+//! and an organization domain are refused with INVALID_ARGUMENT.
 
 use super::SessionApi;
 use super::convert::details;
@@ -17,10 +19,11 @@ use super::convert::invalid;
 use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::user::v2 as msg;
 use super::rpc::rpc_service;
-use crate::core::{AuthMethod, ImportedSeed, NewUser, PasskeyAttestation};
+use crate::core::{AuthMethod, ImportedSeed, NewContact, NewUser, PasskeyAttestation};
 use crate::domain::{
-    Error, ErrorKind, LoginName, Password, Principal, TotpCode, UserId, error_ids,
+    Error, ErrorKind, FactorKind, LoginName, Password, Principal, TotpCode, UserId, error_ids,
 };
+use crate::store::ContactKind;
 
 fn unimplemented(method: &str) -> Error {
     Error::new(
@@ -51,12 +54,14 @@ fn method_type(method: AuthMethod) -> i32 {
         AuthMethod::Passkey => msg::AuthenticationMethodType::Passkey,
         AuthMethod::Totp => msg::AuthenticationMethodType::Totp,
         AuthMethod::RecoveryCode => msg::AuthenticationMethodType::RecoveryCode,
+        AuthMethod::OtpSms => msg::AuthenticationMethodType::OtpSms,
+        AuthMethod::OtpEmail => msg::AuthenticationMethodType::OtpEmail,
     };
     t as i32
 }
 
-/// The user an AddHumanUser request describes, validated.
-fn new_human(request: &mut msg::AddHumanUserRequest) -> Result<NewUser, Error> {
+/// The user an AddHumanUser request describes, validated, with its contact addresses.
+fn new_human(request: &mut msg::AddHumanUserRequest) -> Result<(NewUser, Vec<NewContact>), Error> {
     if request.user_id.is_some() {
         return Err(invalid(
             "userId: this server assigns user ids; leave it out",
@@ -90,14 +95,37 @@ fn new_human(request: &mut msg::AddHumanUserRequest) -> Result<NewUser, Error> {
         .email
         .take()
         .ok_or_else(|| invalid("email: required"))?;
+    let email_verified = matches!(
+        email.verification,
+        Some(msg::set_human_email::Verification::IsVerified(true))
+    );
     let email = text(email.email, "email.email")?;
-    if !email.contains('@') {
+    if !email.contains('@') || email.parse::<lettre::Address>().is_err() {
         return Err(invalid("email.email: not an email address"));
     }
+    let mut contacts = vec![NewContact {
+        kind: ContactKind::Email,
+        address: email.clone(),
+        verified: email_verified,
+    }];
     if let Some(phone) = request.phone.take()
         && !phone.phone.is_empty()
     {
-        text(phone.phone, "phone.phone")?;
+        let verified = matches!(
+            phone.verification,
+            Some(msg::set_human_phone::Verification::IsVerified(true))
+        );
+        let number = text(phone.phone, "phone.phone")?;
+        if !valid_phone(&number) {
+            return Err(invalid(
+                "phone.phone: a phone number: digits, optionally a leading +, spaces, dashes, dots or parentheses",
+            ));
+        }
+        contacts.push(NewContact {
+            kind: ContactKind::Phone,
+            address: number,
+            verified,
+        });
     }
     let login_name = LoginName::parse(request.username.take().unwrap_or(email))?;
     let organization_id = match request.organization.take().and_then(|o| o.org) {
@@ -118,12 +146,26 @@ fn new_human(request: &mut msg::AddHumanUserRequest) -> Result<NewUser, Error> {
             return Err(invalid("hashedPassword: not supported by this server"));
         }
     };
-    Ok(NewUser {
-        login_name,
-        display_name: Some(display_name),
-        organization_id,
-        password,
-    })
+    Ok((
+        NewUser {
+            login_name,
+            display_name: Some(display_name),
+            organization_id,
+            password,
+        },
+        contacts,
+    ))
+}
+
+/// A phone number as people write it: an optional leading `+`, then 4 to 20 digits with
+/// spaces, dashes, dots or parentheses between them.
+fn valid_phone(number: &str) -> bool {
+    let body = number.strip_prefix('+').unwrap_or(number);
+    let digits = body.chars().filter(char::is_ascii_digit).count();
+    (4..=20).contains(&digits)
+        && body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
 }
 
 impl SessionApi {
@@ -132,17 +174,15 @@ impl SessionApi {
         principal: Principal,
         mut request: msg::AddHumanUserRequest,
     ) -> Result<msg::AddHumanUserResponse, Error> {
-        let new = new_human(&mut request)?;
-        // Checked before the user is created, so a bad secret creates nothing.
+        let (new, contacts) = new_human(&mut request)?;
         let totp_seed = request
             .totp_secret
             .map(|s| ImportedSeed::parse(&text(s, "totpSecret")?))
             .transpose()?;
-        let core = self.core();
-        let user = core.create_user(&principal, new).await?;
-        if let Some(seed) = &totp_seed {
-            core.import_totp(&principal, &user.id, seed).await?;
-        }
+        let user = self
+            .core()
+            .create_human(&principal, new, &contacts, totp_seed.as_ref())
+            .await?;
         Ok(msg::AddHumanUserResponse {
             user_id: user.id.as_str().to_owned(),
             details: Some(object::Details {
@@ -235,6 +275,75 @@ impl SessionApi {
         Ok(msg::RemoveRecoveryCodesResponse {
             details: Some(details(&change.details)),
         })
+    }
+
+    pub async fn add_otpsms(
+        &self,
+        principal: Principal,
+        request: msg::AddOtpsmsRequest,
+    ) -> Result<msg::AddOtpsmsResponse, Error> {
+        let change = self
+            .change_otp(principal, request.user_id, FactorKind::OtpSms, true)
+            .await?;
+        Ok(msg::AddOtpsmsResponse {
+            details: Some(details(&change.details)),
+        })
+    }
+
+    pub async fn remove_otpsms(
+        &self,
+        principal: Principal,
+        request: msg::RemoveOtpsmsRequest,
+    ) -> Result<msg::RemoveOtpsmsResponse, Error> {
+        let change = self
+            .change_otp(principal, request.user_id, FactorKind::OtpSms, false)
+            .await?;
+        Ok(msg::RemoveOtpsmsResponse {
+            details: Some(details(&change.details)),
+        })
+    }
+
+    pub async fn add_otp_email(
+        &self,
+        principal: Principal,
+        request: msg::AddOtpEmailRequest,
+    ) -> Result<msg::AddOtpEmailResponse, Error> {
+        let change = self
+            .change_otp(principal, request.user_id, FactorKind::OtpEmail, true)
+            .await?;
+        Ok(msg::AddOtpEmailResponse {
+            details: Some(details(&change.details)),
+        })
+    }
+
+    pub async fn remove_otp_email(
+        &self,
+        principal: Principal,
+        request: msg::RemoveOtpEmailRequest,
+    ) -> Result<msg::RemoveOtpEmailResponse, Error> {
+        let change = self
+            .change_otp(principal, request.user_id, FactorKind::OtpEmail, false)
+            .await?;
+        Ok(msg::RemoveOtpEmailResponse {
+            details: Some(details(&change.details)),
+        })
+    }
+
+    /// Adds or removes one-time codes of one kind; either ends the user's other sessions.
+    async fn change_otp(
+        &self,
+        principal: Principal,
+        user: String,
+        kind: FactorKind,
+        add: bool,
+    ) -> Result<crate::core::FactorChange, Error> {
+        let user = user_id(user)?;
+        let core = self.core();
+        if add {
+            core.add_otp(&principal, &user, kind, true).await
+        } else {
+            core.remove_factor(&principal, &user, kind, true).await
+        }
     }
 
     pub async fn list_authentication_method_types(
@@ -375,10 +484,6 @@ macro_rules! unimplemented_methods {
 }
 
 unimplemented_methods! {
-    add_otpsms: "AddOTPSMS", AddOtpsmsRequest -> AddOtpsmsResponse;
-    remove_otpsms: "RemoveOTPSMS", RemoveOtpsmsRequest -> RemoveOtpsmsResponse;
-    add_otp_email: "AddOTPEmail", AddOtpEmailRequest -> AddOtpEmailResponse;
-    remove_otp_email: "RemoveOTPEmail", RemoveOtpEmailRequest -> RemoveOtpEmailResponse;
     create_passkey_registration_link: "CreatePasskeyRegistrationLink", CreatePasskeyRegistrationLinkRequest -> CreatePasskeyRegistrationLinkResponse;
 }
 

@@ -305,6 +305,49 @@ impl Value for DatabaseUrl {
     }
 }
 
+/// A secret setting (a password, a signing secret): `Debug` and `config show` print `***`;
+/// [`SecretText::expose`] gives the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Value for SecretText {
+    type File = String;
+    fn flag(arg: Arg) -> Arg {
+        arg.hide_env_values(true)
+            .value_parser(|text: &str| Ok::<_, std::convert::Infallible>(Self::from(text)))
+    }
+    fn from_flags(matches: &ArgMatches, id: &str) -> Option<Self> {
+        one(matches, id)
+    }
+    fn from_file(_: &str, raw: String) -> anyhow::Result<Self> {
+        Ok(Self(raw))
+    }
+    fn show(&self) -> String {
+        "\"***\"".to_owned()
+    }
+    fn help(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -23,6 +23,7 @@ use super::{
     PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent,
     StoredFactor, UserListQuery, store_methods,
 };
+use super::{Contact, OtpChallenge};
 use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,

@@ -287,6 +287,8 @@ table! {
     RECOVERY_CODE_VERIFIED_AT = "recovery_code_verified_at", Changes => Value::time(s.factors.recovery_code_verified_at);
     WEBAUTHN_VERIFIED_AT = "webauthn_verified_at", Changes => Value::time(s.factors.web_auth_n.map(|w| w.verified_at));
     WEBAUTHN_USER_VERIFIED = "webauthn_user_verified", Changes => Value::Int(s.factors.web_auth_n.map(|w| i64::from(w.user_verified)));
+    OTP_SMS_VERIFIED_AT = "otp_sms_verified_at", Changes => Value::time(s.factors.otp_sms_verified_at);
+    OTP_EMAIL_VERIFIED_AT = "otp_email_verified_at", Changes => Value::time(s.factors.otp_email_verified_at);
     LOGIN_NAME = "u.login_name", Joined;
     DISPLAY_NAME = "u.display_name", Joined;
     ORGANIZATION_ID = "u.organization_id", Joined;

@@ -74,3 +74,86 @@ pub fn factor_from_row(row: &impl super::rows::Columns) -> Result<StoredFactor, 
         remaining_codes: u32::try_from(row.int(7)?.unwrap_or_default()).unwrap_or(u32::MAX),
     })
 }
+
+/// A contact address of a user, for one-time codes: kind `email` or `phone`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub user_id: UserId,
+    pub kind: ContactKind,
+    pub address: String,
+    /// When the address was verified; codes go only to verified addresses.
+    pub verified_at: Option<Time>,
+}
+
+/// The kinds of contact address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactKind {
+    Email,
+    Phone,
+}
+
+impl ContactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactKind::Email => "email",
+            ContactKind::Phone => "phone",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "email" => Some(ContactKind::Email),
+            "phone" => Some(ContactKind::Phone),
+            _ => None,
+        }
+    }
+}
+
+/// The pending one-time-code challenge of a session: the code only as a keyed hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtpChallenge {
+    pub session_id: crate::domain::SessionId,
+    /// [`FactorKind::OtpSms`] or [`FactorKind::OtpEmail`].
+    pub kind: FactorKind,
+    pub user_id: UserId,
+    pub code_hash: Vec<u8>,
+    pub expires_at: Time,
+}
+
+impl std::fmt::Debug for OtpChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpChallenge")
+            .field("session_id", &self.session_id)
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A row of `SELECT user_id, kind, address, verified_at FROM user_contacts`.
+pub fn contact_from_row(row: &impl super::rows::Columns) -> Result<Contact, super::StoreError> {
+    let kind = row.required_text(1)?;
+    Ok(Contact {
+        user_id: UserId::from_trusted(row.required_text(0)?),
+        kind: ContactKind::parse(&kind)
+            .ok_or_else(|| super::StoreError::Internal("unknown contact kind".into()))?,
+        address: row.required_text(2)?,
+        verified_at: row.time(3)?,
+    })
+}
+
+/// A row of `SELECT session_id, kind, user_id, code_hash, expires_at FROM otp_challenges`.
+pub fn challenge_from_row(
+    row: &impl super::rows::Columns,
+) -> Result<OtpChallenge, super::StoreError> {
+    let kind = row.required_text(1)?;
+    Ok(OtpChallenge {
+        session_id: crate::domain::SessionId::from_trusted(row.required_text(0)?),
+        kind: FactorKind::parse(&kind)
+            .map_err(|_| super::StoreError::Internal("unknown challenge kind".into()))?,
+        user_id: UserId::from_trusted(row.required_text(2)?),
+        code_hash: row.blob(3)?.unwrap_or_default(),
+        expires_at: Time::from_unix_micros(row.required_int(4)?),
+    })
+}

@@ -48,7 +48,7 @@ pub mod signals;
 mod sqlite;
 
 pub use bounded::{Bounded, Traced};
-pub use factors::{FactorRevocation, StoredFactor};
+pub use factors::{Contact, ContactKind, FactorRevocation, OtpChallenge, StoredFactor};
 pub use feed::{FeedBounds, FeedPage, FeedQuery, FeedRow, FeedWake};
 pub use passkeys::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 pub use postgres::{PgSettings, PostgresStore};
@@ -279,6 +279,10 @@ macro_rules! store_methods {
             /// A random 32-byte secret shared by every replica, created on first use.
             async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 
+            /// Stores `value` under `name` unless a value is stored there already; returns the
+            /// stored one (the first writer's, on every replica).
+            async fn claim_secret(&self, name: &str, value: [u8; 32]) -> Result<[u8; 32], StoreError>;
+
             /// Deletes up to `batch` sessions terminated before `terminated_before` or expired before
             /// `expired_before`, with their events, in one transaction, raising the feed's
             /// horizon to the highest position deleted.
@@ -299,9 +303,6 @@ macro_rules! store_methods {
             /// Records `step` as the user's last accepted TOTP step if it is later than the stored
             /// one and the TOTP is ready; false when a check already accepted this step or a later one.
             async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError>;
-
-            /// The hashes of the user's recovery codes not used yet.
-            async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError>;
 
             /// Marks one recovery code used, if it still is unused; false otherwise.
             async fn use_recovery_code(&self, user: &UserId, hash: &[u8], at: Time) -> Result<bool, StoreError>;
@@ -333,6 +334,24 @@ macro_rules! store_methods {
             /// Applies a passed assertion: consumes the session's challenge and moves the
             /// passkey's counter, both or neither. False when either changed since it was read.
             async fn use_passkey(&self, used: &PasskeyUse) -> Result<bool, StoreError>;
+            /// Inserts a new user with its first factor enrollments and contact addresses, in one
+            /// transaction: all of it is written or none.
+            async fn insert_user_with(&self, user: &User, factors: &[StoredFactor], contacts: &[Contact]) -> Result<(), StoreError>;
+
+            /// A user's contact addresses (email, phone).
+            async fn user_contacts(&self, user: &UserId) -> Result<Vec<Contact>, StoreError>;
+
+            /// Writes a contact address, replacing the user's one of that kind.
+            async fn save_contact(&self, contact: &Contact) -> Result<(), StoreError>;
+
+            /// Writes a session's one-time-code challenge, replacing its earlier one of that kind.
+            async fn save_otp_challenge(&self, challenge: &OtpChallenge) -> Result<(), StoreError>;
+
+            /// A session's pending one-time-code challenge of one kind.
+            async fn otp_challenge(&self, session: &SessionId, kind: FactorKind) -> Result<Option<OtpChallenge>, StoreError>;
+
+            /// Deletes the challenge if it still holds `hash`: true for one caller only.
+            async fn consume_otp_challenge(&self, session: &SessionId, kind: FactorKind, hash: &[u8]) -> Result<bool, StoreError>;
 
             /// Whether the database answers.
             async fn ping(&self) -> Result<(), StoreError>;

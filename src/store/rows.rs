@@ -143,6 +143,8 @@ pub fn session_from_row(row: &impl Columns) -> Result<Session, StoreError> {
                     })
                 })
                 .transpose()?,
+            otp_sms_verified_at: row.time(OTP_SMS_VERIFIED_AT)?,
+            otp_email_verified_at: row.time(OTP_EMAIL_VERIFIED_AT)?,
         },
         metadata: serde_json::from_str::<Metadata>(&metadata).map_err(internal)?,
         user_agent: serde_json::from_str::<UserAgent>(&user_agent).map_err(internal)?,

@@ -124,7 +124,7 @@ async fn concurrent_updates_each_land_with_a_consistent_sequence() {
                         checks: Checks::default(),
                         metadata: BTreeMap::from([(format!("key-{i}"), b"v".to_vec())]),
                         lifetime: None,
-                        unsupported_challenges: Vec::new(),
+                        otp_challenges: Default::default(),
                         web_auth_n_challenge: None,
                     },
                 )

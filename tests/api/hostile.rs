@@ -40,6 +40,9 @@ fn json_bodies() -> Vec<(&'static str, Vec<u8>)> {
         ("invalid duration", b"{\"lifetime\":\"forever\",\"checks\":{\"user\":{\"userId\":\"1\"}}}".to_vec()),
         ("hostile factor fields", "{\"userId\":\"1\\u0000\",\"code\":\"\u{0661}\u{0662}\u{0663}\u{0664}\u{0665}\u{0666}\",\"count\":\"99999999999\",\"totpSecret\":\"!!!\",\"profile\":{\"givenName\":\"\"},\"email\":{\"email\":\"x\"},\"checks\":{\"user\":{\"userId\":\"1\"},\"totp\":{\"code\":\"12345\"},\"recoveryCode\":{\"code\":\"\"}}}".as_bytes().to_vec()),
         ("factor fields of the wrong type", b"{\"userId\":7,\"code\":123456,\"count\":[],\"totpSecret\":{},\"profile\":\"x\",\"checks\":{\"totp\":\"123456\",\"recoveryCode\":5}}".to_vec()),
+        ("hostile one-time-code fields", "{\"userId\":\"1\",\"email\":{\"email\":\"a@b\\u0000c\",\"isVerified\":true},\"phone\":{\"phone\":\"+1\\u202e555\",\"isVerified\":true},\"checks\":{\"user\":{\"userId\":\"1\"},\"otpSms\":{\"code\":\"\"},\"otpEmail\":{\"code\":\"1\\u0000\"}},\"challenges\":{\"otpSms\":{\"returnCode\":\"yes\"},\"otpEmail\":{\"sendCode\":{\"urlTemplate\":\"{{.Code}\\n{{.Nope}}{{\"}}}}".as_bytes().to_vec()),
+        ("one-time-code fields of the wrong type", b"{\"checks\":{\"otpSms\":{\"code\":12345678},\"otpEmail\":[]},\"challenges\":{\"otpSms\":5,\"otpEmail\":{\"returnCode\":1,\"sendCode\":{}}},\"phone\":{\"phone\":[]}}".to_vec()),
+        ("a huge url template", format!("{{\"checks\":{{\"user\":{{\"userId\":\"1\"}}}},\"challenges\":{{\"otpEmail\":{{\"sendCode\":{{\"urlTemplate\":\"{}\"}}}}}}}}", "{{.Code}}".repeat(5000)).into_bytes()),
         ("negative duration", b"{\"lifetime\":\"-5s\"}".to_vec()),
         ("overflowing numbers", b"{\"query\":{\"offset\":\"99999999999999999999999\",\"limit\":-1}}".to_vec()),
         ("SQL injection", b"{\"checks\":{\"user\":{\"loginName\":\"' OR '1'='1' --\"}},\"loginName\":\"x'); DROP TABLE users; --\",\"password\":\"x\"}".to_vec()),
@@ -110,8 +113,13 @@ fn cases(admin: &str) -> Vec<Case> {
             "/v2/users/123/totp",
             "/v2/users/123/totp/verify",
             "/v2/users/123/recovery_codes",
+            "/v2/users/123/otp_sms",
+            "/v2/users/123/otp_email",
         ] {
             r.push((Method::POST, path.into()));
+        }
+        for path in ["/v2/users/123/otp_sms", "/v2/users/123/otp_email"] {
+            r.push((Method::DELETE, path.into()));
         }
         for m in [
             "AddHumanUser",
@@ -121,6 +129,10 @@ fn cases(admin: &str) -> Vec<Case> {
             "GenerateRecoveryCodes",
             "RemoveRecoveryCodes",
             "ListAuthenticationMethodTypes",
+            "AddOTPSMS",
+            "RemoveOTPSMS",
+            "AddOTPEmail",
+            "RemoveOTPEmail",
         ] {
             r.push((Method::POST, format!("/zitadel.user.v2.UserService/{m}")));
         }

@@ -14,6 +14,7 @@ mod drift;
 mod edges;
 mod factors;
 mod factors_admin;
+mod factors_otp;
 mod factors_recovery;
 mod factors_users;
 mod feed_faces;

@@ -207,8 +207,9 @@ async fn unsupported_checks_and_challenges_are_invalid_arguments() {
                 Some(&admin),
                 v2::CreateSessionRequest {
                     checks: Some(v2::Checks {
-                        otp_sms: Some(v2::CheckOtp {
-                            code: "12345678".into(),
+                        idp_intent: Some(v2::CheckIdpIntent {
+                            idp_intent_id: "intent".into(),
+                            idp_intent_token: "token".into(),
                         }),
                         ..user_check(alice.id.as_str())
                     }),
@@ -225,7 +226,10 @@ async fn unsupported_checks_and_challenges_are_invalid_arguments() {
                 Some(&admin),
                 v2::CreateSessionRequest {
                     challenges: Some(v2::RequestChallenges {
-                        otp_email: Some(Default::default()),
+                        web_auth_n: Some(v2::request_challenges::WebAuthN {
+                            domain: "example.com".into(),
+                            user_verification_requirement: 1,
+                        }),
                         ..Default::default()
                     }),
                     ..create_for_user(alice.id.as_str())

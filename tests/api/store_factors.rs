@@ -96,10 +96,11 @@ async fn enrollments_replace_per_kind_and_read_back_with_their_codes() {
         );
         assert!(
             store
-                .unused_recovery_codes(&alice.id)
+                .user_factors(&alice.id)
                 .await
-                .expect("codes")
-                .is_empty()
+                .expect("factors")
+                .iter()
+                .all(|f| f.kind != FactorKind::RecoveryCodes)
         );
         assert_eq!(
             store
@@ -164,10 +165,12 @@ async fn racing_checks_accept_a_totp_step_and_a_recovery_code_once_on_every_repl
         assert!(replica.accept_totp_step(&bob.id, 101).await.expect("newer"));
         assert!(
             store
-                .unused_recovery_codes(&bob.id)
+                .user_factors(&bob.id)
                 .await
-                .expect("codes")
-                .is_empty()
+                .expect("factors")
+                .iter()
+                .filter(|f| f.kind == FactorKind::RecoveryCodes)
+                .all(|f| f.remaining_codes == 0)
         );
     }
 }

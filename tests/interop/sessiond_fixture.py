@@ -34,8 +34,11 @@ def binary() -> str:
 class Sessiond:
     """Context manager: `with Sessiond() as s:` gives s.url, s.host_port, s.token, s.user_id."""
 
-    def __init__(self) -> None:
+    def __init__(self, serve_args: tuple[str, ...] = (),
+                 permissions: str = "session.read,session.write,session.delete") -> None:
         self.bin = binary()
+        self.serve_args = serve_args
+        self.permissions = permissions
         self.data_dir = ""
         self.proc: subprocess.Popen[str] | None = None
         self.log: list[str] = []
@@ -62,11 +65,11 @@ class Sessiond:
         ).splitlines()[-1]
         self.token = self._run(
             "token", "mint", "--subject", "admin",
-            "--permissions", "session.read,session.write,session.delete",
+            "--permissions", self.permissions,
         )
         self.proc = subprocess.Popen(
             [self.bin, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
-             "--log-format", "json"],
+             "--log-format", "json", *self.serve_args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

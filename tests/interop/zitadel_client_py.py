@@ -10,11 +10,18 @@ Runs create -> get -> list (userIdQuery, idsQuery) -> delete -> get (NotFound) f
 (`zitadel.sessions`) and v2beta (`zitadel.beta_sessions`); then second factors through
 `zitadel.users` with the user's own session token (RegisterTOTP, VerifyTOTPRegistration with
 a `pyotp` code, GenerateRecoveryCodes) and their checks in SetSession (a replayed TOTP code
-and a used recovery code refused).
+and a used recovery code refused). Last, one-time codes by email against a server that sends
+them to an SMTP sink run here (`aiosmtpd`): AddHumanUser with a verified email, AddOTPEmail,
+CreateSession with an email challenge, the code read from the received mail and checked in
+SetSession (once).
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
+import socket
 import sys
 import time
 
@@ -185,12 +192,89 @@ def factors_flow(server: Sessiond) -> None:
     print(f"  ok zitadel-client v2 (Connect JSON): TOTP and recovery codes on session {sid}")
 
 
+class Inbox:
+    """aiosmtpd handler keeping each received message's text."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(message.get_content())
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def email_code_flow() -> None:
+    from aiosmtpd.controller import Controller
+    from zitadel_client.models import (
+        SessionServiceCheckOTP,
+        SessionServiceOTPEmail,
+        SessionServiceRequestChallenges,
+        SessionServiceSendCode,
+        UserServiceAddHumanUserRequest,
+        UserServiceAddOTPEmailRequest,
+        UserServicePassword,
+        UserServiceSetHumanEmail,
+        UserServiceSetHumanProfile,
+    )
+
+    inbox = Inbox()
+    port = free_port()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        args = ("--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--smtp-security", "plain")
+        perms = "session.read,session.write,session.delete,user.read,user.write"
+        with Sessiond(serve_args=args, permissions=perms) as server:
+            admin = Zitadel.with_access_token(server.url, server.token)
+            user_id = admin.users.add_human_user(UserServiceAddHumanUserRequest(
+                username="grace@example.com",
+                profile=UserServiceSetHumanProfile(given_name="Grace", family_name="Hopper"),
+                email=UserServiceSetHumanEmail(email="grace@example.com", is_verified=True),
+                password=UserServicePassword(password="Correct-horse-9"),
+            )).user_id
+            admin.users.add_otp_email(UserServiceAddOTPEmailRequest(user_id=user_id))
+            created = admin.sessions.create_session(SessionServiceCreateSessionRequest(
+                checks=SessionServiceChecks(user=SessionServiceCheckUser(user_id=user_id)),
+                challenges=SessionServiceRequestChallenges(otp_email=SessionServiceOTPEmail(
+                    send_code=SessionServiceSendCode(
+                        url_template="https://login.example/otp?code={{.Code}}&user={{.UserID}}"))),
+            ))
+            deadline = time.monotonic() + 10
+            while not inbox.messages and time.monotonic() < deadline:
+                time.sleep(0.05)
+            check(len(inbox.messages) == 1, f"expected one email, got {len(inbox.messages)}")
+            mail = inbox.messages[0]
+            found = re.search(r"code=(\d{8})&user=" + re.escape(user_id), mail)
+            check(found is not None, f"no code link in the email:\n{mail}")
+            code = found.group(1)
+            set_code = lambda: admin.sessions.set_session(SessionServiceSetSessionRequest(
+                session_id=created.session_id,
+                checks=SessionServiceChecks(otp_email=SessionServiceCheckOTP(code=code))))
+            set_code()
+            refused(set_code, 400, "failed_precondition", "SetSession with a used email code")
+            factors = admin.sessions.get_session(
+                SessionServiceGetSessionRequest(session_id=created.session_id)).session.factors
+            check(factors.otp_email is not None and factors.otp_email.verified_at is not None,
+                  f"factors.otpEmail not verified: {factors!r}")
+            print(f"  ok zitadel-client v2 (Connect JSON): email code by SMTP on session {created.session_id}")
+    finally:
+        smtp.stop()
+
+
 def main() -> int:
     with Sessiond() as server:
         zitadel = Zitadel.with_access_token(server.url, server.token)
         flow("v2", zitadel.sessions, server)
         flow("v2beta", zitadel.beta_sessions, server)
         factors_flow(server)
+    email_code_flow()
     return 0
 
 

@@ -1,16 +1,18 @@
 //! Second factors: enrolling them for a user, and checking them in a session.
 //!
-//! One submodule per kind of factor (`totp`, `recovery`), each with its enrollment commands
-//! and its session check; this module holds what they share: who may change a user's
-//! factors, the sessions a change ends, the listing, and the secrets of the server (the key
-//! that seals TOTP seeds, the key recovery codes are hashed with). A new kind is one more
-//! submodule and one more [`FactorKind`]: one-time codes by email or SMS fit the store's
-//! one-enrollment-per-kind rows; passkeys, of which a user has many, bring a table of their
-//! own behind the same module shape.
+//! One submodule per kind of factor (`totp`, `recovery`, `otp` for codes by email or SMS,
+//! with `otp_users` for the addresses they go to), each with its enrollment commands and its
+//! session check; this module holds what they share: who may change a user's factors, the
+//! sessions a change ends, the listing, and the secrets of the server (the key that seals
+//! TOTP seeds, the key recovery codes are hashed with). A new kind is one more submodule and
+//! one more [`FactorKind`]; passkeys, of which a user has many, bring a table of their own
+//! behind the same module shape.
 //!
 //! Every failed check of a factor counts toward the same lockout limit as a failed password,
 //! through the store's check counters ([`Core::counted_check`]).
 
+mod otp;
+mod otp_users;
 mod passkey;
 mod recovery;
 mod seal;
@@ -23,13 +25,16 @@ use crate::domain::{
 };
 use crate::store::{FactorRevocation, Revocation, StoredFactor};
 
+pub use otp::{EmailDelivery, OtpChallenges, ReturnedCodes};
+pub(super) use otp::{PreparedChallenges, otp_key};
+pub use otp_users::NewContact;
 pub use passkey::{
     CEREMONY_TIMEOUT, PasskeyAssertion, PasskeyAttestation, PasskeyChallengeRequest, PasskeyInfo,
     PasskeyRegistrationStart, PasskeySettings, UserVerification,
 };
 pub(super) use passkey::{ChallengeDraft, relying_party};
 pub use recovery::{DEFAULT_RECOVERY_CODES, MAX_RECOVERY_CODES};
-pub use seal::{FACTOR_KEY_FILE, SeedSealer, load_or_create_factor_key};
+pub use seal::{FACTOR_KEY_FILE, SeedSealer, factor_key_fingerprint, load_or_create_factor_key};
 pub use totp::{ImportedSeed, TotpEnrollment};
 
 /// The kinds of authentication a user has set up, as `ListAuthenticationMethodTypes` names
@@ -40,6 +45,8 @@ pub enum AuthMethod {
     Passkey,
     Totp,
     RecoveryCode,
+    OtpSms,
+    OtpEmail,
 }
 
 /// What a change of a user's factors answers: the user's details after it.
@@ -147,6 +154,14 @@ impl Core {
                     error_ids::RECOVERY_NOT_SET,
                     "the user has no recovery codes",
                 ),
+                FactorKind::OtpSms => Error::not_found(
+                    error_ids::OTP_SMS_NOT_FOUND,
+                    "OTP SMS is not set up for the user",
+                ),
+                FactorKind::OtpEmail => Error::not_found(
+                    error_ids::OTP_EMAIL_NOT_FOUND,
+                    "OTP email is not set up for the user",
+                ),
             }),
         }
     }
@@ -173,6 +188,8 @@ impl Core {
             .map(|f| match f.kind {
                 FactorKind::Totp => AuthMethod::Totp,
                 FactorKind::RecoveryCodes => AuthMethod::RecoveryCode,
+                FactorKind::OtpSms => AuthMethod::OtpSms,
+                FactorKind::OtpEmail => AuthMethod::OtpEmail,
             })
             .collect();
         if !self.store.passkeys(user).await?.is_empty() {

@@ -598,8 +598,9 @@ impl Core {
             }
             Ok(result) => Ok(result),
         };
+        let mut failures = 0;
         let passed = self
-            .counted_check(user, || async {
+            .counted_check(user, &mut failures, || async {
                 let Ok(result) = &verdict else {
                     return Ok(false);
                 };

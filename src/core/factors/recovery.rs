@@ -1,13 +1,13 @@
 //! Recovery codes: a set of single-use codes, shown once when generated. Each code carries
 //! 50 random bits (10 characters of a 32-letter alphabet, shown as `XXXXX-XXXXX`), so a fast
 //! keyed hash is enough at rest: HMAC-SHA256 under a server secret shared by every replica.
-//! A check compares against every unused hash in constant time, then marks the one that
-//! matched used, atomically, so a code works once even under concurrent checks.
+//! A check hashes the code and marks the unused row with that hash used, in one atomic
+//! statement, so a code works once even under concurrent checks. The lookup by keyed hash
+//! leaks nothing a guesser can use: without the key, no timing tells how close a guess was.
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use super::super::Core;
 use super::FactorChange;
@@ -123,26 +123,19 @@ impl Core {
         }
         let hash = self.recovery_hash(&code.normalized()).await?;
         let now = self.clock.now();
+        let mut failures = 0;
         let passed = self
-            .counted_check(user, || async {
-                let unused = self.store.unused_recovery_codes(&user.id).await?;
-                let mut matched = false;
-                for stored in &unused {
-                    matched |= bool::from(stored.as_slice().ct_eq(hash.as_slice()));
-                }
-                if !matched {
-                    return Ok(false);
-                }
+            .counted_check(user, &mut failures, || async {
                 Ok(self.store.use_recovery_code(&user.id, &hash, now).await?)
             })
             .await?;
         if passed {
             Ok(())
         } else {
-            Err(Error::invalid_argument(
-                error_ids::RECOVERY_INVALID,
-                "Invalid recovery code",
-            ))
+            Err(
+                Error::invalid_argument(error_ids::RECOVERY_INVALID, "Invalid recovery code")
+                    .with_failed_attempts(failures),
+            )
         }
     }
 }

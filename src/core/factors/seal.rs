@@ -78,6 +78,18 @@ impl SeedSealer {
     }
 }
 
+/// What the store keeps to recognise the factor key (an HMAC of a fixed text under it; the
+/// key cannot be recovered from it).
+pub fn factor_key_fingerprint(key: &[u8; 32]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut out = [0u8; 32];
+    if let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key) {
+        mac.update(b"sessiond factor key check");
+        out.copy_from_slice(&mac.finalize().into_bytes());
+    }
+    out
+}
+
 /// Reads the 32-byte key at `path` (hex), creating it (owner-only) when missing.
 pub fn load_or_create_factor_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     if !path.exists() {

@@ -52,6 +52,12 @@ impl ImportedSeed {
     }
 }
 
+impl ImportedSeed {
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl std::fmt::Debug for ImportedSeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ImportedSeed(***)")
@@ -111,7 +117,7 @@ fn base32(seed: &[u8]) -> String {
 }
 
 impl Core {
-    fn sealer(&self) -> Result<&SeedSealer, Error> {
+    pub(super) fn sealer(&self) -> Result<&SeedSealer, Error> {
         self.sealer.as_ref().ok_or_else(|| {
             Error::internal(
                 error_ids::FACTOR_KEY,
@@ -165,33 +171,6 @@ impl Core {
             secret,
             change: self.factor_details(&owner, 0),
         })
-    }
-
-    /// Sets a user's TOTP from a seed the client already holds ([`ImportedSeed`]), as
-    /// verified.
-    pub async fn import_totp(
-        &self,
-        principal: &Principal,
-        user: &UserId,
-        seed: &ImportedSeed,
-    ) -> Result<FactorChange, Error> {
-        let owner = self
-            .factor_owner(principal, user, Permission::UserWrite)
-            .await?;
-        let seed = &seed.0;
-        let now = self.clock.now();
-        let factor = StoredFactor {
-            user_id: user.clone(),
-            kind: FactorKind::Totp,
-            state: FactorState::Ready,
-            secret: Some(self.sealer()?.seal(user, seed)?),
-            last_step: None,
-            created_at: now,
-            verified_at: Some(now),
-            remaining_codes: 0,
-        };
-        self.store.save_factor(&factor, None, None).await?;
-        Ok(self.factor_details(&owner, 0))
     }
 
     /// Completes a TOTP enrollment with a code of the new seed; with `revoke`, ends the
@@ -257,7 +236,8 @@ impl Core {
         };
         let seed = self.open_seed(&factor)?;
         let now = self.now_seconds();
-        self.counted_check(user, || async {
+        let mut failures = 0;
+        self.counted_check(user, &mut failures, || async {
             match matching_step(&seed, code, now) {
                 // Accepted only if no check took this step (or a later one) already.
                 Some(step) => Ok(self
@@ -268,7 +248,13 @@ impl Core {
             }
         })
         .await
-        .and_then(|passed| if passed { Ok(()) } else { Err(totp_invalid()) })
+        .and_then(|passed| {
+            if passed {
+                Ok(())
+            } else {
+                Err(totp_invalid().with_failed_attempts(failures))
+            }
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{classify, users};
 use crate::domain::{FactorKind, Time, UserId};
@@ -113,18 +113,6 @@ pub async fn accept_step(pool: &PgPool, user: &UserId, step: i64) -> Result<bool
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn unused_codes(pool: &PgPool, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError> {
-    let rows =
-        sqlx::query("SELECT code_hash FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
-            .bind(user.as_str())
-            .fetch_all(pool)
-            .await
-            .map_err(classify)?;
-    rows.iter()
-        .map(|row| row.try_get::<Vec<u8>, _>(0).map_err(classify))
-        .collect()
-}
-
 pub async fn use_code(
     pool: &PgPool,
     user: &UserId,
@@ -137,6 +125,100 @@ pub async fn use_code(
     )
     .bind(at.unix_micros())
     .bind(user.as_str())
+    .bind(hash)
+    .execute(pool)
+    .await
+    .map_err(classify)?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn contacts(
+    pool: &PgPool,
+    user: &UserId,
+) -> Result<Vec<crate::store::Contact>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT user_id, kind, address, verified_at FROM user_contacts WHERE user_id = $1 \
+         ORDER BY kind",
+    )
+    .bind(user.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(classify)?;
+    rows.iter()
+        .map(crate::store::factors::contact_from_row)
+        .collect()
+}
+
+pub async fn save_contact(
+    tx: &mut Transaction<'_, Postgres>,
+    c: &crate::store::Contact,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO user_contacts (user_id, kind, address, verified_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id, kind) DO UPDATE SET address = excluded.address, \
+         verified_at = excluded.verified_at",
+    )
+    .bind(c.user_id.as_str())
+    .bind(c.kind.as_str())
+    .bind(c.address.as_str())
+    .bind(c.verified_at.map(Time::unix_micros))
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+pub async fn save_challenge(
+    pool: &PgPool,
+    c: &crate::store::OtpChallenge,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO otp_challenges (session_id, kind, user_id, code_hash, expires_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, kind) DO UPDATE SET \
+         user_id = excluded.user_id, code_hash = excluded.code_hash, \
+         expires_at = excluded.expires_at",
+    )
+    .bind(c.session_id.as_str())
+    .bind(c.kind.as_str())
+    .bind(c.user_id.as_str())
+    .bind(c.code_hash.as_slice())
+    .bind(c.expires_at.unix_micros())
+    .execute(pool)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+pub async fn challenge(
+    pool: &PgPool,
+    session: &crate::domain::SessionId,
+    kind: FactorKind,
+) -> Result<Option<crate::store::OtpChallenge>, StoreError> {
+    let row = sqlx::query(
+        "SELECT session_id, kind, user_id, code_hash, expires_at FROM otp_challenges \
+         WHERE session_id = $1 AND kind = $2",
+    )
+    .bind(session.as_str())
+    .bind(kind.as_str())
+    .fetch_optional(pool)
+    .await
+    .map_err(classify)?;
+    row.as_ref()
+        .map(crate::store::factors::challenge_from_row)
+        .transpose()
+}
+
+pub async fn consume_challenge(
+    pool: &PgPool,
+    session: &crate::domain::SessionId,
+    kind: FactorKind,
+    hash: &[u8],
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM otp_challenges WHERE session_id = $1 AND kind = $2 AND code_hash = $3",
+    )
+    .bind(session.as_str())
+    .bind(kind.as_str())
     .bind(hash)
     .execute(pool)
     .await

@@ -35,7 +35,7 @@ use super::{
     CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
-use super::{FactorRevocation, StoredFactor};
+use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
 use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
@@ -44,8 +44,8 @@ use crate::domain::{
 
 mod factors;
 mod feed;
-pub(crate) mod signals;
 mod passkeys;
+pub(crate) mod signals;
 mod users;
 
 use self::feed::PgFeed;
@@ -483,10 +483,6 @@ impl Store for PostgresStore {
         factors::accept_step(&self.pool, user, step).await
     }
 
-    async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError> {
-        factors::unused_codes(&self.pool, user).await
-    }
-
     async fn use_recovery_code(
         &self,
         user: &UserId,
@@ -562,12 +558,66 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
+    async fn insert_user_with(
+        &self,
+        user: &User,
+        factors: &[StoredFactor],
+        contacts: &[Contact],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        USER_WRITES
+            .insert(&mut tx, user_columns::encode(user)?)
+            .await?;
+        for factor in factors {
+            factors::save(&mut tx, factor, None, None).await?;
+        }
+        for contact in contacts {
+            factors::save_contact(&mut tx, contact).await?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn user_contacts(&self, user: &UserId) -> Result<Vec<Contact>, StoreError> {
+        factors::contacts(&self.pool, user).await
+    }
+
+    async fn save_contact(&self, contact: &Contact) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        factors::save_contact(&mut tx, contact).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn save_otp_challenge(&self, challenge: &OtpChallenge) -> Result<(), StoreError> {
+        factors::save_challenge(&self.pool, challenge).await
+    }
+
+    async fn otp_challenge(
+        &self,
+        session: &SessionId,
+        kind: FactorKind,
+    ) -> Result<Option<OtpChallenge>, StoreError> {
+        factors::challenge(&self.pool, session, kind).await
+    }
+
+    async fn consume_otp_challenge(
+        &self,
+        session: &SessionId,
+        kind: FactorKind,
+        hash: &[u8],
+    ) -> Result<bool, StoreError> {
+        factors::consume_challenge(&self.pool, session, kind, hash).await
+    }
+
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        self.claim_secret(name, fresh_secret()).await
+    }
+
+    async fn claim_secret(&self, name: &str, value: [u8; 32]) -> Result<[u8; 32], StoreError> {
         sqlx::query(
             "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(fresh_secret().to_vec())
+        .bind(value.to_vec())
         .execute(&self.pool)
         .await
         .map_err(classify)?;

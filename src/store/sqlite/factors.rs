@@ -101,16 +101,6 @@ pub fn accept_step(conn: &Connection, user: &str, step: i64) -> Result<bool, Sto
     Ok(changed == 1)
 }
 
-/// Hashes of the codes not used yet.
-pub fn unused_codes(conn: &Connection, user: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-    all_rows(
-        conn,
-        "SELECT code_hash FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
-        [user],
-        |row| row.get::<_, Vec<u8>>(0).map_err(classify),
-    )
-}
-
 /// Marks one code used if it still is unused.
 pub fn use_code(conn: &Connection, user: &str, hash: &[u8], at: i64) -> Result<bool, StoreError> {
     let changed = conn
@@ -121,4 +111,87 @@ pub fn use_code(conn: &Connection, user: &str, hash: &[u8], at: i64) -> Result<b
         .and_then(|mut st| st.execute(params![at, user, hash]))
         .map_err(classify)?;
     Ok(changed == 1)
+}
+
+/// A user's contact addresses.
+pub fn contacts(conn: &Connection, user: &str) -> Result<Vec<crate::store::Contact>, StoreError> {
+    all_rows(
+        conn,
+        "SELECT user_id, kind, address, verified_at FROM user_contacts WHERE user_id = ?1 \
+         ORDER BY kind",
+        [user],
+        |row| crate::store::factors::contact_from_row(row),
+    )
+}
+
+/// Writes a contact address, replacing the user's one of its kind.
+pub fn save_contact(conn: &Connection, c: &crate::store::Contact) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO user_contacts (user_id, kind, address, verified_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (user_id, kind) DO UPDATE SET address = excluded.address, \
+         verified_at = excluded.verified_at",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            c.user_id.as_str(),
+            c.kind.as_str(),
+            c.address,
+            c.verified_at.map(|t| t.unix_micros()),
+        ])
+    })
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Writes a session's one-time-code challenge, replacing the earlier one of its kind.
+pub fn save_challenge(conn: &Connection, c: &crate::store::OtpChallenge) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO otp_challenges (session_id, kind, user_id, code_hash, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (session_id, kind) DO UPDATE SET \
+         user_id = excluded.user_id, code_hash = excluded.code_hash, \
+         expires_at = excluded.expires_at",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            c.session_id.as_str(),
+            c.kind.as_str(),
+            c.user_id.as_str(),
+            c.code_hash,
+            c.expires_at.unix_micros(),
+        ])
+    })
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// A session's challenge of one kind.
+pub fn challenge(
+    conn: &Connection,
+    session: &str,
+    kind: &str,
+) -> Result<Option<crate::store::OtpChallenge>, StoreError> {
+    Ok(all_rows(
+        conn,
+        "SELECT session_id, kind, user_id, code_hash, expires_at FROM otp_challenges \
+         WHERE session_id = ?1 AND kind = ?2",
+        [session, kind],
+        |row| crate::store::factors::challenge_from_row(row),
+    )?
+    .pop())
+}
+
+/// Deletes a challenge that still holds `hash`.
+pub fn consume_challenge(
+    conn: &Connection,
+    session: &str,
+    kind: &str,
+    hash: &[u8],
+) -> Result<bool, StoreError> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM otp_challenges WHERE session_id = ?1 AND kind = ?2 AND code_hash = ?3",
+        )
+        .and_then(|mut st| st.execute(params![session, kind, hash]))
+        .map_err(classify)?;
+    Ok(deleted == 1)
 }

@@ -48,7 +48,7 @@ use super::{
     CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
-use super::{FactorRevocation, StoredFactor};
+use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
 use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
@@ -299,6 +299,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn claim_secret(&self, name: &str, value: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |conn| maintenance::secret(conn, &name, value))
+            .await
+    }
+
     async fn user_factors(&self, user: &UserId) -> Result<Vec<StoredFactor>, StoreError> {
         let user = user.as_str().to_owned();
         self.readers
@@ -345,13 +352,6 @@ impl Store for SqliteStore {
         let user = user.as_str().to_owned();
         self.writer
             .write(move |conn| factors::accept_step(conn, &user, step))
-            .await
-    }
-
-    async fn unused_recovery_codes(&self, user: &UserId) -> Result<Vec<Vec<u8>>, StoreError> {
-        let user = user.as_str().to_owned();
-        self.readers
-            .read_blocking(move |conn| factors::unused_codes(conn, &user))
             .await
     }
 
@@ -455,6 +455,76 @@ impl Store for SqliteStore {
             Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn insert_user_with(
+        &self,
+        user: &User,
+        factors: &[StoredFactor],
+        contacts: &[Contact],
+    ) -> Result<(), StoreError> {
+        let row = user_columns::encode(user)?;
+        let factors: Vec<factors::FactorWrite> = factors
+            .iter()
+            .map(|f| factors::FactorWrite {
+                factor: f.clone(),
+                codes: None,
+                revocation: None,
+            })
+            .collect();
+        let contacts = contacts.to_vec();
+        self.writer
+            .write(move |conn| {
+                USER_WRITES.insert(conn, &row)?;
+                for write in &factors {
+                    write.apply(conn)?;
+                }
+                for contact in &contacts {
+                    factors::save_contact(conn, contact)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn user_contacts(&self, user: &UserId) -> Result<Vec<Contact>, StoreError> {
+        let user = user.as_str().to_owned();
+        self.readers.read(|conn| factors::contacts(conn, &user))
+    }
+
+    async fn save_contact(&self, contact: &Contact) -> Result<(), StoreError> {
+        let contact = contact.clone();
+        self.writer
+            .write(move |conn| factors::save_contact(conn, &contact))
+            .await
+    }
+
+    async fn save_otp_challenge(&self, challenge: &OtpChallenge) -> Result<(), StoreError> {
+        let challenge = challenge.clone();
+        self.writer
+            .write(move |conn| factors::save_challenge(conn, &challenge))
+            .await
+    }
+
+    async fn otp_challenge(
+        &self,
+        session: &SessionId,
+        kind: FactorKind,
+    ) -> Result<Option<OtpChallenge>, StoreError> {
+        self.readers
+            .read(|conn| factors::challenge(conn, session.as_str(), kind.as_str()))
+    }
+
+    async fn consume_otp_challenge(
+        &self,
+        session: &SessionId,
+        kind: FactorKind,
+        hash: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (session, hash) = (session.as_str().to_owned(), hash.to_vec());
+        self.writer
+            .write(move |conn| factors::consume_challenge(conn, &session, kind.as_str(), &hash))
+            .await
     }
 
     async fn prune(

@@ -146,7 +146,7 @@ pub fn set(id: &SessionId) -> SetSession {
         checks: Checks::default(),
         metadata: BTreeMap::new(),
         lifetime: None,
-        unsupported_challenges: Vec::new(),
+        otp_challenges: Default::default(),
         web_auth_n_challenge: None,
     }
 }

@@ -104,6 +104,9 @@ user_rpc! {
     RemoveCodes "RemoveRecoveryCodes" RemoveRecoveryCodesRequest RemoveRecoveryCodesResponse remove_recovery_codes;
     ListMethods "ListAuthenticationMethodTypes" ListAuthenticationMethodTypesRequest ListAuthenticationMethodTypesResponse list_authentication_method_types;
     AddOtpSms "AddOTPSMS" AddOtpsmsRequest AddOtpsmsResponse add_otpsms;
+    RemoveOtpSms "RemoveOTPSMS" RemoveOtpsmsRequest RemoveOtpsmsResponse remove_otpsms;
+    AddOtpEmail "AddOTPEmail" AddOtpEmailRequest AddOtpEmailResponse add_otp_email;
+    RemoveOtpEmail "RemoveOTPEmail" RemoveOtpEmailRequest RemoveOtpEmailResponse remove_otp_email;
     RegisterPasskey "RegisterPasskey" RegisterPasskeyRequest RegisterPasskeyResponse register_passkey;
     VerifyPasskey "VerifyPasskeyRegistration" VerifyPasskeyRegistrationRequest VerifyPasskeyRegistrationResponse verify_passkey_registration;
     ListPasskeys "ListPasskeys" ListPasskeysRequest ListPasskeysResponse list_passkeys;
