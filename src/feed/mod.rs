@@ -53,7 +53,7 @@ pub use subscription::EventStream;
 const HUB_PAGE: u32 = 1000;
 /// Batches a per-user ring holds (at most the shared ring's size). A subscriber further
 /// behind on its own user reads the store, as on the shared ring.
-const USER_RING: usize = 16;
+const USER_RING: usize = 64;
 /// How soon the hub looks again when committed events wait for an older transaction, at
 /// first and at most.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
