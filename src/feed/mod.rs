@@ -1,6 +1,6 @@
 //! The hub of the session event feed: one background task per process reads new events from
 //! the store by position and fans them out to every subscriber through one bounded in-memory
-//! buffer (`tokio::sync::broadcast`, `--feed-buffer` events).
+//! buffer (`tokio::sync::broadcast` of batches, sized from `--feed-buffer`).
 //!
 //! - The store is the truth. The hub reads it when the store says it appended events (its
 //!   [`FeedWake`](crate::store::FeedWake): in process, and on PostgreSQL from other replicas
