@@ -5,6 +5,8 @@
 #   bench/run.sh --sizes 10k,100k           # skip the 1M step
 #   bench/run.sh ceilings --out bench/RESULTS.md   # only the storage ceilings section,
 #                                                  # merged into the file (PostgreSQL too)
+#   bench/run.sh feed [--postgres URL]             # only the revocation feed section, merged
+#                                                  # into bench/RESULTS.md between its markers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin sessiond

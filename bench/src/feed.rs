@@ -397,3 +397,121 @@ pub fn markdown(report: &FeedReport) -> String {
     ));
     out
 }
+
+/// Where the section sits in `RESULTS.md`: everything between the markers is replaced.
+const START: &str = "<!-- revocation feed: start -->";
+const END: &str = "<!-- revocation feed: end -->";
+
+/// The Issue's targets, with a verdict computed from the figures.
+fn verdicts(report: &FeedReport) -> String {
+    let verdict = |met: bool| if met { "**met**" } else { "**missed**" };
+    let mut out = String::from("| Target | Measured | Verdict |\n|---|---|---|\n");
+    let one_node = report
+        .latency
+        .iter()
+        .filter(|r| r.setup.starts_with("SQLite") && r.subscribers == 1000)
+        .map(|r| r.p99_ms)
+        .fold(None, |worst: Option<f64>, p| {
+            Some(worst.map_or(p, |w| w.max(p)))
+        });
+    out.push_str(&match one_node {
+        Some(p99) => format!(
+            "| p99 ≤ 50 ms with 1,000 subscribers on one node | {p99:.2} ms | {} |\n",
+            verdict(p99 <= 50.0)
+        ),
+        None => "| p99 ≤ 50 ms with 1,000 subscribers on one node | not measured | — |\n".into(),
+    });
+    let replicas = report
+        .latency
+        .iter()
+        .filter(|r| r.setup.starts_with("PostgreSQL"))
+        .map(|r| r.p99_ms)
+        .fold(None, |worst: Option<f64>, p| {
+            Some(worst.map_or(p, |w| w.max(p)))
+        });
+    out.push_str(&match replicas {
+        Some(p99) => format!(
+            "| p99 ≤ 1 s across replicas | {p99:.2} ms (worst run) | {} |\n",
+            verdict(p99 <= 1000.0)
+        ),
+        None => "| p99 ≤ 1 s across replicas | not measured (no `--postgres`) | — |\n".into(),
+    });
+    let all = report.deletes_per_s_with_1000 / report.deletes_per_s_without;
+    let per_user = report.per_user_deletes_per_s_with_1000 / report.per_user_deletes_per_s_without;
+    out.push_str(&format!(
+        "| DeleteSession throughput with 1,000 subscribers ≥ 0.9 × without, all-events \
+         scenario | {all:.2}× | {} |\n\
+         | the same, per-user scenario | {per_user:.2}× | {} |\n",
+        verdict(all >= 0.9),
+        verdict(per_user >= 0.9)
+    ));
+    let kib = report.bytes_per_idle_subscriber / 1024.0;
+    out.push_str(&format!(
+        "| Memory per idle subscriber ≤ 64 KiB | {kib:.1} KiB | {} |\n",
+        verdict(kib <= 64.0)
+    ));
+    out
+}
+
+/// The load average of the machine (1, 5 and 15 minutes), as `/proc/loadavg` says.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The whole section, between its markers.
+pub fn section(report: &FeedReport, command: &str, load_before: &str, load_after: &str) -> String {
+    format!(
+        "{START}\n## Revocation feed (`sessiond-bench feed`)\n\n\
+         Written by `{command}` (`bench/run.sh feed`) on {date}; load average of the machine \
+         (1 / 5 / 15 min) {load_before} before the run and {load_after} after it. In \
+         process, on sessiond's core (the feed's HTTP and gRPC faces are not in these \
+         figures): sessions are revoked one at a time, 5 ms apart, and latency runs from \
+         DeleteSession's return to each subscriber holding the `session.terminated` event. \
+         Latency subscribers follow every revocation (a `session.read` caller), the worst \
+         case for fan-out. Throughput: {DELETERS} DeleteSession calls in flight; the \
+         all-events scenario has 1,000 subscribers each following every event (one user's \
+         sessions), the per-user one 1,000 subscribers each watching one of the 1,000 users \
+         the deletes are spread over; each \"without\" deletes the same kind of sessions \
+         just before its \"with\" run. Verdicts are computed from these figures.\n\n\
+         {table}\n{verdicts}{END}\n",
+        date = today(),
+        table = markdown(report),
+        verdicts = verdicts(report),
+    )
+}
+
+/// Today's date (UTC).
+fn today() -> String {
+    SystemClock.now().to_rfc3339().chars().take(10).collect()
+}
+
+/// Replaces the section in the Markdown file at `path` (appended if the markers are not
+/// there), and writes the figures beside it as `RESULTS-feed.json`.
+pub fn merge_into(
+    path: &std::path::Path,
+    section: &str,
+    report: &FeedReport,
+) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match (old.find(START), old.find(END)) {
+        (Some(a), Some(b)) if b > a => {
+            format!(
+                "{}{}{}",
+                &old[..a],
+                section.trim_end(),
+                &old[b + END.len()..]
+            )
+        }
+        _ if old.is_empty() => section.to_owned(),
+        _ => format!("{}\n\n{section}", old.trim_end()),
+    };
+    std::fs::write(path, text)?;
+    std::fs::write(
+        path.with_file_name("RESULTS-feed.json"),
+        serde_json::to_string_pretty(report)? + "\n",
+    )?;
+    Ok(())
+}

@@ -84,7 +84,8 @@ enum Command {
         /// the two-replica run.
         #[arg(long)]
         postgres: Option<String>,
-        /// Write the Markdown section here (and the numbers next to it as .json).
+        /// Merge the Markdown section into this file, between its markers (and write the
+        /// numbers next to it as RESULTS-feed.json).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -254,16 +255,24 @@ fn main() -> anyhow::Result<()> {
             postgres,
             out,
         }) => runtime.block_on(async {
+            let load_before = feed::load_average();
             let report =
                 feed::run(&subscribers, revocations, throughput_sessions, postgres).await?;
-            let text = feed::markdown(&report);
-            println!("{text}");
+            // The command as it can be run again, without the URL's credentials.
+            let command = std::env::args()
+                .map(|a| {
+                    if a.contains("://") {
+                        "'<url>'".to_owned()
+                    } else {
+                        a
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let section = feed::section(&report, &command, &load_before, &feed::load_average());
+            println!("{section}");
             if let Some(out) = out {
-                std::fs::write(&out, &text)?;
-                std::fs::write(
-                    out.with_extension("json"),
-                    serde_json::to_string_pretty(&report)?,
-                )?;
+                feed::merge_into(&out, &section, &report)?;
             }
             Ok(())
         }),

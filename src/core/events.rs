@@ -20,7 +20,7 @@ use crate::feed::{Selection, cursor_invalid, read_page};
 
 use super::Core;
 
-pub use crate::feed::EventStream;
+pub use crate::feed::{Encoding, EventStream, SharedEvent};
 
 impl Core {
     /// A page of past events after the filter's cursor.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::FaceState;
 use super::admin_json::{rfc3339, session_json};
 use super::edges::{self, Bearer, Rejection};
-use super::status::{grpc_code, http_status, log};
+use super::status::{http_status_of, log};
 use crate::core::{NewUser, PageRequest, RevokedBy, UserAction};
 use crate::domain::{Error, ErrorKind, LoginName, Password, SessionId, UserId, error_ids};
 
@@ -81,7 +81,7 @@ impl AdminError {
 impl From<Error> for AdminError {
     fn from(error: Error) -> Self {
         log(&error);
-        let mut admin = Self::with_status(http_status(grpc_code(error.kind())), &error);
+        let mut admin = Self::with_status(http_status_of(&error), &error);
         if error.kind() == ErrorKind::Unauthenticated {
             admin.message =
                 "Admin authentication required: missing or invalid bearer token".to_owned();
@@ -423,10 +423,15 @@ mod tests {
                 "USER_EXISTS",
                 409,
             ),
+            (
+                Error::failed_precondition(error_ids::FEED_CURSOR_EXPIRED, "m"),
+                "FAILED_PRECONDITION",
+                410,
+            ),
         ];
         for (error, expected, status) in cases {
             assert_eq!(code(&error), expected);
-            assert_eq!(http_status(grpc_code(error.kind())).as_u16(), status);
+            assert_eq!(http_status_of(&error).as_u16(), status);
         }
     }
 }

@@ -30,6 +30,7 @@ use super::grpc::GrpcService;
 use super::pb::sessiond::events::v1::WatchSessionEventsRequest;
 use super::rpc::Serve;
 use super::status::{connect_body, connect_code};
+use crate::core::{Encoding, SharedEvent};
 use crate::domain::{Error, SessionEvent, error_ids};
 
 /// Whether a request speaks Connect's streaming protocol with protobuf messages to a stream
@@ -149,6 +150,14 @@ enum StreamCodec {
 }
 
 impl StreamCodec {
+    /// The encoding of an event's envelope, shared by every stream of this codec.
+    fn encoding(self) -> Encoding {
+        match self {
+            StreamCodec::Json => Encoding::ConnectJson,
+            StreamCodec::Proto => Encoding::ConnectProto,
+        }
+    }
+
     fn content_type(self) -> &'static str {
         match self {
             StreamCodec::Json => "application/connect+json",
@@ -182,6 +191,11 @@ fn request_message(codec: StreamCodec, body: &[u8]) -> Result<WatchSessionEvents
         StreamCodec::Proto => WatchSessionEventsRequest::decode(rest)
             .map_err(|e| malformed(format!("invalid protobuf for WatchSessionEvents: {e}"))),
     }
+}
+
+/// An event's envelope, made once per codec and shared.
+fn event_envelope(codec: StreamCodec, event: &SharedEvent) -> Result<Bytes, Error> {
+    event.encoded(codec.encoding(), |event| encode_event(codec, event))
 }
 
 fn encode_event(codec: StreamCodec, event: &SessionEvent) -> Result<Bytes, Error> {
@@ -230,7 +244,7 @@ async fn watch(
         Ok(events) => futures_util::stream::unfold(Some(events), move |events| async move {
             let mut events = events?;
             match events.next().await {
-                Some(Ok(event)) => match encode_event(codec, &event) {
+                Some(Ok(event)) => match event_envelope(codec, &event) {
                     Ok(frame) => Some((frame, Some(events))),
                     Err(error) => Some((end_with(Some(&error)), None)),
                 },

@@ -141,7 +141,16 @@ impl<S: Send + Sync, E: FaceError> FromRequestParts<S> for Query<E> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
         let Ok(RawQuery(query)) = RawQuery::from_request_parts(parts, state).await;
-        serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+        let query = query.as_deref().unwrap_or_default();
+        // Form decoding replaces bytes that are not UTF-8 (`%FF`), which would answer a
+        // question the client did not ask: such a query is refused instead.
+        if percent_encoding::percent_decode_str(query)
+            .decode_utf8()
+            .is_err()
+        {
+            return Err(Rejection::Query.into());
+        }
+        serde_urlencoded::from_str(query)
             .map(|pairs| Self(pairs, PhantomData))
             .map_err(|_| Rejection::Query.into())
     }

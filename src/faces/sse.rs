@@ -31,7 +31,7 @@ use super::FaceState;
 use super::edges::{self, Credentials};
 use super::events::{self, event_to_pb, non_empty, types_from_names};
 use super::rest::RestError;
-use crate::core::EventStream;
+use crate::core::{Encoding, EventStream};
 use crate::domain::{Error, EventFilter, SessionEvent, error_ids};
 
 /// Whether the client asked for an event stream: its `Accept` names `text/event-stream` (as
@@ -112,7 +112,7 @@ pub fn response(events: EventStream, keepalive: Duration) -> Response {
         let chunk = tokio::select! {
             biased;
             item = events.next() => match item {
-                Some(Ok(event)) => frame(&event),
+                Some(Ok(event)) => event.encoded(Encoding::Sse, frame),
                 Some(Err(error)) => Err(error),
                 None => return None,
             },

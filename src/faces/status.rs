@@ -13,8 +13,8 @@
 //! | Unavailable        | 14   | 503  | `unavailable`         |
 //! | Unauthenticated    | 16   | 401  | `unauthenticated`     |
 //!
-//! REST answers two feed errors with a status of their own ([`http_status_of`]): an expired
-//! feed cursor with 410 and a full feed with 503.
+//! The HTTP faces (REST, Connect unary, admin, Kratos) answer two feed errors with a status of
+//! their own ([`http_status_of`]): an expired feed cursor with 410 and a full feed with 503.
 //!
 //! gRPC codes and HTTP statuses follow the grpc-gateway / connect-go table ZITADEL clients
 //! expect. Every error carries a `zitadel.v1.ErrorDetail {id, message}` (or a
@@ -224,7 +224,7 @@ pub fn connect_body(error: &Error) -> (StatusCode, Value) {
             "debug": detail.json(),
         }],
     });
-    (http_status(code), body)
+    (http_status_of(error), body)
 }
 
 #[cfg(test)]

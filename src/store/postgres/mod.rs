@@ -101,10 +101,13 @@ impl PostgresStore {
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self {
+        let store = Self {
             pool,
             feed: Arc::new(PgFeed::new(listen_pool)),
-        })
+        };
+        // The feed listens from the start, not from its first subscriber.
+        store.feed.start(&store.pool);
+        Ok(store)
     }
 
     /// Applies pending migrations under PostgreSQL's advisory lock, so replicas that start

@@ -45,7 +45,7 @@ pub async fn take(
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         match tokio::time::timeout(PATIENCE, stream.next()).await {
-            Ok(Some(Ok(event))) => out.push(event),
+            Ok(Some(Ok(event))) => out.push(SessionEvent::clone(&event)),
             Ok(Some(Err(e))) => panic!("{h}: stream failed after {} events: {e:?}", out.len()),
             Ok(None) => panic!("{h}: stream ended after {} of {n} events", out.len()),
             Err(_) => panic!("{h}: only {} of {n} events within {PATIENCE:?}", out.len()),

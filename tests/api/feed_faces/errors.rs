@@ -288,10 +288,72 @@ async fn an_expired_cursor_is_gone_in_every_shape() {
     );
     let error = connect_watch_error(&app, Codec::Proto, &watch_after(&cursor), Some(&admin)).await;
     assert_eq!(error["code"], "failed_precondition", "{error}");
+    let unary = send(
+        app.http
+            .post(app.url(LIST))
+            .header("content-type", "application/json")
+            .header("authorization", &admin)
+            .body(format!(r#"{{"after":"{cursor}"}}"#)),
+    )
+    .await;
+    assert_eq!(
+        (unary.status, &unary.json["code"]),
+        (410, &Value::from("failed_precondition")),
+        "{}",
+        unary.body
+    );
 
     // "0" still reads what is left: the kept session's creation.
     let rest = list_until(&app, &admin, "after=0", |e| !e.is_empty()).await;
     assert_eq!(rest.json["events"][0]["sessionId"], kept.id.as_str());
+}
+
+#[tokio::test]
+async fn a_query_that_is_not_utf_8_is_refused_not_guessed() {
+    let app = spawn_app().await;
+    let user = app.add_user("ada").await;
+    let kept = login(&app, &user).await;
+    let admin = app.admin();
+    let list = send(
+        app.http
+            .get(app.url("/v1/session-events?user_id=%FF"))
+            .header("authorization", &admin),
+    )
+    .await;
+    assert_eq!(
+        (list.status, &list.json["code"]),
+        (400, &Value::from(3)),
+        "{}",
+        list.body
+    );
+    let sse = sse_answer(
+        &app,
+        "/v1/session-events?after=%C3",
+        &[("authorization", &admin)],
+    )
+    .await;
+    assert_eq!(
+        (sse.status, &sse.json["code"]),
+        (400, &Value::from(3)),
+        "{}",
+        sse.body
+    );
+    let mine = sse_answer(
+        &app,
+        "/auth/sessions/events?types=%FFterminated",
+        &[("x-session-token", &kept.token)],
+    )
+    .await;
+    assert_eq!(mine.status, 400, "{}", mine.body);
+    assert_eq!(mine.json["error"]["code"], 400, "{}", mine.body);
+    // Well-formed percent-encoding of UTF-8 is read as ever.
+    let fine = send(
+        app.http
+            .get(app.url("/v1/session-events?after=0&types=%74erminated"))
+            .header("authorization", &admin),
+    )
+    .await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
 }
 
 #[tokio::test]
