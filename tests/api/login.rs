@@ -189,11 +189,15 @@ async fn unknown_forged_and_expired_flows_are_refused_in_kratos_shape() {
     let mut forged = flow.clone();
     let last = if forged.ends_with('A') { "B" } else { "A" };
     forged.replace_range(forged.len() - 1.., last);
-    for bad in ["", "nope", "%00%FF", forged.as_str(), &"A".repeat(500)] {
+    for bad in ["", "nope", "%00", forged.as_str(), &"A".repeat(500)] {
         let answer = submit(&app, bad, body.clone()).await;
         assert_eq!(answer.status, 404, "{bad:?}: {}", answer.body);
         assert_eq!(answer.json["error"]["id"], LOGIN_FLOW_UNKNOWN);
     }
+    // A query that is not UTF-8 once decoded is refused as malformed, not guessed at.
+    let answer = submit(&app, "%00%FF", body.clone()).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.json["error"]["code"], 400, "{}", answer.body);
     app.advance(std::time::Duration::from_secs(3600));
     let answer = submit(&app, &flow, body).await;
     assert_eq!(answer.status, 410, "{}", answer.body);

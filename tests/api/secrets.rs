@@ -194,8 +194,7 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
         );
     }
     let mut files = 0;
-    for entry in std::fs::read_dir(data_dir.path()).expect("data dir") {
-        let path = entry.expect("entry").path();
+    for path in files_below(data_dir.path()) {
         let bytes = std::fs::read(&path).expect("read");
         files += 1;
         for (what, secret) in &secrets {
@@ -219,4 +218,18 @@ async fn no_token_password_or_jwt_reaches_the_database_files_or_the_trace_log() 
         secrets.len(),
         log.lines().count()
     );
+}
+
+/// Every file below `dir`, in its subdirectories too.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(files_below(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -198,7 +198,7 @@ async fn a_zero_or_negative_lifetime_is_invalid() {
 }
 
 #[tokio::test]
-async fn unsupported_checks_and_challenges_are_invalid_arguments() {
+async fn unsupported_checks_and_challenges_for_another_domain_are_invalid_arguments() {
     let (app, alice, admin) = spawn_app_with_alice().await;
     for api in app.apis() {
         fails(
@@ -237,7 +237,7 @@ async fn unsupported_checks_and_challenges_are_invalid_arguments() {
             )
             .await,
             Code::InvalidArgument,
-            "SESSIOND-CHALLENGE-UNSUPPORTED",
+            "SESSIOND-PASSKEY-DOMAIN",
         );
     }
 }
