@@ -16,6 +16,7 @@ mod procfs;
 mod report;
 mod seed;
 mod server;
+mod signals;
 mod storage;
 
 use std::net::SocketAddr;
@@ -118,6 +119,39 @@ enum Command {
         #[arg(long, default_value_t = 600_000)]
         delete_pool: usize,
         /// Merge the section into this Markdown file (and its numbers into FILE.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Measure Shared Signals end to end: a sessiond process pushing SETs to 10 streams whose
+    /// receiver (in this process) verifies every signature. Latency from the DeleteSession
+    /// answer to the verified SET at a fixed rate, SETs per second at saturation, and
+    /// DeleteSession throughput with and without the streams. Merges its section into --out.
+    Signals {
+        /// The sessiond binary (default: `sessiond` next to this executable).
+        #[arg(long)]
+        sessiond: Option<PathBuf>,
+        /// Revocations per second of the latency run (open loop).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Seconds of the latency run.
+        #[arg(long, default_value_t = 3.0)]
+        latency_seconds: f64,
+        /// Seconds of DeleteSession as fast as possible in the saturation run.
+        #[arg(long, default_value_t = 2.0)]
+        saturation_seconds: f64,
+        /// The longest wait for the saturation backlog to drain.
+        #[arg(long, default_value_t = 30.0)]
+        drain_cap_seconds: f64,
+        /// Seconds per throughput round.
+        #[arg(long, default_value_t = 2.0)]
+        throughput_seconds: f64,
+        /// Alternating rounds (without streams, with them).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// The signing key algorithm (sessiond's default when not given).
+        #[arg(long)]
+        key_algorithm: Option<String>,
+        /// Merge the section into this Markdown file.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -343,6 +377,44 @@ fn main() -> anyhow::Result<()> {
             match out {
                 Some(path) => storage::merge_into(&path, &report)?,
                 None => println!("{}", storage::markdown(&report)),
+            }
+            Ok(())
+        }),
+        Some(Command::Signals {
+            sessiond,
+            rate,
+            latency_seconds,
+            saturation_seconds,
+            drain_cap_seconds,
+            throughput_seconds,
+            rounds,
+            key_algorithm,
+            out,
+        }) => runtime.block_on(async {
+            let work =
+                std::env::temp_dir().join(format!("sessiond-signals-{}", std::process::id()));
+            let options = signals::Options {
+                sessiond: sessiond_binary(sessiond)?,
+                rate,
+                latency_seconds,
+                saturation_seconds,
+                drain_cap_seconds,
+                throughput_seconds,
+                rounds,
+                key_algorithm,
+                work: work.clone(),
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            let report = tokio::select! {
+                report = signals::run(options) => report,
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            };
+            let _ = std::fs::remove_dir_all(&work);
+            let report = report?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            match out {
+                Some(path) => signals::merge_into(&path, &report)?,
+                None => println!("{}", signals::markdown(&report)),
             }
             Ok(())
         }),
