@@ -61,6 +61,18 @@ use crate::store::{DynStore, FeedQuery, StoreError};
 pub use keys::{KeyRing, KeySource};
 pub use targets::HeaderSealer;
 
+/// A signed token of `typ` carrying `claims`, with its `jti`.
+fn sign_with(key: &keys::SigningKey, typ: &str, claims: &Value) -> Result<NewItem, Error> {
+    let token = key.sign(typ, claims).map_err(|e| {
+        Error::internal(
+            error_ids::SIGNALS_SIGN,
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+    Ok(NewItem { jti, token })
+}
+
 /// The push and poll delivery methods of SSF.
 pub const PUSH: &str = "urn:ietf:rfc:8935";
 pub const POLL: &str = "urn:ietf:rfc:8936";
@@ -187,14 +199,30 @@ impl Signals {
     }
 
     fn sign(&self, typ: &str, claims: &Value) -> Result<NewItem, Error> {
-        let token = self.keys().signing.sign(typ, claims).map_err(|e| {
+        sign_with(&self.keys().signing, typ, claims)
+    }
+
+    /// Signs many tokens on a blocking thread: an RSA signature costs about a millisecond of
+    /// CPU, and a burst of revocations times the streams would otherwise hold the async
+    /// workers that answer requests.
+    async fn sign_all(&self, unsigned: Vec<(&'static str, Value)>) -> Result<Vec<NewItem>, Error> {
+        if unsigned.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.keys().signing.clone();
+        tokio::task::spawn_blocking(move || {
+            unsigned
+                .iter()
+                .map(|(typ, claims)| sign_with(&key, typ, claims))
+                .collect()
+        })
+        .await
+        .map_err(|e| {
             Error::internal(
                 error_ids::SIGNALS_SIGN,
                 std::io::Error::other(e.to_string()),
             )
-        })?;
-        let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
-        Ok(NewItem { jti, token })
+        })?
     }
 
     /// Appends a verification event to a stream's outbox (after what is there).
@@ -284,7 +312,7 @@ impl Signals {
         events: &[SessionEvent],
     ) -> Result<Vec<NewItem>, Error> {
         let now = self.now();
-        let mut items = Vec::new();
+        let mut unsigned = Vec::new();
         match row.kind {
             TargetKind::Stream => {
                 let (iss, aud) = stream_iss_aud(row);
@@ -307,7 +335,7 @@ impl Signals {
                     }
                     if delivered.contains(&tokens::SESSION_REVOKED) {
                         let claims = tokens::session_revoked(&iss, &aud, &new_jti(), now, event);
-                        items.push(self.sign(tokens::SET_TYP, &claims)?);
+                        unsigned.push((tokens::SET_TYP, claims));
                     }
                     if event.reason == Some(TerminationReason::PasswordChanged)
                         && delivered.contains(&tokens::CREDENTIAL_CHANGE)
@@ -322,7 +350,7 @@ impl Signals {
                             user,
                             event.occurred_at,
                         );
-                        items.push(self.sign(tokens::SET_TYP, &claims)?);
+                        unsigned.push((tokens::SET_TYP, claims));
                     }
                 }
             }
@@ -334,11 +362,11 @@ impl Signals {
                         continue;
                     }
                     let claims = tokens::logout(&iss, &row.id, &new_jti(), now, event);
-                    items.push(self.sign(tokens::LOGOUT_TYP, &claims)?);
+                    unsigned.push((tokens::LOGOUT_TYP, claims));
                 }
             }
         }
-        Ok(items)
+        self.sign_all(unsigned).await
     }
 
     /// Whether a session was created for this client (its metadata `client_id`).
@@ -462,7 +490,14 @@ impl Signals {
         }
         .unwrap_or_default()
         .to_owned();
+        // Tokens the receiver took, removed from the outbox in one write per page (or sooner,
+        // before any return). A crash in between sends them again: receivers drop repeats by
+        // `jti`, and in normal operation nothing is sent twice.
+        let mut taken: Vec<String> = Vec::new();
         loop {
+            if !self.forget(row, &mut taken).await {
+                return Delivery::Failed;
+            }
             let items = match store.pending(row.kind, &row.id, DELIVER_PAGE).await {
                 Ok(items) => items,
                 Err(e) => {
@@ -481,19 +516,14 @@ impl Signals {
                         attempts = item.attempts,
                         "giving up a signal its receiver did not take in time"
                     );
-                    let _ = store.remove_items(row.kind, &row.id, &[item.jti]).await;
+                    taken.push(item.jti);
                     continue;
                 }
                 match self
                     .post(row.kind, &url, authorization.as_deref(), &item.token)
                     .await
                 {
-                    Ok(()) => {
-                        if let Err(e) = store.remove_items(row.kind, &row.id, &[item.jti]).await {
-                            tracing::warn!(error = ?e, "a delivered signal stays in the outbox; it will be sent again");
-                            return Delivery::Failed;
-                        }
-                    }
+                    Ok(()) => taken.push(item.jti),
                     Err(problem) => {
                         tracing::warn!(
                             target_kind = row.kind.as_str(),
@@ -502,13 +532,41 @@ impl Signals {
                             problem = %problem,
                             "a receiver did not take a signal; retrying with backoff"
                         );
+                        self.forget(row, &mut taken).await;
                         let _ = store.record_attempt(row.kind, &row.id, &item.jti).await;
                         return Delivery::Failed;
                     }
                 }
                 if started.elapsed() >= DELIVER_BUDGET {
-                    return Delivery::More;
+                    return if self.forget(row, &mut taken).await {
+                        Delivery::More
+                    } else {
+                        Delivery::Failed
+                    };
                 }
+            }
+        }
+    }
+
+    /// Removes the tokens a receiver took from the target's outbox; false (they stay, and
+    /// are sent again) when the store refuses.
+    async fn forget(&self, row: &TargetRow, taken: &mut Vec<String>) -> bool {
+        if taken.is_empty() {
+            return true;
+        }
+        match self
+            .inner
+            .store
+            .remove_items(row.kind, &row.id, taken)
+            .await
+        {
+            Ok(_) => {
+                taken.clear();
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "delivered signals stay in the outbox; they will be sent again");
+                false
             }
         }
     }
