@@ -136,8 +136,8 @@ settings! {
     shutdown_timeout: Duration = Duration::from_secs(30);
     /// How often an idle event stream (Server-Sent Events) sends a keepalive comment.
     feed_keepalive: Duration = Duration::from_secs(15);
-    /// Session events the feed's in-memory ring holds; a subscriber further behind reads the
-    /// store instead.
+    /// Size of the feed's in-memory ring: it holds this / 8 batches of at most 64 session
+    /// events each; a subscriber further behind reads the store instead.
     feed_buffer: usize = 4096;
     /// Longest time the feed goes without reading the store (a lost wake-up delays at most this).
     feed_poll_interval: Duration = Duration::from_secs(1);
