@@ -164,10 +164,17 @@ async fn prepare_totp(core: &Core, n: usize) -> anyhow::Result<Vec<Prepared>> {
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let user = user(core, format!("totp{i}@bench.test")).await?;
-        core.import_totp(&Principal::system(), &user.id, &seed)
+        let new = NewUser {
+            login_name: LoginName::parse(format!("totp{i}@bench.test"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            display_name: None,
+            organization_id: None,
+            password: None,
+        };
+        let user = core
+            .create_human(&Principal::system(), new, &[], Some(&seed))
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| anyhow::anyhow!("adding a user with a TOTP seed: {e}"))?;
         let (id, _) = session(core, &user, None).await?;
         out.push(Prepared {
             request: pb::SetSessionRequest {
