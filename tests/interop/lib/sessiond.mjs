@@ -1,7 +1,8 @@
 // Starts a throw-away sessiond for one Node interop script (the Node twin of
 // sessiond_fixture.py): own data dir, user alice/password123, an all-permissions bearer token,
 // and an OS-chosen port read from the JSON "listening" log line (no port race).
-// The binary comes from $SESSIOND_BIN, else ../../target/debug/sessiond.
+// The binary comes from $SESSIOND_BIN, else ../../target/debug/sessiond. Options: `serveArgs`
+// (more `serve` arguments) and `permissions` (the token's, comma-separated).
 
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, accessSync, constants } from "node:fs";
@@ -14,7 +15,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const LOGIN_NAME = "alice";
 export const PASSWORD = "password123";
 
-export async function startSessiond() {
+export async function startSessiond({
+  serveArgs = [],
+  permissions = "session.read,session.write,session.delete",
+} = {}) {
   const bin = process.env.SESSIOND_BIN || resolve(here, "../../../target/debug/sessiond");
   accessSync(bin, constants.X_OK);
   const dataDir = mkdtempSync(join(tmpdir(), "sessiond-interop-"));
@@ -25,11 +29,11 @@ export async function startSessiond() {
     .pop();
   const token = run([
     "token", "mint", "--subject", "admin",
-    "--permissions", "session.read,session.write,session.delete",
+    "--permissions", permissions,
   ]);
   const proc = spawn(
     bin,
-    ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-format", "json"],
+    ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-format", "json", ...serveArgs],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   const log = [];
@@ -68,4 +72,52 @@ export async function startSessiond() {
 
 export function check(condition, message) {
   if (!condition) throw new Error(message);
+}
+
+// Starts smtp_sink.py (aiosmtpd, from the Python clients' venv: $INTEROP_PYTHON, else
+// python3) on an OS-chosen port. `next()` waits for the next received message
+// ({to, text}, text decoded); `stop()` ends the sink.
+export async function startSmtpSink() {
+  const python = process.env.INTEROP_PYTHON || "python3";
+  const proc = spawn(python, ["-W", "ignore", resolve(here, "../smtp_sink.py")], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const received = [];
+  const waiting = [];
+  const port = new Promise((resolvePort, reject) => {
+    const timer = setTimeout(() => reject(new Error("the SMTP sink did not start in 30 s")), 30_000);
+    proc.on("exit", (code) => reject(new Error(`the SMTP sink exited (${code})`)));
+    createInterface({ input: proc.stdout }).on("line", (line) => {
+      const message = JSON.parse(line);
+      if (message.port) {
+        clearTimeout(timer);
+        resolvePort(message.port);
+      } else if (waiting.length) {
+        waiting.shift()(message);
+      } else {
+        received.push(message);
+      }
+    });
+  });
+  return {
+    port: await port,
+    next(timeoutMs = 10_000) {
+      if (received.length) return Promise.resolve(received.shift());
+      return new Promise((resolveMessage, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no email within ${timeoutMs} ms`)), timeoutMs);
+        waiting.push((m) => {
+          clearTimeout(timer);
+          resolveMessage(m);
+        });
+      });
+    },
+    async stop() {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once("exit", r));
+        proc.stdin.end();
+        proc.kill("SIGTERM");
+        await exited;
+      }
+    },
+  };
 }
