@@ -190,6 +190,9 @@ error_ids! {
     PASSKEY_TAKEN = "SESSIOND-PASSKEY-TAKEN";
     /// RemovePasskey of a passkey the user does not have.
     PASSKEY_NOT_FOUND = "COMMAND-DAfb2";
+    /// The server's own WebAuthn fault: a ceremony it could not begin, or state or a
+    /// credential it stored that no longer reads back (never a client's bad credential).
+    PASSKEY_SERVER = "SESSIOND-PASSKEY-SERVER";
 
     // --- request shapes --------------------------------------------------------------------
     /// A session id that cannot be one.

@@ -8,26 +8,33 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
 
+use sessiond::settings::Settings;
+
 use crate::helpers::*;
 
 /// The origin the software authenticator's client data names.
 const ORIGIN: &str = "http://localhost:4000";
 
 async fn passkey_app() -> TestApp {
+    passkey_app_with(|s| s.max_password_attempts = 3).await
+}
+
+/// A server whose relying party accepts the software authenticator's origin.
+pub(crate) async fn passkey_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.webauthn_origins = vec![ORIGIN.into()];
-        s.max_password_attempts = 3;
+        configure(s);
     })
     .await
 }
 
-fn to_struct(value: Value) -> pbjson_types::Struct {
+pub(crate) fn to_struct(value: Value) -> pbjson_types::Struct {
     serde_json::from_value(value).expect("a JSON object")
 }
 
 /// A Struct as JSON. Struct numbers are doubles; whole ones become integers again, as a
 /// JavaScript client would read them.
-fn from_struct(value: pbjson_types::Struct) -> Value {
+pub(crate) fn from_struct(value: pbjson_types::Struct) -> Value {
     fn integral(value: &mut Value) {
         match value {
             Value::Number(n) => {
@@ -49,12 +56,12 @@ fn from_struct(value: pbjson_types::Struct) -> Value {
 }
 
 /// A software authenticator that verifies its user.
-fn authenticator() -> SoftPasskey {
+pub(crate) fn authenticator() -> SoftPasskey {
     SoftPasskey::new(true)
 }
 
 /// RegisterPasskey, the authenticator's answer, VerifyPasskeyRegistration; the passkey id.
-async fn register(
+pub(crate) async fn register(
     api: &UserApi,
     auth: &str,
     user: &str,
@@ -142,7 +149,7 @@ async fn challenged_session(sessions: &Api, auth: &str, user: &str) -> (String, 
 }
 
 /// The authenticator's assertion for a challenge's request options, as JSON.
-fn assertion(key: &mut SoftPasskey, options: Value) -> Value {
+pub(crate) fn assertion(key: &mut SoftPasskey, options: Value) -> Value {
     let options: RequestChallengeResponse =
         serde_json::from_value(options).expect("webauthn request options");
     let signed = key
@@ -151,7 +158,7 @@ fn assertion(key: &mut SoftPasskey, options: Value) -> Value {
     serde_json::to_value(&signed).expect("json")
 }
 
-fn with_webauthn(assertion: Value) -> v2::Checks {
+pub(crate) fn with_webauthn(assertion: Value) -> v2::Checks {
     v2::Checks {
         web_auth_n: Some(v2::CheckWebAuthN {
             credential_assertion_data: Some(to_struct(assertion)),
@@ -660,5 +667,118 @@ async fn removing_a_passkey_ends_the_users_other_sessions_and_needs_the_right() 
         )
         .message;
         assert!(listed.result.is_empty(), "{api}");
+    }
+}
+
+/// `response.clientDataJSON` of a WebAuthn answer (JSON) with one field changed.
+fn with_client_data(mut answer: Value, field: &str, value: Value) -> Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let encoded = answer["response"]["clientDataJSON"]
+        .as_str()
+        .expect("clientDataJSON")
+        .to_owned();
+    let mut client_data: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).expect("base64url"))
+            .expect("client data JSON");
+    client_data[field] = value;
+    answer["response"]["clientDataJSON"] =
+        json!(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&client_data).expect("JSON")));
+    answer
+}
+
+#[tokio::test]
+async fn credentials_webauthn_rs_refuses_are_client_errors_with_a_passkey_reason() {
+    // No lockout: every refusal here must show its own reason.
+    let app = passkey_app_with(|s| s.max_password_attempts = 0).await;
+    let auth = operator(&app);
+    for (i, api) in app.user_apis().into_iter().enumerate() {
+        let user = app.add_user(&format!("unverified{i}@example.com")).await;
+        let id = user.id.as_str();
+        let mut key = authenticator();
+        let started = ok(
+            &api,
+            api.call::<RegisterPasskey>(
+                Some(&auth),
+                user::RegisterPasskeyRequest {
+                    user_id: id.into(),
+                    domain: "localhost".into(),
+                    ..Default::default()
+                },
+            )
+            .await,
+        )
+        .message;
+        let options: CreationChallengeResponse = serde_json::from_value(from_struct(
+            started
+                .public_key_credential_creation_options
+                .expect("creation options"),
+        ))
+        .expect("webauthn creation options");
+        let answer = serde_json::to_value(
+            key.do_registration(Url::parse(ORIGIN).expect("url"), options)
+                .expect("the authenticator registers"),
+        )
+        .expect("json");
+        let verify = |credential: Value| {
+            api.call::<VerifyPasskey>(
+                Some(&auth),
+                user::VerifyPasskeyRegistrationRequest {
+                    user_id: id.into(),
+                    passkey_id: started.passkey_id.clone(),
+                    public_key_credential: Some(to_struct(credential)),
+                    passkey_name: "key".into(),
+                },
+            )
+        };
+        // Well-formed answers that webauthn-rs refuses: another challenge, another origin,
+        // the wrong ceremony type, an attestation object that is no CBOR.
+        let mut garbled = answer.clone();
+        garbled["response"]["attestationObject"] = json!("oWNmbXRkbm9uZQ");
+        for refused in [
+            with_client_data(answer.clone(), "challenge", json!("AAAAAAAAAAAAAAAAAAAAAA")),
+            with_client_data(answer.clone(), "origin", json!("https://evil.test")),
+            with_client_data(answer.clone(), "type", json!("webauthn.get")),
+            garbled,
+        ] {
+            let failure = fails(
+                &api,
+                verify(refused).await,
+                Code::InvalidArgument,
+                "WEBAU-3Vb9s",
+            );
+            assert!(failure.http_status.is_none_or(|s| s == 400), "{api}");
+        }
+        // The registration is still pending: the genuine answer completes it.
+        ok(&api, verify(answer).await);
+
+        // Assertions webauthn-rs refuses, in the session face's shape.
+        let sessions = session_api(&app, &api);
+        let (session_id, options) = challenged_session(&sessions, &auth, id).await;
+        let signed = assertion(&mut key, options);
+        let mut bad_signature = signed.clone();
+        bad_signature["response"]["signature"] = json!("MEUCIQDx");
+        for refused in [
+            with_client_data(signed.clone(), "challenge", json!("AAAAAAAAAAAAAAAAAAAAAA")),
+            with_client_data(signed.clone(), "origin", json!("https://evil.test")),
+            with_client_data(signed.clone(), "type", json!("webauthn.create")),
+            bad_signature,
+        ] {
+            let failure = fails(
+                &sessions,
+                sessions
+                    .set(Some(&auth), set(&session_id, with_webauthn(refused)))
+                    .await,
+                Code::InvalidArgument,
+                "WEBAU-3M9si",
+            );
+            assert!(failure.http_status.is_none_or(|s| s == 400), "{api}");
+        }
+        ok(
+            &sessions,
+            sessions
+                .set(Some(&auth), set(&session_id, with_webauthn(signed)))
+                .await,
+        );
     }
 }

@@ -250,9 +250,10 @@ fn user_handle(user: &UserId) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
+/// A server fault of the passkey machinery (a client's bad credential is never one).
 fn internal(what: &'static str, e: impl std::fmt::Display) -> Error {
     Error::internal(
-        error_ids::STORE_FAILED,
+        error_ids::PASSKEY_SERVER,
         std::io::Error::other(format!("{what}: {e}")),
     )
 }
