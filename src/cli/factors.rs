@@ -14,8 +14,10 @@ pub enum FactorsCommand {
     /// List a user's factors as JSON lines (kind, state, times; never a secret).
     #[command(after_help = "Example:\n  sessiond users factors list 123456789012345678")]
     List(FactorsListArgs),
-    /// Remove one of a user's factors (totp or recovery_codes) and end its sessions.
-    #[command(after_help = "Example:\n  sessiond users factors remove 123456789012345678 totp")]
+    /// Remove one of a user's factors and end its sessions.
+    #[command(
+        after_help = "Examples:\n  sessiond users factors remove 123456789012345678 totp\n  sessiond users factors remove 123456789012345678 passkey 987654321098765432"
+    )]
     Remove(FactorsRemoveArgs),
 }
 
@@ -31,8 +33,10 @@ pub struct FactorsListArgs {
 pub struct FactorsRemoveArgs {
     /// The user's id.
     pub id: String,
-    /// The factor: totp or recovery_codes.
+    /// The factor: totp, recovery_codes, otp_sms, otp_email, or passkey (with its id).
     pub kind: String,
+    /// The passkey's id (as `list` shows it), when the factor is a passkey.
+    pub passkey_id: Option<String>,
     /// Keep the user's sessions instead of ending them.
     #[arg(long)]
     pub keep_sessions: bool,
@@ -60,7 +64,25 @@ pub async fn run(command: FactorsCommand, file: Option<&Path>) -> anyhow::Result
                 .collect();
             emit(&lines)?;
         }
+        FactorsCommand::Remove(args) if args.kind == "passkey" => {
+            let id = user_id(&args.id)?;
+            let passkey = args
+                .passkey_id
+                .ok_or_else(|| anyhow::anyhow!("which passkey? give its id after `passkey`"))?;
+            let core = store_core(file, &args.store).await?;
+            let change = core
+                .remove_passkey(&system, &id, &passkey, !args.keep_sessions)
+                .await
+                .map_err(fail)?;
+            eprintln!(
+                "passkey {passkey} removed; {} session(s) ended",
+                change.revoked
+            );
+        }
         FactorsCommand::Remove(args) => {
+            if args.passkey_id.is_some() {
+                anyhow::bail!("only a passkey is removed by id");
+            }
             let id = user_id(&args.id)?;
             let kind = FactorKind::parse(&args.kind).map_err(fail)?;
             let core = store_core(file, &args.store).await?;

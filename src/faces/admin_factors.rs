@@ -1,6 +1,7 @@
 //! A user's second factors on the admin face: list them (no secrets: kind, state, times,
-//! recovery codes left) and remove one. Removing ends the user's sessions unless
-//! `revokeSessions=false` is in the query, as a password change does.
+//! recovery codes left) and remove one (`…/factors/{kind}`, or `…/factors/passkey/{id}` for
+//! one passkey). Removing ends the user's sessions unless `revokeSessions=false` is in the
+//! query, as a password change does.
 
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -73,13 +74,8 @@ async fn list_factors(
     Ok(axum::Json(json!({ "data": data })).into_response())
 }
 
-async fn remove_factor(
-    State(state): State<FaceState>,
-    Bearer(principal, ..): Admin,
-    UserPath(id): UserPath,
-    KindPath(kind): KindPath,
-    query: Query,
-) -> Answer {
+/// `revokeSessions` of a removal's query: true unless it says false.
+fn revoke_sessions(query: Query) -> Result<bool, AdminError> {
     let mut revoke = true;
     for (key, value) in query.0 {
         if key == "revokeSessions" || key == "revoke_sessions" {
@@ -94,6 +90,17 @@ async fn remove_factor(
             };
         }
     }
+    Ok(revoke)
+}
+
+async fn remove_factor(
+    State(state): State<FaceState>,
+    Bearer(principal, ..): Admin,
+    UserPath(id): UserPath,
+    KindPath(kind): KindPath,
+    query: Query,
+) -> Answer {
+    let revoke = revoke_sessions(query)?;
     let change = state
         .api
         .core()
@@ -107,11 +114,54 @@ async fn remove_factor(
     Ok(axum::Json(body).into_response())
 }
 
+async fn remove_passkey(
+    State(state): State<FaceState>,
+    Bearer(principal, ..): Admin,
+    UserPath(id): UserPath,
+    parts: PasskeyPath,
+    query: Query,
+) -> Answer {
+    let revoke = revoke_sessions(query)?;
+    let change = state
+        .api
+        .core()
+        .remove_passkey(&principal, &id, &parts.0, revoke)
+        .await?;
+    let body = json!({
+        "message": "Factor removed",
+        "kind": "passkey",
+        "id": parts.0,
+        "revokedSessions": change.revoked,
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+/// The `{passkeyId}` of a passkey route: at most 200 characters.
+struct PasskeyPath(String);
+
+impl FromRequestParts<FaceState> for PasskeyPath {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &FaceState) -> Result<Self, AdminError> {
+        let id = path_param(parts, state, "passkeyId").await?;
+        if id.is_empty() || id.chars().count() > 200 || id.chars().any(char::is_control) {
+            return Err(AdminError::validation(
+                "passkeyId: 1 to 200 characters, no control characters",
+            ));
+        }
+        Ok(Self(id))
+    }
+}
+
 pub fn routes() -> Router<FaceState> {
     Router::new()
         .route("/auth/admin/api/users/{id}/factors", get(list_factors))
         .route(
             "/auth/admin/api/users/{id}/factors/{kind}",
             axum::routing::delete(remove_factor),
+        )
+        .route(
+            "/auth/admin/api/users/{id}/factors/passkey/{passkeyId}",
+            axum::routing::delete(remove_passkey),
         )
 }

@@ -782,3 +782,80 @@ async fn credentials_webauthn_rs_refuses_are_client_errors_with_a_passkey_reason
         );
     }
 }
+
+#[tokio::test]
+async fn the_admin_face_removes_one_passkey_by_id() {
+    let app = passkey_app().await;
+    let auth = operator(&app);
+    let api = app.user_api(UserProtocol::Grpc);
+    let user = app.add_user("admin-removes@example.com").await;
+    let id = user.id.as_str();
+    let mut key = authenticator();
+    let kept = register(&api, &auth, id, &mut key, "kept").await;
+    let mut other = authenticator();
+    let removed = register(&api, &auth, id, &mut other, "removed").await;
+    let sessions = session_api(&app, &api);
+    let (session_id, _) = challenged_session(&sessions, &auth, id).await;
+    let path = |passkey: &str, query: &str| {
+        app.url(&format!(
+            "/auth/admin/api/users/{id}/factors/passkey/{passkey}{query}"
+        ))
+    };
+
+    let reader = app.bearer("reader", &["user.read"]);
+    let denied = send(
+        app.http
+            .delete(path(&removed, ""))
+            .header("authorization", &reader),
+    )
+    .await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let long = send(
+        app.http
+            .delete(path(&"4".repeat(201), ""))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(long.status, 400, "{}", long.body);
+
+    let answer = send(
+        app.http
+            .delete(path(&removed, "?revokeSessions=false"))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json["kind"], "passkey");
+    assert_eq!(answer.json["id"], removed.as_str());
+    assert_eq!(answer.json["revokedSessions"], 0);
+    // Kept: the session and the other passkey.
+    session_of(&app, &sessions, &session_id).await;
+    let listed = send(
+        app.http
+            .get(app.url(&format!("/auth/admin/api/users/{id}/factors")))
+            .header("authorization", &auth),
+    )
+    .await;
+    let ids: Vec<&str> = listed.json["data"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|f| f["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [kept.as_str()], "{}", listed.body);
+
+    let again = send(
+        app.http
+            .delete(path(&removed, ""))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(again.status, 404, "{}", again.body);
+    // Without the query, the user's sessions end.
+    let answer = send(
+        app.http
+            .delete(path(&kept, ""))
+            .header("authorization", &auth),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json["revokedSessions"], 1, "{}", answer.body);
+}
