@@ -151,6 +151,10 @@ enum Command {
         /// The signing key algorithm (sessiond's default when not given).
         #[arg(long)]
         key_algorithm: Option<String>,
+        /// Every stream receives every revocation (default: each stream receives the
+        /// revocations of its own users; the users of the other streams are removed from it).
+        #[arg(long)]
+        every_stream_gets_all: bool,
         /// Merge the section into this Markdown file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -389,6 +393,7 @@ fn main() -> anyhow::Result<()> {
             throughput_seconds,
             rounds,
             key_algorithm,
+            every_stream_gets_all,
             out,
         }) => runtime.block_on(async {
             let work =
@@ -402,6 +407,7 @@ fn main() -> anyhow::Result<()> {
                 throughput_seconds,
                 rounds,
                 key_algorithm,
+                every_stream_gets_all,
                 work: work.clone(),
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };

@@ -2,6 +2,10 @@
 //! allowed) pushing CAEP `session-revoked` SETs to 10 push streams whose receiver runs in
 //! this process and verifies every SET's signature against the published JWKS.
 //!
+//! - Subjects: the sessions belong to 10 users; stream n receives the revocations of user n
+//!   only (the other users are removed from it by SSF remove-subject; sessiond's
+//!   `default_subjects` is `ALL`), so each revocation is one SET. With
+//!   `--every-stream-gets-all` no subject is removed and each revocation is 10 SETs.
 //! - Latency: DeleteSession over gRPC at a fixed rate (open loop); for every revocation and
 //!   stream, from the DeleteSession answer to the verified SET at the receiver (0 if the SET
 //!   came first).
@@ -55,6 +59,7 @@ pub struct Options {
     pub throughput_seconds: f64,
     pub rounds: usize,
     pub key_algorithm: Option<String>,
+    pub every_stream_gets_all: bool,
     pub work: PathBuf,
     pub command: String,
 }
@@ -68,6 +73,12 @@ pub struct Report {
     pub cpu: String,
     pub key_algorithm: String,
     pub streams: usize,
+    /// Whether every stream received every revocation (else each its own users').
+    pub every_stream_gets_all: bool,
+    /// SETs each revocation makes.
+    pub sets_per_revocation: u64,
+    /// SETs that reached a stream whose subjects do not include their user.
+    pub misrouted_sets: u64,
     pub offered_rate: f64,
     pub achieved_rate: f64,
     pub revocations: u64,
@@ -80,6 +91,8 @@ pub struct Report {
     pub saturation_sets: u64,
     pub saturation_seconds: f64,
     pub saturation_drained: bool,
+    /// DeleteSession calls answered per second during the saturation run.
+    pub saturation_api_rate: f64,
     pub sets_per_s: f64,
     pub api_with: Vec<f64>,
     pub api_without: Vec<f64>,
@@ -98,6 +111,7 @@ struct Received {
     arrivals: Mutex<HashMap<String, Vec<Instant>>>,
     verified: AtomicU64,
     rejected: AtomicU64,
+    misrouted: AtomicU64,
     last: Mutex<Option<Instant>>,
 }
 
@@ -106,6 +120,8 @@ struct Receiver {
     jwks_url: SocketAddr,
     issuer: String,
     received: Received,
+    /// The stream of each user, when streams have their own users.
+    streams_of_users: HashMap<String, usize>,
 }
 
 impl Receiver {
@@ -136,8 +152,8 @@ impl Receiver {
             .with_context(|| format!("kid {kid} not in the JWKS"))
     }
 
-    /// Verifies one SET; returns the revoked session's id (None for other events).
-    async fn verify(&self, token: &str) -> anyhow::Result<Option<String>> {
+    /// Verifies one SET; returns the revoked session's id and user (None for other events).
+    async fn verify(&self, token: &str) -> anyhow::Result<Option<(String, String)>> {
         let header = jsonwebtoken::decode_header(token)?;
         anyhow::ensure!(
             header.typ.as_deref() == Some("secevent+jwt"),
@@ -158,7 +174,10 @@ impl Receiver {
         let id = claims["sub_id"]["session"]["id"]
             .as_str()
             .context("no sub_id.session.id")?;
-        Ok(Some(id.to_owned()))
+        let user = claims["sub_id"]["user"]["id"]
+            .as_str()
+            .context("no sub_id.user.id")?;
+        Ok(Some((id.to_owned(), user.to_owned())))
     }
 }
 
@@ -168,7 +187,7 @@ fn poisoned<T>(_: T) -> anyhow::Error {
 
 async fn receive(
     State(receiver): State<Arc<Receiver>>,
-    UrlPath(_stream): UrlPath<usize>,
+    UrlPath(stream): UrlPath<usize>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -185,7 +204,15 @@ async fn receive(
     match verified {
         Ok(session) => {
             let done = Instant::now();
-            if let Some(id) = session
+            if let Some((_, user)) = &session
+                && receiver
+                    .streams_of_users
+                    .get(user)
+                    .is_some_and(|own| *own != stream)
+            {
+                r.misrouted.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some((id, _)) = session
                 && let Ok(mut arrivals) = r.arrivals.lock()
             {
                 arrivals.entry(id).or_default().push(done);
@@ -207,12 +234,14 @@ async fn receive(
 
 async fn start_receiver(
     sessiond: SocketAddr,
+    streams_of_users: HashMap<String, usize>,
 ) -> anyhow::Result<(Arc<Receiver>, SocketAddr, tokio::task::JoinHandle<()>)> {
     let receiver = Arc::new(Receiver {
         keys: Mutex::new(HashMap::new()),
         jwks_url: sessiond,
         issuer: format!("http://{sessiond}"),
         received: Received::default(),
+        streams_of_users,
     });
     let app = axum::Router::new()
         .route("/events/{stream}", axum::routing::post(receive))
@@ -259,10 +288,13 @@ async fn http_json(
     Ok((status, value))
 }
 
+/// Creates the streams; with `streams_of_users`, removes from each stream every user of
+/// another stream.
 async fn create_streams(
     api: SocketAddr,
     bearer: &str,
     receiver: SocketAddr,
+    streams_of_users: &HashMap<String, usize>,
 ) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::with_capacity(STREAMS);
     for n in 0..STREAMS {
@@ -283,12 +315,26 @@ async fn create_streams(
         )
         .await?;
         anyhow::ensure!(status == 201, "creating a stream: {status} {answer}");
-        ids.push(
-            answer["stream_id"]
-                .as_str()
-                .context("no stream_id")?
-                .to_owned(),
-        );
+        let id = answer["stream_id"]
+            .as_str()
+            .context("no stream_id")?
+            .to_owned();
+        for (user, _) in streams_of_users.iter().filter(|(_, own)| **own != n) {
+            let body = json!({
+                "stream_id": id,
+                "subject": {"format": "opaque", "id": user},
+            });
+            let (status, answer) = http_json(
+                api,
+                "POST",
+                "/auth/admin/api/ssf/subjects/remove",
+                Some(bearer),
+                Some(&body),
+            )
+            .await?;
+            anyhow::ensure!(status == 204, "removing a subject: {status} {answer}");
+        }
+        ids.push(id);
     }
     Ok(ids)
 }
@@ -437,7 +483,12 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         &crate::seed::SeedSpec {
             prefix: "signals",
             sessions: needed,
-            sessions_per_user: crate::SESSIONS_PER_USER,
+            // One user per stream, or many small users.
+            sessions_per_user: if o.every_stream_gets_all {
+                crate::SESSIONS_PER_USER
+            } else {
+                needed.div_ceil(STREAMS)
+            },
             sample: needed,
             creator: "bench",
             instance_id: "sessiond",
@@ -452,6 +503,21 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         "signals: seeded {} sessions",
         seeded.sessions.len()
     ));
+    let streams_of_users: HashMap<String, usize> = if o.every_stream_gets_all {
+        HashMap::new()
+    } else {
+        seeded
+            .users
+            .iter()
+            .enumerate()
+            .map(|(n, user)| (user.clone(), n % STREAMS))
+            .collect()
+    };
+    let per_revocation = if o.every_stream_gets_all {
+        STREAMS as u64
+    } else {
+        1
+    };
     let mut sessions = seeded.sessions;
     {
         use rand::seq::SliceRandom;
@@ -482,7 +548,8 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     )
     .await?;
     let api_addr = sessiond.addr;
-    let (receiver, receiver_addr, receiver_task) = start_receiver(api_addr).await?;
+    let (receiver, receiver_addr, receiver_task) =
+        start_receiver(api_addr, streams_of_users.clone()).await?;
     let mut clients = Vec::with_capacity(CHANNELS);
     for _ in 0..CHANNELS {
         clients.push(SessionServiceClient::new(
@@ -496,7 +563,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let received = &receiver.received;
 
     // Latency.
-    let streams = create_streams(api_addr, &manage, receiver_addr).await?;
+    let streams = create_streams(api_addr, &manage, receiver_addr, &streams_of_users).await?;
     let key_algorithm = {
         let (_, jwks) =
             http_json(api_addr, "GET", "/.well-known/ssf-jwks.json", None, None).await?;
@@ -505,7 +572,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let count = (o.rate * o.latency_seconds) as usize;
     log(format!(
-        "signals: latency, {count} revocations at {}/s to {STREAMS} streams",
+        "signals: latency, {count} revocations at {}/s to {STREAMS} streams, {per_revocation} SET(s) each",
         o.rate
     ));
     let batch = take(&pool, count)?;
@@ -529,7 +596,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         task.await??;
     }
     let issued = started.elapsed().as_secs_f64();
-    let expected = (count * STREAMS) as u64;
+    let expected = count as u64 * per_revocation;
     let all = wait_for(received, expected, Duration::from_secs(30)).await;
     let machine_busy_latency = busy(jiffies, crate::procfs::machine_jiffies());
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
@@ -565,7 +632,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         ));
         let (n, secs) = closed_loop(&api, &pool, o.throughput_seconds).await?;
         api_without.push(n as f64 / secs);
-        let streams = create_streams(api_addr, &manage, receiver_addr).await?;
+        let streams = create_streams(api_addr, &manage, receiver_addr, &streams_of_users).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         log(format!(
             "signals: round {}: DeleteSession with {STREAMS} streams",
@@ -575,9 +642,9 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         if saturation.is_none() {
             let jiffies = crate::procfs::machine_jiffies();
             let started = Instant::now();
-            let (n, secs) = closed_loop(&api, &pool, o.saturation_seconds).await?;
-            api_with.push(n as f64 / secs);
-            let expected = before + n * STREAMS as u64;
+            let (n, api_secs) = closed_loop(&api, &pool, o.saturation_seconds).await?;
+            api_with.push(n as f64 / api_secs);
+            let expected = before + n * per_revocation;
             let drained = wait_for(
                 received,
                 expected,
@@ -605,6 +672,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 secs,
                 drained,
                 busy(jiffies, crate::procfs::machine_jiffies()),
+                n as f64 / api_secs,
             ));
         } else {
             let (n, secs) = closed_loop(&api, &pool, o.throughput_seconds).await?;
@@ -613,7 +681,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         delete_streams(api_addr, &manage, &streams).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (sat_n, sat_sets, sat_secs, sat_drained, sat_busy) =
+    let (sat_n, sat_sets, sat_secs, sat_drained, sat_busy, sat_api) =
         saturation.context("no saturation run")?;
     receiver_task.abort();
     drop(sessiond);
@@ -628,6 +696,9 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         cpu: machine.cpu,
         key_algorithm,
         streams: STREAMS,
+        every_stream_gets_all: o.every_stream_gets_all,
+        sets_per_revocation: per_revocation,
+        misrouted_sets: received.misrouted.load(Ordering::Relaxed),
         offered_rate: o.rate,
         achieved_rate: count as f64 / issued,
         revocations: count as u64,
@@ -640,6 +711,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         saturation_sets: sat_sets,
         saturation_seconds: sat_secs,
         saturation_drained: sat_drained,
+        saturation_api_rate: sat_api,
         sets_per_s: sat_sets as f64 / sat_secs,
         api_with,
         api_without,
@@ -678,7 +750,7 @@ pub fn markdown(r: &Report) -> String {
          (release build, SQLite, `--signals-allow-loopback-http true`, signing key {alg}) and \
          the bench on the same machine; the bench's receiver verifies every SET's signature \
          against `/.well-known/ssf-jwks.json` (jsonwebtoken) before answering 202. \
-         DeleteSession over gRPC ({CHANNELS} HTTP/2 connections).\n\n\
+         DeleteSession over gRPC ({CHANNELS} HTTP/2 connections). {subjects}\n\n\
          Machine load: {idle:.0}% busy before the run (other processes), {lat_busy:.0}% during \
          the latency run, {sat_busy:.0}% during the saturation run; load average at the end \
          {load}. Other processes (compilers) shared these cores, so the figures are a floor.\n\n\
@@ -687,7 +759,7 @@ pub fn markdown(r: &Report) -> String {
          {streams} streams, {got}/{exp} SETs) | {p50:.1} ms | | |\n\
          | revocation → verified SET, p99 (max {max:.1} ms) | {p99:.1} ms | ≤ 250 ms | {v1} |\n\
          | SETs delivered per second at saturation ({sat_n} revocations as fast as the API \
-         answers, {sat_sets} SETs in {sat_secs:.1} s{drained}) | {sets:.0}/s | ≥ 5,000/s | {v2} |\n\
+         answers, {sat_api:.0}/s, {sat_sets} SETs in {sat_secs:.1} s{drained}) | {sets:.0}/s | ≥ 5,000/s | {v2} |\n\
          | DeleteSession throughput with {streams} streams / without (median of rounds; with: \
          {lw}; without: {lwo} per s; {CONCURRENCY} in flight) | {ratio:.2}× ({with:.0}/s vs \
          {without:.0}/s) | ≥ 0.9× | {v3} |\n\n\
@@ -699,6 +771,23 @@ pub fn markdown(r: &Report) -> String {
         cores = r.cores,
         cpu = r.cpu,
         alg = r.key_algorithm,
+        subjects = if r.every_stream_gets_all {
+            format!(
+                "Every stream receives every revocation: {} SETs per revocation.",
+                r.sets_per_revocation
+            )
+        } else {
+            format!(
+                "The sessions belong to {streams} users and each stream receives the revocations \
+                 of its own user (the other users removed from it by SSF remove-subject): one SET \
+                 per revocation, {per:.0} revocations/s per stream in the latency run; SETs at \
+                 the wrong stream: {mis}.",
+                streams = r.streams,
+                per = r.offered_rate / r.streams as f64,
+                mis = r.misrouted_sets,
+            )
+        },
+        sat_api = r.saturation_api_rate,
         idle = r.machine_busy_idle * 100.0,
         lat_busy = r.machine_busy_latency * 100.0,
         sat_busy = r.machine_busy_saturation * 100.0,

@@ -80,7 +80,9 @@ pub const POLL: &str = "urn:ietf:rfc:8936";
 /// Events signed per store read.
 const FILL_PAGE: u32 = 500;
 /// Tokens read from an outbox at once for delivery.
-const DELIVER_PAGE: u32 = 100;
+const DELIVER_PAGE: u32 = 256;
+/// The fewest tokens a signing thread is given at once.
+const SIGN_CHUNK_MIN: usize = 16;
 /// How long a lease lasts, and how often its holder renews it.
 const LEASE: Duration = Duration::from_secs(15);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
@@ -202,27 +204,44 @@ impl Signals {
         sign_with(&self.keys().signing, typ, claims)
     }
 
-    /// Signs many tokens on a blocking thread: an RSA signature costs about a millisecond of
-    /// CPU, and a burst of revocations times the streams would otherwise hold the async
-    /// workers that answer requests.
+    /// Signs many tokens on the signing threads ([`keys::on_signing_thread`]): an RSA
+    /// signature costs a few hundred microseconds of CPU, and a burst of revocations times the
+    /// targets would otherwise hold the async workers that answer requests. A large batch is
+    /// split over the threads; the tokens keep their order.
     async fn sign_all(&self, unsigned: Vec<(&'static str, Value)>) -> Result<Vec<NewItem>, Error> {
         if unsigned.is_empty() {
             return Ok(Vec::new());
         }
         let key = self.keys().signing.clone();
-        tokio::task::spawn_blocking(move || {
-            unsigned
-                .iter()
-                .map(|(typ, claims)| sign_with(&key, typ, claims))
-                .collect()
-        })
-        .await
-        .map_err(|e| {
-            Error::internal(
-                error_ids::SIGNALS_SIGN,
-                std::io::Error::other(e.to_string()),
-            )
-        })?
+        let chunk = unsigned
+            .len()
+            .div_ceil(keys::signing_parallelism())
+            .max(SIGN_CHUNK_MIN);
+        let mut unsigned = unsigned.into_iter();
+        let mut parts = Vec::new();
+        loop {
+            let part: Vec<_> = unsigned.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
+            let key = key.clone();
+            parts.push(keys::on_signing_thread(move || {
+                part.iter()
+                    .map(|(typ, claims)| sign_with(&key, typ, claims))
+                    .collect::<Result<Vec<_>, _>>()
+            }));
+        }
+        let mut items = Vec::new();
+        for part in futures_util::future::join_all(parts).await {
+            let part = part.map_err(|e| {
+                Error::internal(
+                    error_ids::SIGNALS_SIGN,
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            items.extend(part?);
+        }
+        Ok(items)
     }
 
     /// Appends a verification event to a stream's outbox (after what is there).
@@ -411,12 +430,24 @@ impl Signals {
         let mut changed = self.inner.changed.subscribe();
         let mut failures = 0u32;
         let _release = Release(self.clone(), kind, id.clone());
+        // When this worker last took or renewed its lease: a round within RENEW_EVERY of it
+        // writes nothing (the lease outlasts DELIVER_BUDGET plus RENEW_EVERY by far).
+        let mut renewed: Option<tokio::time::Instant> = None;
         loop {
             wake.mark_unchanged();
             changed.mark_unchanged();
             let now = self.now();
             let until = now.saturating_add(LEASE);
-            match store.lease(kind, &id, &self.inner.owner, now, until).await {
+            let fresh = renewed.is_some_and(|at| at.elapsed() < RENEW_EVERY);
+            let leased = if fresh {
+                Ok(true)
+            } else {
+                let at = tokio::time::Instant::now();
+                let leased = store.lease(kind, &id, &self.inner.owner, now, until).await;
+                renewed = matches!(leased, Ok(true)).then_some(at);
+                leased
+            };
+            match leased {
                 Ok(true) => {}
                 Ok(false) => {
                     tokio::time::sleep(RENEW_EVERY).await;
@@ -428,16 +459,15 @@ impl Signals {
                     continue;
                 }
             }
-            loop {
-                match self.fill(kind, &id).await {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
-                        tracing::warn!(error = ?e, target_id = %id, "signing events failed; retrying");
-                        break;
-                    }
+            // One page signed, then delivered: a backlog is signed and delivered in turns, so
+            // the first tokens reach the receiver while later ones are still unsigned.
+            let more = match self.fill(kind, &id).await {
+                Ok(more) => more,
+                Err(e) => {
+                    tracing::warn!(error = ?e, target_id = %id, "signing events failed; retrying");
+                    false
                 }
-            }
+            };
             let row = match store.target(kind, &id).await {
                 Ok(Some(row)) => row,
                 Ok(None) => return,
@@ -461,6 +491,9 @@ impl Signals {
                         continue;
                     }
                 }
+            }
+            if more {
+                continue;
             }
             tokio::select! {
                 _ = wake.changed() => {}
