@@ -185,6 +185,7 @@ pub fn router(
         core,
         settings.max_concurrent_requests,
         settings.request_timeout,
+        signals.clone(),
     );
     let http = faces::router(
         FaceState {
@@ -250,6 +251,9 @@ pub fn signals(
             paused_max_events: settings.signals_paused_max_events,
             request_timeout: settings.signals_request_timeout,
             poll_timeout: settings.signals_poll_timeout,
+            min_verification_interval: settings.signals_min_verification_interval,
+            inactivity_timeout: settings.signals_inactivity_timeout,
+            ca_file: settings.signals_ca_file.clone(),
         },
     )?))
 }

@@ -192,6 +192,15 @@ settings! {
     signals_request_timeout: Duration = Duration::from_secs(10);
     /// Signals: longest a poll request waits for an event.
     signals_poll_timeout: Duration = Duration::from_secs(30);
+    /// Signals: a stream's `min_verification_interval`; sooner verification requests get 429.
+    signals_min_verification_interval: Duration = Duration::from_secs(30);
+    /// Signals: a stream's `inactivity_timeout`: a stream whose receiver makes no stream
+    /// management call and no poll for this long is paused (announced first by a
+    /// stream-updated event); off unless set.
+    signals_inactivity_timeout: Option<Duration> = None;
+    /// Signals: PEM file of certificate authorities trusted for https receivers, besides the
+    /// system's (a private CA).
+    signals_ca_file: Option<PathBuf> = None;
     /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317, or https://
     /// with TLS); off unless set.
     otlp_endpoint: Option<String> = None;
@@ -289,6 +298,12 @@ impl Settings {
             "RS256" | "ES256" | "EdDSA"
         ) {
             bail!("signals-key-algorithm: must be RS256, ES256 or EdDSA");
+        }
+        if self
+            .signals_inactivity_timeout
+            .is_some_and(|t| t < Duration::from_secs(60))
+        {
+            bail!("signals-inactivity-timeout: must be at least 1m");
         }
         if self.signals_retry_for < days(1) {
             bail!("signals-retry-for: must be at least 24h (receivers may be down that long)");

@@ -256,6 +256,8 @@ error_ids! {
     SIGNALS_SEAL = "SESSIOND-SIGNALS-SEAL";
     /// Signing a token failed.
     SIGNALS_SIGN = "SESSIOND-SIGNALS-SIGN";
+    /// A stream's verification request came sooner than its `min_verification_interval`.
+    SIGNALS_TOO_SOON = "SESSIOND-SIGNALS-TOO-SOON";
 
     // --- the server's own faults -----------------------------------------------------------
     /// The store failed unexpectedly.

@@ -1,7 +1,7 @@
 //! `GET /metrics` in the Prometheus/OpenMetrics text format: requests by face, protocol,
 //! method and result code with latency histograms, shed requests, sessions created /
 //! terminated / live, password checks, store connection pools, the event feed (subscribers,
-//! events delivered, delivery lag) and build information.
+//! events delivered, delivery lag), signals (`signals::metrics`) and build information.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +61,7 @@ pub struct Metrics {
     sessions_active: Gauge,
     pools: Family<PoolLabels, Gauge>,
     core: Core,
+    signals: Option<crate::signals::Signals>,
 }
 
 /// Reads the core's counters at scrape time.
@@ -113,7 +114,7 @@ impl Collector for CoreCounters {
 }
 
 impl Metrics {
-    pub fn new(core: Core) -> Self {
+    pub fn new(core: Core, signals: Option<crate::signals::Signals>) -> Self {
         let mut registry = Registry::with_prefix("sessiond");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -178,6 +179,9 @@ impl Metrics {
             feed.held_back_polls,
         );
         registry.register_collector(Box::new(CoreCounters(core.clone())));
+        if let Some(signals) = &signals {
+            signals.metrics().register(&mut registry);
+        }
         Self {
             registry: Arc::new(registry),
             requests,
@@ -186,6 +190,7 @@ impl Metrics {
             sessions_active,
             pools,
             core,
+            signals,
         }
     }
 
@@ -232,6 +237,9 @@ impl Metrics {
                     state: "in_use",
                 })
                 .set(i64::from(pool.open) - idle);
+        }
+        if let Some(signals) = &self.signals {
+            signals.refresh_metrics().await;
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;

@@ -35,9 +35,14 @@ pub struct Ops {
 
 impl Ops {
     /// At most `max_concurrent` requests in flight, each answered within `timeout`.
-    pub fn new(core: Core, max_concurrent: usize, timeout: Duration) -> Self {
+    pub fn new(
+        core: Core,
+        max_concurrent: usize,
+        timeout: Duration,
+        signals: Option<crate::signals::Signals>,
+    ) -> Self {
         Self {
-            metrics: Metrics::new(core.clone()),
+            metrics: Metrics::new(core.clone(), signals),
             core,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             timeout,

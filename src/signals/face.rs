@@ -5,7 +5,9 @@
 //! (`/auth/admin/api/backchannel-logout-clients`).
 //!
 //! A stream belongs to the subject of the JWT that created it; other callers are told it does
-//! not exist. Unknown request members are ignored (SSF); members the transmitter sets, sent
+//! not exist. Every call on a stream, and every poll, is the receiver's activity: it resets
+//! the stream's `inactivity_timeout` (see `Signals::activity`). A verification request sooner
+//! than `min_verification_interval` after the last one gets 429 with `Retry-After`. Unknown request members are ignored (SSF); members the transmitter sets, sent
 //! with another value, are refused. The `Authorization` header a receiver gives for push
 //! delivery is sealed at once and never shown again.
 
@@ -13,11 +15,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::{LogoutClient, POLL, PUSH, Signals, targets, tokens};
-use crate::domain::{Error, Permission, Principal, error_ids};
+use crate::domain::{Error, ErrorKind, Permission, Principal, Time, error_ids};
 use crate::faces::FaceState;
 use crate::faces::admin::AdminError;
 use crate::faces::edges;
@@ -136,17 +138,36 @@ async fn jwks(State(state): State<FaceState>) -> Answer {
         .into_response())
 }
 
+/// The value of a transmitter-set member of a stream's configuration.
+fn transmitter_member(signals: &Signals, row_id: &str, config: &Value, member: &str) -> Value {
+    let settings = signals.settings();
+    match member {
+        "stream_id" => Value::String(row_id.to_owned()),
+        "min_verification_interval" => json!(settings.min_verification_interval.as_secs()),
+        "inactivity_timeout" => settings
+            .inactivity_timeout
+            .map_or(Value::Null, |t| json!(t.as_secs())),
+        _ => config[member].clone(),
+    }
+}
+
 /// A stream as its receiver sees it.
-fn stream_json(row: &TargetRow) -> Value {
+fn stream_json(signals: &Signals, row: &TargetRow) -> Value {
     let mut out = row.config.clone();
     if let Some(object) = out.as_object_mut() {
         object.remove("owner");
         object.insert("stream_id".into(), Value::String(row.id.clone()));
+        for member in ["min_verification_interval", "inactivity_timeout"] {
+            let value = transmitter_member(signals, &row.id, &row.config, member);
+            if !value.is_null() {
+                object.insert(member.into(), value);
+            }
+        }
     }
     out
 }
 
-/// The caller's stream by id.
+/// The caller's stream by id; the call is its receiver's activity.
 async fn own_stream(
     signals: &Signals,
     principal: &Principal,
@@ -158,8 +179,11 @@ async fn own_stream(
         .target(TargetKind::Stream, id)
         .await
         .map_err(Error::from)?;
-    row.filter(|r| r.config["owner"] == principal.user_id.as_str())
-        .ok_or_else(|| not_found("stream"))
+    let row = row
+        .filter(|r| r.config["owner"] == principal.user_id.as_str())
+        .ok_or_else(|| not_found("stream"))?;
+    signals.activity(&row).await?;
+    Ok(row)
 }
 
 fn query_param(query: &Query, name: &str) -> Option<String> {
@@ -183,12 +207,14 @@ fn object(body: &Value) -> Result<&Map<String, Value>, AdminError> {
 }
 
 /// The transmitter-set members a receiver may repeat but not change.
-const TRANSMITTER_MEMBERS: [&str; 5] = [
+const TRANSMITTER_MEMBERS: [&str; 7] = [
     "stream_id",
     "iss",
     "aud",
     "events_supported",
     "events_delivered",
+    "min_verification_interval",
+    "inactivity_timeout",
 ];
 
 /// Applies the receiver's members of `body` to a stream's configuration (`replace`: missing
@@ -202,11 +228,7 @@ fn apply_receiver_members(
 ) -> Result<Option<String>, AdminError> {
     let body = object(body)?;
     for member in TRANSMITTER_MEMBERS {
-        let current = if member == "stream_id" {
-            Value::String(stream_id.to_owned())
-        } else {
-            config[member].clone()
-        };
+        let current = transmitter_member(signals, stream_id, config, member);
         if let Some(given) = body.get(member)
             && *given != current
         {
@@ -321,6 +343,9 @@ async fn create_stream(
         cursor: signals.head().await?,
         created_at: now,
         updated_at: now,
+        last_activity: now,
+        verified_at: Time::from_unix_micros(0),
+        inactivity_notice: None,
     };
     auth_column(signals, &mut row, authorization, false)?;
     signals
@@ -329,7 +354,7 @@ async fn create_stream(
         .await
         .map_err(Error::from)?;
     signals.verify(&row, None).await?;
-    Ok((StatusCode::CREATED, axum::Json(stream_json(&row))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(stream_json(signals, &row))).into_response())
 }
 
 async fn read_stream(
@@ -341,18 +366,21 @@ async fn read_stream(
     manager(&principal)?;
     if let Some(id) = query_param(&query, "stream_id") {
         let row = own_stream(signals, &principal, Some(&id)).await?;
-        return Ok(axum::Json(stream_json(&row)).into_response());
+        return Ok(axum::Json(stream_json(signals, &row)).into_response());
     }
     let rows = signals
         .store()
         .targets(Some(TargetKind::Stream))
         .await
         .map_err(Error::from)?;
-    let mine: Vec<Value> = rows
+    let mut mine = Vec::new();
+    for row in rows
         .iter()
         .filter(|r| r.config["owner"] == principal.user_id.as_str())
-        .map(stream_json)
-        .collect();
+    {
+        signals.activity(row).await?;
+        mine.push(stream_json(signals, row));
+    }
     Ok(axum::Json(Value::Array(mine)).into_response())
 }
 
@@ -382,7 +410,7 @@ async fn change_stream(
         return Err(not_found("stream"));
     }
     signals.touch();
-    Ok(axum::Json(stream_json(&row)).into_response())
+    Ok(axum::Json(stream_json(signals, &row)).into_response())
 }
 
 async fn update_stream(
@@ -537,8 +565,43 @@ async fn verify(
     object(&body)?;
     let row = own_stream(signals, &principal, string_member(&body, "stream_id")?).await?;
     let state_value = string_member(&body, "state")?;
+    let interval = signals.settings().min_verification_interval;
+    let now = signals.now();
+    if !signals
+        .store()
+        .claim_verification(&row.id, now, super::before(now, interval))
+        .await
+        .map_err(Error::from)?
+    {
+        return Ok(too_soon(&row, interval, now));
+    }
     signals.verify(&row, state_value).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// 429 for a verification request sooner than `interval` after the last one, with the
+/// seconds to wait in `Retry-After`.
+fn too_soon(row: &TargetRow, interval: std::time::Duration, now: Time) -> Response {
+    let next = row.verified_at.saturating_add(interval);
+    let wait_micros = u64::try_from(next.unix_micros().saturating_sub(now.unix_micros()))
+        .unwrap_or(0)
+        .max(1);
+    let wait = wait_micros.div_ceil(1_000_000);
+    let error: AdminError = Error::new(
+        ErrorKind::ResourceExhausted,
+        error_ids::SIGNALS_TOO_SOON,
+        format!(
+            "this stream's verification requests must be at least {} s apart \
+             (min_verification_interval); retry in {wait} s",
+            interval.as_secs()
+        ),
+    )
+    .into();
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+    response
 }
 
 async fn poll(

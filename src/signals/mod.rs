@@ -31,6 +31,14 @@
 //! - **Poll streams** keep their outbox until the receiver acknowledges each token; the poll
 //!   request signs what is new itself (under the same cursor check), so a poll never waits
 //!   for a worker.
+//! - **Inactivity** (`inactivity_timeout`, SSF): a stream whose receiver made no management
+//!   call and no poll for the timeout is paused by the transmitter, announced first by a
+//!   stream-updated event appended while the stream is still enabled; the pause takes effect
+//!   once the receiver took that event (or one more timeout later). The check runs with the
+//!   worker list, every second, on every replica; guarded writes let one replica announce and
+//!   one pause. Activity before the pause calls it off, with a second stream-updated event.
+//! - **Metrics** (`metrics`): tokens signed, delivery outcomes, outbox depth and the latency
+//!   from a termination to its receiver's acknowledgement.
 //!
 //! Not here: the routes (`face`), what a token says (`tokens`), keys (`keys`), the checks of
 //! receiver input (`targets`), the SQL (`store::signals`).
@@ -38,6 +46,7 @@
 pub mod cli;
 pub mod face;
 pub mod keys;
+pub mod metrics;
 pub mod targets;
 pub mod tokens;
 
@@ -70,7 +79,11 @@ fn sign_with(key: &keys::SigningKey, typ: &str, claims: &Value) -> Result<NewIte
         )
     })?;
     let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
-    Ok(NewItem { jti, token })
+    Ok(NewItem {
+        jti,
+        token,
+        occurred_at: None,
+    })
 }
 
 /// The push and poll delivery methods of SSF.
@@ -102,6 +115,13 @@ pub struct SignalSettings {
     pub paused_max_events: u64,
     pub request_timeout: Duration,
     pub poll_timeout: Duration,
+    /// A stream's `min_verification_interval`: sooner verification requests get 429.
+    pub min_verification_interval: Duration,
+    /// A stream's `inactivity_timeout`: a stream whose receiver shows no activity (a stream
+    /// management call or a poll) for this long is paused. `None`: never.
+    pub inactivity_timeout: Option<Duration>,
+    /// PEM file of certificate authorities trusted for https receivers, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The signals of one server: shared by the routes and the background workers.
@@ -122,6 +142,7 @@ struct Inner {
     owner: String,
     /// Raised when targets or outboxes change here: workers and poll waiters look again.
     changed: watch::Sender<u64>,
+    metrics: metrics::SignalMetrics,
 }
 
 /// How one round of delivery ended.
@@ -143,7 +164,11 @@ impl Signals {
         sealer: HeaderSealer,
         settings: SignalSettings,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = &settings.ca_file {
+            http = targets::trust_authorities(http, path)?;
+        }
+        let http = http
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .timeout(settings.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -161,6 +186,7 @@ impl Signals {
                 http,
                 owner: crate::domain::new_numeric_id(),
                 changed: watch::Sender::new(0),
+                metrics: metrics::SignalMetrics::default(),
             }),
         })
     }
@@ -179,6 +205,19 @@ impl Signals {
 
     pub fn sealer(&self) -> &HeaderSealer {
         &self.inner.sealer
+    }
+
+    /// The signals' metrics, for the Prometheus registry.
+    pub fn metrics(&self) -> &metrics::SignalMetrics {
+        &self.inner.metrics
+    }
+
+    /// Reads the outbox depths into their gauges (at scrape time).
+    pub async fn refresh_metrics(&self) {
+        match self.inner.store.outbox_depths().await {
+            Ok(depths) => self.inner.metrics.set_depths(&depths),
+            Err(e) => tracing::warn!(error = ?e, "signals could not count their outboxes"),
+        }
     }
 
     pub fn keys(&self) -> Arc<keys::Keys> {
@@ -249,6 +288,87 @@ impl Signals {
         let (iss, aud) = stream_iss_aud(row);
         let claims = tokens::verification(&iss, &aud, &new_jti(), self.now(), &row.id, state);
         let item = self.sign(tokens::SET_TYP, &claims)?;
+        self.append(row, item).await
+    }
+
+    /// A stream-updated event of a stream, signed, announcing `status` for `reason`.
+    fn stream_updated(
+        &self,
+        row: &TargetRow,
+        status: &str,
+        reason: &str,
+    ) -> Result<NewItem, Error> {
+        let (iss, aud) = stream_iss_aud(row);
+        let claims =
+            tokens::stream_updated(&iss, &aud, &new_jti(), self.now(), &row.id, status, reason);
+        self.sign(tokens::SET_TYP, &claims)
+    }
+
+    /// Records a receiver's activity on its stream (a management call or a poll): it resets
+    /// the inactivity timeout. A pause for inactivity that was announced but has not taken
+    /// effect is called off, and a stream-updated event says the stream stays enabled.
+    pub async fn activity(&self, row: &TargetRow) -> Result<(), Error> {
+        let cancelled = self
+            .inner
+            .store
+            .record_activity(row.kind, &row.id, self.now())
+            .await?;
+        if cancelled.is_some() {
+            let item = self.stream_updated(row, "enabled", tokens::ACTIVE_AGAIN)?;
+            self.append(row, item).await?;
+        }
+        Ok(())
+    }
+
+    /// Pauses the streams whose receivers showed no activity for the inactivity timeout, in
+    /// two steps so the receiver hears of it first (SSF: a transmitter-initiated status change
+    /// is announced by a stream-updated event): a stream-updated event saying `paused` is
+    /// appended while the stream is still enabled; the pause takes effect once the receiver
+    /// took that event, or one more timeout later if it never does. Activity in between calls
+    /// the pause off. Every replica sweeps; the store lets one announce and one pause.
+    async fn sweep_inactive(&self, rows: &[TargetRow]) -> Result<(), Error> {
+        let Some(timeout) = self.inner.settings.inactivity_timeout else {
+            return Ok(());
+        };
+        let now = self.now();
+        let store = &self.inner.store;
+        let enabled_streams = rows
+            .iter()
+            .filter(|r| r.kind == TargetKind::Stream && r.status == "enabled");
+        for row in enabled_streams {
+            match &row.inactivity_notice {
+                None if row.last_activity.saturating_add(timeout) <= now => {
+                    let item = self.stream_updated(row, "paused", tokens::INACTIVE)?;
+                    if store
+                        .announce_inactivity(&row.id, &item.jti, before(now, timeout), now)
+                        .await?
+                    {
+                        self.append(row, item).await?;
+                    }
+                }
+                Some((jti, at)) => {
+                    let taken = !store.holds(row.kind, &row.id, jti).await?;
+                    if (taken || at.saturating_add(timeout) <= now)
+                        && store
+                            .pause_inactive(&row.id, jti, tokens::INACTIVE, now)
+                            .await?
+                    {
+                        tracing::info!(
+                            stream_id = %row.id,
+                            "a stream was paused: its receiver showed no activity for the \
+                             inactivity timeout"
+                        );
+                        self.touch();
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one token to a target's outbox, after what is there.
+    async fn append(&self, row: &TargetRow, item: NewItem) -> Result<(), Error> {
         let enqueue = Enqueue {
             items: vec![item],
             ..Enqueue::default()
@@ -257,6 +377,7 @@ impl Signals {
             .store
             .enqueue(row.kind, &row.id, &enqueue, self.now())
             .await?;
+        self.inner.metrics.signed(row.kind, 1);
         self.touch();
         Ok(())
     }
@@ -332,6 +453,8 @@ impl Signals {
     ) -> Result<Vec<NewItem>, Error> {
         let now = self.now();
         let mut unsigned = Vec::new();
+        // When each token's event happened, in the order of `unsigned`.
+        let mut occurred = Vec::new();
         match row.kind {
             TargetKind::Stream => {
                 let (iss, aud) = stream_iss_aud(row);
@@ -355,6 +478,7 @@ impl Signals {
                     if delivered.contains(&tokens::SESSION_REVOKED) {
                         let claims = tokens::session_revoked(&iss, &aud, &new_jti(), now, event);
                         unsigned.push((tokens::SET_TYP, claims));
+                        occurred.push(event.occurred_at);
                     }
                     if event.reason == Some(TerminationReason::PasswordChanged)
                         && delivered.contains(&tokens::CREDENTIAL_CHANGE)
@@ -370,22 +494,34 @@ impl Signals {
                             event.occurred_at,
                         );
                         unsigned.push((tokens::SET_TYP, claims));
+                        occurred.push(event.occurred_at);
                     }
                 }
             }
             TargetKind::Logout => {
                 let iss = row.config["iss"].as_str().unwrap_or_default().to_owned();
                 let only_client = row.config["sessions"] == "client";
+                let session_required = row.config["sessionRequired"] == true;
                 for event in events {
                     if only_client && !self.session_of_client(&event.session_id, &row.id).await? {
                         continue;
                     }
-                    let claims = tokens::logout(&iss, &row.id, &new_jti(), now, event);
+                    let Some(claims) =
+                        tokens::logout(&iss, &row.id, &new_jti(), now, event, session_required)
+                    else {
+                        continue;
+                    };
                     unsigned.push((tokens::LOGOUT_TYP, claims));
+                    occurred.push(event.occurred_at);
                 }
             }
         }
-        self.sign_all(unsigned).await
+        let mut items = self.sign_all(unsigned).await?;
+        for (item, at) in items.iter_mut().zip(occurred) {
+            item.occurred_at = Some(at);
+        }
+        self.inner.metrics.signed(row.kind, items.len());
+        Ok(items)
     }
 
     /// Whether a session was created for this client (its metadata `client_id`).
@@ -412,6 +548,9 @@ impl Signals {
                         workers.entry(key.clone()).or_insert_with(|| {
                             Worker(tokio::spawn(self.clone().work(key.0, key.1)))
                         });
+                    }
+                    if let Err(e) = self.sweep_inactive(&rows).await {
+                        tracing::warn!(error = ?e, "signals could not check streams for inactivity");
                     }
                 }
                 Err(e) => tracing::warn!(error = ?e, "signals could not list their targets"),
@@ -549,6 +688,7 @@ impl Signals {
                         attempts = item.attempts,
                         "giving up a signal its receiver did not take in time"
                     );
+                    self.inner.metrics.given_up(row.kind);
                     taken.push(item.jti);
                     continue;
                 }
@@ -556,8 +696,14 @@ impl Signals {
                     .post(row.kind, &url, authorization.as_deref(), &item.token)
                     .await
                 {
-                    Ok(()) => taken.push(item.jti),
+                    Ok(()) => {
+                        self.inner
+                            .metrics
+                            .delivered(row.kind, item.occurred_at, self.now());
+                        taken.push(item.jti);
+                    }
                     Err(problem) => {
+                        self.inner.metrics.retried(row.kind);
                         tracing::warn!(
                             target_kind = row.kind.as_str(),
                             target_id = %row.id,
@@ -669,7 +815,10 @@ impl Signals {
         wait: bool,
     ) -> Result<(Vec<OutboxItem>, bool), Error> {
         let store = &self.inner.store;
-        store.remove_items(row.kind, &row.id, acks).await?;
+        let now = self.now();
+        for occurred_at in store.acknowledge(row.kind, &row.id, acks).await? {
+            self.inner.metrics.delivered(row.kind, occurred_at, now);
+        }
         if max == Some(0) {
             return Ok((Vec::new(), false));
         }
@@ -741,6 +890,9 @@ impl Signals {
             cursor: self.head().await?,
             created_at: now,
             updated_at: now,
+            last_activity: now,
+            verified_at: Time::from_unix_micros(0),
+            inactivity_notice: None,
         };
         match self.inner.store.insert_target(&row).await {
             Ok(()) => {}
@@ -791,6 +943,12 @@ fn stream_iss_aud(row: &TargetRow) -> (String, String) {
         row.config["iss"].as_str().unwrap_or_default().to_owned(),
         row.config["aud"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// `duration` before `t`.
+pub fn before(t: Time, duration: Duration) -> Time {
+    let micros = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+    Time::from_unix_micros(t.unix_micros().saturating_sub(micros))
 }
 
 pub fn new_jti() -> String {

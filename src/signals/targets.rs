@@ -112,6 +112,27 @@ impl reqwest::dns::Resolve for SafeResolver {
     }
 }
 
+/// Adds the certificate authorities of a PEM file to the ones an https receiver's certificate
+/// may chain to (`--signals-ca-file`).
+pub fn trust_authorities(
+    builder: reqwest::ClientBuilder,
+    path: &std::path::Path,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    use anyhow::Context as _;
+    let pem = std::fs::read(path)
+        .with_context(|| format!("signals-ca-file: reading {}", path.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("signals-ca-file: {} is not PEM", path.display()))?;
+    anyhow::ensure!(
+        !certificates.is_empty(),
+        "signals-ca-file: {} holds no certificate",
+        path.display()
+    );
+    Ok(certificates
+        .into_iter()
+        .fold(builder, reqwest::ClientBuilder::add_root_certificate))
+}
+
 /// A client id or stream id: 1 to 200 RFC 3986 unreserved characters.
 pub fn target_id(what: &str, id: &str) -> Result<(), Error> {
     let ok = !id.is_empty()

@@ -8,7 +8,13 @@
 //! - SETs carry `iss`, `iat`, `jti`, `aud`, `txn` and `sub_id`, never `sub` or `exp` (SSF).
 //! - A logout token (Back-Channel Logout 1.0) carries `iss`, `aud` (the client), `iat`,
 //!   `exp` (two minutes later), `jti`, the back-channel logout event, `sub` (the user) and
-//!   `sid` (the session), never `nonce`.
+//!   `sid` (the session), never `nonce`. A client registered with `sessionRequired`
+//!   (`backchannel_logout_session_required`) requires `sid` in every logout token: every
+//!   termination here is of one session, so every token carries `sid` and both kinds of
+//!   client get the same tokens; a token that could not name its session would not be sent
+//!   to such a client (it would log out every session of the user at the client instead).
+//! - A stream-updated SET (SSF) announces a status the transmitter gives a stream itself: a
+//!   pause for inactivity, or that the stream stays enabled after all.
 
 use serde_json::{Value, json};
 
@@ -26,6 +32,10 @@ pub const BACKCHANNEL_LOGOUT: &str = "http://schemas.openid.net/event/backchanne
 /// JOSE `typ` of a SET and of a logout token.
 pub const SET_TYP: &str = "secevent+jwt";
 pub const LOGOUT_TYP: &str = "logout+jwt";
+
+/// The `reason` of a pause for inactivity, and of calling it off.
+pub const INACTIVE: &str = "The receiver showed no activity for the stream's inactivity_timeout";
+pub const ACTIVE_AGAIN: &str = "The receiver showed activity again before the pause took effect";
 
 /// Lifetime of a logout token.
 pub const LOGOUT_TOKEN_LIFETIME: i64 = 120;
@@ -144,21 +154,57 @@ pub fn verification(
     })
 }
 
-/// The claims of a logout token.
-pub fn logout(iss: &str, client_id: &str, jti: &str, now: Time, event: &SessionEvent) -> Value {
+/// The claims of a stream-updated SET: the stream now has `status`, for `reason`.
+pub fn stream_updated(
+    iss: &str,
+    aud: &str,
+    jti: &str,
+    now: Time,
+    stream_id: &str,
+    status: &str,
+    reason: &str,
+) -> Value {
+    json!({
+        "iss": iss,
+        "aud": aud,
+        "iat": seconds(now),
+        "jti": jti,
+        "sub_id": {"format": "opaque", "id": stream_id},
+        "events": { STREAM_UPDATED: {"status": status, "reason": reason} }
+    })
+}
+
+/// The claims of a logout token; `None` when the client requires `sid`
+/// (`session_required`) and the event names no session.
+pub fn logout(
+    iss: &str,
+    client_id: &str,
+    jti: &str,
+    now: Time,
+    event: &SessionEvent,
+    session_required: bool,
+) -> Option<Value> {
+    if event.session_id.is_empty() {
+        if session_required {
+            return None;
+        }
+        event.user_id.as_ref()?;
+    }
     let mut claims = json!({
         "iss": iss,
         "aud": client_id,
         "iat": seconds(now),
         "exp": seconds(now) + LOGOUT_TOKEN_LIFETIME,
         "jti": jti,
-        "sid": event.session_id,
         "events": { BACKCHANNEL_LOGOUT: {} }
     });
+    if !event.session_id.is_empty() {
+        claims["sid"] = Value::String(event.session_id.clone());
+    }
     if let Some(user) = &event.user_id {
         claims["sub"] = Value::String(user.clone());
     }
-    claims
+    Some(claims)
 }
 
 /// Whether a stored subject (canonical JSON) names this event's session or user: simple
@@ -230,17 +276,43 @@ mod tests {
     #[test]
     fn logout_tokens_have_sub_sid_exp_and_never_nonce() {
         let now = Time::from_unix_parts(1_700_000_005, 0);
-        let claims = logout(
-            "https://i",
-            "app",
-            "j",
-            now,
-            &terminated(TerminationReason::Deleted),
-        );
+        for session_required in [false, true] {
+            let claims = logout(
+                "https://i",
+                "app",
+                "j",
+                now,
+                &terminated(TerminationReason::Deleted),
+                session_required,
+            )
+            .expect("a token");
+            assert_eq!(claims["sub"], "u1");
+            assert_eq!(claims["sid"], "s1");
+            assert_eq!(claims["exp"], 1_700_000_125);
+            assert!(claims.get("nonce").is_none());
+        }
+    }
+
+    #[test]
+    fn a_client_that_requires_sid_gets_no_token_without_one_and_others_get_sub_alone() {
+        let now = Time::from_unix_parts(1_700_000_005, 0);
+        let mut event = terminated(TerminationReason::Deleted);
+        event.session_id = String::new();
+        assert_eq!(logout("https://i", "app", "j", now, &event, true), None);
+        let claims = logout("https://i", "app", "j", now, &event, false).expect("a token");
         assert_eq!(claims["sub"], "u1");
-        assert_eq!(claims["sid"], "s1");
-        assert_eq!(claims["exp"], 1_700_000_125);
-        assert!(claims.get("nonce").is_none());
+        assert!(claims.get("sid").is_none());
+        event.user_id = None;
+        assert_eq!(logout("https://i", "app", "j", now, &event, false), None);
+    }
+
+    #[test]
+    fn stream_updated_names_the_stream_and_its_status() {
+        let now = Time::from_unix_parts(1_700_000_005, 0);
+        let claims = stream_updated("https://i", "r", "j", now, "st1", "paused", INACTIVE);
+        assert_eq!(claims["sub_id"], json!({"format": "opaque", "id": "st1"}));
+        assert_eq!(claims["events"][STREAM_UPDATED]["status"], "paused");
+        assert_eq!(claims["events"][STREAM_UPDATED]["reason"], INACTIVE);
     }
 
     #[test]

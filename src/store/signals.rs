@@ -61,6 +61,13 @@ pub struct TargetRow {
     pub cursor: String,
     pub created_at: Time,
     pub updated_at: Time,
+    /// The receiver's last stream management call or poll (stream inactivity timeout).
+    pub last_activity: Time,
+    /// The receiver's last verification request; the Unix epoch if none.
+    pub verified_at: Time,
+    /// The `jti` and time of the stream-updated event that announced a pause for
+    /// inactivity, while the pause waits for the receiver to take it.
+    pub inactivity_notice: Option<(String, Time)>,
 }
 
 /// A token waiting for delivery (or, on a poll stream, for its acknowledgement).
@@ -71,6 +78,8 @@ pub struct OutboxItem {
     pub token: String,
     pub created_at: Time,
     pub attempts: i64,
+    /// When the signalled event happened (none for stream control events).
+    pub occurred_at: Option<Time>,
 }
 
 /// A token to append.
@@ -78,6 +87,8 @@ pub struct OutboxItem {
 pub struct NewItem {
     pub jti: String,
     pub token: String,
+    /// When the signalled event happened (none for stream control events).
+    pub occurred_at: Option<Time>,
 }
 
 /// One append to a target's outbox.
@@ -156,6 +167,59 @@ pub trait SignalStore: Send + Sync + 'static {
     async fn record_attempt(&self, kind: TargetKind, id: &str, jti: &str)
     -> Result<(), StoreError>;
 
+    /// Records a receiver's activity on a target (a management call or a poll) at `now`, and
+    /// cancels a pending pause for inactivity. Returns the `jti` of the cancelled announcement.
+    async fn record_activity(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        now: Time,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Records a verification request of a stream at `now`, unless one was recorded after
+    /// `not_after` (too soon). True when recorded.
+    async fn claim_verification(
+        &self,
+        id: &str,
+        now: Time,
+        not_after: Time,
+    ) -> Result<bool, StoreError>;
+
+    /// Records `jti` as the announcement of a pause for inactivity of an enabled stream whose
+    /// last activity is before `cutoff` and that has none pending. True when recorded (one
+    /// replica wins).
+    async fn announce_inactivity(
+        &self,
+        id: &str,
+        jti: &str,
+        cutoff: Time,
+        now: Time,
+    ) -> Result<bool, StoreError>;
+
+    /// Pauses an enabled stream whose pending announcement is `jti`, with `reason`. True when
+    /// paused.
+    async fn pause_inactive(
+        &self,
+        id: &str,
+        jti: &str,
+        reason: &str,
+        now: Time,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether a target's outbox still holds the token `jti`.
+    async fn holds(&self, kind: TargetKind, id: &str, jti: &str) -> Result<bool, StoreError>;
+
+    /// How many tokens the outboxes hold, by target kind.
+    async fn outbox_depths(&self) -> Result<Vec<(TargetKind, u64)>, StoreError>;
+
+    /// Removes acknowledged tokens by `jti`; returns when each removed one's event happened.
+    async fn acknowledge(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        jtis: &[String],
+    ) -> Result<Vec<Option<Time>>, StoreError>;
+
     /// The subjects removed from a stream (canonical JSON).
     async fn removed_subjects(&self, id: &str) -> Result<Vec<String>, StoreError>;
 
@@ -196,13 +260,19 @@ pub(crate) type TargetTuple = (
     String,
     i64,
     i64,
+    i64,
+    i64,
+    Option<String>,
+    i64,
 );
 
-pub(crate) const TARGET_COLUMNS: &str =
-    "kind, id, config, auth, status, reason, cursor, created_at, updated_at";
+pub(crate) const TARGET_COLUMNS: &str = "kind, id, config, auth, status, reason, cursor, \
+     created_at, updated_at, last_activity, verified_at, inactivity_notice, inactivity_notice_at";
 
 pub(crate) fn target_from(t: TargetTuple) -> Result<TargetRow, StoreError> {
-    let (kind, id, config, auth, status, reason, cursor, created_at, updated_at) = t;
+    let (kind, id, config, auth, status, reason, cursor, created_at, updated_at) =
+        (t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8);
+    let (last_activity, verified_at, notice, notice_at) = (t.9, t.10, t.11, t.12);
     Ok(TargetRow {
         kind: TargetKind::parse(&kind)
             .ok_or_else(|| StoreError::Internal(format!("unknown target kind {kind:?}").into()))?,
@@ -214,17 +284,33 @@ pub(crate) fn target_from(t: TargetTuple) -> Result<TargetRow, StoreError> {
         cursor,
         created_at: Time::from_unix_micros(created_at),
         updated_at: Time::from_unix_micros(updated_at),
+        last_activity: Time::from_unix_micros(last_activity),
+        verified_at: Time::from_unix_micros(verified_at),
+        inactivity_notice: notice.map(|jti| (jti, Time::from_unix_micros(notice_at))),
     })
 }
 
-pub(crate) type ItemTuple = (i64, String, String, i64, i64);
+pub(crate) type ItemTuple = (i64, String, String, i64, i64, Option<i64>);
 
-pub(crate) fn item_from((seq, jti, token, created_at, attempts): ItemTuple) -> OutboxItem {
+/// The columns of [`ItemTuple`].
+pub(crate) const ITEM_COLUMNS: &str = "seq, jti, token, created_at, attempts, occurred_at";
+
+pub(crate) fn item_from(
+    (seq, jti, token, created_at, attempts, occurred_at): ItemTuple,
+) -> OutboxItem {
     OutboxItem {
         seq,
         jti,
         token,
         created_at: Time::from_unix_micros(created_at),
         attempts,
+        occurred_at: occurred_at.map(Time::from_unix_micros),
     }
+}
+
+/// The kind and count rows of [`SignalStore::outbox_depths`].
+pub(crate) fn depths_from(rows: Vec<(String, i64)>) -> Vec<(TargetKind, u64)> {
+    rows.into_iter()
+        .filter_map(|(kind, n)| Some((TargetKind::parse(&kind)?, u64::try_from(n).ok()?)))
+        .collect()
 }

@@ -4,19 +4,23 @@ verifies every Security Event Token (RFC 8417 / 8935, SSF 1.0, CAEP) and every l
 (OpenID Connect Back-Channel Logout 1.0) with PyJWT against the published JWKS, and records
 what it accepted.
 
-    receiver.py --jwks-url URL --issuer ISS [--port 0]
+    receiver.py --jwks-url URL --issuer ISS [--port 0] [--tls-cert PEM --tls-key PEM]
 
-Prints `PORT <n>` on its first line. Endpoints:
+Prints `PORT <n>` on its first line; with a certificate it also serves https on another
+port, printed as `TLS_PORT <n>` on the second line. Endpoints (on both):
     POST /set/<name>       a pushed SET (application/secevent+jwt); 202, or 400 {err, description}
     POST /logout/<client>  a logout token (form logout_token); 200, or 400 {error, error_description}
     POST /down/<name>      the receiver for <name> answers 503 from now on; /up/<name> heals it
     POST /jwks/url         the JWKS is at the URL in the body from now on
+    POST /tls/use          the https port presents the certificate and key whose paths are
+                           the body's two lines from the next handshake on
     GET  /received         every accepted claim set: {"<name>": [claims, ...], ...}
     POST /verify           {"token": "...", "kind": "set"|"logout", "aud": "..."} -> claims or 400
 """
 
 import argparse
 import json
+import ssl
 import sys
 import threading
 import urllib.request
@@ -28,6 +32,7 @@ import jwt
 SESSION_REVOKED = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
 CREDENTIAL_CHANGE = "https://schemas.openid.net/secevent/caep/event-type/credential-change"
 VERIFICATION = "https://schemas.openid.net/secevent/ssf/event-type/verification"
+STREAM_UPDATED = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
 BACKCHANNEL_LOGOUT = "http://schemas.openid.net/event/backchannel-logout"
 ALGORITHMS = ["RS256", "ES256", "EdDSA"]
 
@@ -43,6 +48,7 @@ class State:
         self.lock = threading.Lock()
         self.received = {}
         self.down = set()
+        self.tls_context = None
 
     def key_for(self, token):
         header = jwt.get_unverified_header(token)
@@ -93,9 +99,13 @@ class State:
         elif event_type == CREDENTIAL_CHANGE:
             if event.get("credential_type") != "password" or "change_type" not in event:
                 raise Invalid("credential-change members")
-        elif event_type == VERIFICATION:
+        elif event_type in (VERIFICATION, STREAM_UPDATED):
             if sub_id != {"format": "opaque", "id": sub_id.get("id")}:
-                raise Invalid("verification subject is the stream, opaque")
+                raise Invalid("the subject of a stream event is the stream, opaque")
+            if event_type == STREAM_UPDATED and event.get("status") not in (
+                "enabled", "paused", "disabled"
+            ):
+                raise Invalid("stream-updated needs a status")
         else:
             raise Invalid("unknown event type %s" % event_type)
         return claims
@@ -173,6 +183,10 @@ def handler(state):
                 # The JWKS moved (a restarted server on another port): /jwks/x, body = URL.
                 state.jwks_url = raw.decode()
                 return self.reply(200, {})
+            if kind == "tls":
+                cert, key = raw.decode().split("\n")[:2]
+                state.tls_context.load_cert_chain(cert, key)
+                return self.reply(200, {})
             if kind == "verify":
                 request = json.loads(raw)
                 try:
@@ -220,9 +234,20 @@ def main():
     parser.add_argument("--jwks-url", required=True)
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(State(args.jwks_url, args.issuer)))
+    state = State(args.jwks_url, args.issuer)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(state))
     print("PORT %d" % server.server_address[1], flush=True)
+    if args.tls_cert:
+        state.tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        state.tls_context.load_cert_chain(args.tls_cert, args.tls_key)
+        tls = ThreadingHTTPServer(("127.0.0.1", 0), handler(state))
+        # A handshake the client refuses fails in accept(), an OSError the server survives.
+        tls.socket = state.tls_context.wrap_socket(tls.socket, server_side=True)
+        print("TLS_PORT %d" % tls.server_address[1], flush=True)
+        threading.Thread(target=tls.serve_forever, daemon=True).start()
     sys.stdout.flush()
     server.serve_forever()
 

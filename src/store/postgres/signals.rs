@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::domain::Time;
 use crate::store::StoreError;
 use crate::store::signals::{
-    Enqueue, ItemTuple, OutboxItem, SignalStore, TARGET_COLUMNS, TargetKind, TargetRow,
-    TargetTuple, classify, item_from, target_from,
+    Enqueue, ITEM_COLUMNS, ItemTuple, OutboxItem, SignalStore, TARGET_COLUMNS, TargetKind,
+    TargetRow, TargetTuple, classify, depths_from, item_from, target_from,
 };
 
 #[derive(Clone, Debug)]
@@ -40,7 +40,8 @@ impl SignalStore for PgSignalStore {
     async fn insert_target(&self, row: &TargetRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO signal_targets (kind, id, config, auth, status, reason, cursor, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             created_at, updated_at, last_activity) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10)",
         )
         .bind(row.kind.as_str())
         .bind(&row.id)
@@ -51,6 +52,7 @@ impl SignalStore for PgSignalStore {
         .bind(&row.cursor)
         .bind(row.created_at.unix_micros())
         .bind(row.updated_at.unix_micros())
+        .bind(row.last_activity.unix_micros())
         .execute(&self.pool)
         .await
         .map_err(classify)?;
@@ -190,8 +192,8 @@ impl SignalStore for PgSignalStore {
         };
         for (seq, item) in (first..).zip(&enqueue.items) {
             sqlx::query(
-                "INSERT INTO signal_outbox (kind, target_id, seq, jti, token, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO signal_outbox (kind, target_id, seq, jti, token, created_at, \
+                 occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(kind.as_str())
             .bind(id)
@@ -199,6 +201,7 @@ impl SignalStore for PgSignalStore {
             .bind(&item.jti)
             .bind(&item.token)
             .bind(now.unix_micros())
+            .bind(item.occurred_at.map(Time::unix_micros))
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -225,16 +228,17 @@ impl SignalStore for PgSignalStore {
         id: &str,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows: Vec<ItemTuple> = sqlx::query_as(
-            "SELECT seq, jti, token, created_at, attempts FROM signal_outbox WHERE kind = $1 \
-             AND target_id = $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM signal_outbox WHERE kind = $1 AND target_id = $2 \
+             ORDER BY seq LIMIT $3"
+        );
+        let rows: Vec<ItemTuple> = sqlx::query_as(&sql)
+            .bind(kind.as_str())
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(rows.into_iter().map(item_from).collect())
     }
 
@@ -293,6 +297,164 @@ impl SignalStore for PgSignalStore {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+
+    async fn record_activity(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        now: Time,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The update comes first: it takes the row's (or the file's) write lock, so the
+        // notice read after it is the one it clears.
+        let done =
+            sqlx::query("UPDATE signal_targets SET last_activity = $3 WHERE kind = $1 AND id = $2")
+                .bind(kind.as_str())
+                .bind(id)
+                .bind(now.unix_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let (notice,): (Option<String>,) = sqlx::query_as(
+            "SELECT inactivity_notice FROM signal_targets WHERE kind = $1 AND id = $2",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if notice.is_some() {
+            sqlx::query(
+                "UPDATE signal_targets SET inactivity_notice = NULL, inactivity_notice_at = 0 \
+                 WHERE kind = $1 AND id = $2",
+            )
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(notice)
+    }
+
+    async fn claim_verification(
+        &self,
+        id: &str,
+        now: Time,
+        not_after: Time,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signal_targets SET verified_at = $2 WHERE kind = 'stream' AND id = $1 \
+             AND verified_at <= $3",
+        )
+        .bind(id)
+        .bind(now.unix_micros())
+        .bind(not_after.unix_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn announce_inactivity(
+        &self,
+        id: &str,
+        jti: &str,
+        cutoff: Time,
+        now: Time,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signal_targets SET inactivity_notice = $2, inactivity_notice_at = $4 \
+             WHERE kind = 'stream' AND id = $1 AND status = 'enabled' \
+             AND inactivity_notice IS NULL AND last_activity < $3",
+        )
+        .bind(id)
+        .bind(jti)
+        .bind(cutoff.unix_micros())
+        .bind(now.unix_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn pause_inactive(
+        &self,
+        id: &str,
+        jti: &str,
+        reason: &str,
+        now: Time,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signal_targets SET status = 'paused', reason = $3, updated_at = $4, \
+             inactivity_notice = NULL, inactivity_notice_at = 0 WHERE kind = 'stream' \
+             AND id = $1 AND status = 'enabled' AND inactivity_notice = $2",
+        )
+        .bind(id)
+        .bind(jti)
+        .bind(reason)
+        .bind(now.unix_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn holds(&self, kind: TargetKind, id: &str, jti: &str) -> Result<bool, StoreError> {
+        let found: Option<(i64,)> = sqlx::query_as(
+            "SELECT seq FROM signal_outbox WHERE kind = $1 AND target_id = $2 AND jti = $3",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(found.is_some())
+    }
+
+    async fn outbox_depths(&self) -> Result<Vec<(TargetKind, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kind, COUNT(*) FROM signal_outbox GROUP BY kind")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(depths_from(rows))
+    }
+
+    async fn acknowledge(
+        &self,
+        kind: TargetKind,
+        id: &str,
+        jtis: &[String],
+    ) -> Result<Vec<Option<Time>>, StoreError> {
+        if jtis.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut removed = Vec::new();
+        for jti in jtis {
+            let row: Option<(Option<i64>,)> = sqlx::query_as(
+                "DELETE FROM signal_outbox WHERE kind = $1 AND target_id = $2 AND jti = $3 \
+                 RETURNING occurred_at",
+            )
+            .bind(kind.as_str())
+            .bind(id)
+            .bind(jti)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if let Some((at,)) = row {
+                removed.push(at.map(Time::from_unix_micros));
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(removed)
     }
 
     async fn removed_subjects(&self, id: &str) -> Result<Vec<String>, StoreError> {

@@ -185,7 +185,10 @@ async fn back_channel_logout_reaches_each_client_for_the_sessions_it_asked_for()
         return;
     };
     let admin = manager(&app, "ops");
-    for (client, scope) in [("app-all", "all"), ("app-own", "client")] {
+    // sessionRequired (backchannel_logout_session_required) asks for sid in every token.
+    for (client, scope, session_required) in
+        [("app-all", "all", false), ("app-own", "client", true)]
+    {
         let answer = send(
             app.http
                 .post(app.url("/auth/admin/api/backchannel-logout-clients"))
@@ -193,7 +196,7 @@ async fn back_channel_logout_reaches_each_client_for_the_sessions_it_asked_for()
                 .json(&json!({
                     "clientId": client,
                     "backchannelLogoutUri": receiver.url(&format!("/logout/{client}")),
-                    "sessionRequired": true,
+                    "sessionRequired": session_required,
                     "sessions": scope,
                 })),
         )
@@ -207,6 +210,8 @@ async fn back_channel_logout_reaches_each_client_for_the_sessions_it_asked_for()
     )
     .await;
     assert_eq!(listed.json["data"].as_array().unwrap().len(), 2);
+    assert_eq!(listed.json["data"][0]["sessionRequired"], false);
+    assert_eq!(listed.json["data"][1]["sessionRequired"], true);
 
     let alice = app.add_user("alice").await;
     let plain = app.create_session_for(&alice).await.session_id;

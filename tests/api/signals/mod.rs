@@ -6,7 +6,9 @@
 //! and pass, unless `CI` is set: then they fail.
 
 mod delivery;
+mod lifecycle;
 mod processes;
+mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -27,6 +29,8 @@ pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-ty
 pub struct Receiver {
     child: Child,
     pub base: String,
+    /// The https port's base URL, when the receiver was given a certificate.
+    pub tls_base: Option<String>,
     http: reqwest::Client,
 }
 
@@ -54,6 +58,11 @@ pub fn receiver(app: &TestApp) -> Option<Receiver> {
 
 /// Starts the receiver for a server whose JWKS is at `jwks_url` and whose `iss` is `issuer`.
 pub fn receiver_for(jwks_url: &str, issuer: &str) -> Option<Receiver> {
+    receiver_with(jwks_url, issuer, &[])
+}
+
+/// Starts the receiver with more command line arguments (`--tls-cert`, `--tls-key`).
+pub fn receiver_with(jwks_url: &str, issuer: &str, more: &[&str]) -> Option<Receiver> {
     if !python_has_pyjwt() {
         assert!(
             std::env::var("CI").is_err(),
@@ -72,17 +81,33 @@ pub fn receiver_for(jwks_url: &str, issuer: &str) -> Option<Receiver> {
         .arg(script)
         .args(["--jwks-url", jwks_url])
         .args(["--issuer", issuer])
+        .args(more)
         .stdout(Stdio::piped())
         .spawn()
         .expect("starting the receiver");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the receiver's port");
-    let port = line.trim().strip_prefix("PORT ").expect("PORT line");
+    stdout.read_line(&mut line).expect("the receiver's port");
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .expect("PORT line")
+        .to_owned();
+    let tls_base = more.contains(&"--tls-cert").then(|| {
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("the receiver's https port");
+        let port = line
+            .trim()
+            .strip_prefix("TLS_PORT ")
+            .expect("TLS_PORT line");
+        format!("https://localhost:{port}")
+    });
     Some(Receiver {
         child,
         base: format!("http://127.0.0.1:{port}"),
+        tls_base,
         http: reqwest::Client::new(),
     })
 }
@@ -156,7 +181,13 @@ impl Receiver {
 
 /// A server that may push to receivers on loopback http (on PostgreSQL, with a key file).
 pub async fn signals_app() -> TestApp {
+    signals_app_with(|_| {}).await
+}
+
+/// [`signals_app`] with more settings.
+pub async fn signals_app_with(more: impl FnOnce(&mut sessiond::settings::Settings)) -> TestApp {
     spawn_app_with(|s| {
+        more(s);
         s.signals_allow_loopback_http = true;
         if s.is_postgres() {
             let path = s.data_dir.join("signals.pem");
@@ -192,6 +223,26 @@ pub async fn push_stream(app: &TestApp, receiver: &Receiver, name: &str, events:
     .await;
     assert_eq!(answer.status, 201, "{}", answer.body);
     answer.json
+}
+
+/// A stream's status as its owner `auth` reads it (a call that is the receiver's activity).
+pub async fn stream_status(app: &TestApp, auth: &str, stream_id: &str) -> Value {
+    let answer = send(
+        app.http
+            .get(app.url(&format!("/auth/admin/api/ssf/status?stream_id={stream_id}")))
+            .header("authorization", auth),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json
+}
+
+/// The value of one sample of `/metrics` (name with its labels), or 0 if absent.
+pub async fn metric(app: &TestApp, sample: &str) -> f64 {
+    let body = send(app.http.get(app.url("/metrics"))).await.body;
+    body.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
 }
 
 /// Revokes a session as an administrator.
