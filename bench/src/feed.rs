@@ -1,7 +1,8 @@
 //! `sessiond-bench feed`: how fast a revocation reaches the event feed's subscribers, and what
 //! subscribers cost. In process, on sessiond's core (the feed's own faces are measured by
 //! the protocol benches): one node on SQLite with 1, 1,000 and 10,000 subscribers, and, with
-//! `--postgres`, two replicas on one PostgreSQL database (delete on A, subscriber on B).
+//! `--postgres`, two replicas on one PostgreSQL database (delete on A, subscriber on B), a
+//! database the run creates on that server and drops at its end.
 //!
 //! - Latency: sessions are deleted one at a time, 5 ms apart (so the figure is the feed's, not
 //!   a queue's); for each, from the moment DeleteSession returned to the moment each
@@ -9,7 +10,10 @@
 //! - Throughput: 32 DeleteSession calls in flight until a pool of sessions is gone, in two
 //!   scenarios, each against the same deletes with no subscriber: 1,000 subscribers each
 //!   following every event (one user's sessions), and 1,000 per-user subscribers, each
-//!   watching one of 1,000 users whose sessions the deletes are spread over.
+//!   watching one of 1,000 users whose sessions the deletes are spread over. Each subscriber
+//!   does with what it gets what the SSE face does before the socket: takes a batch and asks
+//!   for its Server-Sent Events chunk (made once per batch and shared); the copy of those
+//!   bytes into a socket is the kernel's work and is not in these figures.
 //! - Memory: resident set growth of this process per idle subscriber (10,000 of them).
 
 use std::collections::HashMap;
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use sessiond::core::{Checks, Core, CreateSession, NewUser, PasswordHasher, UserLookup};
+use sessiond::core::{Checks, Core, CreateSession, Encoding, NewUser, PasswordHasher, UserLookup};
 use sessiond::domain::{
     Clock, EventFilter, LoginName, Principal, SessionEventType, SessionId, SystemClock,
 };
@@ -105,19 +109,25 @@ struct Subscribers {
     tasks: Vec<JoinHandle<Vec<(usize, Instant)>>>,
 }
 
-async fn subscribe(
-    core: &Core,
-    n: usize,
-    wanted: Arc<HashMap<String, usize>>,
-) -> anyhow::Result<Subscribers> {
-    subscribe_to(core, &vec![None; n], wanted).await
+/// What a subscriber does with the events it gets.
+#[derive(Clone)]
+enum Consumer {
+    /// Notes when it held each of these sessions' terminations (by index), until it has all.
+    Latency(Arc<HashMap<String, usize>>),
+    /// What the SSE face does before writing to its socket: takes the batch's chunk and reads
+    /// it; until the stream ends.
+    Face,
+}
+
+async fn subscribe(core: &Core, n: usize, consumer: Consumer) -> anyhow::Result<Subscribers> {
+    subscribe_to(core, &vec![None; n], consumer).await
 }
 
 /// One subscriber to terminations per entry of `users`: of that user, or of every user.
 async fn subscribe_to(
     core: &Core,
     users: &[Option<String>],
-    wanted: Arc<HashMap<String, usize>>,
+    consumer: Consumer,
 ) -> anyhow::Result<Subscribers> {
     let principal = Principal::system();
     let mut tasks = Vec::with_capacity(users.len());
@@ -128,20 +138,36 @@ async fn subscribe_to(
             ..EventFilter::default()
         };
         let mut stream = core
-            .watch_session_events(&principal, filter)
+            .watch_session_event_batches(&principal, filter)
             .await
             .map_err(|e| anyhow::anyhow!("subscribing: {e}"))?;
-        let wanted = wanted.clone();
+        let consumer = consumer.clone();
         tasks.push(tokio::spawn(async move {
             let mut held = Vec::new();
-            while held.len() < wanted.len() {
-                match stream.next().await {
-                    Some(Ok(event)) => {
-                        if let Some(&i) = wanted.get(&event.session_id) {
-                            held.push((i, Instant::now()));
+            match consumer {
+                Consumer::Latency(wanted) => {
+                    while held.len() < wanted.len() {
+                        let Some(Ok(events)) = stream.next().await else {
+                            break;
+                        };
+                        let at = Instant::now();
+                        for event in events.iter() {
+                            if let Some(&i) = wanted.get(&event.session_id) {
+                                held.push((i, at));
+                            }
                         }
                     }
-                    _ => break,
+                }
+                Consumer::Face => {
+                    let mut bytes = 0usize;
+                    while let Some(Ok(events)) = stream.next().await {
+                        let chunk = events
+                            .encoded(Encoding::Sse, sessiond::faces::sse::frame)
+                            .unwrap_or_default();
+                        // The socket's copy of the bytes is the kernel's cost, not the feed's.
+                        bytes += chunk.len() + usize::from(chunk.last() == Some(&b'\n'));
+                    }
+                    std::hint::black_box(bytes);
                 }
             }
             held
@@ -170,7 +196,7 @@ async fn latency(
             .map(|(i, id)| (id.as_str().to_owned(), i))
             .collect(),
     );
-    let subs = subscribe(reader, subscribers, wanted).await?;
+    let subs = subscribe(reader, subscribers, Consumer::Latency(wanted)).await?;
     // Let every subscriber reach its first wait, and a replica's listener connect.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let principal = Principal::system();
@@ -236,7 +262,7 @@ async fn idle_cost(core: &Core, n: usize) -> anyhow::Result<f64> {
     let pid = std::process::id();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = procfs::rss(pid);
-    let subs = subscribe(core, n, Arc::new(HashMap::from([(String::new(), 0)]))).await?;
+    let subs = subscribe(core, n, Consumer::Face).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = procfs::rss(pid);
     for task in subs.tasks {
@@ -284,8 +310,7 @@ pub async fn run(
     let one_user = std::slice::from_ref(&checks);
     let without = delete_rate(&core, one_user, throughput_sessions).await?;
     eprintln!("feed: DeleteSession throughput with 1,000 subscribers of every event");
-    let wanted = Arc::new(HashMap::from([(String::new(), 0)]));
-    let subs = subscribe(&core, 1000, wanted.clone()).await?;
+    let subs = subscribe(&core, 1000, Consumer::Face).await?;
     let with = delete_rate(&core, one_user, throughput_sessions).await?;
     for task in subs.tasks {
         task.abort();
@@ -312,16 +337,17 @@ pub async fn run(
     }
     let per_user_without = delete_rate(&core, &per_user, throughput_sessions).await?;
     eprintln!("feed: DeleteSession throughput over 1,000 users, one subscriber per user");
-    let subs = subscribe_to(&core, &user_ids, wanted).await?;
+    let subs = subscribe_to(&core, &user_ids, Consumer::Face).await?;
     let per_user_with = delete_rate(&core, &per_user, throughput_sessions).await?;
     for task in subs.tasks {
         task.abort();
     }
     drop(core);
 
-    if let Some(url) = postgres {
+    if let Some(admin) = postgres {
         eprintln!("feed: latency across two PostgreSQL replicas");
-        let a_settings = settings_in(&dir, Some(url));
+        let database = Database::create(&admin)?;
+        let a_settings = settings_in(&dir, Some(database.url.clone()));
         let a = node(&a_settings).await?;
         let b = node(&a_settings).await?;
         let user = a
@@ -351,6 +377,9 @@ pub async fn run(
                 .await?,
             );
         }
+        // Both replicas' pools close before their database goes.
+        drop((a, b));
+        drop(database);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(FeedReport {
@@ -361,6 +390,34 @@ pub async fn run(
         per_user_deletes_per_s_with_1000: per_user_with,
         bytes_per_idle_subscriber: bytes,
     })
+}
+
+/// A database of its own for the replica run, dropped with this.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(admin: &str) -> anyhow::Result<Self> {
+        let name = format!("sessiond_feed_bench_{}", std::process::id());
+        crate::pg::psql(admin, &format!("CREATE DATABASE {name}"))?;
+        Ok(Self {
+            admin: admin.to_owned(),
+            url: crate::pg::with_database(admin, &name)?,
+            name,
+        })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = crate::pg::psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -81,8 +81,8 @@ enum Command {
         /// Sessions deleted per throughput run.
         #[arg(long, default_value_t = 4000)]
         throughput_sessions: usize,
-        /// A PostgreSQL URL whose database (or `search_path` schema) the bench may fill: adds
-        /// the two-replica run.
+        /// A PostgreSQL URL of a role that may create databases: adds the two-replica run, on
+        /// a database of its own that the bench creates there and drops at the end.
         #[arg(long)]
         postgres: Option<String>,
         /// Merge the Markdown section into this file, between its markers (and write the

@@ -20,7 +20,7 @@ use crate::feed::{Selection, cursor_invalid, read_page};
 
 use super::Core;
 
-pub use crate::feed::{Encoding, EventStream, SharedEvent};
+pub use crate::feed::{Encoding, EventBatches, EventStream, Events, SharedEvent};
 
 impl Core {
     /// A page of past events after the filter's cursor.
@@ -56,6 +56,16 @@ impl Core {
         principal: &Principal,
         filter: EventFilter,
     ) -> Result<EventStream, Error> {
+        let batches = self.watch_session_event_batches(principal, filter).await?;
+        Ok(crate::feed::one_by_one(batches))
+    }
+
+    /// The same stream a batch at a time: what the faces write, each batch in one write.
+    pub async fn watch_session_event_batches(
+        &self,
+        principal: &Principal,
+        filter: EventFilter,
+    ) -> Result<EventBatches, Error> {
         let selection = selection(principal, &filter)?;
         let after = cursor(filter.after.as_deref())?;
         self.feed.subscribe(after, selection).await

@@ -24,7 +24,7 @@ use crate::store::{DynStore, StoreError};
 
 pub use admin_sessions::{AdminSessionPage, RevokedBy, SessionAction, SessionWithUser};
 pub use checks::{Checks, UserLookup};
-pub use events::{Encoding, EventStream, SharedEvent};
+pub use events::{Encoding, EventBatches, EventStream, Events, SharedEvent};
 pub use factors::{
     AuthMethod, DEFAULT_RECOVERY_CODES, FACTOR_KEY_FILE, FactorChange, ImportedSeed,
     MAX_RECOVERY_CODES, SeedSealer, TotpEnrollment, factor_key_fingerprint,

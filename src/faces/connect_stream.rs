@@ -30,7 +30,7 @@ use super::grpc::GrpcService;
 use super::pb::sessiond::events::v1::WatchSessionEventsRequest;
 use super::rpc::Serve;
 use super::status::{connect_body, connect_code};
-use crate::core::{Encoding, SharedEvent};
+use crate::core::{Encoding, Events};
 use crate::domain::{Error, SessionEvent, error_ids};
 
 /// Whether a request speaks Connect's streaming protocol with protobuf messages to a stream
@@ -193,9 +193,9 @@ fn request_message(codec: StreamCodec, body: &[u8]) -> Result<WatchSessionEvents
     }
 }
 
-/// An event's envelope, made once per codec and shared.
-fn event_envelope(codec: StreamCodec, event: &SharedEvent) -> Result<Bytes, Error> {
-    event.encoded(codec.encoding(), |event| encode_event(codec, event))
+/// The envelopes of a batch of events in one buffer, made once per codec and shared.
+fn event_envelopes(codec: StreamCodec, events: &Events) -> Result<Bytes, Error> {
+    events.encoded(codec.encoding(), |event| encode_event(codec, event))
 }
 
 fn encode_event(codec: StreamCodec, event: &SessionEvent) -> Result<Bytes, Error> {
@@ -244,7 +244,7 @@ async fn watch(
         Ok(events) => futures_util::stream::unfold(Some(events), move |events| async move {
             let mut events = events?;
             match events.next().await {
-                Some(Ok(event)) => match event_envelope(codec, &event) {
+                Some(Ok(batch)) => match event_envelopes(codec, &batch) {
                     Ok(frame) => Some((frame, Some(events))),
                     Err(error) => Some((end_with(Some(&error)), None)),
                 },

@@ -101,7 +101,9 @@ impl<S: Serve> pb::session_event_service_server::SessionEventService for Grpc<S>
             .watch_session_events(credentials, request.into_inner())
             .await
             .map_err(|e| to_status(&e))?;
-        let stream = events.map(|item| match item {
+        // Each event is its own message; tonic puts the messages ready at once (a batch of
+        // the feed) into one buffer, written at once.
+        let stream = crate::feed::one_by_one(events).map(|item| match item {
             Ok(event) => Ok(event_to_pb(&event)),
             Err(error) => Err(to_status(&error)),
         });

@@ -20,7 +20,7 @@ use http::StatusCode;
 use super::SessionApi;
 use super::edges::Credentials;
 use super::pb::sessiond::events::v1::WatchSessionEventsRequest;
-use crate::core::EventStream;
+use crate::core::EventBatches;
 use crate::domain::{Error, Principal};
 
 /// The HTTP verb of a `google.api.http` rule.
@@ -149,7 +149,7 @@ pub trait Serve: Clone + Send + Sync + 'static {
         &self,
         credentials: Credentials,
         request: WatchSessionEventsRequest,
-    ) -> impl Future<Output = Result<EventStream, Error>> + Send {
+    ) -> impl Future<Output = Result<EventBatches, Error>> + Send {
         let _ = (credentials, request);
         std::future::ready(Err(Error::new(
             crate::domain::ErrorKind::Unimplemented,

@@ -166,16 +166,23 @@ async fn events(
     let events = state
         .api
         .core()
-        .watch_session_events(&principal, filter)
+        .watch_session_event_batches(&principal, filter)
         .await?;
     // Ends right after the caller's own termination, without waiting for another event.
     let until_own_end = futures_util::stream::unfold(Some(events), move |events| {
         let own = own.clone();
         async move {
             let mut events = events?;
-            let item = events.next().await?;
-            let ended = matches!(&item, Ok(event) if event.event_type == SessionEventType::Terminated
-                && event.session_id == own.as_str());
+            let (item, ended) = match events.next().await? {
+                Ok(batch) => {
+                    let (batch, ended) = batch.until(|event| {
+                        event.event_type == SessionEventType::Terminated
+                            && event.session_id == own.as_str()
+                    });
+                    (Ok(batch), ended)
+                }
+                Err(error) => (Err(error), false),
+            };
             Some((item, (!ended).then_some(events)))
         }
     });

@@ -21,7 +21,7 @@ use super::pb::zitadel::object::v2 as object;
 use super::pb::zitadel::session::v2 as msg;
 use super::rpc::{Rpc, Serve, rpc_service};
 use crate::auth::Authenticator;
-use crate::core::EventStream;
+use crate::core::EventBatches;
 use crate::domain::{Error, Principal, SessionId, SessionToken};
 
 /// The `challenges` of a Create or Set answer: present when a challenge was requested.
@@ -161,10 +161,12 @@ impl Serve for SessionApi {
         &self,
         credentials: Credentials,
         request: WatchSessionEventsRequest,
-    ) -> Result<EventStream, Error> {
+    ) -> Result<EventBatches, Error> {
         let principal = self.authenticate(credentials.authorization()).await?;
         let filter = super::events::watch_filter(request)?;
-        self.core().watch_session_events(&principal, filter).await
+        self.core()
+            .watch_session_event_batches(&principal, filter)
+            .await
     }
 }
 

@@ -31,7 +31,7 @@ use super::FaceState;
 use super::edges::{self, Credentials};
 use super::events::{self, event_to_pb, non_empty, types_from_names};
 use super::rest::RestError;
-use crate::core::{Encoding, EventStream};
+use crate::core::{Encoding, EventBatches};
 use crate::domain::{Error, EventFilter, SessionEvent, error_ids};
 
 /// Whether the client asked for an event stream: its `Accept` names `text/event-stream` (as
@@ -102,8 +102,9 @@ pub fn frame(event: &SessionEvent) -> Result<Bytes, Error> {
 const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
 /// The response streaming `events`, with a keepalive comment every `keepalive`. It ends
-/// when the feed ends or fails (the server shutting down says so this way).
-pub fn response(events: EventStream, keepalive: Duration) -> Response {
+/// when the feed ends or fails (the server shutting down says so this way). Each batch of
+/// the feed goes out as one chunk, shared by every stream that holds the same batch.
+pub fn response(events: EventBatches, keepalive: Duration) -> Response {
     let start = tokio::time::Instant::now() + keepalive;
     let mut ticks = tokio::time::interval_at(start, keepalive);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -112,7 +113,7 @@ pub fn response(events: EventStream, keepalive: Duration) -> Response {
         let chunk = tokio::select! {
             biased;
             item = events.next() => match item {
-                Some(Ok(event)) => event.encoded(Encoding::Sse, frame),
+                Some(Ok(events)) => events.encoded(Encoding::Sse, frame),
                 Some(Err(error)) => Err(error),
                 None => return None,
             },
@@ -157,7 +158,7 @@ async fn list_or_watch(
         let events = state
             .api
             .core()
-            .watch_session_events(&principal, filter)
+            .watch_session_event_batches(&principal, filter)
             .await?;
         Ok(response(events, state.feed_keepalive))
     } else {

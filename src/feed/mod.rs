@@ -14,11 +14,17 @@
 //!   ring brings up to where the store left it: every event once, in position order.
 //! - Delivery costs per batch, not per event and subscriber. The hub puts what one read of
 //!   the store found in the ring as one batch (at most [`BATCH`] events); each event is
-//!   decoded once into an `Arc` that every subscriber hands out as it is, and encoded once
-//!   per wire encoding ([`SharedEvent::encoded`]), the bytes shared by every stream. Under
-//!   load the hub reads the store at most once per [`COALESCE`], so a burst of writes makes
-//!   one batch and each subscriber wakes once for it and takes every batch waiting in the
-//!   ring in one go; after a quiet moment it reads at once, so an idle feed adds no delay.
+//!   decoded once into an `Arc`, and encoded once per wire encoding
+//!   ([`SharedEvent::encoded`]). A subscriber takes a whole batch at a time ([`Events`]):
+//!   when its selection keeps every event of the batch (the common case: no type filter, or
+//!   one that covers the batch's types), it holds the batch itself, without a per-event step,
+//!   and a face writes the batch's shared encoding ([`Events::encoded`]: every event's
+//!   frames in one buffer, made once for all streams) as one write.
+//! - Under load the hub reads the store at most once per coalescing interval, which grows
+//!   with the number of subscribers ([`coalesce`]): a burst of writes makes one batch and each
+//!   subscriber wakes once for it, so the wake-ups per second stay about the same whatever the
+//!   number of subscribers, within the latency budget. After a quiet moment the hub reads at
+//!   once, so an idle feed adds no delay.
 //! - A subscriber that watches one user follows that user's own small ring instead of the
 //!   shared one, so an event wakes only the subscribers of all events and those of its user:
 //!   a thousand per-user watchers cost a write about what one does.
@@ -47,7 +53,7 @@ use crate::domain::{
 };
 use crate::store::{DynStore, FeedQuery, FeedRow};
 
-pub use subscription::EventStream;
+pub use subscription::{EventBatches, EventStream, one_by_one};
 
 /// Events the hub reads from the store at once.
 const HUB_PAGE: u32 = 1000;
@@ -66,6 +72,20 @@ const BATCH: usize = 64;
 const EVENTS_PER_SLOT: usize = 8;
 /// Least time between two reads of the store by the hub while events keep coming.
 const COALESCE: Duration = Duration::from_millis(2);
+/// What each subscriber adds to that time: a wake-up of every subscriber per read costs
+/// about a microsecond each, so reads that wake `n` subscribers come at most about once per
+/// `n` times this while events keep coming.
+const COALESCE_PER_SUBSCRIBER: Duration = Duration::from_micros(10);
+/// The longest coalescing interval, well within the feed's latency budget (50 ms at p99).
+const COALESCE_MAX: Duration = Duration::from_millis(25);
+
+/// Least time between two reads of the store while events keep coming, with `subscribers`.
+fn coalesce(subscribers: usize) -> Duration {
+    let n = u32::try_from(subscribers).unwrap_or(u32::MAX);
+    COALESCE
+        .saturating_add(COALESCE_PER_SUBSCRIBER.saturating_mul(n))
+        .min(COALESCE_MAX)
+}
 
 /// The hub's settings.
 #[derive(Clone, Debug)]
@@ -174,8 +194,185 @@ pub struct Delivered {
     pub event: Arc<SharedEvent>,
 }
 
-/// Events the hub found in one read, in position order, shared by every ring slot.
-pub type Batch = Arc<[Delivered]>;
+/// Events in position order, as the hub found them in one read of the store (shared by
+/// every subscriber of a ring) or a subscriber in one page of its catch-up.
+#[derive(Debug)]
+pub struct Batch {
+    items: Box<[Delivered]>,
+    /// The event types in the batch, one bit each ([`type_bit`]).
+    types: u8,
+    /// Every event's frame in one buffer, by encoding, made the first time a stream asks.
+    encoded: [OnceLock<Bytes>; Encoding::COUNT],
+}
+
+impl Batch {
+    fn new(items: Vec<Delivered>) -> Arc<Self> {
+        let types = items
+            .iter()
+            .fold(0, |mask, item| mask | type_bit(item.event.event_type));
+        Arc::new(Self {
+            items: items.into(),
+            types,
+            encoded: Default::default(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+fn type_bit(event_type: SessionEventType) -> u8 {
+    match event_type {
+        SessionEventType::Added => 1,
+        SessionEventType::Updated => 2,
+        SessionEventType::Terminated => 4,
+    }
+}
+
+/// Events of one batch that a subscriber hands out at once, in position order (never
+/// empty). Holding it costs one `Arc` of the batch, whatever the number of events.
+#[derive(Clone, Debug)]
+pub struct Events {
+    batch: Arc<Batch>,
+    kept: Kept,
+}
+
+/// Which events of the batch a subscriber keeps.
+#[derive(Clone, Debug)]
+enum Kept {
+    /// Every event of this range.
+    Range(std::ops::Range<usize>),
+    /// These, by index.
+    Only(Vec<u32>),
+}
+
+impl Events {
+    /// The events of `batch` from `from` on that `selection` keeps, if any.
+    fn select(batch: Arc<Batch>, from: usize, selection: &Selection) -> Option<Self> {
+        if from >= batch.len() {
+            return None;
+        }
+        let kept = if selection.keeps_all(&batch) {
+            Kept::Range(from..batch.len())
+        } else {
+            let only: Vec<u32> = (from..batch.len())
+                .filter(|&i| selection.matches(&batch.items[i].event))
+                .map(|i| i as u32)
+                .collect();
+            if only.is_empty() {
+                return None;
+            }
+            Kept::Only(only)
+        };
+        Some(Self { batch, kept })
+    }
+
+    /// Events read from the store, every one kept.
+    fn whole(batch: Arc<Batch>) -> Option<Self> {
+        (batch.len() > 0).then(|| Self {
+            kept: Kept::Range(0..batch.len()),
+            batch,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.kept {
+            Kept::Range(range) => range.len(),
+            Kept::Only(only) => only.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The events, in position order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<SharedEvent>> + '_ {
+        let items = &self.batch.items;
+        let (all, only): (&[Delivered], &[u32]) = match &self.kept {
+            Kept::Range(range) => (&items[range.clone()], &[]),
+            Kept::Only(only) => (&[], only),
+        };
+        all.iter()
+            .chain(only.iter().map(|&i| &items[i as usize]))
+            .map(|item| &item.event)
+    }
+
+    /// The first event (the oldest).
+    fn first(&self) -> &SharedEvent {
+        let index = match &self.kept {
+            Kept::Range(range) => range.start,
+            Kept::Only(only) => only[0] as usize,
+        };
+        &self.batch.items[index].event
+    }
+
+    /// Every event's frame in `encoding`, one after the other in one buffer; `encode` makes
+    /// an event's frame the first time any stream asks for it. When these are the whole
+    /// batch, the buffer is made once and shared by every stream that holds the batch.
+    pub fn encoded<E>(
+        &self,
+        encoding: Encoding,
+        encode: impl Fn(&SessionEvent) -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let frames = || -> Result<Bytes, E> {
+            let mut frames = self
+                .iter()
+                .map(|event| event.encoded(encoding, &encode))
+                .collect::<Result<Vec<Bytes>, E>>()?;
+            if frames.len() == 1 {
+                return Ok(frames.pop().unwrap_or_default());
+            }
+            let mut buffer = bytes::BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            for frame in &frames {
+                buffer.extend_from_slice(frame);
+            }
+            Ok(buffer.freeze())
+        };
+        if !matches!(&self.kept, Kept::Range(range) if range.len() == self.batch.len()) {
+            return frames();
+        }
+        let slot = &self.batch.encoded[encoding as usize];
+        if let Some(bytes) = slot.get() {
+            return Ok(bytes.clone());
+        }
+        let bytes = frames()?;
+        Ok(slot.get_or_init(|| bytes).clone())
+    }
+}
+
+impl Events {
+    /// These events up to and with the first that `last` picks, and whether one did.
+    pub fn until(self, last: impl Fn(&SessionEvent) -> bool) -> (Self, bool) {
+        let Some(at) = self.iter().position(|event| last(event)) else {
+            return (self, false);
+        };
+        let kept = match self.kept {
+            Kept::Range(range) => Kept::Range(range.start..range.start + at + 1),
+            Kept::Only(mut only) => {
+                only.truncate(at + 1);
+                Kept::Only(only)
+            }
+        };
+        (
+            Self {
+                batch: self.batch,
+                kept,
+            },
+            true,
+        )
+    }
+}
+
+impl IntoIterator for Events {
+    type Item = Arc<SharedEvent>;
+    type IntoIter = std::vec::IntoIter<Arc<SharedEvent>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter().cloned().collect::<Vec<_>>().into_iter()
+    }
+}
 
 /// The ring's size in batches for a buffer of `events`.
 fn batches(events: usize) -> usize {
@@ -188,10 +385,10 @@ struct Shared {
     clock: Arc<dyn Clock>,
     settings: FeedSettings,
     /// The ring of the subscribers of every user's events.
-    ring: broadcast::Sender<Batch>,
+    ring: broadcast::Sender<Arc<Batch>>,
     /// The rings of the subscribers of one user's events, by user id; a ring goes when its
     /// last subscriber does.
-    user_rings: Mutex<HashMap<String, broadcast::Sender<Batch>>>,
+    user_rings: Mutex<HashMap<String, broadcast::Sender<Arc<Batch>>>>,
     /// Events subscribers have taken from a ring, whether their selection kept them or not:
     /// how much waking the fan-out costs.
     ring_receipts: AtomicU64,
@@ -202,7 +399,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn user_rings(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Batch>>> {
+    fn user_rings(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<Batch>>>> {
         // The map stays whole whatever panicked while holding it: each step leaves it valid.
         self.user_rings
             .lock()
@@ -330,8 +529,12 @@ async fn run_hub(
                     // The store is gone; only polling is left.
                     tokio::time::sleep(poll).await;
                 } else if published {
-                    // Events keep coming: gather what the next moment brings into one batch.
-                    tokio::time::sleep_until(read_at + COALESCE).await;
+                    // Events keep coming: gather what the next moment brings into one batch,
+                    // a longer moment the more subscribers each batch wakes.
+                    let subscribers = shared
+                        .upgrade()
+                        .map_or(0, |hub| hub.subscribers.load(Ordering::Relaxed));
+                    tokio::time::sleep_until(read_at + coalesce(subscribers)).await;
                 }
             }
             () = tokio::time::sleep(poll) => {}
@@ -403,12 +606,12 @@ fn publish(hub: &Shared, events: &[Delivered]) {
             }
             for (user, items) in by_user {
                 if let Some(ring) = user_rings.get(user) {
-                    let _ = ring.send(items.into());
+                    let _ = ring.send(Batch::new(items));
                 }
             }
         }
         // No receiver is fine: nobody is listening right now.
-        let _ = hub.ring.send(chunk.into());
+        let _ = hub.ring.send(Batch::new(chunk.to_vec()));
     }
 }
 
@@ -449,11 +652,25 @@ impl Selection {
             .is_none_or(|u| event.user_id.as_ref() == Some(u))
             && (self.types.is_empty() || self.types.contains(&event.event_type))
     }
+
+    /// Whether every event of `batch` is kept, known without looking at each: the batch
+    /// comes from the ring this selection follows (every user's, or this user's own), so
+    /// only the types can leave an event out.
+    fn keeps_all(&self, batch: &Batch) -> bool {
+        let wanted = if self.types.is_empty() {
+            u8::MAX
+        } else {
+            self.types.iter().fold(0, |mask, t| mask | type_bit(*t))
+        };
+        batch.types & !wanted == 0
+    }
 }
 
 /// One page of events after `after` (see [`read_page`]).
 pub struct Page {
     pub events: Vec<SessionEvent>,
+    /// Each event's position, in the order of `events`.
+    positions: Vec<FeedPosition>,
     /// Everything up to here has been looked at.
     pub scanned_to: FeedPosition,
     /// The store had more than the page: read again from `scanned_to`.
@@ -483,11 +700,37 @@ pub async fn read_page(
     if after != FeedPosition::START && after < page.horizon {
         return Err(cursor_expired());
     }
+    let full = page.rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
+    let (positions, events) = page
+        .rows
+        .into_iter()
+        .filter_map(|row| {
+            let position = row.position;
+            event_of(row).map(|event| (position, event))
+        })
+        .unzip();
     Ok(Page {
-        full: page.rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX),
-        events: page.rows.into_iter().filter_map(event_of).collect(),
+        full,
+        events,
+        positions,
         scanned_to: page.scanned_to,
     })
+}
+
+impl Page {
+    /// The events as one batch of a subscriber's own.
+    fn into_batch(self) -> Arc<Batch> {
+        Batch::new(
+            self.positions
+                .into_iter()
+                .zip(self.events)
+                .map(|(position, event)| Delivered {
+                    position,
+                    event: SharedEvent::new(event),
+                })
+                .collect(),
+        )
+    }
 }
 
 pub fn cursor_invalid() -> Error {
@@ -519,4 +762,107 @@ fn subscribers_full() -> Error {
         error_ids::FEED_SUBSCRIBERS_FULL,
         "too many event feed subscribers on this server; retry later",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Time;
+
+    fn item(n: u64, event_type: SessionEventType) -> Delivered {
+        Delivered {
+            position: FeedPosition::new(0, n),
+            event: SharedEvent::new(SessionEvent {
+                cursor: n.to_string(),
+                session_id: format!("s{n}"),
+                user_id: Some("u".into()),
+                event_type,
+                sequence: 1,
+                occurred_at: Time::from_unix_parts(1_700_000_000, 0),
+                resource_owner: "o".into(),
+                reason: None,
+            }),
+        }
+    }
+
+    fn frame(event: &SessionEvent) -> Result<Bytes, std::convert::Infallible> {
+        Ok(Bytes::from(format!("{};", event.cursor)))
+    }
+
+    fn cursors(events: &Events) -> Vec<String> {
+        events.iter().map(|e| e.cursor.clone()).collect()
+    }
+
+    fn mixed() -> Arc<Batch> {
+        use SessionEventType::{Added, Terminated, Updated};
+        Batch::new(vec![
+            item(1, Added),
+            item(2, Terminated),
+            item(3, Updated),
+            item(4, Terminated),
+        ])
+    }
+
+    #[test]
+    fn a_selection_that_covers_the_batch_holds_it_whole_and_shares_its_encoding() {
+        let batch = mixed();
+        let a = Events::select(batch.clone(), 0, &Selection::default()).unwrap();
+        let b = Events::select(batch.clone(), 0, &Selection::default()).unwrap();
+        assert_eq!(cursors(&a), ["1", "2", "3", "4"]);
+        let first = a.encoded(Encoding::Sse, frame).unwrap();
+        assert_eq!(&first[..], b"1;2;3;4;");
+        let second = b.encoded(Encoding::Sse, frame).unwrap();
+        // The same buffer, not a copy.
+        assert_eq!(first.as_ptr(), second.as_ptr());
+    }
+
+    #[test]
+    fn a_type_filter_keeps_only_its_types_and_encodes_only_them() {
+        let selection = Selection {
+            user_id: None,
+            types: vec![SessionEventType::Terminated],
+        };
+        let events = Events::select(mixed(), 0, &selection).unwrap();
+        assert_eq!(cursors(&events), ["2", "4"]);
+        assert_eq!(&events.encoded(Encoding::Sse, frame).unwrap()[..], b"2;4;");
+        let late = Events::select(mixed(), 2, &selection).unwrap();
+        assert_eq!(cursors(&late), ["4"]);
+        let added = Selection {
+            user_id: None,
+            types: vec![SessionEventType::Added],
+        };
+        assert!(Events::select(mixed(), 1, &added).is_none());
+    }
+
+    #[test]
+    fn events_past_the_start_of_a_batch_are_encoded_alone() {
+        let events = Events::select(mixed(), 2, &Selection::default()).unwrap();
+        assert_eq!(cursors(&events), ["3", "4"]);
+        assert_eq!(&events.encoded(Encoding::Sse, frame).unwrap()[..], b"3;4;");
+        // The whole batch's shared encoding is still the whole batch.
+        let whole = Events::whole(events.batch.clone()).unwrap();
+        assert_eq!(
+            &whole.encoded(Encoding::Sse, frame).unwrap()[..],
+            b"1;2;3;4;"
+        );
+    }
+
+    #[test]
+    fn until_keeps_the_events_up_to_and_with_the_one_picked() {
+        let whole = Events::whole(mixed()).unwrap();
+        let (cut, found) = whole.until(|e| e.session_id == "s2");
+        assert!(found);
+        assert_eq!(cursors(&cut), ["1", "2"]);
+        assert_eq!(&cut.encoded(Encoding::Sse, frame).unwrap()[..], b"1;2;");
+        let (all, found) = Events::whole(mixed()).unwrap().until(|_| false);
+        assert!(!found);
+        assert_eq!(all.len(), 4);
+    }
+
+    #[test]
+    fn the_coalescing_interval_grows_with_subscribers_within_its_bounds() {
+        assert_eq!(coalesce(0), COALESCE);
+        assert!(coalesce(1000) > coalesce(1));
+        assert_eq!(coalesce(usize::MAX), COALESCE_MAX);
+    }
 }

@@ -6,26 +6,41 @@
 //! events up to it (the subscriber joined the ring before reading the store), which are
 //! skipped. So each event is delivered once, in position order, without a gap.
 //!
-//! The ring brings batches. A subscriber woken by one takes every batch waiting in the ring
-//! before it waits again, hands out the events as the hub decoded them (shared, not copied),
-//! and counts its deliveries and their lag once per wake-up rather than per event.
+//! The stream yields [`Events`]: a batch of the ring (or a page of the store) at a time, not
+//! one event at a time, so what a subscriber costs grows with the batches, not the events.
+//! A subscriber woken by the ring takes every batch waiting in it before it waits again, and
+//! counts its deliveries and their lag once per wake-up. [`EventStream`] is the same stream
+//! one event at a time, for callers that handle events singly.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    Batch, Feed, Selection, Shared, SharedEvent, USER_RING, batches, read_page, shutting_down,
-    subscribers_full,
+    Batch, Events, Feed, Selection, Shared, SharedEvent, USER_RING, batches, read_page,
+    shutting_down, subscribers_full,
 };
 use crate::domain::{Error, FeedPosition};
 
-/// A live stream of events; ends after an error.
+/// A live stream of events, a batch at a time; ends after an error.
+pub type EventBatches = Pin<Box<dyn Stream<Item = Result<Events, Error>> + Send>>;
+
+/// A live stream of events, one at a time; ends after an error.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Arc<SharedEvent>, Error>> + Send>>;
+
+/// `batches` one event at a time.
+pub fn one_by_one(batches: EventBatches) -> EventStream {
+    Box::pin(batches.flat_map(|item| {
+        let items: Vec<Result<Arc<SharedEvent>, Error>> = match item {
+            Ok(events) => events.into_iter().map(Ok).collect(),
+            Err(error) => vec![Err(error)],
+        };
+        futures_util::stream::iter(items)
+    }))
+}
 
 /// Events read from the store at once while catching up.
 const CATCH_UP_PAGE: u32 = 500;
@@ -53,7 +68,7 @@ impl Drop for Slot {
 /// The ring a subscriber follows: the shared one, or that of the one user it watches, which
 /// goes when its last subscriber does.
 struct Ring {
-    receiver: broadcast::Receiver<Batch>,
+    receiver: broadcast::Receiver<Arc<Batch>>,
     user: Option<String>,
     shared: Arc<Shared>,
 }
@@ -100,24 +115,22 @@ struct Subscription {
     selection: Selection,
     cursor: FeedPosition,
     /// Events read from the store, not handed out yet.
-    pending: VecDeque<Arc<SharedEvent>>,
-    /// The batch taken from the ring, and how far into it the subscriber is.
-    batch: Option<(Batch, usize)>,
+    pending: Option<Events>,
     /// Events handed out since the metric was last told.
     delivered: u64,
-    /// The next event handed out is the first since a wake-up: its lag is observed.
+    /// The next events handed out are the first since a wake-up: their lag is observed.
     observe_lag: bool,
     mode: Mode,
 }
 
 impl Feed {
     /// A stream of the events after `after` (`None`: from the head of the log, i.e. now)
-    /// that match `selection`.
+    /// that match `selection`, a batch at a time.
     pub async fn subscribe(
         &self,
         after: Option<FeedPosition>,
         selection: Selection,
-    ) -> Result<EventStream, Error> {
+    ) -> Result<EventBatches, Error> {
         let shared = &self.inner.shared;
         if *shared.shutdown.borrow() {
             return Err(shutting_down());
@@ -131,48 +144,35 @@ impl Feed {
         self.start().await?;
         // Join the ring before reading the store: nothing falls between the two.
         let ring = Ring::join(shared, &selection);
-        let cursor = match after {
-            Some(after) => {
-                // Refuse a bad cursor now, as an error of the call, not of the stream.
-                let first = read_page(&shared.store, after, &selection, CATCH_UP_PAGE).await?;
-                let sub = Subscription {
-                    slot,
-                    ring,
-                    shutdown: shared.shutdown.subscribe(),
-                    selection,
-                    cursor: first.scanned_to.max(after),
-                    pending: first.events.into_iter().map(SharedEvent::new).collect(),
-                    batch: None,
-                    delivered: 0,
-                    observe_lag: true,
-                    mode: if first.full {
-                        Mode::CatchUp
-                    } else {
-                        Mode::Live
-                    },
-                };
-                return Ok(Box::pin(sub.into_stream()));
-            }
-            None => shared.store.feed_bounds().await?.head,
-        };
-        let sub = Subscription {
+        let mut sub = Subscription {
             slot,
             ring,
             shutdown: shared.shutdown.subscribe(),
             selection,
-            cursor,
-            pending: VecDeque::new(),
-            batch: None,
+            cursor: FeedPosition::START,
+            pending: None,
             delivered: 0,
             observe_lag: true,
             mode: Mode::CatchUp,
         };
+        match after {
+            Some(after) => {
+                // Refuse a bad cursor now, as an error of the call, not of the stream.
+                let first = read_page(&shared.store, after, &sub.selection, CATCH_UP_PAGE).await?;
+                sub.cursor = first.scanned_to.max(after);
+                if !first.full {
+                    sub.mode = Mode::Live;
+                }
+                sub.pending = Events::whole(first.into_batch());
+            }
+            None => sub.cursor = shared.store.feed_bounds().await?.head,
+        }
         Ok(Box::pin(sub.into_stream()))
     }
 }
 
 impl Subscription {
-    fn into_stream(self) -> impl Stream<Item = Result<Arc<SharedEvent>, Error>> + Send {
+    fn into_stream(self) -> impl Stream<Item = Result<Events, Error>> + Send {
         futures_util::stream::unfold(self, |mut sub| async move {
             let item = sub.next().await?;
             Some((item, sub))
@@ -183,8 +183,8 @@ impl Subscription {
         &self.slot.0
     }
 
-    /// The next item, or `None` once ended.
-    async fn next(&mut self) -> Option<Result<Arc<SharedEvent>, Error>> {
+    /// The next events, or `None` once ended.
+    async fn next(&mut self) -> Option<Result<Events, Error>> {
         loop {
             if matches!(self.mode, Mode::Ended) {
                 return None;
@@ -192,8 +192,8 @@ impl Subscription {
             if *self.shutdown.borrow() {
                 return Some(self.end(shutting_down()));
             }
-            if let Some(event) = self.pending.pop_front() {
-                return Some(Ok(self.hand_off(event)));
+            if let Some(events) = self.pending.take() {
+                return Some(Ok(self.hand_off(events)));
             }
             match self.mode {
                 Mode::CatchUp => {
@@ -203,10 +203,7 @@ impl Subscription {
                     self.observe_lag = true;
                 }
                 Mode::Live => {
-                    if let Some(event) = self.next_in_batch() {
-                        return Some(Ok(self.hand_off(event)));
-                    }
-                    // The batch is done: take the next one waiting, else wait for one.
+                    // Take the next batch waiting, else wait for one.
                     let received = match self.ring.receiver.try_recv() {
                         Err(broadcast::error::TryRecvError::Empty) => {
                             self.flush_delivered();
@@ -230,7 +227,9 @@ impl Subscription {
                             self.shared()
                                 .ring_receipts
                                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                            self.batch = Some((batch, 0));
+                            if let Some(events) = self.past_cursor(batch) {
+                                return Some(Ok(self.hand_off(events)));
+                            }
                         }
                         // Fell behind the ring: the store has everything after the cursor.
                         Err(broadcast::error::RecvError::Lagged(_)) => self.mode = Mode::CatchUp,
@@ -244,26 +243,24 @@ impl Subscription {
         }
     }
 
-    /// The next event of the current batch past the cursor that the selection keeps.
-    fn next_in_batch(&mut self) -> Option<Arc<SharedEvent>> {
-        let (batch, at) = self.batch.as_mut()?;
-        while let Some(item) = batch.get(*at) {
-            *at += 1;
-            if item.position <= self.cursor {
-                continue;
-            }
-            self.cursor = item.position;
-            if self.selection.matches(&item.event) {
-                return Some(item.event.clone());
-            }
+    /// The events of a batch of the ring past the cursor that the selection keeps; the cursor
+    /// moves past the whole batch.
+    fn past_cursor(&mut self, batch: Arc<Batch>) -> Option<Events> {
+        let last = batch.items.last()?.position;
+        if last <= self.cursor {
+            return None;
         }
-        self.batch = None;
-        None
+        // Positions rise through a batch: only the first batches after a catch-up start at
+        // or below the cursor.
+        let from = batch
+            .items
+            .partition_point(|item| item.position <= self.cursor);
+        self.cursor = last;
+        Events::select(batch, from, &self.selection)
     }
 
     /// One page from the store after the cursor; live again once the store has no more.
     async fn catch_up(&mut self) -> Result<(), Error> {
-        self.batch = None;
         let page = read_page(
             &self.shared().store,
             self.cursor,
@@ -275,23 +272,23 @@ impl Subscription {
             self.mode = Mode::Live;
         }
         self.cursor = page.scanned_to.max(self.cursor);
-        self.pending
-            .extend(page.events.into_iter().map(SharedEvent::new));
+        self.pending = Events::whole(page.into_batch());
         Ok(())
     }
 
-    fn hand_off(&mut self, event: Arc<SharedEvent>) -> Arc<SharedEvent> {
+    fn hand_off(&mut self, events: Events) -> Events {
         if self.observe_lag {
             self.observe_lag = false;
             let shared = self.shared();
-            let lag_micros = shared.clock.now().unix_micros() - event.occurred_at.unix_micros();
+            let lag_micros =
+                shared.clock.now().unix_micros() - events.first().occurred_at.unix_micros();
             shared
                 .metrics
                 .lag
                 .observe(lag_micros.max(0) as f64 / 1_000_000.0);
         }
-        self.delivered += 1;
-        event
+        self.delivered += events.len() as u64;
+        events
     }
 
     /// Tells the metric the deliveries counted so far.
@@ -302,7 +299,7 @@ impl Subscription {
         }
     }
 
-    fn end(&mut self, error: Error) -> Result<Arc<SharedEvent>, Error> {
+    fn end(&mut self, error: Error) -> Result<Events, Error> {
         self.flush_delivered();
         self.mode = Mode::Ended;
         Err(error)
