@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -23,22 +24,36 @@ use crate::client::SessionRef;
 pub const SESSION_BY_ID: &str = "SELECT s.id, s.user_id, s.user_verified_at, \
      s.password_verified_at, s.metadata, s.user_agent, s.fingerprint_id, s.expiration, \
      s.creator, s.resource_owner, s.creation_date, s.change_date, s.sequence, s.token_hash, \
-     s.terminated_at, u.login_name, u.display_name, u.organization_id \
+     s.terminated_at, s.totp_verified_at, s.recovery_code_verified_at, \
+     s.webauthn_verified_at, s.webauthn_user_verified, s.otp_sms_verified_at, \
+     s.otp_email_verified_at, u.login_name, u.display_name, u.organization_id \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?";
+/// Columns of `SESSION_BY_ID`, and the positions the delete binds from it.
+const SESSION_COLUMNS: usize = 24;
+const SEQUENCE: usize = 12;
+const USER_ID: usize = 1;
+const TOKEN_HASH: usize = 13;
 const USER_COLUMNS: &str = "SELECT id, login_name, login_name_folded, display_name, \
      organization_id, state, password_hash, failed_password_attempts, created_at, updated_at, \
      version FROM users";
-/// The guarded read before an update (`Table::select_changing`).
-const SELECT_CHANGING: &str = "SELECT user_id, user_verified_at, password_verified_at, \
-     metadata, user_agent, fingerprint_id, expiration, change_date, sequence, token_hash, \
-     terminated_at FROM sessions WHERE id = ?1 AND sequence = ?2";
-/// A termination changes these three columns only (`Table::update_some`).
-const UPDATE_TERMINATED: &str =
-    "UPDATE sessions SET change_date = ?1, sequence = ?2, terminated_at = ?3 WHERE id = ?4";
+/// A termination in one statement (`Writes::update`, its single-statement form with
+/// `terminated_at` given): every changing column but the indexed ones is set, the user and
+/// token hash must still be the ones read and `terminated_at` NULL, so only the row and the two
+/// live-session index entries change.
+const UPDATE_TERMINATED: &str = "UPDATE sessions SET user_verified_at = ?1, \
+     password_verified_at = ?2, metadata = ?3, user_agent = ?4, fingerprint_id = ?5, \
+     expiration = ?6, change_date = ?7, sequence = ?8, terminated_at = ?9, \
+     totp_verified_at = ?10, recovery_code_verified_at = ?11, webauthn_verified_at = ?12, \
+     webauthn_user_verified = ?13, otp_sms_verified_at = ?14, otp_email_verified_at = ?15 \
+     WHERE id = ?16 AND sequence = ?17 AND user_id IS ?18 AND token_hash IS ?19 \
+     AND terminated_at IS NULL";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, user_verified_at, \
      password_verified_at, metadata, user_agent, fingerprint_id, expiration, creator, \
-     resource_owner, creation_date, change_date, sequence, token_hash, terminated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+     resource_owner, creation_date, change_date, sequence, token_hash, terminated_at, \
+     totp_verified_at, recovery_code_verified_at, webauthn_verified_at, \
+     webauthn_user_verified, otp_sms_verified_at, otp_email_verified_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+     ?19, ?20, ?21)";
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, sequence, event_type, \
      payload, created_at, editor, user_id, resource_owner) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -120,16 +135,15 @@ impl Ceiling {
 
     /// The session read every Get and Delete starts with; its columns fetched as the
     /// decoder does.
-    fn read_session(&self, id: &str) -> anyhow::Result<i64> {
+    fn read_session(&self, id: &str) -> anyhow::Result<Vec<Value>> {
         let mut statement = self.reader.prepare_cached(SESSION_BY_ID)?;
         let mut rows = statement.query([id])?;
         let Some(row) = rows.next()? else {
             anyhow::bail!("session {id} not found");
         };
-        for i in 0..18 {
-            row.get_ref(i)?;
-        }
-        Ok(row.get(12)?)
+        (0..SESSION_COLUMNS)
+            .map(|i| Ok(Value::from(row.get_ref(i)?)))
+            .collect()
     }
 
     fn read_user(&self, filter: &str, key: &str) -> anyhow::Result<String> {
@@ -165,8 +179,8 @@ impl Ceiling {
         self.exec("COMMIT")
     }
 
-    /// DeleteSession: read the session by id; then, in the group commit, the guarded read,
-    /// the three-column update and the `session.terminated` event.
+    /// DeleteSession: read the session by id; then, in the group commit, the termination in
+    /// one statement and the `session.terminated` event.
     fn delete_batch(&mut self, pool: &[SessionRef], batch: usize) -> anyhow::Result<usize> {
         let end = (self.cursor + batch).min(pool.len());
         let jobs = &pool[self.cursor..end];
@@ -176,23 +190,34 @@ impl Ceiling {
             read.push((s, self.read_session(&s.id)?));
         }
         let now = crate::now_micros();
-        self.commit(&read, |conn, (s, sequence)| {
-            {
-                let mut statement = conn.prepare_cached(SELECT_CHANGING)?;
-                let mut rows = statement.query(params![s.id, sequence])?;
-                let Some(row) = rows.next()? else {
-                    anyhow::bail!("session {} changed under the loop", s.id);
-                };
-                for i in 0..11 {
-                    row.get_ref(i)?;
-                }
-            }
-            conn.prepare_cached(UPDATE_TERMINATED)?.execute(params![
+        self.commit(&read, |conn, (s, row)| {
+            let Value::Integer(sequence) = row[SEQUENCE] else {
+                anyhow::bail!("session {} has no sequence", s.id);
+            };
+            let changed = conn.prepare_cached(UPDATE_TERMINATED)?.execute(params![
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
                 now,
                 sequence + 1,
                 now,
-                s.id
+                row[15],
+                row[16],
+                row[17],
+                row[18],
+                row[19],
+                row[20],
+                s.id,
+                sequence,
+                row[USER_ID],
+                row[TOKEN_HASH]
             ])?;
+            if changed != 1 {
+                anyhow::bail!("session {} changed under the loop", s.id);
+            }
             conn.prepare_cached(INSERT_EVENT)?.execute(params![
                 s.id,
                 sequence + 1,
@@ -251,6 +276,11 @@ impl Ceiling {
                 now,
                 1i64,
                 hash,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
                 None::<i64>
             ])?;
             conn.prepare_cached(INSERT_EVENT)?.execute(params![

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 
 use self::open::{database_path, migrate, open_writer};
 use self::readers::{Readers, start_checkpointer};
-use self::statements::{Query, Writes, all_rows, session_page};
+use self::statements::{Indexed, Query, Writes, all_rows, session_page};
 use self::users::RevocationRow;
 use self::writer::Writer;
 use super::columns::{Appended, events, sessions, users as user_columns};
@@ -57,9 +57,18 @@ use crate::domain::{
 
 pub use self::open::Synchronous;
 
-static SESSION_WRITES: Writes = Writes::new(&sessions::TABLE);
-static USER_WRITES: Writes = Writes::new(&user_columns::TABLE);
-static EVENT_WRITES: Writes = Writes::new(&events::TABLE);
+/// The changing columns that an index reads (see `Indexed`).
+static SESSION_WRITES: Writes = Writes::new(
+    &sessions::TABLE,
+    &[
+        Indexed::Kept("user_id"),
+        Indexed::Kept("token_hash"),
+        Indexed::SetFromNull("terminated_at"),
+    ],
+);
+static USER_WRITES: Writes =
+    Writes::new(&user_columns::TABLE, &[Indexed::Kept("login_name_folded")]);
+static EVENT_WRITES: Writes = Writes::new(&events::TABLE, &[]);
 
 /// The point reads, built once from the column lists.
 static SESSION_BY_ID: LazyLock<String> =
