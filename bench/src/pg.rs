@@ -125,10 +125,14 @@ pub fn seed(url: &str, from: i64, to: i64, now: i64) -> anyhow::Result<()> {
 
 const SESSION_COLUMNS: &str = "s.id, s.user_id, s.user_verified_at, s.password_verified_at, \
      s.metadata, s.user_agent, s.fingerprint_id, s.expiration, s.creator, s.resource_owner, \
-     s.creation_date, s.change_date, s.sequence, s.token_hash, s.terminated_at, u.login_name, \
+     s.creation_date, s.change_date, s.sequence, s.token_hash, s.terminated_at, \
+     s.totp_verified_at, s.recovery_code_verified_at, s.webauthn_verified_at, \
+     s.webauthn_user_verified, s.otp_sms_verified_at, s.otp_email_verified_at, u.login_name, \
      u.display_name, u.organization_id FROM sessions s LEFT JOIN users u ON u.id = s.user_id";
 const USER_COLUMNS: &str = "id, login_name, login_name_folded, display_name, organization_id, \
      state, password_hash, failed_password_attempts, created_at, updated_at, version FROM users";
+const EVENT_COLUMNS: &str = "session_id, sequence, event_type, payload, created_at, editor, \
+     user_id, resource_owner";
 
 /// The pgbench scripts: each transaction of a script is one sessiond operation, with the
 /// statements sessiond's PostgreSQL store sends for it (same text and shape; constants where
@@ -140,47 +144,52 @@ pub fn scripts(dir: &Path) -> anyhow::Result<[(&'static str, std::path::PathBuf)
          \\set sid {SESSION_BASE} + :n\n\
          SELECT {SESSION_COLUMNS} WHERE s.id = :sid::text;\n"
     );
-    // DeleteSession: the read, then one transaction with the guarded update of every changing
-    // column (`Table::update`) and the `session.terminated` event.
+    // DeleteSession: the read, then one statement (its own transaction) with the guarded
+    // update of every changing column (`Table::update`) and the `session.terminated` event,
+    // inserted only if the update found its row.
     let delete = format!(
         "\\set i :i + 1\n\
          \\set n :base + :client_id * :per + :i\n\
          \\set sid {SESSION_BASE} + :n\n\
          \\set uid {USER_BASE} + :n / 10\n\
          SELECT {SESSION_COLUMNS} WHERE s.id = :sid::text;\n\
-         BEGIN;\n\
-         UPDATE sessions SET user_id = :uid::text, user_verified_at = 1700000000000000, \
-         password_verified_at = NULL, metadata = '{{}}', user_agent = '{{}}', \
-         fingerprint_id = NULL, expiration = 1900000000000000, change_date = 1800000000000000, \
-         sequence = 2, token_hash = sha256(convert_to('t' || :n::text, 'UTF8')), \
-         terminated_at = 1800000000000000 WHERE id = :sid::text AND sequence = 1;\n\
-         INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, \
-         editor, user_id, resource_owner) VALUES (:sid::text, 2, 'session.terminated', \
-         '{{\"reason\":\"deleted\"}}', 1800000000000000, 'bench', :uid::text, 'sessiond');\n\
-         END;\n"
+         WITH changed AS (UPDATE sessions SET user_id = :uid::text, \
+         user_verified_at = 1700000000000000, password_verified_at = NULL, metadata = '{{}}', \
+         user_agent = '{{}}', fingerprint_id = NULL, expiration = 1900000000000000, \
+         change_date = 1800000000000000, sequence = 2, \
+         token_hash = sha256(convert_to('t' || :n::text, 'UTF8')), \
+         terminated_at = 1800000000000000, totp_verified_at = NULL, \
+         recovery_code_verified_at = NULL, webauthn_verified_at = NULL, \
+         webauthn_user_verified = NULL, otp_sms_verified_at = NULL, otp_email_verified_at = NULL \
+         WHERE id = :sid::text AND sequence = 1 RETURNING 1) \
+         INSERT INTO session_events ({EVENT_COLUMNS}) SELECT :sid::text, 2, \
+         'session.terminated', '{{\"reason\":\"deleted\"}}', 1800000000000000, 'bench', \
+         :uid::text, 'sessiond' FROM changed;\n"
     );
-    // CreateSession with a user check: the user by login name; one transaction with the
-    // user's share lock, the session row and its event; then the user again by id. (pgbench
-    // reads `:name` even inside a string literal, hence the space in `: null`.)
+    // CreateSession with a user check: the user by login name; one statement (its own
+    // transaction) with the user's share lock, the session row and its event; then the user
+    // again by id. (pgbench reads `:name` even inside a string literal, hence the space in
+    // `: null`.)
     let create = format!(
         "\\set i :i + 1\n\
          \\set sid {CREATE_BASE} + :base + :client_id * 1000000000 + :i\n\
          \\set u random(0, :users - 1)\n\
          \\set uid {USER_BASE} + :u\n\
          SELECT {USER_COLUMNS} WHERE login_name_folded = 'pg-' || :u::text || '@bench.example';\n\
-         BEGIN;\n\
-         SELECT 1 FROM users WHERE id = :uid::text FOR SHARE;\n\
-         INSERT INTO sessions (id, user_id, user_verified_at, password_verified_at, metadata, \
-         user_agent, fingerprint_id, expiration, creator, resource_owner, creation_date, \
-         change_date, sequence, token_hash, terminated_at) VALUES (:sid::text, :uid::text, \
+         WITH locked AS (SELECT 1 FROM users WHERE id = :uid::text FOR SHARE), \
+         added AS (INSERT INTO sessions (id, user_id, user_verified_at, password_verified_at, \
+         metadata, user_agent, fingerprint_id, expiration, creator, resource_owner, \
+         creation_date, change_date, sequence, token_hash, terminated_at, totp_verified_at, \
+         recovery_code_verified_at, webauthn_verified_at, webauthn_user_verified, \
+         otp_sms_verified_at, otp_email_verified_at) SELECT :sid::text, :uid::text, \
          1800000000000000, NULL, '{{}}', '{{}}', NULL, NULL, 'bench', 'sessiond', \
-         1800000000000000, 1800000000000000, 1, sha256(convert_to(:sid::text, 'UTF8')), NULL);\n\
-         INSERT INTO session_events (session_id, sequence, event_type, payload, created_at, \
-         editor, user_id, resource_owner) VALUES (:sid::text, 1, 'session.added', \
+         1800000000000000, 1800000000000000, 1, sha256(convert_to(:sid::text, 'UTF8')), NULL, \
+         NULL, NULL, NULL, NULL, NULL, NULL FROM (SELECT count(*) FROM locked) AS lock \
+         RETURNING 1) \
+         INSERT INTO session_events ({EVENT_COLUMNS}) SELECT :sid::text, 1, 'session.added', \
          '{{\"userId\":\"' || :uid::text || '\",\"checks\":[\"user\"],\"metadataKeys\":[],\
          \"lifetime\": null,\"userAgent\":{{}}}}', 1800000000000000, 'bench', :uid::text, \
-         'sessiond');\n\
-         END;\n\
+         'sessiond' FROM added;\n\
          SELECT {USER_COLUMNS} WHERE id = :uid::text;\n"
     );
     let mut out = Vec::new();

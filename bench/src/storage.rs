@@ -739,12 +739,15 @@ pub fn markdown(r: &Report) -> String {
              (`serve --database-url`, its default pool of 16 connections per replica) against \
              `pgbench -M prepared -c 16 -j 2` running, per transaction, the statements \
              sessiond's PostgreSQL store sends for one operation (bench/src/pg.rs: for \
-             DeleteSession the session read, then `BEGIN`, the guarded UPDATE of every \
-             changing column, the event INSERT, `COMMIT`; for CreateSession the user read by \
-             login name, `BEGIN`, the user's `FOR SHARE` lock, the session and event INSERTs, \
-             `COMMIT`, the user read by id; for GetSession the session read), alternating \
-             round by round, and `pgbench -S` (its built-in primary-key read, scale 10) beside \
-             GetSession. Not in the script: the feed's coalesced `NOTIFY` after commits. Three \
+             DeleteSession the session read, then one statement that is its own transaction: \
+             the guarded UPDATE of every changing column and the event INSERT in a \
+             data-modifying `WITH`; for CreateSession the user read by login name, one \
+             statement with the user's `FOR SHARE` lock and the session and event INSERTs, the \
+             user read by id; for GetSession the session read), alternating round by round, \
+             and `pgbench -S` (its built-in primary-key read, scale 10) beside GetSession. \
+             `synchronous_commit` is left on, for sessiond and pgbench alike. Not in the \
+             script: the feed's coalesced `NOTIFY` after commits, nor the liveness round trip \
+             sqlx's pool makes when a connection is returned to it. Three \
              replicas: three sessiond processes on the one database, each driven with {} in \
              flight at once (the pgbench figures are from the one-replica rounds).\n",
             r.postgres_version,

@@ -16,9 +16,9 @@
 //!
 //! Wake-ups. A write that appended events wakes this process's hub at once and asks the
 //! notifier to `NOTIFY` the channel [`CHANNEL`]; the notifier sends at most one notification
-//! per millisecond, however many writes asked. The listener `LISTEN`s on a connection of its
-//! own (a one-connection pool beside the requests' pool)
-//! and wakes the hub on every notification, and also whenever its connection was lost and
+//! per millisecond, however many writes asked, on a connection of its own. The listener
+//! `LISTEN`s on another connection of its own (a one-connection pool beside the requests'
+//! pool) and wakes the hub on every notification, and also whenever its connection was lost and
 //! remade (notifications may have been missed then). The table stays the truth: the hub also
 //! polls, so a lost notification only delays it by the poll interval. Both tasks start when
 //! the store is opened and stop when the store's last clone is dropped.
@@ -26,8 +26,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::Row as _;
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::{PgConnection, PgListener, PgPool};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -257,16 +258,28 @@ impl PgFeed {
     }
 }
 
-/// Sends one notification per batch of local appends, at most one per [`NOTIFY_GAP`].
+/// Sends one notification per batch of local appends, at most one per [`NOTIFY_GAP`], on a
+/// connection of its own (made with the pool's options, remade after a failure): a pooled
+/// connection would cost two liveness round trips per notification besides the `NOTIFY`.
 async fn notify(pool: PgPool, mut asked: watch::Receiver<u64>) {
+    let options = pool.connect_options();
+    let mut conn: Option<PgConnection> = None;
     while asked.changed().await.is_ok() {
         asked.mark_unchanged();
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
-            .execute(&pool)
-            .await
+        if conn.is_none() {
+            match PgConnection::connect_with(&options).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => tracing::debug!(error = %e, "feed notifier cannot connect; retrying"),
+            }
+        }
+        if let Some(c) = conn.as_mut()
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *c)
+                .await
         {
             tracing::debug!(error = %e, "feed notification not sent; other replicas will poll");
+            conn = None;
         }
         tokio::time::sleep(NOTIFY_GAP).await;
     }

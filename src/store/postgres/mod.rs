@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use sqlx::{Connection as _, Postgres, QueryBuilder, Row, Transaction};
 
 use super::columns::{Appended, Table, Value, events, sessions, users as user_columns};
 use super::rows::{
@@ -78,6 +78,11 @@ impl SqlBuilder for QueryBuilder<'_, Postgres> {
     }
 }
 
+/// How long a pooled connection may sit idle and still be handed out without a liveness
+/// check. sqlx checks every connection on its return to the pool, so a connection in steady
+/// use is known good; one idle longer may have been closed by the server meanwhile.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -97,9 +102,20 @@ impl PostgresStore {
             .max_connections(1)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options.clone());
+        // A connection handed out again within `IDLE_CHECK` of its last use skips the
+        // liveness round trip; one idle longer is checked first, as sqlx does by default.
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         let store = Self {
             pool,
@@ -162,19 +178,69 @@ struct Writes {
     update: LazyLock<String>,
 }
 
-macro_rules! writes {
-    ($table:expr) => {
-        Writes {
-            table: &$table,
-            insert: LazyLock::new(|| $table.insert(param)),
-            update: LazyLock::new(|| $table.update(param)),
-        }
-    };
+static USER_WRITES: Writes = Writes {
+    table: &user_columns::TABLE,
+    insert: LazyLock::new(|| user_columns::TABLE.insert(param)),
+    update: LazyLock::new(|| user_columns::TABLE.update(param)),
+};
+
+/// `INSERT INTO session_events (…) SELECT <event parameters> FROM {from}`: the event row,
+/// written once per row of `from`. Its parameters follow the `before` ones of the statement.
+fn event_from(from: &str, before: usize) -> String {
+    let names: Vec<&str> = events::TABLE.written().map(|(_, c)| c.name).collect();
+    let params: Vec<String> = (before + 1..=before + names.len()).map(param).collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {from}",
+        events::TABLE.name,
+        names.join(", "),
+        params.join(", ")
+    )
 }
 
-static SESSION_WRITES: Writes = writes!(sessions::TABLE);
-static USER_WRITES: Writes = writes!(user_columns::TABLE);
-static EVENT_WRITES: Writes = writes!(events::TABLE);
+/// A session write and its event as one statement: one round trip, one implicit transaction
+/// (no `BEGIN`/`COMMIT`). The event is inserted once per row the session write returns, so
+/// the statement's row count says whether the session was written.
+///
+/// Update: the guarded UPDATE of every changing column (`Table::update`), then the event.
+/// Parameters: `Table::update_params`, then the event's columns.
+static UPDATE_SESSION: LazyLock<String> = LazyLock::new(|| {
+    let before = sessions::TABLE.changing().count() + 2;
+    format!(
+        "WITH changed AS ({} RETURNING 1) {}",
+        sessions::TABLE.update(param),
+        event_from("changed", before)
+    )
+});
+
+/// Insert of a session without a user: the row, then its first event. Parameters: the
+/// session's columns, then the event's.
+static INSERT_SESSION: LazyLock<String> = LazyLock::new(|| {
+    let before = sessions::TABLE.written().count();
+    format!(
+        "WITH added AS ({} RETURNING 1) {}",
+        sessions::TABLE.insert(param),
+        event_from("added", before)
+    )
+});
+
+/// Insert of a session for a user: a shared lock on the user's row first (bulk revocation
+/// takes it exclusively, see the module header), then the row and its first event. The
+/// count over the lock's rows makes the insert wait for the lock and still insert when no
+/// user row exists. Parameters: the session's columns, the event's, then the user id.
+static INSERT_USER_SESSION: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = sessions::TABLE.written().map(|(_, c)| c.name).collect();
+    let params: Vec<String> = (1..=names.len()).map(param).collect();
+    let user = param(names.len() + events::TABLE.written().count() + 1);
+    format!(
+        "WITH locked AS (SELECT 1 FROM users WHERE id = {user} FOR SHARE), \
+         added AS (INSERT INTO {} ({}) SELECT {} FROM (SELECT count(*) FROM locked) AS lock \
+         RETURNING 1) {}",
+        sessions::TABLE.name,
+        names.join(", "),
+        params.join(", "),
+        event_from("added", names.len())
+    )
+});
 
 /// The point reads, built once from the column lists.
 static SESSION_BY_ID: LazyLock<String> =
@@ -239,16 +305,6 @@ impl Writes {
     }
 }
 
-/// Appends the event `session.sequence` of a session.
-async fn insert_event(
-    tx: &mut Transaction<'_, Postgres>,
-    session: &Session,
-    event: &NewEvent,
-) -> Result<(), StoreError> {
-    let appended = Appended::of(session, event);
-    EVENT_WRITES.insert(tx, events::encode(&appended)?).await
-}
-
 /// Deletes the rows of these sessions from `table` (`sessions` or `session_events`).
 async fn delete_ids(
     tx: &mut Transaction<'_, Postgres>,
@@ -274,6 +330,19 @@ impl PostgresStore {
         if count > 0 {
             self.feed.appended(&self.pool);
         }
+    }
+
+    /// Runs one of the one-statement session writes (`UPDATE_SESSION`, `INSERT_SESSION`,
+    /// `INSERT_USER_SESSION`); whether it wrote the session and its event. Wakes the feed
+    /// when it did.
+    async fn write_session(&self, sql: &str, params: Vec<Value>) -> Result<bool, StoreError> {
+        let done = bind_values(sqlx::query(sql), params)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let written = done.rows_affected() == 1;
+        self.appended_if(u64::from(written));
+        Ok(written)
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
@@ -317,16 +386,16 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        if let Some(user) = session.user_id() {
-            users::lock(&mut tx, user, "FOR SHARE").await?;
-        }
-        SESSION_WRITES
-            .insert(&mut tx, sessions::encode(session)?)
-            .await?;
-        insert_event(&mut tx, session, event).await?;
-        tx.commit().await.map_err(classify)?;
-        self.feed.appended(&self.pool);
+        let mut params = sessions::encode(session)?;
+        params.extend(events::encode(&Appended::of(session, event))?);
+        let sql = match session.user_id() {
+            Some(user) => {
+                params.push(Value::Text(Some(user.as_str().to_owned())));
+                &*INSERT_USER_SESSION
+            }
+            None => &*INSERT_SESSION,
+        };
+        self.write_session(sql, params).await?;
         Ok(())
     }
 
@@ -336,14 +405,16 @@ impl Store for PostgresStore {
         expected_sequence: u64,
         event: &NewEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        SESSION_WRITES
-            .update(&mut tx, sessions::encode(session)?, expected_sequence)
-            .await?;
-        insert_event(&mut tx, session, event).await?;
-        tx.commit().await.map_err(classify)?;
-        self.feed.appended(&self.pool);
-        Ok(())
+        let mut params = sessions::TABLE.update_params(
+            sessions::encode(session)?,
+            Value::Int(Some(to_i64(expected_sequence))),
+        );
+        params.extend(events::encode(&Appended::of(session, event))?);
+        if self.write_session(&UPDATE_SESSION, params).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
