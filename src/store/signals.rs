@@ -186,7 +186,7 @@ pub trait SignalStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Records `jti` as the announcement of a pause for inactivity of an enabled stream whose
-    /// last activity is before `cutoff` and that has none pending. True when recorded (one
+    /// last activity is at or before `cutoff` and that has none pending. True when recorded (one
     /// replica wins).
     async fn announce_inactivity(
         &self,

@@ -576,7 +576,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 
 /// A certificate authority (`ca.pem`, in `dir`) and a server certificate for `localhost` it
 /// signed, with its key (returned, PEM), made by the `openssl` command.
-fn localhost_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn localhost_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
     let new_key = [
         "-newkey",
         "ec",

@@ -371,7 +371,7 @@ impl SignalStore for PgSignalStore {
         let done = sqlx::query(
             "UPDATE signal_targets SET inactivity_notice = $2, inactivity_notice_at = $4 \
              WHERE kind = 'stream' AND id = $1 AND status = 'enabled' \
-             AND inactivity_notice IS NULL AND last_activity < $3",
+             AND inactivity_notice IS NULL AND last_activity <= $3",
         )
         .bind(id)
         .bind(jti)

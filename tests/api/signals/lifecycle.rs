@@ -1,6 +1,7 @@
 //! A stream's life as the transmitter shapes it: the verification interval (429 with
-//! `Retry-After`), the inactivity timeout (a stream-updated event, then a pause), and the
-//! signals' metrics.
+//! `Retry-After`), the inactivity timeout (a stream-updated event, then a pause), the
+//! signals' metrics, and the causes of a termination a stream hears of (password change with
+//! its credential-change, deactivation).
 
 use std::time::Duration;
 
@@ -235,4 +236,83 @@ async fn signals_metrics_count_signing_deliveries_retries_outbox_and_latency() {
     assert_eq!(metric(&app, DEPTH).await, 0.0);
     assert_eq!(metric(&app, DELIVERED).await, 3.0);
     assert_eq!(metric(&app, LATENCIES).await, 2.0);
+}
+
+#[tokio::test]
+async fn a_password_change_and_a_deactivation_each_signal_their_sessions_and_the_change() {
+    const CREDENTIAL_CHANGE: &str =
+        "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+    let app = signals_app().await;
+    let Some(receiver) = receiver(&app) else {
+        return;
+    };
+    push_stream(
+        &app,
+        &receiver,
+        "causes",
+        &[SESSION_REVOKED, CREDENTIAL_CHANGE],
+    )
+    .await;
+    receiver.wait_for("causes", 1).await;
+    let carol = app.add_user("carol").await;
+    let dave = app.add_user("dave").await;
+    let mut carols = vec![
+        app.create_session_for(&carol).await.session_id,
+        app.create_session_for(&carol).await.session_id,
+    ];
+    let daves = app.create_session_for(&dave).await.session_id;
+    let admin = app.bearer("admin", EVERY_PERMISSION);
+    let changed = send(
+        app.http
+            .put(app.url(&format!(
+                "/auth/admin/api/users/{}/password",
+                carol.id.as_str()
+            )))
+            .header("authorization", &admin)
+            .json(&json!({"password": "a new correct horse battery"})),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let deactivated = send(
+        app.http
+            .post(app.url(&format!(
+                "/auth/admin/api/users/{}/deactivate",
+                dave.id.as_str()
+            )))
+            .header("authorization", &admin),
+    )
+    .await;
+    assert_eq!(deactivated.status, 200, "{}", deactivated.body);
+
+    let got = receiver.wait_for("causes", 5).await;
+    let entity = |session: &str| {
+        got.iter()
+            .find(|c| c["sub_id"]["session"]["id"] == session)
+            .map(|c| c["events"][SESSION_REVOKED]["initiating_entity"].clone())
+    };
+    for session in &carols {
+        assert_eq!(entity(session), Some(json!("policy")), "{got:#?}");
+    }
+    assert_eq!(entity(&daves), Some(json!("admin")), "{got:#?}");
+    let changes: Vec<&Value> = got
+        .iter()
+        .filter(|c| c["events"].get(CREDENTIAL_CHANGE).is_some())
+        .collect();
+    assert_eq!(
+        changes.len(),
+        1,
+        "one change, whatever the sessions: {got:#?}"
+    );
+    assert_eq!(changes[0]["sub_id"]["user"]["id"], carol.id.as_str());
+    let mut revoked = revoked_sessions(&got);
+    revoked.sort();
+    carols.push(daves);
+    carols.sort();
+    assert_eq!(revoked, carols);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.received().await["causes"].len(),
+        5,
+        "nothing twice"
+    );
 }

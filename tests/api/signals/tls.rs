@@ -2,91 +2,34 @@
 //! given by `--signals-ca-file` gets its SETs; one whose certificate does not is refused, and
 //! its SETs wait in the outbox until it presents a trusted certificate.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::*;
 use crate::helpers::*;
+use crate::traces::localhost_certificate;
 
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stderr(Stdio::null())
-        .status()
-        .expect("the openssl command");
-    assert!(status.success(), "openssl {args:?} failed");
-}
-
-/// A certificate authority `<ca>.pem` in `dir` and a certificate for `localhost` it signed,
-/// `<ca>-localhost.pem` with its key `<ca>-localhost.key`.
-fn authority_and_localhost(dir: &Path, ca: &str) {
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
-    let subject = format!("/CN={ca}");
-    let mut args = vec!["req", "-x509", "-days", "1", "-subj", &subject];
-    args.extend(key);
-    args.extend(["-keyout", &ca_key, "-out", &ca_pem]);
-    openssl(dir, &args);
-    let (server_key, csr, server_pem) = (
-        format!("{ca}-localhost.key"),
-        format!("{ca}-localhost.csr"),
-        format!("{ca}-localhost.pem"),
-    );
-    let mut args = vec!["req", "-subj", "/CN=localhost"];
-    args.extend(key);
-    args.extend(["-keyout", &server_key, "-out", &csr]);
-    openssl(dir, &args);
-    std::fs::write(
-        dir.join("localhost.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("extensions");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "localhost.ext",
-            "-out",
-            &server_pem,
-        ],
-    );
+/// A certificate authority (`ca.pem`) and a certificate for `localhost` it signed, in
+/// `dir/<name>/`; returns the paths of the certificate and of its key.
+fn authority_and_localhost(dir: &std::path::Path, name: &str) -> (String, String) {
+    let dir = dir.join(name);
+    std::fs::create_dir(&dir).expect("dir");
+    let (certificate, key) = localhost_certificate(&dir);
+    let (cert_path, key_path) = (dir.join("localhost.pem"), dir.join("localhost.key"));
+    std::fs::write(&cert_path, certificate).expect("certificate");
+    std::fs::write(&key_path, key).expect("key");
+    let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    (path(cert_path), path(key_path))
 }
 
 #[tokio::test]
 async fn sets_reach_an_https_receiver_trusted_through_the_ca_file_and_wait_while_it_is_not() {
     let dir = tempfile::tempdir().expect("dir");
-    authority_and_localhost(dir.path(), "trusted");
-    authority_and_localhost(dir.path(), "stranger");
-    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let ca_file = dir.path().join("trusted.pem");
+    let (trusted_cert, trusted_key) = authority_and_localhost(dir.path(), "trusted");
+    let (cert, key) = authority_and_localhost(dir.path(), "stranger");
+    let ca_file = dir.path().join("trusted").join("ca.pem");
     let app = signals_app_with(|s| s.signals_ca_file = Some(ca_file)).await;
-    let (cert, key) = (
-        path("stranger-localhost.pem"),
-        path("stranger-localhost.key"),
-    );
     let Some(receiver) = receiver_with(
         &app.url("/.well-known/ssf-jwks.json"),
         &app.base,
@@ -129,11 +72,7 @@ async fn sets_reach_an_https_receiver_trusted_through_the_ca_file_and_wait_while
     let reload = receiver
         .http
         .post(receiver.url("/tls/use"))
-        .body(format!(
-            "{}\n{}",
-            path("trusted-localhost.pem"),
-            path("trusted-localhost.key")
-        ))
+        .body(format!("{trusted_cert}\n{trusted_key}"))
         .send()
         .await
         .expect("receiver");
