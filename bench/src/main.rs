@@ -319,26 +319,14 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             out,
         }) => runtime.block_on(async {
+            let load_before = feed::load_average();
             let report = factors::run(checks.max(1), concurrency.max(1)).await?;
             let command =
                 format!("sessiond-bench factors --checks {checks} --concurrency {concurrency}");
-            let text = factors::markdown(&report, &command);
-            println!("{text}");
+            let section = factors::section(&report, &command, &load_before, &feed::load_average());
+            println!("{section}");
             if let Some(out) = out {
-                let old = std::fs::read_to_string(&out).unwrap_or_default();
-                let new = match (
-                    old.find("<!-- factors:begin -->"),
-                    old.find("<!-- factors:end -->"),
-                ) {
-                    (Some(b), Some(e)) if b < e => format!(
-                        "{}{}{}",
-                        &old[..b],
-                        text.trim_end(),
-                        &old[e + "<!-- factors:end -->".len()..]
-                    ),
-                    _ => format!("{}\n{text}", old.trim_end()),
-                };
-                std::fs::write(&out, new)?;
+                factors::merge_into(&out, &section, &report)?;
             }
             Ok(())
         }),
