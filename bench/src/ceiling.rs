@@ -281,6 +281,7 @@ impl Ceiling {
                 None::<i64>,
                 None::<i64>,
                 None::<i64>,
+                None::<i64>,
                 None::<i64>
             ])?;
             conn.prepare_cached(INSERT_EVENT)?.execute(params![
