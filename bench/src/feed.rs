@@ -619,20 +619,7 @@ pub fn merge_into(
     section: &str,
     report: &FeedReport,
 ) -> anyhow::Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let text = match (old.find(START), old.find(END)) {
-        (Some(a), Some(b)) if b > a => {
-            format!(
-                "{}{}{}",
-                &old[..a],
-                section.trim_end(),
-                &old[b + END.len()..]
-            )
-        }
-        _ if old.is_empty() => section.to_owned(),
-        _ => format!("{}\n\n{section}", old.trim_end()),
-    };
-    std::fs::write(path, text)?;
+    crate::report::replace_section(path, START, END, section)?;
     std::fs::write(
         path.with_file_name("RESULTS-feed.json"),
         serde_json::to_string_pretty(report)? + "\n",

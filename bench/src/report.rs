@@ -723,3 +723,27 @@ fn targets(o: &mut String, r: &Results) {
     }
     let _ = writeln!(o);
 }
+
+/// Puts `section` (which begins with `start` and ends with `end`) into the Markdown file at
+/// `path` in place of the text between those markers, keeping everything else; appended at
+/// the end the first time.
+pub fn replace_section(
+    path: &std::path::Path,
+    start: &str,
+    end: &str,
+    section: &str,
+) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match (old.find(start), old.find(end)) {
+        (Some(a), Some(b)) if b > a => format!(
+            "{}{}{}",
+            &old[..a],
+            section.trim_end(),
+            &old[b + end.len()..]
+        ),
+        _ if old.is_empty() => section.to_owned(),
+        _ => format!("{}\n\n{section}", old.trim_end()),
+    };
+    std::fs::write(path, text)?;
+    Ok(())
+}

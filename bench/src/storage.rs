@@ -820,20 +820,7 @@ pub fn markdown(r: &Report) -> String {
 /// the numbers under `ceilings` in the JSON file next to it.
 pub fn merge_into(path: &Path, report: &Report) -> anyhow::Result<()> {
     let section = markdown(report);
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let text = match (old.find(START), old.find(END)) {
-        (Some(a), Some(b)) if b > a => {
-            format!(
-                "{}{}{}",
-                &old[..a],
-                section.trim_end(),
-                &old[b + END.len()..]
-            )
-        }
-        _ if old.is_empty() => section,
-        _ => format!("{}\n\n{section}", old.trim_end()),
-    };
-    std::fs::write(path, text)?;
+    crate::report::replace_section(path, START, END, &section)?;
     let json = path.with_extension("json");
     std::fs::write(
         &json,

@@ -47,6 +47,10 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     // admin_factors.rs
     ("GET", "/auth/admin/api/users/{id}/factors"),
     ("DELETE", "/auth/admin/api/users/{id}/factors/{kind}"),
+    (
+        "DELETE",
+        "/auth/admin/api/users/{id}/factors/passkey/{passkeyId}",
+    ),
     ("GET", "/auth/admin/api/users/{id}/sessions"),
     ("DELETE", "/auth/admin/api/users/{id}/sessions"),
     ("DELETE", "/auth/admin/api/users/{id}/sessions/{session_id}"),
