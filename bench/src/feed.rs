@@ -8,10 +8,11 @@
 //!   a queue's); for each, from the moment DeleteSession returned to the moment each
 //!   subscriber holds the `session.terminated` event (0 if it held it before the return).
 //! - Throughput: 32 DeleteSession calls in flight until a pool of sessions is gone, in two
-//!   scenarios, each against the same deletes with no subscriber, in rounds that alternate
-//!   without and with subscribers (medians reported): 1,000 subscribers each
-//!   following every event (one user's sessions), and 1,000 per-user subscribers, each
-//!   watching one of 1,000 users whose sessions the deletes are spread over. Each subscriber
+//!   scenarios, each against the same deletes with no subscriber, in rounds of without and
+//!   with subscribers, each round in the opposite order to the one before (medians
+//!   reported): 1,000 subscribers each following every event (one user's sessions), and
+//!   1,000 per-user subscribers, each watching one of 1,000 users whose sessions the deletes
+//!   are spread over. Each subscriber
 //!   does with what it gets what the SSE face does before the socket: takes a batch and asks
 //!   for its Server-Sent Events chunk (made once per batch and shared); the copy of those
 //!   bytes into a socket is the kernel's work and is not in these figures.
@@ -259,11 +260,14 @@ async fn delete_rate(core: &Core, checks: &[Checks], n: usize) -> anyhow::Result
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Rounds of each throughput comparison, without and with subscribers in turn.
-const ROUNDS: usize = 3;
+/// Rounds of each throughput comparison. Each round measures without and with subscribers,
+/// in the opposite order to the round before (without–with, then with–without, …): the
+/// database grows and the machine drifts during a run, and a fixed order would charge that
+/// drift to whichever side always comes second.
+const ROUNDS: usize = 4;
 
 /// DeleteSession calls per second over `n` sessions of `checks`' users, in [`ROUNDS`] rounds
-/// alternating between no subscriber and one per entry of `users`: each round's figure,
+/// of no subscriber and one per entry of `users`, in alternating order: each round's figure,
 /// without and with.
 async fn compare(
     core: &Core,
@@ -274,16 +278,25 @@ async fn compare(
 ) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
-        eprintln!("feed: DeleteSession throughput, {label}: round {round}, without");
-        without.push(delete_rate(core, checks, n).await?);
-        eprintln!("feed: DeleteSession throughput, {label}: round {round}, with");
-        let subs = subscribe_to(core, users, Consumer::Face).await?;
-        with.push(delete_rate(core, checks, n).await?);
-        for task in subs.tasks {
-            task.abort();
+        for subscribed in if round % 2 == 1 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
+            if !subscribed {
+                eprintln!("feed: DeleteSession throughput, {label}: round {round}, without");
+                without.push(delete_rate(core, checks, n).await?);
+                continue;
+            }
+            eprintln!("feed: DeleteSession throughput, {label}: round {round}, with");
+            let subs = subscribe_to(core, users, Consumer::Face).await?;
+            with.push(delete_rate(core, checks, n).await?);
+            for task in subs.tasks {
+                task.abort();
+            }
+            // The subscribers go before the next measurement.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // The subscribers go before the next round.
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok((without, with))
 }
@@ -291,7 +304,11 @@ async fn compare(
 fn median(figures: &[f64]) -> f64 {
     let mut sorted = figures.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 fn rounds(figures: &[f64]) -> String {
@@ -485,8 +502,8 @@ pub fn markdown(report: &FeedReport) -> String {
     }
     let ratio = |with: &[f64], without: &[f64]| median(with) / median(without);
     out.push_str(&format!(
-        "\nDeleteSession throughput ({DELETERS} in flight; median of {ROUNDS} rounds that \
-         alternate without and with subscribers), all-events scenario (one user's sessions; \
+        "\nDeleteSession throughput ({DELETERS} in flight; median of {ROUNDS} rounds, each \
+         without and with subscribers in the opposite order to the round before), all-events scenario (one user's sessions; \
          1,000 subscribers each following every event): {:.0}/s without subscribers, {:.0}/s \
          with them ({:.2}×); rounds without: {}; with: {}.\n\nDeleteSession throughput, \
          per-user scenario (sessions spread over 1,000 users; 1,000 subscribers each watching \
