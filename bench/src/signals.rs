@@ -753,7 +753,7 @@ pub fn markdown(r: &Report) -> String {
          DeleteSession over gRPC ({CHANNELS} HTTP/2 connections). {subjects}\n\n\
          Machine load: {idle:.0}% busy before the run (other processes), {lat_busy:.0}% during \
          the latency run, {sat_busy:.0}% during the saturation run; load average at the end \
-         {load}. Other processes (compilers) shared these cores, so the figures are a floor.\n\n\
+         {load}. Busy before the run is CPU other processes took; past a few percent the figures are a floor.\n\n\
          | measure | figure | target | verdict |\n|---|---:|---:|---|\n\
          | revocation → verified SET, p50 ({rev} revocations at {achieved:.0}/s offered {rate:.0}/s, \
          {streams} streams, {got}/{exp} SETs) | {p50:.1} ms | | |\n\
