@@ -144,14 +144,7 @@ pub fn verification(
     if let Some(state) = state {
         event["state"] = Value::String(state.to_owned());
     }
-    json!({
-        "iss": iss,
-        "aud": aud,
-        "iat": seconds(now),
-        "jti": jti,
-        "sub_id": {"format": "opaque", "id": stream_id},
-        "events": { VERIFICATION: event }
-    })
+    about_stream(iss, aud, jti, now, stream_id, VERIFICATION, event)
 }
 
 /// The claims of a stream-updated SET: the stream now has `status`, for `reason`.
@@ -164,13 +157,27 @@ pub fn stream_updated(
     status: &str,
     reason: &str,
 ) -> Value {
+    let event = json!({"status": status, "reason": reason});
+    about_stream(iss, aud, jti, now, stream_id, STREAM_UPDATED, event)
+}
+
+/// A SET whose subject is the stream itself (SSF's own events), carrying one event.
+fn about_stream(
+    iss: &str,
+    aud: &str,
+    jti: &str,
+    now: Time,
+    stream_id: &str,
+    event_type: &str,
+    event: Value,
+) -> Value {
     json!({
         "iss": iss,
         "aud": aud,
         "iat": seconds(now),
         "jti": jti,
         "sub_id": {"format": "opaque", "id": stream_id},
-        "events": { STREAM_UPDATED: {"status": status, "reason": reason} }
+        "events": { event_type: event }
     })
 }
 
