@@ -51,8 +51,9 @@ pub(super) struct VerifiedChecks {
     pub(super) password_verified: bool,
     pub(super) totp_verified: bool,
     pub(super) recovery_code_verified: bool,
-    /// A passed WebAuthn check: whether the authenticator verified the user.
-    pub(super) web_auth_n: Option<bool>,
+    /// A passed WebAuthn check, still to be written with the session (its counted check is
+    /// in progress until then).
+    pub(super) passkey: Option<super::factors::PasskeyPass>,
     pub(super) otp_sms_verified: bool,
     pub(super) otp_email_verified: bool,
 }
@@ -66,7 +67,7 @@ impl VerifiedChecks {
         if self.password_verified {
             names.push("password");
         }
-        if self.web_auth_n.is_some() {
+        if self.passkey.is_some() {
             names.push("webAuthN");
         }
         if self.totp_verified {
@@ -109,10 +110,10 @@ impl VerifiedChecks {
             factors.password_verified_at = Some(now);
             changed = true;
         }
-        if let Some(user_verified) = self.web_auth_n {
+        if let Some(pass) = &self.passkey {
             factors.web_auth_n = Some(crate::domain::WebAuthNFactor {
                 verified_at: now,
-                user_verified,
+                user_verified: pass.user_verified,
             });
             changed = true;
         }
@@ -156,7 +157,7 @@ impl Core {
             password_verified: false,
             totp_verified: false,
             recovery_code_verified: false,
-            web_auth_n: None,
+            passkey: None,
             otp_sms_verified: false,
             otp_email_verified: false,
         };
@@ -191,10 +192,28 @@ impl Core {
                     "a user must be checked and a WebAuthN challenge requested before the check",
                 )
             })?;
-            verified.web_auth_n = Some(self.check_passkey(user, session, assertion).await?);
+            verified.passkey = Some(self.check_passkey(user, session, assertion).await?);
         }
+        match self
+            .verify_codes(checks, checked_user.as_ref(), session, &mut verified)
+            .await
+        {
+            Ok(()) => Ok(verified),
+            Err(e) => Err(self.release_checks(&verified, e).await),
+        }
+    }
+
+    /// The checks of codes (TOTP, recovery code, one-time codes by SMS and email), in that
+    /// order, after the password and the passkey.
+    async fn verify_codes(
+        &self,
+        checks: &Checks,
+        checked_user: Option<&User>,
+        session: Option<&SessionId>,
+        verified: &mut VerifiedChecks,
+    ) -> Result<(), Error> {
         if let Some(code) = &checks.totp {
-            let user = checked_user.as_ref().ok_or_else(|| {
+            let user = checked_user.ok_or_else(|| {
                 Error::invalid_argument(
                     error_ids::TOTP_NO_USER,
                     "a user must be checked before the TOTP code",
@@ -204,7 +223,7 @@ impl Core {
             verified.totp_verified = true;
         }
         if let Some(code) = &checks.recovery_code {
-            let user = checked_user.as_ref().ok_or_else(|| {
+            let user = checked_user.ok_or_else(|| {
                 Error::invalid_argument(
                     error_ids::RECOVERY_NO_USER,
                     "a user must be checked before the recovery code",
@@ -218,7 +237,7 @@ impl Core {
             (&checks.otp_email, FactorKind::OtpEmail),
         ] {
             let Some(code) = code else { continue };
-            let user = checked_user.as_ref().ok_or_else(|| {
+            let user = checked_user.ok_or_else(|| {
                 Error::invalid_argument(
                     error_ids::OTP_NO_USER,
                     "a user must be checked before the one-time code",
@@ -230,7 +249,7 @@ impl Core {
                 _ => verified.otp_email_verified = true,
             }
         }
-        Ok(verified)
+        Ok(())
     }
 
     pub(super) async fn active_user(&self, lookup: &UserLookup) -> Result<User, Error> {
@@ -354,29 +373,7 @@ impl Core {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<bool, Error>>,
     {
-        let limit = self.settings.max_password_attempts;
-        let now = self.clock.now();
-        let stale = Time::from_unix_micros(now.unix_micros().saturating_sub(60_000_000));
-        match self
-            .store
-            .begin_password_check(&user.id, limit, now, stale)
-            .await?
-        {
-            PasswordCheck::Granted { .. } => {}
-            PasswordCheck::Locked => {
-                return Err(Error::failed_precondition(
-                    ids.locked,
-                    "User is locked: too many failed checks",
-                ));
-            }
-            PasswordCheck::Busy => {
-                return Err(Error::new(
-                    crate::domain::ErrorKind::ResourceExhausted,
-                    ids.busy,
-                    "too many checks for this user at once, retry shortly",
-                ));
-            }
-        }
+        self.begin_counted_check(user, ids).await?;
         let verified = verify().await;
         let outcome = match &verified {
             Ok(true) => CheckOutcome::Passed,
@@ -385,6 +382,50 @@ impl Core {
         };
         *failures = self.store.end_password_check(&user.id, outcome).await?;
         verified
+    }
+
+    /// Registers a counted check of `user` in the store, unless the user is locked (or has
+    /// too many checks in progress). The caller ends it with `end_password_check`, or with
+    /// the write that records its pass.
+    pub(super) async fn begin_counted_check(
+        &self,
+        user: &User,
+        ids: CheckIds,
+    ) -> Result<(), Error> {
+        let limit = self.settings.max_password_attempts;
+        let now = self.clock.now();
+        let stale = Time::from_unix_micros(now.unix_micros().saturating_sub(60_000_000));
+        match self
+            .store
+            .begin_password_check(&user.id, limit, now, stale)
+            .await?
+        {
+            PasswordCheck::Granted { .. } => Ok(()),
+            PasswordCheck::Locked => Err(Error::failed_precondition(
+                ids.locked,
+                "User is locked: too many failed checks",
+            )),
+            PasswordCheck::Busy => Err(Error::new(
+                crate::domain::ErrorKind::ResourceExhausted,
+                ids.busy,
+                "too many checks for this user at once, retry shortly",
+            )),
+        }
+    }
+
+    /// Ends the counted checks that passed but whose pass was never written (the request
+    /// failed after them): they count neither way. The error of the request is the one
+    /// returned.
+    pub(super) async fn release_checks(&self, verified: &VerifiedChecks, error: Error) -> Error {
+        if let Some(pass) = &verified.passkey
+            && let Err(e) = self
+                .store
+                .end_password_check(&pass.used.user_id, CheckOutcome::Aborted)
+                .await
+        {
+            tracing::warn!(error = %e, "a passed check could not be released");
+        }
+        error
     }
 }
 

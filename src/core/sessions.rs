@@ -12,6 +12,7 @@ use serde_json::json;
 use super::checks::{Checks, reject_unsupported};
 use super::factors::{
     ChallengeDraft, OtpChallenges, PasskeyChallengeRequest, PreparedChallenges, ReturnedCodes,
+    no_challenge,
 };
 use super::{Attempt, Core, missing_permission, require, retry_on_conflict};
 use crate::domain::{
@@ -219,6 +220,36 @@ impl Core {
         let verified = self
             .verify_checks(&request.checks, current.user_id(), Some(&current.id))
             .await?;
+        let (change, challenge, challenges) = match self
+            .write_set_session(principal, &request, lifetime, current, &verified)
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => return Err(self.release_checks(&verified, e).await),
+        };
+        let now = self.clock.now();
+        let web_auth_n_options = self
+            .give_challenge(&change.session_id, challenge, now)
+            .await?;
+        self.save_otp_challenges(&change.session_id, &challenges)
+            .await?;
+        Ok(SessionChange {
+            web_auth_n_options,
+            codes: challenges.returned,
+            ..change
+        })
+    }
+
+    /// The part of a SetSession after its checks: the challenges it asks for drafted, then
+    /// the session written with the verified factors (and a passed passkey check with it).
+    async fn write_set_session(
+        &self,
+        principal: &Principal,
+        request: &SetSession,
+        lifetime: Option<Duration>,
+        current: Session,
+        verified: &super::checks::VerifiedChecks,
+    ) -> Result<(SessionChange, Option<ChallengeDraft>, PreparedChallenges), Error> {
         let challenge = self
             .web_auth_n_challenge(
                 request.web_auth_n_challenge.as_ref(),
@@ -241,8 +272,16 @@ impl Core {
                 .await?
         };
 
+        // The first try writes over the session as read before the checks: the write is
+        // conditional on its sequence, so a change since then is a conflict, and only then is
+        // it read again.
+        let read = std::sync::Mutex::new(Some(current));
         let change = retry_on_conflict(|| async {
-            let mut session = self.live_session(&request.session_id).await?;
+            let first = read.lock().map_or(None, |mut r| r.take());
+            let mut session = match first {
+                Some(session) => session,
+                None => self.live_session(&request.session_id).await?,
+            };
             let now = self.clock.now();
             refuse_expired(&session, now)?;
             let mut changed = verified.apply(&mut session.factors, now)?;
@@ -279,9 +318,23 @@ impl Core {
                 created_at: now,
                 editor: principal.user_id.clone(),
             };
-            self.store
-                .update_session(&session, expected, &event)
-                .await?;
+            match &verified.passkey {
+                None => {
+                    self.store
+                        .update_session(&session, expected, &event)
+                        .await?;
+                }
+                Some(pass) => {
+                    if !self
+                        .store
+                        .update_session_with_passkey(&session, expected, &event, &pass.used)
+                        .await?
+                    {
+                        // Another check consumed the challenge or moved the counter first.
+                        return Err(Attempt::Failed(no_challenge()));
+                    }
+                }
+            }
             Ok::<_, Attempt>(SessionChange {
                 details: session.details(),
                 session_id: session.id,
@@ -291,17 +344,7 @@ impl Core {
             })
         })
         .await?;
-        let now = self.clock.now();
-        let web_auth_n_options = self
-            .give_challenge(&change.session_id, challenge, now)
-            .await?;
-        self.save_otp_challenges(&change.session_id, &challenges)
-            .await?;
-        Ok(SessionChange {
-            web_auth_n_options,
-            codes: challenges.returned,
-            ..change
-        })
+        Ok((change, challenge, challenges))
     }
 
     /// The WebAuthn challenge a request asks for, drafted for the user it checks (else the

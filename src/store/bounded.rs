@@ -24,7 +24,7 @@ use super::{
     StoredFactor, UserListQuery, store_methods,
 };
 use super::{Contact, OtpChallenge};
-use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
+use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
     UserSessionsQuery,

@@ -50,7 +50,7 @@ mod sqlite;
 pub use bounded::{Bounded, Traced};
 pub use factors::{Contact, ContactKind, FactorRevocation, OtpChallenge, StoredFactor};
 pub use feed::{FeedBounds, FeedPage, FeedQuery, FeedRow, FeedWake};
-pub use passkeys::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
+pub use passkeys::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
 pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{SqliteStore, Synchronous};
 
@@ -328,12 +328,15 @@ macro_rules! store_methods {
             /// Gives a session a WebAuthn challenge, replacing its earlier one.
             async fn set_passkey_challenge(&self, challenge: &PasskeyChallenge) -> Result<(), StoreError>;
 
-            /// The WebAuthn challenge a session was last given, if it is unused.
-            async fn passkey_challenge(&self, session: &SessionId) -> Result<Option<PasskeyChallenge>, StoreError>;
+            /// The WebAuthn challenge a session was last given, if it is unused, with the passkey
+            /// whose raw credential id is `credential_id`, if one is registered: one point read.
+            async fn passkey_check(&self, session: &SessionId, credential_id: &[u8]) -> Result<Option<PasskeyCheck>, StoreError>;
 
-            /// Applies a passed assertion: consumes the session's challenge and moves the
-            /// passkey's counter, both or neither. False when either changed since it was read.
-            async fn use_passkey(&self, used: &PasskeyUse) -> Result<bool, StoreError>;
+            /// `update_session`, and in the same transaction a passed assertion (see
+            /// [`PasskeyUse`]): the counted check ends as passed, the challenge is consumed, the
+            /// counter moves. `Ok(false)`, with nothing written, when the challenge or the counter
+            /// changed since they were read; `Conflict` when the session did.
+            async fn update_session_with_passkey(&self, session: &Session, expected_sequence: u64, event: &NewEvent, used: &PasskeyUse) -> Result<bool, StoreError>;
             /// Inserts a new user with its first factor enrollments and contact addresses, in one
             /// transaction: all of it is written or none.
             async fn insert_user_with(&self, user: &User, factors: &[StoredFactor], contacts: &[Contact]) -> Result<(), StoreError>;

@@ -78,11 +78,13 @@ impl std::fmt::Debug for PasskeyChallenge {
     }
 }
 
-/// A passed assertion, applied at once or not at all: the session's challenge is consumed
-/// (only if it is still the one answered) and the passkey's counter moves from `expected` to
-/// `sign_count` (only if no other check moved it first).
+/// A passed assertion, written with the session that records it, all at once or not at all:
+/// the user's counted check ends as passed, the session's challenge is consumed (only if it
+/// is still the one answered) and the passkey's counter moves from `expected` to `sign_count`
+/// (only if no other check moved it first).
 #[derive(Clone, Debug)]
 pub struct PasskeyUse {
+    pub user_id: UserId,
     pub session_id: SessionId,
     pub challenge_created_at: Time,
     pub passkey_id: String,
@@ -113,6 +115,50 @@ pub fn passkey_from_row(
         created_at: Time::from_unix_micros(row.required_int(10)?),
         last_used_at: row.time(11)?,
     })
+}
+
+/// What a passkey check reads, in one query: the session's challenge and the passkey of the
+/// presented credential id, if one is registered (to anyone: the core judges whose it is).
+pub type PasskeyCheck = (PasskeyChallenge, Option<StoredPasskey>);
+
+/// The columns of [`PasskeyCheck`]'s query, in this order: [`PASSKEY_COLUMNS`] of `p` (null
+/// when no passkey has the credential id), then the challenge's of `c`. Both backends select
+/// them so, from `passkey_challenges c LEFT JOIN passkeys p`.
+pub static PASSKEY_CHECK_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let passkey: Vec<String> = PASSKEY_COLUMNS
+        .split(", ")
+        .map(|c| format!("p.{c}"))
+        .collect();
+    format!(
+        "{}, c.session_id, c.user_id, c.state, c.rp_id, c.created_at",
+        passkey.join(", ")
+    )
+});
+
+/// A row of [`PASSKEY_CHECK_COLUMNS`].
+pub fn check_from_row(row: &impl super::rows::Columns) -> Result<PasskeyCheck, super::StoreError> {
+    let passkey = match row.text(0)? {
+        Some(_) => Some(passkey_from_row(row)?),
+        None => None,
+    };
+    Ok((challenge_from_row(&Shifted(row, 12))?, passkey))
+}
+
+/// The columns of a row from the `n`th on.
+struct Shifted<'a, R>(&'a R, usize);
+
+impl<R: super::rows::Columns> super::rows::Columns for Shifted<'_, R> {
+    fn text(&self, i: usize) -> Result<Option<String>, super::StoreError> {
+        self.0.text(i + self.1)
+    }
+
+    fn int(&self, i: usize) -> Result<Option<i64>, super::StoreError> {
+        self.0.int(i + self.1)
+    }
+
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, super::StoreError> {
+        self.0.blob(i + self.1)
+    }
 }
 
 /// The columns of a pending registration or challenge: `id (or session id), user_id, state,

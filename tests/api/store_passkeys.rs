@@ -195,7 +195,26 @@ async fn racing_assertions_consume_a_challenge_once_and_never_move_the_counter_b
             })
             .await
             .expect("challenge");
+        let (challenge, key) = store
+            .passkey_check(&sid, b"cred")
+            .await
+            .expect("read")
+            .expect("a challenge");
+        assert_eq!(challenge.created_at, challenged_at, "{}", b.name);
+        assert_eq!(key.map(|k| k.id), Some("1".to_owned()), "{}", b.name);
+        let (_, unknown) = store
+            .passkey_check(&sid, b"other")
+            .await
+            .expect("read")
+            .expect("a challenge");
+        assert!(
+            unknown.is_none(),
+            "{}: no passkey of that credential",
+            b.name
+        );
+
         let used = |expected: i64, count: i64| PasskeyUse {
+            user_id: alice.id.clone(),
             session_id: sid.clone(),
             challenge_created_at: challenged_at,
             passkey_id: "1".into(),
@@ -203,34 +222,103 @@ async fn racing_assertions_consume_a_challenge_once_and_never_move_the_counter_b
             sign_count: count,
             at: challenged_at,
         };
+        let stored = store.session(&sid).await.expect("read").expect("session");
+        let checked = |sequence: u64| {
+            let mut next = stored.clone();
+            next.sequence = sequence + 1;
+            next
+        };
+        let event = NewEvent {
+            event_type: "session.updated",
+            payload: serde_json::json!({}),
+            created_at: challenged_at,
+            editor: "tester".into(),
+        };
 
         // The counter moved elsewhere first: nothing is written, the challenge stays.
         assert!(
-            !store.use_passkey(&used(7, 9)).await.expect("stale"),
+            !store
+                .update_session_with_passkey(&checked(1), 1, &event, &used(7, 9))
+                .await
+                .expect("stale"),
             "{}",
             b.name
         );
         assert!(
-            store.passkey_challenge(&sid).await.expect("read").is_some(),
+            store
+                .passkey_check(&sid, b"cred")
+                .await
+                .expect("read")
+                .is_some(),
             "{}: a refused use leaves the challenge",
+            b.name
+        );
+        assert_eq!(
+            store.session(&sid).await.expect("read").map(|s| s.sequence),
+            Some(1),
+            "{}: nor the session",
+            b.name
+        );
+
+        // The session moved first: a conflict, and nothing of the use is written.
+        assert!(
+            matches!(
+                store
+                    .update_session_with_passkey(&checked(5), 5, &event, &used(0, 1))
+                    .await,
+                Err(StoreError::Conflict)
+            ),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            store.passkeys(&alice.id).await.expect("keys")[0].sign_count,
+            0,
+            "{}",
             b.name
         );
 
         let shared: DynStore = store.clone();
         let mut racers = Vec::new();
         for _ in 0..8 {
-            let (store, u) = (shared.clone(), used(0, 1));
-            racers.push(tokio::spawn(async move { store.use_passkey(&u).await }));
+            let (store, session, event, u) =
+                (shared.clone(), checked(1), event.clone(), used(0, 1));
+            racers.push(tokio::spawn(async move {
+                store
+                    .update_session_with_passkey(&session, 1, &event, &u)
+                    .await
+            }));
         }
         let mut wins = 0;
         for r in racers {
-            if r.await.expect("join").expect("use") {
-                wins += 1;
+            match r.await.expect("join") {
+                Ok(true) => wins += 1,
+                Ok(false) | Err(StoreError::Conflict) => {}
+                Err(e) => panic!("{}: {e}", b.name),
             }
         }
         assert_eq!(wins, 1, "{}: one assertion per challenge", b.name);
+        // Even with the session's sequence right, a used challenge is not used again.
         assert!(
-            store.passkey_challenge(&sid).await.expect("read").is_none(),
+            !store
+                .update_session_with_passkey(&checked(2), 2, &event, &used(1, 2))
+                .await
+                .expect("used"),
+            "{}",
+            b.name
+        );
+        assert!(
+            store
+                .passkey_check(&sid, b"cred")
+                .await
+                .expect("read")
+                .is_none(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            store.session(&sid).await.expect("read").map(|s| s.sequence),
+            Some(2),
             "{}",
             b.name
         );

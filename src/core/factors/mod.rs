@@ -32,7 +32,7 @@ pub use passkey::{
     CEREMONY_TIMEOUT, PasskeyAssertion, PasskeyAttestation, PasskeyChallengeRequest, PasskeyInfo,
     PasskeyRegistrationStart, PasskeySettings, UserVerification,
 };
-pub(super) use passkey::{ChallengeDraft, relying_party};
+pub(super) use passkey::{ChallengeDraft, PasskeyPass, no_challenge, relying_party};
 pub use recovery::{DEFAULT_RECOVERY_CODES, MAX_RECOVERY_CODES};
 pub use seal::{FACTOR_KEY_FILE, SeedSealer, factor_key_fingerprint, load_or_create_factor_key};
 pub use totp::{ImportedSeed, TotpEnrollment};

@@ -25,11 +25,12 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use super::super::Core;
+use super::super::checks::CheckIds;
 use super::FactorChange;
 use crate::domain::{
     Error, ErrorKind, Permission, Principal, SessionId, Time, User, UserId, error_ids,
 };
-use crate::store::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
+use crate::store::{CheckOutcome, PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
 
 /// How long a registration or a session's challenge may be answered (also the `timeout`
 /// the browser is given).
@@ -236,6 +237,13 @@ impl ChallengeDraft {
     }
 }
 
+/// A passed WebAuthn check, not yet written: whether the authenticator verified the user,
+/// and what the session's write applies with it.
+pub(in crate::core) struct PasskeyPass {
+    pub(in crate::core) user_verified: bool,
+    pub(in crate::core) used: PasskeyUse,
+}
+
 /// Why an assertion was refused.
 enum Refusal {
     Invalid(WebauthnError),
@@ -295,7 +303,7 @@ fn not_pending() -> Error {
     )
 }
 
-fn no_challenge() -> Error {
+pub(in crate::core) fn no_challenge() -> Error {
     Error::failed_precondition(
         error_ids::PASSKEY_NO_CHALLENGE,
         "no WebAuthN challenge is waiting for an answer on this session: request one first",
@@ -540,22 +548,23 @@ impl Core {
     }
 
     /// The session check: an assertion answering the session's challenge, by one of the
-    /// user's passkeys. Consumes the challenge; returns whether the authenticator verified
-    /// the user. Every refused assertion counts toward the lockout limit.
+    /// user's passkeys. A refused assertion counts toward the lockout limit at once; a passed
+    /// one is written with the session ([`PasskeyPass`]), which consumes the challenge, moves
+    /// the counter and ends the counted check in one transaction.
     pub(in crate::core) async fn check_passkey(
         &self,
         user: &User,
         session: Option<&SessionId>,
         assertion: &PasskeyAssertion,
-    ) -> Result<bool, Error> {
+    ) -> Result<PasskeyPass, Error> {
         let session = session.ok_or_else(no_challenge)?;
-        let challenge = self
-            .store
-            .passkey_challenge(session)
-            .await?
-            .filter(|c| c.user_id == user.id && !self.expired(c.created_at))
-            .ok_or_else(no_challenge)?;
         let credential = &assertion.0;
+        let (challenge, stored) = self
+            .store
+            .passkey_check(session, &credential.raw_id)
+            .await?
+            .filter(|(c, _)| c.user_id == user.id && !self.expired(c.created_at))
+            .ok_or_else(no_challenge)?;
         let foreign = || {
             Error::failed_precondition(
                 error_ids::PASSKEY_FOREIGN,
@@ -568,64 +577,53 @@ impl Core {
         {
             return Err(foreign());
         }
-        let stored = self
-            .store
-            .passkeys(&user.id)
-            .await?
-            .into_iter()
-            .find(|p| p.credential_id == credential.raw_id && p.rp_id == challenge.rp_id)
+        let stored = stored
+            .filter(|p| p.user_id == user.id && p.rp_id == challenge.rp_id)
             .ok_or_else(foreign)?;
         let state: PasskeyAuthentication =
             serde_json::from_str(&challenge.state).map_err(|e| internal("webauthn state", e))?;
-        let verdict = match self
-            .relying_party()?
-            .finish_passkey_authentication(credential, &state)
-        {
-            Err(WebauthnError::CredentialPossibleCompromise) => Err(Refusal::Cloned {
+        let rp = self.relying_party()?;
+        self.begin_counted_check(user, CheckIds::FACTOR).await?;
+        let refusal = match rp.finish_passkey_authentication(credential, &state) {
+            Err(WebauthnError::CredentialPossibleCompromise) => Refusal::Cloned {
                 stored: stored.sign_count,
                 presented: None,
-            }),
-            Err(e) => Err(Refusal::Invalid(e)),
+            },
+            Err(e) => Refusal::Invalid(e),
             // The challenge's copy of the counter may be older than the stored one: the
             // stored counter decides.
             Ok(result)
                 if (result.counter() > 0 || stored.sign_count > 0)
                     && i64::from(result.counter()) <= stored.sign_count =>
             {
-                Err(Refusal::Cloned {
+                Refusal::Cloned {
                     stored: stored.sign_count,
                     presented: Some(result.counter()),
-                })
+                }
             }
-            Ok(result) => Ok(result),
-        };
-        let mut failures = 0;
-        let passed = self
-            .counted_check(user, &mut failures, || async {
-                let Ok(result) = &verdict else {
-                    return Ok(false);
-                };
-                Ok(self
-                    .store
-                    .use_passkey(&PasskeyUse {
+            Ok(result) => {
+                return Ok(PasskeyPass {
+                    user_verified: result.user_verified(),
+                    used: PasskeyUse {
+                        user_id: user.id.clone(),
                         session_id: session.clone(),
                         challenge_created_at: challenge.created_at,
-                        passkey_id: stored.id.clone(),
+                        passkey_id: stored.id,
                         expected_sign_count: stored.sign_count,
                         sign_count: i64::from(result.counter()),
                         at: self.clock.now(),
-                    })
-                    .await?)
-            })
+                    },
+                });
+            }
+        };
+        self.store
+            .end_password_check(&user.id, CheckOutcome::Failed)
             .await?;
-        match verdict {
-            Ok(result) if passed => Ok(result.user_verified()),
-            // Another check consumed the challenge or moved the counter first.
-            Ok(_) => Err(no_challenge()),
-            Err(Refusal::Cloned {
+        Err(match refusal {
+            Refusal::Cloned {
                 stored: known,
                 presented,
-            }) => {
+            } => {
                 tracing::warn!(
                     user_id = %user.id.as_str(),
                     passkey_id = %stored.id,
@@ -633,16 +631,16 @@ impl Core {
                     presented_sign_count = ?presented,
                     "passkey assertion refused: its signature counter did not move forward (cloned authenticator?)"
                 );
-                Err(Error::invalid_argument(
+                Error::invalid_argument(
                     error_ids::PASSKEY_CLONED,
                     "the passkey's signature counter went backwards: the assertion is refused",
-                ))
+                )
             }
-            Err(Refusal::Invalid(e)) => Err(Error::invalid_argument(
+            Refusal::Invalid(e) => Error::invalid_argument(
                 error_ids::PASSKEY_INVALID,
                 format!("credentialAssertionData: the assertion does not verify ({e})"),
-            )),
-        }
+            ),
+        })
     }
 }
 

@@ -36,7 +36,7 @@ use super::{
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
 use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
-use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
+use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
     UserSessionsQuery,
@@ -616,19 +616,42 @@ impl Store for PostgresStore {
         passkeys::set_challenge(&self.pool, challenge).await
     }
 
-    async fn passkey_challenge(
+    async fn passkey_check(
         &self,
         session: &SessionId,
-    ) -> Result<Option<PasskeyChallenge>, StoreError> {
-        passkeys::challenge(&self.pool, session).await
+        credential_id: &[u8],
+    ) -> Result<Option<PasskeyCheck>, StoreError> {
+        passkeys::check(&self.pool, session, credential_id).await
     }
 
-    async fn use_passkey(&self, used: &PasskeyUse) -> Result<bool, StoreError> {
+    async fn update_session_with_passkey(
+        &self,
+        session: &Session,
+        expected_sequence: u64,
+        event: &NewEvent,
+        used: &PasskeyUse,
+    ) -> Result<bool, StoreError> {
+        let mut params = sessions::TABLE.update_params(
+            sessions::encode(session)?,
+            Value::Int(Some(to_i64(expected_sequence))),
+        );
+        params.extend(events::encode(&Appended::of(session, event))?);
         let mut tx = self.begin().await?;
+        // Dropping the transaction rolls it back.
         if !passkeys::use_passkey(&mut tx, used).await? {
             return Ok(false);
         }
+        // The user's row before the session's, as a bulk revocation takes them.
+        users::end_check(&mut *tx, &used.user_id, outcome_name(CheckOutcome::Passed)).await?;
+        let done = bind_values(sqlx::query(&UPDATE_SESSION), params)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
         tx.commit().await.map_err(classify)?;
+        self.appended_if(1);
         Ok(true)
     }
 

@@ -10,8 +10,8 @@ use crate::domain::{SessionId, Time, UserId};
 use crate::store::StoreError;
 use crate::store::factors::FactorRevocation;
 use crate::store::passkeys::{
-    PASSKEY_COLUMNS, PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey,
-    challenge_from_row, passkey_from_row, pending_from_row,
+    PASSKEY_CHECK_COLUMNS, PASSKEY_COLUMNS, PasskeyChallenge, PasskeyCheck, PasskeyUse,
+    PendingPasskey, StoredPasskey, check_from_row, passkey_from_row, pending_from_row,
 };
 
 static PASSKEYS_OF_USER: LazyLock<String> = LazyLock::new(|| {
@@ -154,19 +154,27 @@ pub async fn set_challenge(pool: &PgPool, c: &PasskeyChallenge) -> Result<(), St
     Ok(())
 }
 
-pub async fn challenge(
+static CHECK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM passkey_challenges c LEFT JOIN passkeys p ON p.credential_id = $2 \
+         WHERE c.session_id = $1",
+        *PASSKEY_CHECK_COLUMNS
+    )
+});
+
+/// A session's challenge and the passkey of a credential id (see `Store::passkey_check`).
+pub async fn check(
     pool: &PgPool,
     session: &SessionId,
-) -> Result<Option<PasskeyChallenge>, StoreError> {
-    let row = sqlx::query(
-        "SELECT session_id, user_id, state, rp_id, created_at FROM passkey_challenges \
-         WHERE session_id = $1",
-    )
-    .bind(session.as_str())
-    .fetch_optional(pool)
-    .await
-    .map_err(classify)?;
-    row.as_ref().map(challenge_from_row).transpose()
+    credential_id: &[u8],
+) -> Result<Option<PasskeyCheck>, StoreError> {
+    let row = sqlx::query(&CHECK)
+        .bind(session.as_str())
+        .bind(credential_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(classify)?;
+    row.as_ref().map(check_from_row).transpose()
 }
 
 /// Consumes the challenge and moves the counter, both or neither; false when the challenge

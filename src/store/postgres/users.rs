@@ -72,7 +72,11 @@ pub async fn begin_check(
 
 /// Ends a password check; `outcome` is its `outcome_name`. Bumps the version when the failure
 /// count changes, so a whole-row update read before it cannot write the old count back.
-pub async fn end_check(pool: &PgPool, id: &UserId, outcome: &str) -> Result<u32, StoreError> {
+pub async fn end_check<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: &UserId,
+    outcome: &str,
+) -> Result<u32, StoreError> {
     let count: Option<i64> = sqlx::query_scalar(
         "UPDATE users SET password_checks_pending = GREATEST(password_checks_pending - 1, 0), \
          version = version + CASE WHEN $1 = 'failed' \
@@ -83,7 +87,7 @@ pub async fn end_check(pool: &PgPool, id: &UserId, outcome: &str) -> Result<u32,
     )
     .bind(outcome)
     .bind(id.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
     .map_err(classify)?;
     Ok(count.map_or(0, failures))

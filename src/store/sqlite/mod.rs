@@ -49,7 +49,7 @@ use super::{
     PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
 };
 use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
-use super::{PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey};
+use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
 use crate::domain::{
     FactorKind, LoginName, Session, SessionFilter, SessionId, Time, TokenHash, User, UserId,
     UserSessionsQuery,
@@ -443,27 +443,48 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn passkey_challenge(
+    async fn passkey_check(
         &self,
         session: &SessionId,
-    ) -> Result<Option<PasskeyChallenge>, StoreError> {
-        let session = session.as_str().to_owned();
+        credential_id: &[u8],
+    ) -> Result<Option<PasskeyCheck>, StoreError> {
         self.readers
-            .read_blocking(move |conn| passkeys::challenge(conn, &session))
-            .await
+            .read(|conn| passkeys::check(conn, session.as_str(), credential_id))
     }
 
-    async fn use_passkey(&self, used: &PasskeyUse) -> Result<bool, StoreError> {
+    async fn update_session_with_passkey(
+        &self,
+        session: &Session,
+        expected_sequence: u64,
+        event: &NewEvent,
+        used: &PasskeyUse,
+    ) -> Result<bool, StoreError> {
+        let (row, event) = session_rows(session, event)?;
+        let expected = to_i64(expected_sequence);
         let used = used.clone();
-        match self
+        let written = self
             .writer
-            .write(move |conn| passkeys::use_passkey(conn, &used))
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
+            .write(move |conn| {
+                // The writer is the only writer: what it reads here stays true until it
+                // commits.
+                if !passkeys::use_is_current(conn, &used)? {
+                    return Ok(false);
+                }
+                passkeys::use_passkey(conn, &used)?;
+                users::end_check(
+                    conn,
+                    used.user_id.as_str(),
+                    outcome_name(CheckOutcome::Passed),
+                )?;
+                SESSION_WRITES.update(conn, &row, expected)?;
+                EVENT_WRITES.insert(conn, &event)?;
+                Ok(true)
+            })
+            .await?;
+        if written {
+            self.wake.wake();
         }
+        Ok(written)
     }
 
     async fn insert_user_with(

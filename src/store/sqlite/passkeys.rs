@@ -11,8 +11,8 @@ use super::statements::all_rows;
 use super::users::RevocationRow;
 use crate::store::StoreError;
 use crate::store::passkeys::{
-    PASSKEY_COLUMNS, PasskeyChallenge, PasskeyUse, PendingPasskey, StoredPasskey,
-    challenge_from_row, passkey_from_row, pending_from_row,
+    PASSKEY_CHECK_COLUMNS, PASSKEY_COLUMNS, PasskeyChallenge, PasskeyCheck, PasskeyUse,
+    PendingPasskey, StoredPasskey, check_from_row, passkey_from_row, pending_from_row,
 };
 
 static PASSKEYS_OF_USER: LazyLock<String> = LazyLock::new(|| {
@@ -137,17 +137,51 @@ pub fn set_challenge(conn: &Connection, c: &PasskeyChallenge) -> Result<(), Stor
     Ok(())
 }
 
-pub fn challenge(conn: &Connection, session: &str) -> Result<Option<PasskeyChallenge>, StoreError> {
+static CHECK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM passkey_challenges c LEFT JOIN passkeys p ON p.credential_id = ?2 \
+         WHERE c.session_id = ?1",
+        *PASSKEY_CHECK_COLUMNS
+    )
+});
+
+/// A session's challenge and the passkey of a credential id (see `Store::passkey_check`).
+pub fn check(
+    conn: &Connection,
+    session: &str,
+    credential_id: &[u8],
+) -> Result<Option<PasskeyCheck>, StoreError> {
+    conn.prepare_cached(&CHECK)
+        .and_then(|mut st| {
+            st.query_row(params![session, credential_id], |row| {
+                Ok(check_from_row(row))
+            })
+            .optional()
+        })
+        .map_err(classify)?
+        .transpose()
+}
+
+/// Whether the challenge a passed assertion answered is still the session's, and the
+/// passkey's counter still the one the check read.
+pub fn use_is_current(conn: &Connection, u: &PasskeyUse) -> Result<bool, StoreError> {
     conn.prepare_cached(
-        "SELECT session_id, user_id, state, rp_id, created_at FROM passkey_challenges \
-         WHERE session_id = ?1",
+        "SELECT EXISTS (SELECT 1 FROM passkey_challenges WHERE session_id = ?1 \
+         AND created_at = ?2) AND EXISTS (SELECT 1 FROM passkeys WHERE id = ?3 \
+         AND sign_count = ?4)",
     )
     .and_then(|mut st| {
-        st.query_row([session], |row| Ok(challenge_from_row(row)))
-            .optional()
+        st.query_row(
+            params![
+                u.session_id.as_str(),
+                u.challenge_created_at.unix_micros(),
+                u.passkey_id,
+                u.expected_sign_count
+            ],
+            |row| row.get(0),
+        )
     })
-    .map_err(classify)?
-    .transpose()
+    .map_err(classify)
 }
 
 /// Consumes the challenge and moves the counter, both or neither: `Conflict` (rolled back)
