@@ -53,10 +53,14 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
-    /// SetSession with a TOTP check and with a WebAuthn assertion over gRPC (sessiond in
-    /// process, SQLite): throughput and p99, and the WebAuthn rate against a bare
-    /// webauthn-rs verification loop. With --out, replaces the marked section of that file.
+    /// SetSession with a TOTP check and with a WebAuthn assertion over gRPC (a sessiond
+    /// process on SQLite): throughput, p99 and server CPU, and the WebAuthn rate against a
+    /// bare webauthn-rs verification loop on one thread and on every core. With --out,
+    /// replaces the marked section of that file.
     Factors {
+        /// The sessiond binary (default: `sessiond` next to this executable).
+        #[arg(long)]
+        sessiond: Option<PathBuf>,
         /// Checks of each kind (one user and one session each).
         #[arg(long, default_value_t = 2000)]
         checks: usize,
@@ -315,12 +319,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::Factors {
+            sessiond,
             checks,
             concurrency,
             out,
         }) => runtime.block_on(async {
             let load_before = feed::load_average();
-            let report = factors::run(checks.max(1), concurrency.max(1)).await?;
+            let report = factors::run(factors::Options {
+                sessiond: sessiond_binary(sessiond)?,
+                checks: checks.max(1),
+                concurrency: concurrency.max(1),
+            })
+            .await?;
             let command =
                 format!("sessiond-bench factors --checks {checks} --concurrency {concurrency}");
             let section = factors::section(&report, &command, &load_before, &feed::load_average());
