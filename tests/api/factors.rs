@@ -102,18 +102,7 @@ async fn totp_is_enrolled_and_checked_over_grpc_connect_and_rest() {
         );
         assert!(factors.password.is_some(), "{api}");
 
-        let methods = ok(
-            &api,
-            api.call::<ListMethods>(
-                Some(&auth),
-                user::ListAuthenticationMethodTypesRequest {
-                    user_id: id.into(),
-                    domain_query: None,
-                },
-            )
-            .await,
-        )
-        .message;
+        let methods = ok(&api, api.methods(Some(&auth), id).await).message;
         assert_eq!(
             methods.auth_method_types,
             vec![
@@ -122,19 +111,7 @@ async fn totp_is_enrolled_and_checked_over_grpc_connect_and_rest() {
             ],
             "{api}"
         );
-        if let Some(json) = ok(
-            &api,
-            api.call::<ListMethods>(
-                Some(&auth),
-                user::ListAuthenticationMethodTypesRequest {
-                    user_id: id.into(),
-                    domain_query: None,
-                },
-            )
-            .await,
-        )
-        .json
-        {
+        if let Some(json) = ok(&api, api.methods(Some(&auth), id).await).json {
             assert_eq!(
                 json["authMethodTypes"],
                 serde_json::json!([

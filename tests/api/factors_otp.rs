@@ -169,19 +169,9 @@ async fn otp_email_and_sms_are_enrolled_listed_and_removed_on_every_protocol() {
             .await;
         fails(&api, again, Code::AlreadyExists, "COMMAND-Ad3g2");
 
-        let methods = ok(
-            &api,
-            api.call::<ListMethods>(
-                Some(&auth),
-                user::ListAuthenticationMethodTypesRequest {
-                    user_id: id.clone(),
-                    domain_query: None,
-                },
-            )
-            .await,
-        )
-        .message
-        .auth_method_types;
+        let methods = ok(&api, api.methods(Some(&auth), &id).await)
+            .message
+            .auth_method_types;
         for method in [
             user::AuthenticationMethodType::OtpEmail,
             user::AuthenticationMethodType::OtpSms,

@@ -58,15 +58,7 @@ async fn users_enroll_their_own_factors_and_others_need_user_write() {
         )
         .await;
     fails(&api, foreign, Code::PermissionDenied, "AUTH-AWfge");
-    let listed = api
-        .call::<ListMethods>(
-            Some(&reader),
-            user::ListAuthenticationMethodTypesRequest {
-                user_id: bob.id.as_str().into(),
-                domain_query: None,
-            },
-        )
-        .await;
+    let listed = api.methods(Some(&reader), bob.id.as_str()).await;
     assert!(ok(&api, listed).message.auth_method_types.is_empty());
     let anonymous = api
         .call::<RegisterTotp>(

@@ -207,18 +207,7 @@ async fn a_passkey_is_registered_and_signs_in_on_grpc_connect_and_rest() {
             user::AuthFactorState::Ready as i32,
             "{api}"
         );
-        let methods = ok(
-            &api,
-            api.call::<ListMethods>(
-                Some(&auth),
-                user::ListAuthenticationMethodTypesRequest {
-                    user_id: id.into(),
-                    domain_query: None,
-                },
-            )
-            .await,
-        )
-        .message;
+        let methods = ok(&api, api.methods(Some(&auth), id).await).message;
         assert!(
             methods
                 .auth_method_types

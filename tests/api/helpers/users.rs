@@ -133,6 +133,22 @@ impl TestApp {
 }
 
 impl UserApi {
+    /// ListAuthenticationMethodTypes of `user`.
+    pub async fn methods(
+        &self,
+        auth: Option<&str>,
+        user: &str,
+    ) -> Outcome<user::ListAuthenticationMethodTypesResponse> {
+        self.call::<ListMethods>(
+            auth,
+            user::ListAuthenticationMethodTypesRequest {
+                user_id: user.into(),
+                domain_query: None,
+            },
+        )
+        .await
+    }
+
     pub async fn call<R: UserRpc>(&self, auth: Option<&str>, request: R::Req) -> Outcome<R::Resp> {
         match self.protocol {
             UserProtocol::Grpc => R::grpc(
@@ -285,8 +301,6 @@ pub fn with_password(checks: v2::Checks, password: &str) -> v2::Checks {
     }
 }
 
-/// Enrolls TOTP for `user` through `api` and returns the secret; the clock then moves one
-/// step on, so the code that verified the enrollment is not the current one.
 /// Generates `count` recovery codes for `user` (0: the default number) and returns them.
 pub async fn generate_recovery_codes(
     api: &UserApi,
@@ -309,6 +323,8 @@ pub async fn generate_recovery_codes(
     .recovery_codes
 }
 
+/// Enrolls TOTP for `user` through `api` and returns the secret; the clock then moves one
+/// step on, so the code that verified the enrollment is not the current one.
 pub async fn enroll_totp(app: &TestApp, api: &UserApi, auth: &str, user: &str) -> String {
     let registered = ok(
         api,
