@@ -402,6 +402,37 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_callers_visible_sessions_are_found_by_index_searches_not_a_scan() {
+        use crate::domain::{SessionFilter, SortOrder};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        migrate(&path).await.unwrap();
+        let conn = open_writer(&path, Synchronous::Normal).unwrap();
+        let filter = SessionFilter {
+            visible_to: Some("u1".into()),
+            queries: Vec::new(),
+            order: SortOrder::CreationDesc,
+            limit: 100,
+            offset: 0,
+        };
+        let (count, page) = crate::store::rows::session_search(Query::new, &filter);
+        for query in [count, page] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", query.sql))
+                .unwrap()
+                .query_map(params_from_iter(query.params.iter()), |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN")),
+                "{}: {plan:?}",
+                query.sql
+            );
+        }
+    }
+
     fn stored(conn: &Connection, id: &str) -> Vec<rusqlite::types::Value> {
         conn.query_row(
             "SELECT sequence, token_hash, terminated_at, metadata FROM sessions WHERE id = ?",
