@@ -1,5 +1,5 @@
-//! The signals routes. Public: the SSF metadata (`/.well-known/ssf-configuration`) and the
-//! JWKS (`/.well-known/ssf-jwks.json`). Under the admin face, with a bearer JWT granting
+//! The signals routes. Public: the SSF metadata (`/.well-known/ssf-configuration`, with the
+//! issuer's path appended when it has one) and the JWKS (`/.well-known/ssf-jwks.json`). Under the admin face, with a bearer JWT granting
 //! `ssf.manage`, and its error shape: SSF stream management (`/auth/admin/api/ssf/…`:
 //! stream, status, subjects, verification, poll) and back-channel logout clients
 //! (`/auth/admin/api/backchannel-logout-clients`).
@@ -32,11 +32,20 @@ type Answer = Result<Response, AdminError>;
 
 const SSF: &str = "/auth/admin/api/ssf";
 const LOGOUT_CLIENTS: &str = "/auth/admin/api/backchannel-logout-clients";
+const METADATA: &str = "/.well-known/ssf-configuration";
 pub const JWKS_PATH: &str = "/.well-known/ssf-jwks.json";
+
+/// The complex subject members a receiver must understand to act on our events (SSF
+/// `critical_subject_members`): a `session-revoked` SET ends one session, and a receiver
+/// that read only its `user` would end all of the user's sessions; such a receiver must
+/// drop the event instead. The `user` member is not critical: the session alone names what
+/// ended.
+pub const CRITICAL_SUBJECT_MEMBERS: [&str; 1] = ["session"];
 
 pub fn routes() -> Router<FaceState> {
     Router::new()
-        .route("/.well-known/ssf-configuration", get(metadata))
+        .route(METADATA, get(metadata))
+        .route(&format!("{METADATA}/{{*issuer_path}}"), get(metadata))
         .route("/.well-known/ssf-jwks.json", get(jwks))
         .route(
             &format!("{SSF}/stream"),
@@ -92,10 +101,41 @@ fn manager(principal: &Principal) -> Result<(), AdminError> {
     }
 }
 
-/// The issuer: the configured one, or the URL the caller used.
+/// Checks a configured issuer (`--signals-issuer`): an absolute http(s) URL with a host and
+/// neither query, fragment nor credentials (SSF 1.0, "Transmitter Configuration Metadata").
+pub fn check_issuer(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text).map_err(|_| format!("{text:?} is not an absolute URL"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(format!("{text:?} is not an https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?} must have neither query nor fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{text:?} must not carry credentials"));
+    }
+    Ok(())
+}
+
+/// Where the metadata of `issuer` is: `/.well-known/ssf-configuration` inserted between the
+/// host and the issuer's path, without a terminating `/` (`https://h/t1` →
+/// `/.well-known/ssf-configuration/t1`).
+fn metadata_path(issuer: &str) -> String {
+    let path = reqwest::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    format!("{METADATA}{path}")
+}
+
+/// The URL of one of our routes under the issuer.
+fn under(issuer: &str, path: &str) -> String {
+    format!("{}{path}", issuer.trim_end_matches('/'))
+}
+
+/// The issuer: the configured one as it is written, or the URL the caller used.
 fn issuer(signals: &Signals, headers: &HeaderMap) -> String {
     if let Some(issuer) = &signals.settings().issuer {
-        return issuer.trim_end_matches('/').to_owned();
+        return issuer.clone();
     }
     let host = headers
         .get(http::header::HOST)
@@ -110,19 +150,36 @@ fn issuer(signals: &Signals, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn metadata(State(state): State<FaceState>, headers: HeaderMap) -> Answer {
+/// The transmitter metadata, at the one path its issuer gives (SSF 1.0): with an issuer
+/// `https://h/t1`, `/.well-known/ssf-configuration/t1`, and any other path is 404 (its
+/// `issuer` would not be the one a receiver derived the URL from). The other endpoints are
+/// under the issuer. Every subject is in every stream unless removed (`default_subjects`).
+async fn metadata(
+    State(state): State<FaceState>,
+    headers: HeaderMap,
+    uri: axum::extract::OriginalUri,
+) -> Answer {
     let signals = signals(&state)?;
     let iss = issuer(signals, &headers);
+    let path = metadata_path(&iss);
+    if uri.path() != path {
+        return Err(Error::not_found(
+            error_ids::SIGNALS_NOT_FOUND,
+            format!("the metadata of the issuer {iss} is at {path}"),
+        )
+        .into());
+    }
     let body = json!({
         "spec_version": "1_0",
         "issuer": iss,
-        "jwks_uri": format!("{iss}{JWKS_PATH}"),
+        "jwks_uri": under(&iss, JWKS_PATH),
         "delivery_methods_supported": [PUSH, POLL],
-        "configuration_endpoint": format!("{iss}{SSF}/stream"),
-        "status_endpoint": format!("{iss}{SSF}/status"),
-        "add_subject_endpoint": format!("{iss}{SSF}/subjects/add"),
-        "remove_subject_endpoint": format!("{iss}{SSF}/subjects/remove"),
-        "verification_endpoint": format!("{iss}{SSF}/verify"),
+        "configuration_endpoint": under(&iss, &format!("{SSF}/stream")),
+        "status_endpoint": under(&iss, &format!("{SSF}/status")),
+        "add_subject_endpoint": under(&iss, &format!("{SSF}/subjects/add")),
+        "remove_subject_endpoint": under(&iss, &format!("{SSF}/subjects/remove")),
+        "verification_endpoint": under(&iss, &format!("{SSF}/verify")),
+        "critical_subject_members": CRITICAL_SUBJECT_MEMBERS,
         "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6749"}],
         "default_subjects": "ALL",
     });
@@ -289,7 +346,7 @@ fn apply_receiver_members(
                 let iss = config["iss"].as_str().unwrap_or_default();
                 config["delivery"] = json!({
                     "method": POLL,
-                    "endpoint_url": format!("{iss}{SSF}/poll/{stream_id}"),
+                    "endpoint_url": under(iss, &format!("{SSF}/poll/{stream_id}")),
                 });
             }
             other => {
@@ -738,4 +795,48 @@ async fn delete_client(
     }
     signals.touch();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_of_an_issuer_with_a_path_is_under_that_path() {
+        assert_eq!(metadata_path("https://h"), METADATA);
+        assert_eq!(metadata_path("https://h/"), METADATA);
+        assert_eq!(
+            metadata_path("https://h/t1"),
+            "/.well-known/ssf-configuration/t1"
+        );
+        assert_eq!(
+            metadata_path("https://h/tenants/t1/"),
+            "/.well-known/ssf-configuration/tenants/t1"
+        );
+        assert_eq!(
+            under("https://h/t1/", JWKS_PATH),
+            "https://h/t1/.well-known/ssf-jwks.json"
+        );
+    }
+
+    #[test]
+    fn a_configured_issuer_is_an_http_url_without_query_fragment_or_credentials() {
+        for good in [
+            "https://login.example",
+            "https://h/t1",
+            "http://sessiond.test",
+        ] {
+            assert_eq!(check_issuer(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "login.example",
+            "/t1",
+            "ftp://h/t1",
+            "https://h/t1?tenant=1",
+            "https://h/t1#x",
+            "https://u:p@h/t1",
+        ] {
+            assert!(check_issuer(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -8,6 +8,7 @@
 mod causes;
 mod delivery;
 mod lifecycle;
+mod metadata;
 mod processes;
 mod tls;
 
