@@ -42,6 +42,11 @@ pub const JWKS_PATH: &str = "/.well-known/ssf-jwks.json";
 /// ended.
 pub const CRITICAL_SUBJECT_MEMBERS: [&str; 1] = ["session"];
 
+/// Bounds on what a receiver may store in a stream's configuration.
+const MAX_EVENTS_REQUESTED: usize = 64;
+const MAX_EVENT_TYPE_BYTES: usize = 512;
+const MAX_TEXT_CHARS: usize = 1000;
+
 pub fn routes() -> Router<FaceState> {
     Router::new()
         .route(METADATA, get(metadata))
@@ -258,6 +263,17 @@ fn string_member<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, Adm
     }
 }
 
+/// A string member of at most [`MAX_TEXT_CHARS`] characters.
+fn text_member<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, AdminError> {
+    let text = string_member(body, name)?;
+    if text.is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
+        return Err(invalid(format!(
+            "{name} must be at most {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    Ok(text)
+}
+
 fn object(body: &Value) -> Result<&Map<String, Value>, AdminError> {
     body.as_object()
         .ok_or_else(|| invalid("the request body must be a JSON object"))
@@ -283,7 +299,7 @@ fn apply_receiver_members(
     body: &Value,
     replace: bool,
 ) -> Result<Option<String>, AdminError> {
-    let body = object(body)?;
+    object(body)?;
     for member in TRANSMITTER_MEMBERS {
         let current = transmitter_member(signals, stream_id, config, member);
         if let Some(given) = body.get(member)
@@ -297,6 +313,13 @@ fn apply_receiver_members(
             .as_array()
             .filter(|a| a.iter().all(Value::is_string))
             .ok_or_else(|| invalid("events_requested must be an array of strings"))?;
+        let long = |e: &Value| e.as_str().is_some_and(|e| e.len() > MAX_EVENT_TYPE_BYTES);
+        if list.len() > MAX_EVENTS_REQUESTED || list.iter().any(long) {
+            return Err(invalid(format!(
+                "events_requested: at most {MAX_EVENTS_REQUESTED} event types of at most \
+                 {MAX_EVENT_TYPE_BYTES} bytes each"
+            )));
+        }
         config["events_requested"] = Value::Array(list.clone());
     } else if replace {
         config["events_requested"] = json!([]);
@@ -310,9 +333,8 @@ fn apply_receiver_members(
         .filter(|e| requested.contains(e))
         .collect();
     config["events_delivered"] = json!(delivered);
-    if let Some(description) = body.get("description") {
-        let text = description
-            .as_str()
+    if body.get("description").is_some() {
+        let text = text_member(body, "description")?
             .ok_or_else(|| invalid("description must be a string"))?;
         config["description"] = Value::String(text.to_owned());
     } else if replace && let Some(o) = config.as_object_mut() {
@@ -320,6 +342,7 @@ fn apply_receiver_members(
     }
     let mut authorization = None;
     let delivery = match body.get("delivery") {
+        Some(d) if !d.is_object() => return Err(invalid("delivery must be an object")),
         Some(d) => Some(d.clone()),
         None if replace || config.get("delivery").is_none() => Some(json!({"method": POLL})),
         None => None,
@@ -547,7 +570,7 @@ async fn update_status(
         return Err(invalid("status must be enabled, paused or disabled"));
     }
     row.status = status.to_owned();
-    row.reason = string_member(&body, "reason")?.map(str::to_owned);
+    row.reason = text_member(&body, "reason")?.map(str::to_owned);
     row.updated_at = signals.now();
     if !signals
         .store()
@@ -621,7 +644,7 @@ async fn verify(
     let body = body.0;
     object(&body)?;
     let row = own_stream(signals, &principal, string_member(&body, "stream_id")?).await?;
-    let state_value = string_member(&body, "state")?;
+    let state_value = text_member(&body, "state")?;
     let interval = signals.settings().min_verification_interval;
     let now = signals.now();
     if !signals

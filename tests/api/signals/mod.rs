@@ -10,6 +10,7 @@ mod delivery;
 mod lifecycle;
 mod metadata;
 mod processes;
+mod refusals;
 mod tls;
 
 use std::collections::HashMap;
