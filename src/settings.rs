@@ -305,6 +305,11 @@ impl Settings {
         {
             bail!("signals-inactivity-timeout: must be at least 1m");
         }
+        if let Some(issuer) = &self.signals_issuer
+            && let Err(e) = crate::signals::face::check_issuer(issuer)
+        {
+            bail!("signals-issuer: {e}");
+        }
         if self.signals_retry_for < days(1) {
             bail!("signals-retry-for: must be at least 24h (receivers may be down that long)");
         }

@@ -56,6 +56,7 @@ pub const HTTP_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/auth/admin/api/users/{id}/sessions/{session_id}"),
     // signals/face.rs
     ("GET", "/.well-known/ssf-configuration"),
+    ("GET", "/.well-known/ssf-configuration/{*issuer_path}"),
     ("GET", "/.well-known/ssf-jwks.json"),
     ("GET", "/auth/admin/api/ssf/stream"),
     ("POST", "/auth/admin/api/ssf/stream"),

@@ -1,5 +1,5 @@
-//! The signals routes. Public: the SSF metadata (`/.well-known/ssf-configuration`) and the
-//! JWKS (`/.well-known/ssf-jwks.json`). Under the admin face, with a bearer JWT granting
+//! The signals routes. Public: the SSF metadata (`/.well-known/ssf-configuration`, with the
+//! issuer's path appended when it has one) and the JWKS (`/.well-known/ssf-jwks.json`). Under the admin face, with a bearer JWT granting
 //! `ssf.manage`, and its error shape: SSF stream management (`/auth/admin/api/ssf/…`:
 //! stream, status, subjects, verification, poll) and back-channel logout clients
 //! (`/auth/admin/api/backchannel-logout-clients`).
@@ -32,11 +32,25 @@ type Answer = Result<Response, AdminError>;
 
 const SSF: &str = "/auth/admin/api/ssf";
 const LOGOUT_CLIENTS: &str = "/auth/admin/api/backchannel-logout-clients";
+const METADATA: &str = "/.well-known/ssf-configuration";
 pub const JWKS_PATH: &str = "/.well-known/ssf-jwks.json";
+
+/// The complex subject members a receiver must understand to act on our events (SSF
+/// `critical_subject_members`): a `session-revoked` SET ends one session, and a receiver
+/// that read only its `user` would end all of the user's sessions; such a receiver must
+/// drop the event instead. The `user` member is not critical: the session alone names what
+/// ended.
+pub const CRITICAL_SUBJECT_MEMBERS: [&str; 1] = ["session"];
+
+/// Bounds on what a receiver may store in a stream's configuration.
+const MAX_EVENTS_REQUESTED: usize = 64;
+const MAX_EVENT_TYPE_BYTES: usize = 512;
+const MAX_TEXT_CHARS: usize = 1000;
 
 pub fn routes() -> Router<FaceState> {
     Router::new()
-        .route("/.well-known/ssf-configuration", get(metadata))
+        .route(METADATA, get(metadata))
+        .route(&format!("{METADATA}/{{*issuer_path}}"), get(metadata))
         .route("/.well-known/ssf-jwks.json", get(jwks))
         .route(
             &format!("{SSF}/stream"),
@@ -92,10 +106,41 @@ fn manager(principal: &Principal) -> Result<(), AdminError> {
     }
 }
 
-/// The issuer: the configured one, or the URL the caller used.
+/// Checks a configured issuer (`--signals-issuer`): an absolute http(s) URL with a host and
+/// neither query, fragment nor credentials (SSF 1.0, "Transmitter Configuration Metadata").
+pub fn check_issuer(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text).map_err(|_| format!("{text:?} is not an absolute URL"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(format!("{text:?} is not an https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?} must have neither query nor fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{text:?} must not carry credentials"));
+    }
+    Ok(())
+}
+
+/// Where the metadata of `issuer` is: `/.well-known/ssf-configuration` inserted between the
+/// host and the issuer's path, without a terminating `/` (`https://h/t1` →
+/// `/.well-known/ssf-configuration/t1`).
+fn metadata_path(issuer: &str) -> String {
+    let path = reqwest::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    format!("{METADATA}{path}")
+}
+
+/// The URL of one of our routes under the issuer.
+fn under(issuer: &str, path: &str) -> String {
+    format!("{}{path}", issuer.trim_end_matches('/'))
+}
+
+/// The issuer: the configured one as it is written, or the URL the caller used.
 fn issuer(signals: &Signals, headers: &HeaderMap) -> String {
     if let Some(issuer) = &signals.settings().issuer {
-        return issuer.trim_end_matches('/').to_owned();
+        return issuer.clone();
     }
     let host = headers
         .get(http::header::HOST)
@@ -110,19 +155,36 @@ fn issuer(signals: &Signals, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn metadata(State(state): State<FaceState>, headers: HeaderMap) -> Answer {
+/// The transmitter metadata, at the one path its issuer gives (SSF 1.0): with an issuer
+/// `https://h/t1`, `/.well-known/ssf-configuration/t1`, and any other path is 404 (its
+/// `issuer` would not be the one a receiver derived the URL from). The other endpoints are
+/// under the issuer. Every subject is in every stream unless removed (`default_subjects`).
+async fn metadata(
+    State(state): State<FaceState>,
+    headers: HeaderMap,
+    uri: axum::extract::OriginalUri,
+) -> Answer {
     let signals = signals(&state)?;
     let iss = issuer(signals, &headers);
+    let path = metadata_path(&iss);
+    if uri.path() != path {
+        return Err(Error::not_found(
+            error_ids::SIGNALS_NOT_FOUND,
+            format!("the metadata of the issuer {iss} is at {path}"),
+        )
+        .into());
+    }
     let body = json!({
         "spec_version": "1_0",
         "issuer": iss,
-        "jwks_uri": format!("{iss}{JWKS_PATH}"),
+        "jwks_uri": under(&iss, JWKS_PATH),
         "delivery_methods_supported": [PUSH, POLL],
-        "configuration_endpoint": format!("{iss}{SSF}/stream"),
-        "status_endpoint": format!("{iss}{SSF}/status"),
-        "add_subject_endpoint": format!("{iss}{SSF}/subjects/add"),
-        "remove_subject_endpoint": format!("{iss}{SSF}/subjects/remove"),
-        "verification_endpoint": format!("{iss}{SSF}/verify"),
+        "configuration_endpoint": under(&iss, &format!("{SSF}/stream")),
+        "status_endpoint": under(&iss, &format!("{SSF}/status")),
+        "add_subject_endpoint": under(&iss, &format!("{SSF}/subjects/add")),
+        "remove_subject_endpoint": under(&iss, &format!("{SSF}/subjects/remove")),
+        "verification_endpoint": under(&iss, &format!("{SSF}/verify")),
+        "critical_subject_members": CRITICAL_SUBJECT_MEMBERS,
         "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6749"}],
         "default_subjects": "ALL",
     });
@@ -201,6 +263,17 @@ fn string_member<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, Adm
     }
 }
 
+/// A string member of at most [`MAX_TEXT_CHARS`] characters.
+fn text_member<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, AdminError> {
+    let text = string_member(body, name)?;
+    if text.is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
+        return Err(invalid(format!(
+            "{name} must be at most {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    Ok(text)
+}
+
 fn object(body: &Value) -> Result<&Map<String, Value>, AdminError> {
     body.as_object()
         .ok_or_else(|| invalid("the request body must be a JSON object"))
@@ -226,7 +299,7 @@ fn apply_receiver_members(
     body: &Value,
     replace: bool,
 ) -> Result<Option<String>, AdminError> {
-    let body = object(body)?;
+    object(body)?;
     for member in TRANSMITTER_MEMBERS {
         let current = transmitter_member(signals, stream_id, config, member);
         if let Some(given) = body.get(member)
@@ -240,6 +313,13 @@ fn apply_receiver_members(
             .as_array()
             .filter(|a| a.iter().all(Value::is_string))
             .ok_or_else(|| invalid("events_requested must be an array of strings"))?;
+        let long = |e: &Value| e.as_str().is_some_and(|e| e.len() > MAX_EVENT_TYPE_BYTES);
+        if list.len() > MAX_EVENTS_REQUESTED || list.iter().any(long) {
+            return Err(invalid(format!(
+                "events_requested: at most {MAX_EVENTS_REQUESTED} event types of at most \
+                 {MAX_EVENT_TYPE_BYTES} bytes each"
+            )));
+        }
         config["events_requested"] = Value::Array(list.clone());
     } else if replace {
         config["events_requested"] = json!([]);
@@ -253,9 +333,8 @@ fn apply_receiver_members(
         .filter(|e| requested.contains(e))
         .collect();
     config["events_delivered"] = json!(delivered);
-    if let Some(description) = body.get("description") {
-        let text = description
-            .as_str()
+    if body.get("description").is_some() {
+        let text = text_member(body, "description")?
             .ok_or_else(|| invalid("description must be a string"))?;
         config["description"] = Value::String(text.to_owned());
     } else if replace && let Some(o) = config.as_object_mut() {
@@ -263,6 +342,7 @@ fn apply_receiver_members(
     }
     let mut authorization = None;
     let delivery = match body.get("delivery") {
+        Some(d) if !d.is_object() => return Err(invalid("delivery must be an object")),
         Some(d) => Some(d.clone()),
         None if replace || config.get("delivery").is_none() => Some(json!({"method": POLL})),
         None => None,
@@ -289,7 +369,7 @@ fn apply_receiver_members(
                 let iss = config["iss"].as_str().unwrap_or_default();
                 config["delivery"] = json!({
                     "method": POLL,
-                    "endpoint_url": format!("{iss}{SSF}/poll/{stream_id}"),
+                    "endpoint_url": under(iss, &format!("{SSF}/poll/{stream_id}")),
                 });
             }
             other => {
@@ -490,7 +570,7 @@ async fn update_status(
         return Err(invalid("status must be enabled, paused or disabled"));
     }
     row.status = status.to_owned();
-    row.reason = string_member(&body, "reason")?.map(str::to_owned);
+    row.reason = text_member(&body, "reason")?.map(str::to_owned);
     row.updated_at = signals.now();
     if !signals
         .store()
@@ -564,7 +644,7 @@ async fn verify(
     let body = body.0;
     object(&body)?;
     let row = own_stream(signals, &principal, string_member(&body, "stream_id")?).await?;
-    let state_value = string_member(&body, "state")?;
+    let state_value = text_member(&body, "state")?;
     let interval = signals.settings().min_verification_interval;
     let now = signals.now();
     if !signals
@@ -738,4 +818,48 @@ async fn delete_client(
     }
     signals.touch();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_of_an_issuer_with_a_path_is_under_that_path() {
+        assert_eq!(metadata_path("https://h"), METADATA);
+        assert_eq!(metadata_path("https://h/"), METADATA);
+        assert_eq!(
+            metadata_path("https://h/t1"),
+            "/.well-known/ssf-configuration/t1"
+        );
+        assert_eq!(
+            metadata_path("https://h/tenants/t1/"),
+            "/.well-known/ssf-configuration/tenants/t1"
+        );
+        assert_eq!(
+            under("https://h/t1/", JWKS_PATH),
+            "https://h/t1/.well-known/ssf-jwks.json"
+        );
+    }
+
+    #[test]
+    fn a_configured_issuer_is_an_http_url_without_query_fragment_or_credentials() {
+        for good in [
+            "https://login.example",
+            "https://h/t1",
+            "http://sessiond.test",
+        ] {
+            assert_eq!(check_issuer(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "login.example",
+            "/t1",
+            "ftp://h/t1",
+            "https://h/t1?tenant=1",
+            "https://h/t1#x",
+            "https://u:p@h/t1",
+        ] {
+            assert!(check_issuer(bad).is_err(), "{bad}");
+        }
+    }
 }

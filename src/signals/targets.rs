@@ -50,8 +50,17 @@ fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
+/// The longest receiver URL, and the longest subject (as JSON), in bytes.
+const MAX_URL_BYTES: usize = 2048;
+const MAX_SUBJECT_BYTES: usize = 2048;
+
 /// A receiver URL, checked.
 pub fn receiver_url(text: &str, allow_loopback_http: bool) -> Result<Url, Error> {
+    if text.len() > MAX_URL_BYTES {
+        return Err(invalid(format!(
+            "a receiver URL must be at most {MAX_URL_BYTES} bytes"
+        )));
+    }
     let url = Url::parse(text).map_err(|_| invalid(format!("{text:?} is not an absolute URL")))?;
     if url.fragment().is_some() {
         return Err(invalid("a receiver URL must not have a fragment"));
@@ -149,7 +158,8 @@ pub fn target_id(what: &str, id: &str) -> Result<(), Error> {
     }
 }
 
-/// A subject of the add/remove subject endpoints, as canonical JSON (sorted keys).
+/// A subject of the add/remove subject endpoints, as canonical JSON (sorted keys), of at
+/// most [`MAX_SUBJECT_BYTES`].
 pub fn subject(value: &Value) -> Result<String, Error> {
     let format = value
         .get("format")
@@ -158,7 +168,13 @@ pub fn subject(value: &Value) -> Result<String, Error> {
     if format.is_empty() || value.as_object().is_none_or(|o| o.len() < 2) {
         return Err(invalid("subject: a format and its identifying members"));
     }
-    Ok(value.to_string())
+    let text = value.to_string();
+    if text.len() > MAX_SUBJECT_BYTES {
+        return Err(invalid(format!(
+            "subject: at most {MAX_SUBJECT_BYTES} bytes of JSON"
+        )));
+    }
+    Ok(text)
 }
 
 /// Seals and opens receivers' `Authorization` headers.
@@ -251,6 +267,22 @@ mod tests {
         assert!(receiver_url("https://rp.example/#f", true).is_err());
         assert!(receiver_url("ftp://rp.example/", true).is_err());
         assert!(receiver_url("not a url", true).is_err());
+        let long = format!("https://rp.example/{}", "a".repeat(MAX_URL_BYTES));
+        assert!(receiver_url(&long, true).is_err());
+    }
+
+    #[test]
+    fn subjects_need_a_format_and_a_member_and_stay_small() {
+        let email = serde_json::json!({"format": "email", "email": "a@example.com"});
+        assert_eq!(
+            subject(&email).unwrap(),
+            r#"{"email":"a@example.com","format":"email"}"#
+        );
+        assert!(subject(&serde_json::json!({"format": "email"})).is_err());
+        assert!(subject(&serde_json::json!({"email": "a@example.com"})).is_err());
+        assert!(subject(&serde_json::json!("a@example.com")).is_err());
+        let huge = serde_json::json!({"format": "opaque", "id": "x".repeat(MAX_SUBJECT_BYTES)});
+        assert!(subject(&huge).is_err());
     }
 
     #[test]

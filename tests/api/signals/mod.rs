@@ -5,9 +5,12 @@
 //! The receiver needs Python 3 with `PyJWT[crypto]`. Without it these tests say so loudly
 //! and pass, unless `CI` is set: then they fail.
 
+mod causes;
 mod delivery;
 mod lifecycle;
+mod metadata;
 mod processes;
+mod refusals;
 mod tls;
 
 use std::collections::HashMap;
