@@ -851,15 +851,15 @@ impl Signals {
             let mut tokens = tokens.into_iter().peekable();
             'events: for (i, event) in events.iter().enumerate() {
                 while let Some((_, item)) = tokens.next_if(|(of, _)| *of == i) {
-                    match self
-                        .post(row.kind, &url, authorization.as_deref(), &item.token)
-                        .await
-                    {
-                        Ok(()) => {
-                            self.inner
-                                .metrics
-                                .delivered(row.kind, item.occurred_at, self.now());
-                        }
+                    let sent = self.send(
+                        row.kind,
+                        &url,
+                        authorization.as_deref(),
+                        &item.token,
+                        item.occurred_at,
+                    );
+                    match sent.await {
+                        Ok(()) => {}
                         Err(problem) if self.too_old(event.occurred_at) => {
                             tracing::warn!(
                                 target_id = %row.id,
@@ -870,13 +870,7 @@ impl Signals {
                             self.inner.metrics.given_up(row.kind);
                         }
                         Err(problem) => {
-                            self.inner.metrics.retried(row.kind);
-                            tracing::warn!(
-                                target_kind = row.kind.as_str(),
-                                target_id = %row.id,
-                                problem = %problem,
-                                "a receiver did not take a signal; retrying with backoff"
-                            );
+                            self.refused(row, None, &problem);
                             failed_at = Some(i);
                             break 'events;
                         }
@@ -961,25 +955,17 @@ impl Signals {
                     taken.push(item.jti);
                     continue;
                 }
-                match self
-                    .post(row.kind, &url, authorization.as_deref(), &item.token)
-                    .await
-                {
-                    Ok(()) => {
-                        self.inner
-                            .metrics
-                            .delivered(row.kind, item.occurred_at, self.now());
-                        taken.push(item.jti);
-                    }
+                let sent = self.send(
+                    row.kind,
+                    &url,
+                    authorization.as_deref(),
+                    &item.token,
+                    item.occurred_at,
+                );
+                match sent.await {
+                    Ok(()) => taken.push(item.jti),
                     Err(problem) => {
-                        self.inner.metrics.retried(row.kind);
-                        tracing::warn!(
-                            target_kind = row.kind.as_str(),
-                            target_id = %row.id,
-                            attempts = item.attempts + 1,
-                            problem = %problem,
-                            "a receiver did not take a signal; retrying with backoff"
-                        );
+                        self.refused(row, Some(item.attempts + 1), &problem);
                         self.forget(row, &mut taken).await;
                         let _ = store.record_attempt(row.kind, &row.id, &item.jti).await;
                         return Delivery::Failed;
@@ -1025,6 +1011,32 @@ impl Signals {
                 .created_at
                 .saturating_add(self.inner.settings.retry_for)
                 < self.now()
+    }
+
+    /// Posts one token; counts it delivered when the receiver took it.
+    async fn send(
+        &self,
+        kind: TargetKind,
+        url: &str,
+        authorization: Option<&str>,
+        token: &str,
+        occurred_at: Option<Time>,
+    ) -> Result<(), String> {
+        self.post(kind, url, authorization, token).await?;
+        self.inner.metrics.delivered(kind, occurred_at, self.now());
+        Ok(())
+    }
+
+    /// Counts and logs a token a receiver refused, which is tried again after a backoff.
+    fn refused(&self, row: &TargetRow, attempts: Option<i64>, problem: &str) {
+        self.inner.metrics.retried(row.kind);
+        tracing::warn!(
+            target_kind = row.kind.as_str(),
+            target_id = %row.id,
+            attempts = ?attempts,
+            problem = %problem,
+            "a receiver did not take a signal; retrying with backoff"
+        );
     }
 
     /// One POST to a receiver. The error says what went wrong, never with the token or the
