@@ -96,6 +96,11 @@ pub struct Report {
     pub sets_per_s: f64,
     pub api_with: Vec<f64>,
     pub api_without: Vec<f64>,
+    /// sessiond's CPU time (user + system) per revocation: in the saturation run (the
+    /// DeleteSession calls and their SETs, until the backlog drained) and in the rounds
+    /// without streams, in microseconds.
+    pub cpu_us_per_revocation_saturation: f64,
+    pub cpu_us_per_revocation_without: f64,
     pub rejected_sets: u64,
     /// Busy share of the whole machine during the latency run and the saturation run.
     pub machine_busy_latency: f64,
@@ -625,13 +630,18 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let mut api_with = Vec::new();
     let mut api_without = Vec::new();
     let mut saturation = None;
+    // sessiond's CPU seconds and revocations over the rounds without streams.
+    let mut cpu_without = (0.0, 0u64);
     for round in 0..o.rounds.max(1) {
         log(format!(
             "signals: round {}: DeleteSession without streams",
             round + 1
         ));
+        let cpu = crate::procfs::cpu_seconds(sessiond.pid);
         let (n, secs) = closed_loop(&api, &pool, o.throughput_seconds).await?;
         api_without.push(n as f64 / secs);
+        cpu_without.0 += crate::procfs::cpu_seconds(sessiond.pid) - cpu;
+        cpu_without.1 += n;
         let streams = create_streams(api_addr, &manage, receiver_addr, &streams_of_users).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         log(format!(
@@ -641,6 +651,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         let before = received.verified.load(Ordering::Relaxed);
         if saturation.is_none() {
             let jiffies = crate::procfs::machine_jiffies();
+            let cpu = crate::procfs::cpu_seconds(sessiond.pid);
             let started = Instant::now();
             let (n, api_secs) = closed_loop(&api, &pool, o.saturation_seconds).await?;
             api_with.push(n as f64 / api_secs);
@@ -673,6 +684,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 drained,
                 busy(jiffies, crate::procfs::machine_jiffies()),
                 n as f64 / api_secs,
+                (crate::procfs::cpu_seconds(sessiond.pid) - cpu) / n.max(1) as f64 * 1e6,
             ));
         } else {
             let (n, secs) = closed_loop(&api, &pool, o.throughput_seconds).await?;
@@ -681,7 +693,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         delete_streams(api_addr, &manage, &streams).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (sat_n, sat_sets, sat_secs, sat_drained, sat_busy, sat_api) =
+    let (sat_n, sat_sets, sat_secs, sat_drained, sat_busy, sat_api, sat_cpu) =
         saturation.context("no saturation run")?;
     receiver_task.abort();
     drop(sessiond);
@@ -715,6 +727,8 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         sets_per_s: sat_sets as f64 / sat_secs,
         api_with,
         api_without,
+        cpu_us_per_revocation_saturation: sat_cpu,
+        cpu_us_per_revocation_without: cpu_without.0 / cpu_without.1.max(1) as f64 * 1e6,
         rejected_sets: received.rejected.load(Ordering::Relaxed),
         machine_busy_latency,
         machine_busy_saturation: sat_busy,
@@ -762,7 +776,9 @@ pub fn markdown(r: &Report) -> String {
          answers, {sat_api:.0}/s, {sat_sets} SETs in {sat_secs:.1} s{drained}) | {sets:.0}/s | ≥ 5,000/s | {v2} |\n\
          | DeleteSession throughput with {streams} streams / without (median of rounds; with: \
          {lw}; without: {lwo} per s; {CONCURRENCY} in flight) | {ratio:.2}× ({with:.0}/s vs \
-         {without:.0}/s) | ≥ 0.9× | {v3} |\n\n\
+         {without:.0}/s) | ≥ 0.9× | {v3} |\n\
+         | sessiond CPU per revocation: with its SET (saturation run, until drained) / without \
+         streams (the rounds without) | {cpu_sat:.0} µs / {cpu_without:.0} µs | | |\n\n\
          p50 and p99 are over the SETs that arrived; the p99 verdict is missed when any SET did not arrive within 30 s: {complete}.\n\
          {END}\n",
         command = r.command,
@@ -815,6 +831,8 @@ pub fn markdown(r: &Report) -> String {
         lw = list(&r.api_with),
         lwo = list(&r.api_without),
         v3 = verdict(ratio >= 0.9),
+        cpu_sat = r.cpu_us_per_revocation_saturation,
+        cpu_without = r.cpu_us_per_revocation_without,
         complete = if complete {
             "every SET arrived"
         } else {

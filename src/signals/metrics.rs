@@ -1,13 +1,16 @@
 //! The signals' Prometheus metrics, registered on the server's registry by `ops::metrics`:
 //! tokens signed, delivery outcomes (delivered: a push receiver took the token or a poll
 //! receiver acknowledged it; retried: a push attempt failed and waits its backoff; given up:
-//! retried past `--signals-retry-for`), the outbox depth (read from the store at scrape time,
-//! so on PostgreSQL it counts every replica's outboxes), and the delivery latency from the
+//! retried past `--signals-retry-for`), the outbox depth (the tokens waiting: outbox rows
+//! plus the terminations after each target's cursor, which push targets sign at delivery;
+//! read from the store at scrape time, so on PostgreSQL it counts every replica's targets),
+//! and the delivery latency from the
 //! event (a session's termination) to its receiver's acknowledgement. Each is labelled by
 //! target kind: `stream` (Shared Signals) or `logout` (back-channel logout).
 //!
 //! Stream control events (verification, stream-updated) count as signed and delivered, but
-//! have no event time and so no latency.
+//! have no event time and so no latency. A token signed again for a retry counts as signed
+//! again.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -76,7 +79,8 @@ impl SignalMetrics {
         );
         registry.register(
             "signals_outbox_depth",
-            "Tokens waiting in the outboxes for delivery or acknowledgement, by target kind",
+            "Tokens waiting for delivery or acknowledgement, by target kind: outbox rows plus \
+             terminations after the targets' cursors",
             self.outbox.clone(),
         );
         registry.register(

@@ -4,20 +4,38 @@
 //!   `credential-change`) Security Event Tokens, by push (RFC 8935) or poll (RFC 8936).
 //! - **OpenID Connect Back-Channel Logout 1.0** clients receive a logout token per session.
 //!
-//! Both are *targets*: rows in the store with a cursor into the session event log and an
-//! outbox of signed tokens. Why this shape:
+//! Both are *targets*: rows in the store with a cursor into the session event log, and an
+//! outbox for what the log does not hold. Why this shape:
 //!
-//! - **The event log is the source, the cursor the bookmark.** A target's worker reads the
-//!   terminations after its cursor (`store::feed`), signs one token per event and target,
-//!   and appends them to the target's outbox while moving the cursor, in one transaction and
-//!   only if the cursor is still where it read it. A crash between reading and appending
-//!   loses nothing (the cursor did not move); a token is never appended twice.
-//! - **Delivery drains the outbox in order**, one token at a time per target (the order of
-//!   revocations is kept), and deletes a token when the receiver took it (202 for a SET;
-//!   200 or 204 for a logout token). A failure waits with exponential backoff and jitter and
-//!   retries the same token; a token older than `--signals-retry-for` (at least a day) is
-//!   given up with a warning. At least once across crashes: a token is deleted only after
-//!   its receiver answered; receivers drop repeats by `jti`.
+//! - **The event log is the source, the cursor the bookmark.** The log is already durable
+//!   and ordered, so a push target (a push stream or a logout client) needs no copy of it: its
+//!   worker reads a page of terminations after the cursor (`store::feed`), signs the page's
+//!   tokens on the signing threads, posts them in order, and moves the cursor past an event
+//!   once the receiver took every token of it (202 for a SET; 200 or 204 for a logout token).
+//!   No token is stored; the store sees one guarded write of the cursor at most every
+//!   [`CURSOR_EVERY`] per target (and when the worker catches up), instead of an insert and a
+//!   delete per token in the database the session writer uses. Measured on 2 cores, the
+//!   outbox writes per SET cost more of the API's rate than the signatures
+//!   (`bench/ANALYSIS.md`, "Shared Signals").
+//! - **At least once, same `jti`.** A crash between a receiver's answer and the cursor's
+//!   write sends those tokens again (at most [`CURSOR_EVERY`] of them, more only if the
+//!   store refused the write): each `jti` is derived from the target and the event's
+//!   position ([`event_jti`]), so the resent token is the one the receiver already has, and
+//!   receivers drop repeats by `jti`. A refused token stops the target: the cursor stays
+//!   before its event, the worker backs off (exponential, with jitter) and signs and posts it
+//!   again; a token whose event is older than `--signals-retry-for` (at least a day) is given
+//!   up with a warning when it is refused once more.
+//! - **The outbox** holds what the log does not: stream control events (verification,
+//!   stream-updated, each appended after what is there), the tokens of a poll stream until
+//!   acknowledged (RFC 8936 acknowledges by `jti`), and the tokens of a paused stream. It is
+//!   filled from the log by [`Signals::fill`]: tokens appended and cursor moved in one
+//!   transaction, only if the cursor is still where it was read. A push target delivers its
+//!   outbox before the log after its cursor (the outbox's tokens come from before it).
+//! - **Pruning and the cursor.** A prune deletes the events of sessions terminated (or
+//!   expired) longer ago than `--terminated-before` (30 days by default): events a target's
+//!   cursor has not passed are kept that long, past any retry (`--signals-retry-for`, 3 days
+//!   by default) unless the operator sets retention below it. A target whose cursor is behind
+//!   the prune horizon says so with a warning and continues after it.
 //! - **One task per target**, woken by the feed's wake-up (in process, and from other
 //!   replicas on PostgreSQL) and at least every second: a slow or dead receiver delays only
 //!   its own target; requests and the session writer never wait for a receiver (signals use
@@ -25,9 +43,11 @@
 //! - **One replica at a time per target**: a worker signs and delivers only while it holds
 //!   the target's lease (a row column with an expiry, renewed every few seconds); another
 //!   replica takes over once it lapses.
-//! - **Status**: a paused stream keeps signing into its outbox (at most
-//!   `--signals-paused-max-events`, oldest dropped first) and delivers when enabled again; a
-//!   disabled stream moves its cursor without signing (its events are dropped).
+//! - **Status**: a paused stream signs into its outbox (at most
+//!   `--signals-paused-max-events`, oldest dropped first), so a long pause keeps only its
+//!   newest tokens, and delivers them when enabled again; a disabled stream moves its cursor
+//!   without signing (its events are dropped). A push worker stores its cursor before it
+//!   fills the outbox, so nothing it delivered is signed into it again.
 //! - **Poll streams** keep their outbox until the receiver acknowledges each token; the poll
 //!   request signs what is new itself (under the same cursor check), so a poll never waits
 //!   for a worker.
@@ -37,8 +57,9 @@
 //!   once the receiver took that event (or one more timeout later). The check runs with the
 //!   worker list, every second, on every replica; guarded writes let one replica announce and
 //!   one pause. Activity before the pause calls it off, with a second stream-updated event.
-//! - **Metrics** (`metrics`): tokens signed, delivery outcomes, outbox depth and the latency
-//!   from a termination to its receiver's acknowledgement.
+//! - **Metrics** (`metrics`): tokens signed, delivery outcomes, the depth (outbox rows plus
+//!   terminations after the cursors) and the latency from a termination to its receiver's
+//!   acknowledgement.
 //!
 //! Not here: the routes (`face`), what a token says (`tokens`), keys (`keys`), the checks of
 //! receiver input (`targets`), the SQL (`store::signals`).
@@ -99,6 +120,9 @@ const SIGN_CHUNK_MIN: usize = 16;
 /// How long a lease lasts, and how often its holder renews it.
 const LEASE: Duration = Duration::from_secs(15);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// The least time between two writes of a push target's cursor while it delivers from the
+/// log (a crash sends at most this much again, with the same `jti`s).
+const CURSOR_EVERY: Duration = Duration::from_millis(250);
 /// How long a worker delivers before it renews its lease.
 const DELIVER_BUDGET: Duration = Duration::from_secs(5);
 /// The first and the longest wait between two attempts of one token.
@@ -153,6 +177,32 @@ enum Delivery {
     More,
     /// The receiver did not take the oldest token: back off.
     Failed,
+}
+
+/// How far a push target's receiver took the event log, beyond the stored cursor.
+#[derive(Clone, Debug, PartialEq)]
+struct Progress {
+    /// The stored cursor this progress extends (it is stored only if that is still the one).
+    base: String,
+    /// Every token of the events up to here was taken (or given up).
+    to: FeedPosition,
+}
+
+/// Where a page's delivery leaves the cursor: with `stop` (the index of the first event not
+/// fully taken: a refused token, or the time budget), just before that event, i.e. at the
+/// event before it, or where the page started; else at `scanned_to`, the end of the page
+/// (which also covers events that made no token).
+fn taken_through(
+    after: FeedPosition,
+    positions: &[FeedPosition],
+    stop: Option<usize>,
+    scanned_to: FeedPosition,
+) -> FeedPosition {
+    match stop {
+        None => scanned_to.max(after),
+        Some(0) => after,
+        Some(i) => positions.get(i - 1).copied().unwrap_or(after).max(after),
+    }
 }
 
 impl Signals {
@@ -428,7 +478,8 @@ impl Signals {
         let items = if row.status == "disabled" {
             Vec::new()
         } else {
-            self.tokens_for(&row, &events).await?
+            let tokens = self.tokens_for(&row, &events).await?;
+            tokens.into_iter().map(|(_, item)| item).collect()
         };
         let enqueue = Enqueue {
             cursor_from: Some(row.cursor.clone()),
@@ -446,15 +497,19 @@ impl Signals {
         Ok(full || !moved)
     }
 
+    /// The tokens of `events` for a target, signed, each with the index of its event in
+    /// `events` (an event makes zero, one or two tokens, in order). Each `jti` is derived from
+    /// the target and the event ([`event_jti`]): a token signed again for the same event (a
+    /// retry, or a resend after a crash before the cursor moved) carries the same `jti`.
     async fn tokens_for(
         &self,
         row: &TargetRow,
         events: &[SessionEvent],
-    ) -> Result<Vec<NewItem>, Error> {
+    ) -> Result<Vec<(usize, NewItem)>, Error> {
         let now = self.now();
         let mut unsigned = Vec::new();
-        // When each token's event happened, in the order of `unsigned`.
-        let mut occurred = Vec::new();
+        // Each token's event, in the order of `unsigned`.
+        let mut of_event = Vec::new();
         match row.kind {
             TargetKind::Stream => {
                 let (iss, aud) = stream_iss_aud(row);
@@ -471,30 +526,32 @@ impl Signals {
                     .filter_map(|s| serde_json::from_str(s).ok())
                     .collect();
                 let mut changed_users = HashSet::new();
-                for event in events {
+                for (i, event) in events.iter().enumerate() {
                     if removed.iter().any(|s| tokens::subject_matches(s, event)) {
                         continue;
                     }
                     if delivered.contains(&tokens::SESSION_REVOKED) {
-                        let claims = tokens::session_revoked(&iss, &aud, &new_jti(), now, event);
+                        let jti = event_jti(row, &event.cursor, tokens::SESSION_REVOKED);
+                        let claims = tokens::session_revoked(&iss, &aud, &jti, now, event);
                         unsigned.push((tokens::SET_TYP, claims));
-                        occurred.push(event.occurred_at);
+                        of_event.push(i);
                     }
                     if event.reason == Some(TerminationReason::PasswordChanged)
                         && delivered.contains(&tokens::CREDENTIAL_CHANGE)
                         && let Some(user) = &event.user_id
                         && changed_users.insert((user.clone(), event.occurred_at))
                     {
+                        let jti = event_jti(row, &event.cursor, tokens::CREDENTIAL_CHANGE);
                         let claims = tokens::credential_change(
                             &iss,
                             &aud,
-                            &new_jti(),
+                            &jti,
                             now,
                             user,
                             event.occurred_at,
                         );
                         unsigned.push((tokens::SET_TYP, claims));
-                        occurred.push(event.occurred_at);
+                        of_event.push(i);
                     }
                 }
             }
@@ -502,26 +559,31 @@ impl Signals {
                 let iss = row.config["iss"].as_str().unwrap_or_default().to_owned();
                 let only_client = row.config["sessions"] == "client";
                 let session_required = row.config["sessionRequired"] == true;
-                for event in events {
+                for (i, event) in events.iter().enumerate() {
                     if only_client && !self.session_of_client(&event.session_id, &row.id).await? {
                         continue;
                     }
+                    let jti = event_jti(row, &event.cursor, tokens::BACKCHANNEL_LOGOUT);
                     let Some(claims) =
-                        tokens::logout(&iss, &row.id, &new_jti(), now, event, session_required)
+                        tokens::logout(&iss, &row.id, &jti, now, event, session_required)
                     else {
                         continue;
                     };
                     unsigned.push((tokens::LOGOUT_TYP, claims));
-                    occurred.push(event.occurred_at);
+                    of_event.push(i);
                 }
             }
         }
-        let mut items = self.sign_all(unsigned).await?;
-        for (item, at) in items.iter_mut().zip(occurred) {
-            item.occurred_at = Some(at);
-        }
+        let items = self.sign_all(unsigned).await?;
         self.inner.metrics.signed(row.kind, items.len());
-        Ok(items)
+        Ok(of_event
+            .into_iter()
+            .zip(items)
+            .map(|(i, mut item)| {
+                item.occurred_at = Some(events[i].occurred_at);
+                (i, item)
+            })
+            .collect())
     }
 
     /// Whether a session was created for this client (its metadata `client_id`).
@@ -572,6 +634,13 @@ impl Signals {
         // When this worker last took or renewed its lease: a round within RENEW_EVERY of it
         // writes nothing (the lease outlasts DELIVER_BUDGET plus RENEW_EVERY by far).
         let mut renewed: Option<tokio::time::Instant> = None;
+        // How far the receiver took the log beyond the stored cursor, and when the cursor
+        // was last stored.
+        let mut progress: Option<Progress> = None;
+        let mut saved = {
+            let now = tokio::time::Instant::now();
+            now.checked_sub(CURSOR_EVERY).unwrap_or(now)
+        };
         loop {
             wake.mark_unchanged();
             changed.mark_unchanged();
@@ -598,15 +667,6 @@ impl Signals {
                     continue;
                 }
             }
-            // One page signed, then delivered: a backlog is signed and delivered in turns, so
-            // the first tokens reach the receiver while later ones are still unsigned.
-            let more = match self.fill(kind, &id).await {
-                Ok(more) => more,
-                Err(e) => {
-                    tracing::warn!(error = ?e, target_id = %id, "signing events failed; retrying");
-                    false
-                }
-            };
             let row = match store.target(kind, &id).await {
                 Ok(Some(row)) => row,
                 Ok(None) => return,
@@ -615,45 +675,112 @@ impl Signals {
                     continue;
                 }
             };
+            // The stored cursor moved under the unsaved progress (another replica, or a
+            // status change that dropped events): the stored one is the truth.
+            if progress.as_ref().is_some_and(|p| p.base != row.cursor) {
+                progress = None;
+            }
             let pushes = row.status == "enabled"
                 && (kind == TargetKind::Logout || row.config["delivery"]["method"] == PUSH);
-            if pushes {
-                match self.deliver(&row).await {
-                    Delivery::Done => failures = 0,
+            let more = if pushes {
+                // Tokens the outbox holds (stream control events, tokens signed while the
+                // stream was paused or polled) come first: they precede the cursor.
+                let delivery = match self.deliver(&row).await {
+                    Delivery::Done => self.deliver_log(&row, &mut progress).await,
+                    other => other,
+                };
+                match delivery {
+                    Delivery::Done => {
+                        failures = 0;
+                        false
+                    }
                     Delivery::More => {
                         failures = 0;
-                        continue;
+                        true
                     }
                     Delivery::Failed => {
                         failures = failures.saturating_add(1);
+                        self.save_progress(&row, &mut progress, &mut saved).await;
                         tokio::time::sleep(backoff(failures)).await;
                         continue;
                     }
                 }
+            } else {
+                // Paused, disabled or polled: the cursor is stored before the outbox is
+                // filled from it.
+                self.save_progress(&row, &mut progress, &mut saved).await;
+                if progress.is_some() {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    continue;
+                }
+                match self.fill(kind, &id).await {
+                    Ok(more) => more,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, target_id = %id, "signing events failed; retrying");
+                        false
+                    }
+                }
+            };
+            // The cursor is stored at most every CURSOR_EVERY: now if the last write is that
+            // old, else once it is (below, while waiting).
+            if progress.is_some() && tokio::time::Instant::now() >= saved + CURSOR_EVERY {
+                self.save_progress(&row, &mut progress, &mut saved).await;
             }
+            let save_at = saved + CURSOR_EVERY;
             if more {
                 continue;
             }
+            let save_due = async {
+                if progress.is_some() {
+                    tokio::time::sleep_until(save_at).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 _ = wake.changed() => {}
                 _ = changed.changed() => {}
+                () = save_due => {}
                 () = tokio::time::sleep(RENEW_EVERY) => {}
             }
         }
     }
 
-    /// Delivers a target's outbox in order, for at most [`DELIVER_BUDGET`].
-    async fn deliver(&self, row: &TargetRow) -> Delivery {
-        let started = tokio::time::Instant::now();
-        let store = &self.inner.store;
+    /// Stores how far a target's receiver took the events of the log (one guarded write of
+    /// the cursor); on a refusal (the cursor moved meanwhile) the progress is dropped, on an
+    /// error it is kept for the next try.
+    async fn save_progress(
+        &self,
+        row: &TargetRow,
+        progress: &mut Option<Progress>,
+        saved: &mut tokio::time::Instant,
+    ) {
+        let Some(p) = progress.take() else {
+            return;
+        };
+        let enqueue = Enqueue {
+            cursor_from: Some(p.base.clone()),
+            cursor_to: Some(p.to.to_string()),
+            ..Enqueue::default()
+        };
+        match self
+            .inner
+            .store
+            .enqueue(row.kind, &row.id, &enqueue, self.now())
+            .await
+        {
+            Ok(_) => *saved = tokio::time::Instant::now(),
+            Err(e) => {
+                tracing::warn!(error = ?e, target_id = %row.id, "signals could not store a cursor; retrying");
+                *progress = Some(p);
+            }
+        }
+    }
+
+    /// The receiver's URL and `Authorization` header of a push target.
+    fn endpoint(&self, row: &TargetRow) -> Result<(String, Option<String>), Error> {
         let authorization = match &row.auth {
-            Some(sealed) => match self.inner.sealer.open(row.kind, &row.id, sealed) {
-                Ok(header) => Some(header),
-                Err(e) => {
-                    crate::faces::status::log(&e);
-                    return Delivery::Failed;
-                }
-            },
+            Some(sealed) => Some(self.inner.sealer.open(row.kind, &row.id, sealed)?),
             None => None,
         };
         let url = match row.kind {
@@ -662,6 +789,142 @@ impl Signals {
         }
         .unwrap_or_default()
         .to_owned();
+        Ok((url, authorization))
+    }
+
+    /// Delivers the events of the log after a push target's cursor (or after its unsaved
+    /// `progress`), page by page, for at most [`DELIVER_BUDGET`]: each page is read, signed
+    /// and posted in order, and `progress` moves past an event once the receiver took every
+    /// token of it (or it was given up). Nothing is written here; the worker stores the
+    /// progress as the cursor at most every [`CURSOR_EVERY`].
+    async fn deliver_log(&self, row: &TargetRow, progress: &mut Option<Progress>) -> Delivery {
+        let started = tokio::time::Instant::now();
+        let (url, authorization) = match self.endpoint(row) {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                crate::faces::status::log(&e);
+                return Delivery::Failed;
+            }
+        };
+        let stored = FeedPosition::parse(&row.cursor).unwrap_or(FeedPosition::START);
+        loop {
+            let after = progress.as_ref().map_or(stored, |p| p.to);
+            let page = match self
+                .inner
+                .events
+                .feed_events(&FeedQuery {
+                    after,
+                    user_id: None,
+                    types: vec![SessionEventType::Terminated],
+                    limit: FILL_PAGE,
+                })
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "signals could not read the event log");
+                    return Delivery::Failed;
+                }
+            };
+            if page.scanned_to <= after && page.rows.is_empty() {
+                return Delivery::Done;
+            }
+            if after != FeedPosition::START && after < page.horizon {
+                tracing::warn!(
+                    target_kind = row.kind.as_str(),
+                    target_id = %row.id,
+                    "events were pruned before this target's receiver took them; they are not signalled"
+                );
+            }
+            let full = page.rows.len() >= FILL_PAGE as usize;
+            let scanned_to = page.scanned_to.max(after);
+            let events: Vec<SessionEvent> = page.rows.into_iter().filter_map(event_of).collect();
+            let tokens = match self.tokens_for(row, &events).await {
+                Ok(tokens) => tokens,
+                Err(e) => {
+                    tracing::warn!(error = ?e, target_id = %row.id, "signing events failed; retrying");
+                    return Delivery::Failed;
+                }
+            };
+            let mut failed_at = None;
+            let mut budget_at = None;
+            let mut tokens = tokens.into_iter().peekable();
+            'events: for (i, event) in events.iter().enumerate() {
+                while let Some((_, item)) = tokens.next_if(|(of, _)| *of == i) {
+                    let sent = self.send(
+                        row.kind,
+                        &url,
+                        authorization.as_deref(),
+                        &item.token,
+                        item.occurred_at,
+                    );
+                    match sent.await {
+                        Ok(()) => {}
+                        Err(problem) if self.too_old(event.occurred_at) => {
+                            tracing::warn!(
+                                target_id = %row.id,
+                                jti = %item.jti,
+                                problem = %problem,
+                                "giving up a signal its receiver did not take in time"
+                            );
+                            self.inner.metrics.given_up(row.kind);
+                        }
+                        Err(problem) => {
+                            self.refused(row, None, &problem);
+                            failed_at = Some(i);
+                            break 'events;
+                        }
+                    }
+                }
+                if started.elapsed() >= DELIVER_BUDGET && i + 1 < events.len() {
+                    budget_at = Some(i + 1);
+                    break;
+                }
+            }
+            let positions: Vec<FeedPosition> = events
+                .iter()
+                .map(|e| FeedPosition::parse(&e.cursor).unwrap_or(after))
+                .collect();
+            let stop = failed_at.or(budget_at);
+            let to = taken_through(after, &positions, stop, scanned_to);
+            if to > after {
+                *progress = Some(Progress {
+                    base: row.cursor.clone(),
+                    to,
+                });
+            }
+            if failed_at.is_some() {
+                return Delivery::Failed;
+            }
+            if budget_at.is_some() {
+                return Delivery::More;
+            }
+            if !full {
+                return Delivery::Done;
+            }
+            if started.elapsed() >= DELIVER_BUDGET {
+                return Delivery::More;
+            }
+        }
+    }
+
+    /// Whether an event happened longer than `--signals-retry-for` ago (a token of it that a
+    /// receiver refuses is given up).
+    fn too_old(&self, occurred_at: Time) -> bool {
+        occurred_at.saturating_add(self.inner.settings.retry_for) < self.now()
+    }
+
+    /// Delivers a target's outbox in order, for at most [`DELIVER_BUDGET`].
+    async fn deliver(&self, row: &TargetRow) -> Delivery {
+        let started = tokio::time::Instant::now();
+        let store = &self.inner.store;
+        let (url, authorization) = match self.endpoint(row) {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                crate::faces::status::log(&e);
+                return Delivery::Failed;
+            }
+        };
         // Tokens the receiver took, removed from the outbox in one write per page (or sooner,
         // before any return). A crash in between sends them again: receivers drop repeats by
         // `jti`, and in normal operation nothing is sent twice.
@@ -692,25 +955,17 @@ impl Signals {
                     taken.push(item.jti);
                     continue;
                 }
-                match self
-                    .post(row.kind, &url, authorization.as_deref(), &item.token)
-                    .await
-                {
-                    Ok(()) => {
-                        self.inner
-                            .metrics
-                            .delivered(row.kind, item.occurred_at, self.now());
-                        taken.push(item.jti);
-                    }
+                let sent = self.send(
+                    row.kind,
+                    &url,
+                    authorization.as_deref(),
+                    &item.token,
+                    item.occurred_at,
+                );
+                match sent.await {
+                    Ok(()) => taken.push(item.jti),
                     Err(problem) => {
-                        self.inner.metrics.retried(row.kind);
-                        tracing::warn!(
-                            target_kind = row.kind.as_str(),
-                            target_id = %row.id,
-                            attempts = item.attempts + 1,
-                            problem = %problem,
-                            "a receiver did not take a signal; retrying with backoff"
-                        );
+                        self.refused(row, Some(item.attempts + 1), &problem);
                         self.forget(row, &mut taken).await;
                         let _ = store.record_attempt(row.kind, &row.id, &item.jti).await;
                         return Delivery::Failed;
@@ -756,6 +1011,32 @@ impl Signals {
                 .created_at
                 .saturating_add(self.inner.settings.retry_for)
                 < self.now()
+    }
+
+    /// Posts one token; counts it delivered when the receiver took it.
+    async fn send(
+        &self,
+        kind: TargetKind,
+        url: &str,
+        authorization: Option<&str>,
+        token: &str,
+        occurred_at: Option<Time>,
+    ) -> Result<(), String> {
+        self.post(kind, url, authorization, token).await?;
+        self.inner.metrics.delivered(kind, occurred_at, self.now());
+        Ok(())
+    }
+
+    /// Counts and logs a token a receiver refused, which is tried again after a backoff.
+    fn refused(&self, row: &TargetRow, attempts: Option<i64>, problem: &str) {
+        self.inner.metrics.retried(row.kind);
+        tracing::warn!(
+            target_kind = row.kind.as_str(),
+            target_id = %row.id,
+            attempts = ?attempts,
+            problem = %problem,
+            "a receiver did not take a signal; retrying with backoff"
+        );
     }
 
     /// One POST to a receiver. The error says what went wrong, never with the token or the
@@ -955,6 +1236,34 @@ pub fn new_jti() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The `jti` of the token of `event_type` that a target gets for the event at `position`: a
+/// UUID (version 8) made of a SHA-256 of the target (kind, id, creation time), the position
+/// and the event type. The same event and target always give the same `jti`, so a token sent
+/// again after a crash is one receivers recognise; a target created again under the same id
+/// starts at a later position and a later time, so it never repeats an earlier `jti`.
+pub fn event_jti(row: &TargetRow, position: &str, event_type: &str) -> String {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    for part in [
+        "sessiond signal jti",
+        row.kind.as_str(),
+        &row.id,
+        &row.created_at.unix_micros().to_string(),
+        position,
+        event_type,
+    ] {
+        // Length-prefixed, so no two different lists of parts hash the same bytes.
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
 /// The wait after `failures` failed attempts in a row: doubling from 250 ms to 5 minutes,
 /// each a random 50–100 % of it so receivers coming back are not hit all at once.
 fn backoff(failures: u32) -> Duration {
@@ -967,6 +1276,57 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(n: u64) -> FeedPosition {
+        FeedPosition::new(0, n)
+    }
+
+    #[test]
+    fn the_cursor_passes_an_event_only_once_every_token_of_it_was_taken() {
+        let positions = [at(12), at(15), at(19)];
+        // Every event taken: the end of the page, past events that made no token too.
+        assert_eq!(taken_through(at(10), &positions, None, at(25)), at(25));
+        // The first event refused: the cursor stays where the page started.
+        assert_eq!(taken_through(at(10), &positions, Some(0), at(25)), at(10));
+        // The third refused (or not reached in time): just past the second.
+        assert_eq!(taken_through(at(10), &positions, Some(2), at(25)), at(15));
+        // Never backwards.
+        assert_eq!(taken_through(at(10), &[], None, at(3)), at(10));
+    }
+
+    fn target(id: &str, created: i64) -> TargetRow {
+        TargetRow {
+            kind: TargetKind::Stream,
+            id: id.into(),
+            config: Value::Null,
+            auth: None,
+            status: "enabled".into(),
+            reason: None,
+            cursor: "0".into(),
+            created_at: Time::from_unix_micros(created),
+            updated_at: Time::from_unix_micros(created),
+            last_activity: Time::from_unix_micros(created),
+            verified_at: Time::from_unix_micros(0),
+            inactivity_notice: None,
+        }
+    }
+
+    #[test]
+    fn a_jti_is_the_same_for_the_same_target_and_event_and_differs_otherwise() {
+        let a = target("a", 1);
+        let jti = event_jti(&a, "7", tokens::SESSION_REVOKED);
+        assert_eq!(jti, event_jti(&a.clone(), "7", tokens::SESSION_REVOKED));
+        assert!(uuid::Uuid::parse_str(&jti).is_ok(), "{jti}");
+        let others = [
+            event_jti(&a, "8", tokens::SESSION_REVOKED),
+            event_jti(&a, "7", tokens::CREDENTIAL_CHANGE),
+            event_jti(&target("b", 1), "7", tokens::SESSION_REVOKED),
+            event_jti(&target("a", 2), "7", tokens::SESSION_REVOKED),
+        ];
+        let mut all: HashSet<&String> = others.iter().collect();
+        all.insert(&jti);
+        assert_eq!(all.len(), 5);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_its_cap() {

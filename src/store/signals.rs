@@ -1,13 +1,15 @@
 //! The store's side of signals: targets (Shared Signals streams and back-channel logout
 //! clients), each with its cursor into the session event log, its delivery lease and its
-//! outbox of signed tokens; and the subjects a receiver removed from its stream.
+//! outbox of signed tokens (for what the event log does not hold: stream control events,
+//! poll and paused streams); and the subjects a receiver removed from its stream.
 //!
 //! Signals keep a small connection pool of their own on the same database (one SQLite file,
 //! or the PostgreSQL the sessions live in), so delivery never takes a connection a request
 //! waits for. Each call is one transaction. The one write that matters for delivery,
-//! [`SignalStore::enqueue`], appends tokens and moves the target's cursor in the same
-//! transaction, and only if the cursor is still the one the caller read: two replicas that
-//! turn the same events into tokens cannot both append them.
+//! [`SignalStore::enqueue`], appends tokens (none, when a push target only stores how far its
+//! receiver took the log) and moves the target's cursor in the same transaction, and only if
+//! the cursor is still the one the caller read: two replicas that turn the same events into
+//! tokens cannot both append them.
 
 use std::sync::Arc;
 
@@ -57,7 +59,8 @@ pub struct TargetRow {
     /// `enabled`, `paused` or `disabled`.
     pub status: String,
     pub reason: Option<String>,
-    /// Events up to this feed position have been turned into tokens.
+    /// Events up to this feed position have been delivered (push targets) or turned into
+    /// tokens in the outbox (poll and paused streams), or dropped (disabled streams).
     pub cursor: String,
     pub created_at: Time,
     pub updated_at: Time,
@@ -209,7 +212,9 @@ pub trait SignalStore: Send + Sync + 'static {
     /// Whether a target's outbox still holds the token `jti`.
     async fn holds(&self, kind: TargetKind, id: &str, jti: &str) -> Result<bool, StoreError>;
 
-    /// How many tokens the outboxes hold, by target kind.
+    /// How many tokens wait, by target kind: the outboxes' rows plus the terminations after
+    /// the cursor of every target that is not disabled (not yet signed; a stream's removed
+    /// subjects among them are never signalled).
     async fn outbox_depths(&self) -> Result<Vec<(TargetKind, u64)>, StoreError>;
 
     /// Removes acknowledged tokens by `jti`; returns when each removed one's event happened.

@@ -419,11 +419,22 @@ impl SignalStore for PgSignalStore {
     }
 
     async fn outbox_depths(&self) -> Result<Vec<(TargetKind, u64)>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT kind, COUNT(*) FROM signal_outbox GROUP BY kind")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
+        // The outbox rows, and the terminations after each target's cursor that are not
+        // signed yet (push targets sign them at delivery; a disabled target drops them).
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, SUM(n)::bigint FROM (\
+                 SELECT kind, COUNT(*) AS n FROM signal_outbox GROUP BY kind \
+                 UNION ALL SELECT t.kind, (SELECT COUNT(*) FROM session_events e \
+                 WHERE (e.xid, e.serial) > ((CASE WHEN strpos(t.cursor, '.') > 0 \
+                 THEN split_part(t.cursor, '.', 1) ELSE '0' END)::xid8, \
+                 (CASE WHEN strpos(t.cursor, '.') > 0 THEN split_part(t.cursor, '.', 2) \
+                 ELSE t.cursor END)::bigint) \
+                 AND e.event_type = 'session.terminated') \
+                 FROM signal_targets t WHERE t.status <> 'disabled') AS d GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(depths_from(rows))
     }
 

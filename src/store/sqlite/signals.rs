@@ -420,11 +420,19 @@ impl SignalStore for SqliteSignalStore {
     }
 
     async fn outbox_depths(&self) -> Result<Vec<(TargetKind, u64)>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT kind, COUNT(*) FROM signal_outbox GROUP BY kind")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
+        // The outbox rows, and the terminations after each target's cursor that are not
+        // signed yet (push targets sign them at delivery; a disabled target drops them).
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, SUM(n) FROM (\
+                 SELECT kind, COUNT(*) AS n FROM signal_outbox GROUP BY kind \
+                 UNION ALL SELECT t.kind, (SELECT COUNT(*) FROM session_events e \
+                 WHERE e.position > CAST(t.cursor AS INTEGER) \
+                 AND e.event_type = 'session.terminated') \
+                 FROM signal_targets t WHERE t.status <> 'disabled') GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(depths_from(rows))
     }
 

@@ -133,6 +133,63 @@ async fn signals_waiting_when_sessiond_is_killed_are_delivered_after_it_restarts
     drop(server);
 }
 
+fn stream_cursor(data_dir: &std::path::Path) -> String {
+    let db = rusqlite::Connection::open(data_dir.join("sessiond.db")).expect("database");
+    db.query_row(
+        "SELECT cursor FROM signal_targets WHERE kind = 'stream'",
+        [],
+        |row| row.get(0),
+    )
+    .expect("the stream's cursor")
+}
+
+#[tokio::test]
+async fn a_set_sent_again_after_a_crash_carries_the_same_jti() {
+    let data_dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(data_dir.path(), &args(), &[]).await;
+    let Some(receiver) = receiver_for(&server.url("/.well-known/ssf-jwks.json"), ISSUER) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let auth = process_bearer(data_dir.path(), "rp-again", ADMIN);
+    add_user(&http, &server, &auth, "again").await;
+    create_stream(&http, &server, &auth, &receiver, "rp-again").await;
+    receiver.wait_for("rp-again", 1).await;
+    let before = stream_cursor(data_dir.path());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(create_and_delete(&http, &server, &auth, "again").await);
+    }
+    let first = receiver.wait_for("rp-again", 4).await;
+    server.kill().await;
+    // The process died before the cursor's move was stored: put it back where it was before
+    // the three revocations, as such a crash leaves it.
+    let db = rusqlite::Connection::open(data_dir.path().join("sessiond.db")).expect("database");
+    db.execute(
+        "UPDATE signal_targets SET cursor = ?1 WHERE kind = 'stream'",
+        [&before],
+    )
+    .expect("moving the cursor back");
+    drop(db);
+
+    let server = Server::start(data_dir.path(), &args(), &[]).await;
+    receiver
+        .set_jwks(&server.url("/.well-known/ssf-jwks.json"))
+        .await;
+    let got = receiver.wait_for("rp-again", 7).await;
+    assert_eq!(revoked_sessions(&got[1..4]), ids);
+    assert_eq!(revoked_sessions(&got[4..]), ids, "sent again, in order");
+    let jtis = |claims: &[Value]| -> Vec<String> {
+        claims
+            .iter()
+            .map(|c| c["jti"].as_str().expect("jti").to_owned())
+            .collect()
+    };
+    assert_eq!(jtis(&first[1..4]), jtis(&got[4..]), "the same jti each");
+    assert_eq!(distinct_jtis(&got), 4);
+    drop(server);
+}
+
 #[tokio::test]
 async fn three_replicas_on_one_postgresql_deliver_each_set_once() {
     let Some(base_url) = postgres_url() else {
