@@ -183,30 +183,6 @@ fn migration_error(e: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
-/// Whether `_sqlx_migrations` lists every migration of `migrator` as applied.
-async fn schema_ready<'a, E>(
-    migrator: &sqlx::migrate::Migrator,
-    executor: E,
-) -> Result<bool, StoreError>
-where
-    E: sqlx::Executor<'a>,
-    i64: sqlx::Decode<'a, E::Database> + sqlx::Type<E::Database>,
-    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
-    (i64,): for<'r> sqlx::FromRow<'r, <E::Database as sqlx::Database>::Row>,
-{
-    let applied: Vec<(i64,)> =
-        match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(executor)
-            .await
-        {
-            Ok(rows) => rows,
-            Err(sqlx::Error::Database(_)) => return Ok(false),
-            Err(e) => return Err(StoreError::Unavailable(Box::new(e))),
-        };
-    let applied: Vec<i64> = applied.into_iter().map(|(v,)| v).collect();
-    Ok(migrations_applied(migrator, &applied))
-}
-
 /// Whether every migration of `migrator` is among the `applied` versions.
 fn migrations_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> bool {
     migrator.iter().all(|m| applied.contains(&m.version))

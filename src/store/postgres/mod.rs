@@ -8,8 +8,13 @@
 //! user row and bulk revocation an exclusive one, so "revoke my other sessions" waits for
 //! logins in flight and includes every session committed before it returns.
 //!
+//! Connections: `db-max-connections` (at least two) is shared by two sets. Most are `direct`
+//! connections, each running one statement at a time and trusted again as soon as it ran to
+//! its end: the point reads and the one-statement session writes, one round trip each. The
+//! rest form sqlx's pool, for transactions and the other modules' statements.
+//!
 //! Faults: connection errors, pool timeouts and statement timeouts surface as `Unavailable`
-//! (gRPC 14 / HTTP 503); the pool reconnects by itself when the database is back.
+//! (gRPC 14 / HTTP 503); both sets reconnect by themselves when the database is back.
 //!
 //! The session event feed (global positions that hold although commits land out of order,
 //! `LISTEN/NOTIFY` between replicas) is explained in `feed`.
@@ -42,12 +47,14 @@ use crate::domain::{
     UserSessionsQuery,
 };
 
+mod direct;
 mod factors;
 mod feed;
 mod passkeys;
 pub(crate) mod signals;
 mod users;
 
+use self::direct::{Direct, IDLE_CHECK};
 use self::feed::PgFeed;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -78,14 +85,15 @@ impl SqlBuilder for QueryBuilder<'_, Postgres> {
     }
 }
 
-/// How long a pooled connection may sit idle and still be handed out without a liveness
-/// check. sqlx checks every connection on its return to the pool, so a connection in steady
-/// use is known good; one idle longer may have been closed by the server meanwhile.
-const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// The share of `max_connections` that sqlx's pool gets (at least one): transactions and the
+/// statements of factors, passkeys, signals and the feed. The rest are `Direct` connections
+/// for the one-statement session and user reads and session writes, which carry the traffic.
+const POOLED_SHARE: u32 = 4;
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    direct: Arc<Direct>,
     feed: Arc<PgFeed>,
 }
 
@@ -102,10 +110,14 @@ impl PostgresStore {
             .max_connections(1)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options.clone());
-        // A connection handed out again within `IDLE_CHECK` of its last use skips the
-        // liveness round trip; one idle longer is checked first, as sqlx does by default.
+        let total = settings.max_connections.max(2);
+        let pooled = (total / POOLED_SHARE).max(1);
+        let direct = Direct::new(options.clone(), total - pooled, settings.acquire_timeout);
+        // sqlx checks every connection on its return to the pool, so one handed out again
+        // within `IDLE_CHECK` of its last use skips the liveness round trip; one idle longer
+        // is checked first, as sqlx does by default.
         let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
+            .max_connections(pooled)
             .acquire_timeout(settings.acquire_timeout)
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
@@ -119,6 +131,7 @@ impl PostgresStore {
             .connect_lazy_with(options);
         let store = Self {
             pool,
+            direct: Arc::new(direct),
             feed: Arc::new(PgFeed::new(listen_pool)),
         };
         // The feed listens from the start, not from its first subscriber.
@@ -336,10 +349,11 @@ impl PostgresStore {
     /// `INSERT_USER_SESSION`); whether it wrote the session and its event. Wakes the feed
     /// when it did.
     async fn write_session(&self, sql: &str, params: Vec<Value>) -> Result<bool, StoreError> {
+        let mut lease = self.direct.lease().await.map_err(classify)?;
         let done = bind_values(sqlx::query(sql), params)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+            .execute(lease.conn())
+            .await;
+        let done = lease.settle(done).map_err(classify)?;
         let written = done.rows_affected() == 1;
         self.appended_if(u64::from(written));
         Ok(written)
@@ -355,7 +369,9 @@ impl PostgresStore {
         query: PgQuery<'_>,
         decode: impl Fn(&PgRow) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let row = query.fetch_optional(&self.pool).await.map_err(classify)?;
+        let mut lease = self.direct.lease().await.map_err(classify)?;
+        let row = query.fetch_optional(lease.conn()).await;
+        let row = lease.settle(row).map_err(classify)?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -433,11 +449,12 @@ impl Store for PostgresStore {
     }
 
     async fn session_events(&self, id: &SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut lease = self.direct.lease().await.map_err(classify)?;
         let rows = sqlx::query(&EVENTS_OF_SESSION)
             .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+            .fetch_all(lease.conn())
+            .await;
+        let rows = lease.settle(rows).map_err(classify)?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -754,10 +771,9 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        let mut lease = self.direct.lease().await.map_err(classify)?;
+        let done = sqlx::query("SELECT 1").execute(lease.conn()).await;
+        lease.settle(done).map_err(classify)?;
         Ok(())
     }
 
@@ -786,14 +802,33 @@ impl Store for PostgresStore {
     }
 
     fn pools(&self) -> Vec<PoolStats> {
-        vec![PoolStats {
-            name: "postgres",
-            open: self.pool.size(),
-            idle: self.pool.num_idle(),
-        }]
+        let (open, idle) = self.direct.counts();
+        vec![
+            PoolStats {
+                name: "postgres",
+                open: self.pool.size(),
+                idle: self.pool.num_idle(),
+            },
+            PoolStats {
+                name: "postgres_direct",
+                open,
+                idle,
+            },
+        ]
     }
 
     async fn schema_ready(&self) -> Result<bool, StoreError> {
-        super::schema_ready(&MIGRATOR, &self.pool).await
+        // On the connections requests use, like `ping`: readiness is theirs.
+        let mut lease = self.direct.lease().await.map_err(classify)?;
+        let applied: Result<Vec<i64>, _> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(lease.conn())
+                .await;
+        match lease.settle(applied) {
+            Ok(applied) => Ok(super::migrations_applied(&MIGRATOR, &applied)),
+            // No migrations table yet.
+            Err(sqlx::Error::Database(_)) => Ok(false),
+            Err(e) => Err(StoreError::Unavailable(Box::new(e))),
+        }
     }
 }
