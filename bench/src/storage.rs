@@ -736,7 +736,9 @@ pub fn markdown(r: &Report) -> String {
             s,
             "\n### PostgreSQL\n\n\
              PostgreSQL {} on this machine, in a database the bench creates and drops. sessiond \
-             (`serve --database-url`, its default pool of 16 connections per replica) against \
+             (`serve --database-url`, its default of 16 connections per replica: a quarter in \
+             sqlx's pool for transactions, the rest leased one statement at a time for the \
+             point reads and one-statement writes) against \
              `pgbench -M prepared -c 16 -j 2` running, per transaction, the statements \
              sessiond's PostgreSQL store sends for one operation (bench/src/pg.rs: for \
              DeleteSession the session read, then one statement that is its own transaction: \
@@ -747,7 +749,8 @@ pub fn markdown(r: &Report) -> String {
              and `pgbench -S` (its built-in primary-key read, scale 10) beside GetSession. \
              `synchronous_commit` is left on, for sessiond and pgbench alike. Not in the \
              script: the feed's coalesced `NOTIFY` after commits, nor the liveness round trip \
-             sqlx's pool makes when a connection is returned to it. Three \
+             sqlx's pool makes when a connection is returned to it (on transactions only). \
+             Three \
              replicas: three sessiond processes on the one database, each driven with {} in \
              flight at once (the pgbench figures are from the one-replica rounds).\n",
             r.postgres_version,
