@@ -94,35 +94,17 @@ pub struct FactorsReport {
     pub cpu_ratio: f64,
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
+use crate::feed::median;
 
 pub async fn run(o: Options) -> anyhow::Result<FactorsReport> {
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_string_lossy().into_owned();
     server::sessiond(&o.sessiond, &["migrate", "--data-dir", &d], None)?;
-    let jwt = server::sessiond(
+    let jwt = server::mint(
         &o.sessiond,
-        &[
-            "token",
-            "mint",
-            "--subject",
-            "bench",
-            "--permissions",
-            "session.read,session.write,user.read,user.write",
-            "--ttl",
-            "24h",
-            "--data-dir",
-            &d,
-        ],
-        None,
+        dir.path(),
+        "bench",
+        "session.read,session.write,user.read,user.write",
     )?;
     let port = server::free_port()?;
     let args = [

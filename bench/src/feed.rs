@@ -301,7 +301,8 @@ async fn compare(
     Ok((without, with))
 }
 
-fn median(figures: &[f64]) -> f64 {
+/// The median of `figures` (the mean of the middle two for an even count; 0 when empty).
+pub(crate) fn median(figures: &[f64]) -> f64 {
     let mut sorted = figures.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {

@@ -140,23 +140,34 @@ pub fn prepare_data_dir(bin: &Path, dir: &Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
     let d = dir.to_string_lossy().into_owned();
     sessiond(bin, &["migrate", "--data-dir", &d], None)?;
-    let jwt = sessiond(
+    mint(
+        bin,
+        dir,
+        "bench",
+        "session.read,session.write,session.delete",
+    )
+}
+
+/// `sessiond token mint`: a JWT for `subject` with `permissions` (comma-separated), valid for a
+/// day, signed by the data directory's key.
+pub fn mint(bin: &Path, dir: &Path, subject: &str, permissions: &str) -> anyhow::Result<String> {
+    let d = dir.to_string_lossy().into_owned();
+    sessiond(
         bin,
         &[
             "token",
             "mint",
             "--subject",
-            "bench",
+            subject,
             "--permissions",
-            "session.read,session.write,session.delete",
+            permissions,
             "--ttl",
             "24h",
             "--data-dir",
             &d,
         ],
         None,
-    )?;
-    Ok(jwt)
+    )
 }
 
 /// `sessiond users add`, returning the new user's id.

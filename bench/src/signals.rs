@@ -462,22 +462,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let _ = std::fs::remove_dir_all(&dir);
     let jwt = server::prepare_data_dir(&o.sessiond, &dir)?;
     let d = dir.to_string_lossy().into_owned();
-    let manage = server::sessiond(
-        &o.sessiond,
-        &[
-            "token",
-            "mint",
-            "--subject",
-            RECEIVER,
-            "--permissions",
-            "ssf.manage",
-            "--ttl",
-            "24h",
-            "--data-dir",
-            &d,
-        ],
-        None,
-    )?;
+    let manage = server::mint(&o.sessiond, &dir, RECEIVER, "ssf.manage")?;
     // Sessions for every run: latency, saturation, and the throughput rounds (sized for
     // 6,000 deletes/s, far above this machine).
     let needed = (o.rate * o.latency_seconds) as usize

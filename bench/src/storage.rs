@@ -328,21 +328,11 @@ async fn postgres(o: &Options, admin: &str, t0: Instant) -> anyhow::Result<(Vec<
         &["migrate", "--data-dir", &d, "--database-url", &url],
         None,
     )?;
-    let jwt = server::sessiond(
+    let jwt = server::mint(
         &o.sessiond,
-        &[
-            "token",
-            "mint",
-            "--subject",
-            "bench",
-            "--permissions",
-            "session.read,session.write,session.delete",
-            "--ttl",
-            "24h",
-            "--data-dir",
-            &d,
-        ],
-        None,
+        &dir,
+        "bench",
+        "session.read,session.write,session.delete",
     )?;
     // Sessions: 10,000 to read, then sessiond's delete pool, then pgbench's.
     let reads = 10_000i64;
