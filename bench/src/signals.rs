@@ -464,9 +464,10 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let d = dir.to_string_lossy().into_owned();
     let manage = server::mint(&o.sessiond, &dir, RECEIVER, "ssf.manage")?;
     // Sessions for every run: latency, saturation, and the throughput rounds (sized for
-    // 6,000 deletes/s, far above this machine).
+    // 20,000 deletes/s, well above what 2 cores answer; seeding 100k takes a few seconds).
     let needed = (o.rate * o.latency_seconds) as usize
-        + ((o.saturation_seconds + 2.0 * o.rounds as f64 * o.throughput_seconds) * 6000.0) as usize;
+        + ((o.saturation_seconds + 2.0 * o.rounds as f64 * o.throughput_seconds) * 20_000.0)
+            as usize;
     let mut conn = crate::seed::open(&dir.join("sessiond.db")).await?;
     let seeded = crate::seed::seed(
         &mut conn,
