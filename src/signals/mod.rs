@@ -517,17 +517,11 @@ impl Signals {
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                let removed: Vec<Value> = self
-                    .inner
-                    .store
-                    .removed_subjects(&row.id)
-                    .await?
-                    .iter()
-                    .filter_map(|s| serde_json::from_str(s).ok())
-                    .collect();
+                let stored = self.inner.store.removed_subjects(&row.id).await?;
+                let removed = tokens::RemovedSubjects::new(stored.iter().map(String::as_str));
                 let mut changed_users = HashSet::new();
                 for (i, event) in events.iter().enumerate() {
-                    if removed.iter().any(|s| tokens::subject_matches(s, event)) {
+                    if removed.matches(event) {
                         continue;
                     }
                     if delivered.contains(&tokens::SESSION_REVOKED) {

@@ -16,6 +16,8 @@
 //! - A stream-updated SET (SSF) announces a status the transmitter gives a stream itself: a
 //!   pause for inactivity, or that the stream stays enabled after all.
 
+use std::collections::HashSet;
+
 use serde_json::{Value, json};
 
 use crate::domain::{SessionEvent, TerminationReason, Time};
@@ -214,28 +216,117 @@ pub fn logout(
     Some(claims)
 }
 
-/// Whether a stored subject (canonical JSON) names this event's session or user: simple
-/// subjects by identity, complex ones if each member is absent on one side or the same.
-pub fn subject_matches(subject: &Value, event: &SessionEvent) -> bool {
-    let ours = session_subject(event);
-    let opaque = |id: &str| json!({"format": "opaque", "id": id});
-    match subject.get("format").and_then(Value::as_str) {
-        Some("opaque") => {
-            *subject == opaque(&event.session_id)
-                || event
-                    .user_id
-                    .as_deref()
-                    .is_some_and(|u| *subject == opaque(u))
+/// The subjects removed from a stream, read once per page of events and matched against
+/// each event without building JSON: simple subjects by identity, complex ones if each
+/// member is absent on one side or the same. The opaque ids of simple subjects, and complex
+/// subjects naming only a session or only a user, are looked up in sets, so a stream with
+/// many removed subjects costs the same per event as one with a few.
+#[derive(Debug, Default)]
+pub struct RemovedSubjects {
+    /// Simple opaque subjects: a session id or a user id.
+    ids: HashSet<String>,
+    /// Complex subjects with only an opaque `session` member.
+    sessions: HashSet<String>,
+    /// Complex subjects with only an opaque `user` member.
+    users: HashSet<String>,
+    /// Other complex subjects (both members, or a member that is not an opaque id).
+    complex: Vec<(Option<Member>, Option<Member>)>,
+}
+
+/// One member of a stored complex subject, as an event's own subject compares with it.
+#[derive(Debug)]
+enum Member {
+    /// `{"format": "opaque", "id": …}`, exactly.
+    Opaque(String),
+    /// Anything else: never equal to an event's member (always an opaque id).
+    Other,
+}
+
+impl Member {
+    fn of(value: &Value) -> Self {
+        opaque_id(value).map_or(Self::Other, |id| Self::Opaque(id.to_owned()))
+    }
+
+    fn is(&self, id: &str) -> bool {
+        matches!(self, Self::Opaque(ours) if ours == id)
+    }
+}
+
+/// The id of a subject that is exactly `{"format": "opaque", "id": "<string>"}`.
+fn opaque_id(value: &Value) -> Option<&str> {
+    let object = value.as_object()?;
+    (object.len() == 2 && object.get("format")?.as_str()? == "opaque")
+        .then(|| object.get("id")?.as_str())
+        .flatten()
+}
+
+impl RemovedSubjects {
+    /// From stored subjects (canonical JSON); what does not parse names nothing.
+    pub fn new<'a>(stored: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut removed = Self::default();
+        for subject in stored {
+            let Ok(subject) = serde_json::from_str::<Value>(subject) else {
+                continue;
+            };
+            removed.add(&subject);
         }
-        Some("complex") => {
-            ["session", "user"].iter().all(|member| {
-                match (subject.get(*member), ours.get(*member)) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => true,
+        removed
+    }
+
+    fn add(&mut self, subject: &Value) {
+        match subject.get("format").and_then(Value::as_str) {
+            Some("opaque") => {
+                if let Some(id) = opaque_id(subject) {
+                    self.ids.insert(id.to_owned());
                 }
-            }) && (subject.get("session").is_some() || subject.get("user").is_some())
+            }
+            Some("complex") => {
+                let session = subject.get("session").map(Member::of);
+                let user = subject.get("user").map(Member::of);
+                match (session, user) {
+                    (None, None) => {}
+                    (Some(Member::Opaque(id)), None) => {
+                        self.sessions.insert(id);
+                    }
+                    (None, Some(Member::Opaque(id))) => {
+                        self.users.insert(id);
+                    }
+                    members => self.complex.push(members),
+                }
+            }
+            _ => {}
         }
-        _ => false,
+    }
+
+    /// Whether no subject is removed.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+            && self.sessions.is_empty()
+            && self.users.is_empty()
+            && self.complex.is_empty()
+    }
+
+    /// Whether a removed subject names this event's session or user.
+    pub fn matches(&self, event: &SessionEvent) -> bool {
+        let session = event.session_id.as_str();
+        let user = event.user_id.as_deref();
+        // An event without a user matches a complex subject's `user` member (absent on the
+        // event's side), as it matches any member it lacks.
+        let user_member = |member: &Option<Member>| match (member, user) {
+            (None, _) | (Some(_), None) => true,
+            (Some(m), Some(u)) => m.is(u),
+        };
+        self.ids.contains(session)
+            || user.is_some_and(|u| self.ids.contains(u))
+            || self.sessions.contains(session)
+            || match user {
+                Some(u) => self.users.contains(u),
+                None => !self.users.is_empty(),
+            }
+            || self
+                .complex
+                .iter()
+                .any(|(s, u)| s.as_ref().is_none_or(|m| m.is(session)) && user_member(u))
     }
 }
 
@@ -322,24 +413,87 @@ mod tests {
         assert_eq!(claims["events"][STREAM_UPDATED]["reason"], INACTIVE);
     }
 
+    /// Whether `subject` removed from a stream removes `event`.
+    fn removes(subject: Value, event: &SessionEvent) -> bool {
+        RemovedSubjects::new([subject.to_string().as_str()]).matches(event)
+    }
+
     #[test]
     fn subjects_match_by_member() {
         let event = terminated(TerminationReason::Deleted);
-        assert!(subject_matches(
-            &json!({"format": "opaque", "id": "u1"}),
+        let opaque = |id: &str| json!({"format": "opaque", "id": id});
+        assert!(removes(opaque("u1"), &event));
+        assert!(removes(opaque("s1"), &event));
+        assert!(!removes(opaque("u2"), &event));
+        // An opaque subject with another member is not the same subject.
+        assert!(!removes(
+            json!({"format": "opaque", "id": "u1", "x": 1}),
             &event
         ));
-        assert!(subject_matches(
-            &json!({"format": "complex", "user": {"format": "opaque", "id": "u1"}}),
+        assert!(removes(
+            json!({"format": "complex", "user": opaque("u1")}),
             &event
         ));
-        assert!(!subject_matches(
-            &json!({"format": "complex", "user": {"format": "opaque", "id": "u2"}}),
+        assert!(removes(
+            json!({"format": "complex", "session": opaque("s1")}),
             &event
         ));
-        assert!(!subject_matches(
-            &json!({"format": "email", "email": "a@b"}),
+        assert!(removes(
+            json!({"format": "complex", "session": opaque("s1"), "user": opaque("u1")}),
             &event
         ));
+        assert!(!removes(
+            json!({"format": "complex", "session": opaque("s1"), "user": opaque("u2")}),
+            &event
+        ));
+        assert!(!removes(
+            json!({"format": "complex", "user": opaque("u2")}),
+            &event
+        ));
+        assert!(!removes(
+            json!({"format": "complex", "user": {"format": "email", "email": "a@b"}}),
+            &event
+        ));
+        assert!(!removes(json!({"format": "complex"}), &event));
+        assert!(!removes(json!({"format": "email", "email": "a@b"}), &event));
+        assert!(!RemovedSubjects::new(["not json"]).matches(&event));
+        assert!(RemovedSubjects::new([]).is_empty());
+    }
+
+    #[test]
+    fn an_event_without_a_user_matches_only_what_its_session_decides() {
+        let mut event = terminated(TerminationReason::Deleted);
+        event.user_id = None;
+        let opaque = |id: &str| json!({"format": "opaque", "id": id});
+        assert!(!removes(opaque("u1"), &event));
+        // A complex subject's user member is absent on the event's side: it does not decide.
+        assert!(removes(
+            json!({"format": "complex", "user": opaque("u1")}),
+            &event
+        ));
+        assert!(removes(
+            json!({"format": "complex", "session": opaque("s1"), "user": opaque("u9")}),
+            &event
+        ));
+        assert!(!removes(
+            json!({"format": "complex", "session": opaque("s2"), "user": opaque("u1")}),
+            &event
+        ));
+    }
+
+    #[test]
+    fn many_removed_subjects_are_matched_together() {
+        let event = terminated(TerminationReason::Deleted);
+        let stored: Vec<String> = (2..50)
+            .map(|n| {
+                json!({"format": "complex", "user": {"format": "opaque", "id": format!("u{n}")}})
+                    .to_string()
+            })
+            .collect();
+        let removed = RemovedSubjects::new(stored.iter().map(String::as_str));
+        assert!(!removed.matches(&event));
+        let mut other = event.clone();
+        other.user_id = Some("u7".into());
+        assert!(removed.matches(&other));
     }
 }
