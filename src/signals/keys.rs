@@ -388,9 +388,29 @@ impl KeyRing {
     }
 }
 
-/// The nice value of the signing threads: signing is background work, and under load the
-/// threads that answer requests and the session writer come first.
-const SIGNING_NICE: libc::c_int = 10;
+/// The nice value of the signing threads where the idle policy is refused.
+const SIGNING_NICE: libc::c_int = 19;
+
+/// Puts the calling thread below every ordinary one: signing is background work, and under
+/// load the threads that answer requests and the session writer come first. A nice value
+/// alone is not enough: the scheduler lets a niced thread finish its slice before a woken
+/// request thread runs, and the API's rate is bound by such wake-ups (a request waits on the
+/// writer thread, the writer on the request). `SCHED_IDLE` threads are preempted at once and
+/// run on what the machine leaves idle; under saturation the tokens are signed later instead
+/// of the API answering slower (`bench/ANALYSIS.md`, "Shared Signals").
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler and setpriority with pid 0 change the calling thread
+        // only (on Linux, scheduling policy and nice value are per thread).
+        unsafe {
+            if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+                libc::setpriority(libc::PRIO_PROCESS, 0, SIGNING_NICE);
+            }
+        }
+    }
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -407,12 +427,7 @@ fn signing_threads() -> &'static Mutex<std::sync::mpsc::Sender<Job>> {
             let spawned = std::thread::Builder::new()
                 .name(format!("signals-sign-{n}"))
                 .spawn(move || {
-                    // On Linux the nice value is per thread: only this one is lowered.
-                    #[cfg(target_os = "linux")]
-                    // SAFETY: setpriority with PRIO_PROCESS and 0 changes the calling thread.
-                    unsafe {
-                        libc::setpriority(libc::PRIO_PROCESS, 0, SIGNING_NICE);
-                    }
+                    lower_this_threads_priority();
                     loop {
                         let job = receive
                             .lock()
