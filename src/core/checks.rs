@@ -2,9 +2,10 @@
 //! whether a second factor (passkey, TOTP, recovery code, one-time code: see `factors`)
 //! passes, and what the verified factors do to a session. Checks run in ZITADEL's order
 //! (user, password, webAuthN, totp, recoveryCode, otpSms, otpEmail) and the first failure
-//! stops the request. Every counted check is registered
-//! in the store before it runs, so parallel guesses never get past the lockout limit; every
-//! other rule of a session's life is in `sessions`.
+//! stops the request. Every counted check that can be guessed (password, codes) is registered
+//! in the store before it runs, so parallel guesses never get past the lockout limit; a
+//! passkey assertion, which no guess passes, is only refused for a locked user and counted
+//! when it fails. Every other rule of a session's life is in `sessions`.
 
 use super::{Attempt, Core, retry_on_conflict, user_not_found};
 use crate::domain::{
@@ -51,8 +52,8 @@ pub(super) struct VerifiedChecks {
     pub(super) password_verified: bool,
     pub(super) totp_verified: bool,
     pub(super) recovery_code_verified: bool,
-    /// A passed WebAuthn check, still to be written with the session (its counted check is
-    /// in progress until then).
+    /// A passed WebAuthn check, still to be written with the session (which clears the
+    /// user's failures with it).
     pub(super) passkey: Option<super::factors::PasskeyPass>,
     pub(super) otp_sms_verified: bool,
     pub(super) otp_email_verified: bool,
@@ -194,13 +195,11 @@ impl Core {
             })?;
             verified.passkey = Some(self.check_passkey(user, session, assertion).await?);
         }
-        match self
-            .verify_codes(checks, checked_user.as_ref(), session, &mut verified)
-            .await
-        {
-            Ok(()) => Ok(verified),
-            Err(e) => Err(self.release_checks(&verified, e).await),
-        }
+        // A passed passkey whose request fails after it counts neither way: it was never
+        // registered as in progress, and its pass is recorded only with the session.
+        self.verify_codes(checks, checked_user.as_ref(), session, &mut verified)
+            .await?;
+        Ok(verified)
     }
 
     /// The checks of codes (TOTP, recovery code, one-time codes by SMS and email), in that
@@ -413,19 +412,17 @@ impl Core {
         }
     }
 
-    /// Ends the counted checks that passed but whose pass was never written (the request
-    /// failed after them): they count neither way. The error of the request is the one
-    /// returned.
-    pub(super) async fn release_checks(&self, verified: &VerifiedChecks, error: Error) -> Error {
-        if let Some(pass) = &verified.passkey
-            && let Err(e) = self
-                .store
-                .end_password_check(&pass.used.user_id, CheckOutcome::Aborted)
-                .await
-        {
-            tracing::warn!(error = %e, "a passed check could not be released");
+    /// Refuses a check of a locked user (as its user was read for this request), for checks
+    /// that are not registered before they run.
+    pub(super) fn refuse_locked(&self, user: &User, ids: CheckIds) -> Result<(), Error> {
+        let limit = self.settings.max_password_attempts;
+        if limit > 0 && user.failed_password_attempts >= limit {
+            return Err(Error::failed_precondition(
+                ids.locked,
+                "User is locked: too many failed checks",
+            ));
         }
-        error
+        Ok(())
     }
 }
 

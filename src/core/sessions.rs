@@ -220,13 +220,9 @@ impl Core {
         let verified = self
             .verify_checks(&request.checks, current.user_id(), Some(&current.id))
             .await?;
-        let (change, challenge, challenges) = match self
+        let (change, challenge, challenges) = self
             .write_set_session(principal, &request, lifetime, current, &verified)
-            .await
-        {
-            Ok(written) => written,
-            Err(e) => return Err(self.release_checks(&verified, e).await),
-        };
+            .await?;
         let now = self.clock.now();
         let web_auth_n_options = self
             .give_challenge(&change.session_id, challenge, now)

@@ -146,6 +146,13 @@ pub enum CheckOutcome {
     Failed,
     /// Not decided (e.g. the check could not run): neither a pass nor a failure.
     Aborted,
+    /// A pass of a check that was never registered as in progress: a passkey assertion,
+    /// which cannot be guessed, so parallel tries need no bound. Clears the failures and
+    /// leaves the checks in progress alone.
+    PassedUnregistered,
+    /// A failure of a check that was never registered (see `PassedUnregistered`): one more
+    /// failure, the checks in progress left alone.
+    FailedUnregistered,
 }
 
 /// Occupancy of one connection pool.

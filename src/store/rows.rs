@@ -317,6 +317,8 @@ pub fn outcome_name(outcome: CheckOutcome) -> &'static str {
         CheckOutcome::Passed => "passed",
         CheckOutcome::Failed => "failed",
         CheckOutcome::Aborted => "aborted",
+        CheckOutcome::PassedUnregistered => "passed-unregistered",
+        CheckOutcome::FailedUnregistered => "failed-unregistered",
     }
 }
 

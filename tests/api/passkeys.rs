@@ -372,6 +372,36 @@ async fn failed_assertions_count_toward_the_lockout_limit() {
 }
 
 #[tokio::test]
+async fn a_passed_assertion_clears_the_failures_before_it() {
+    let app = passkey_app().await;
+    let auth = operator(&app);
+    let api = app.user_api(UserProtocol::Rest);
+    let sessions = session_api(&app, &api);
+    let user = app.add_user("cleared@example.com").await;
+    let id = user.id.as_str();
+    let mut key = authenticator();
+    register(&api, &auth, id, &mut key, "key").await;
+    // Two failures, a pass, two failures again: under the limit of 3 only if the pass
+    // cleared the first two.
+    for round in 0..2 {
+        let (session_id, options) = challenged_session(&sessions, &auth, id).await;
+        let good = assertion(&mut key, options);
+        let mut forged = good.clone();
+        forged["response"]["signature"] = json!("MEUCIQDx");
+        for _ in 0..2 {
+            let refused = sessions
+                .set(Some(&auth), set(&session_id, with_webauthn(forged.clone())))
+                .await;
+            fails(&sessions, refused, Code::InvalidArgument, "WEBAU-3M9si");
+        }
+        let passed = sessions
+            .set(Some(&auth), set(&session_id, with_webauthn(good)))
+            .await;
+        assert!(passed.is_ok(), "round {round}: {passed:?}");
+    }
+}
+
+#[tokio::test]
 async fn webauthn_refusals_and_hostile_input_are_client_errors_on_every_protocol() {
     let app = passkey_app().await;
     let auth = operator(&app);

@@ -705,6 +705,71 @@ async fn login_names_are_unique_without_regard_to_case() {
 }
 
 #[tokio::test]
+async fn unregistered_outcomes_count_failures_and_leave_checks_in_progress_alone() {
+    use sessiond::store::{CheckOutcome, PasswordCheck};
+    for b in backends().await {
+        let u = user("passkey-owner");
+        b.store.insert_user(&u).await.expect("user");
+        let (now, stale) = (at(100), at(40));
+        // Two password checks in progress on a limit of 3.
+        for _ in 0..2 {
+            assert!(matches!(
+                b.store
+                    .begin_password_check(&u.id, 3, now, stale)
+                    .await
+                    .expect("begin"),
+                PasswordCheck::Granted { .. }
+            ));
+        }
+        // A failed passkey assertion counts once and frees no slot of the two.
+        assert_eq!(
+            b.store
+                .end_password_check(&u.id, CheckOutcome::FailedUnregistered)
+                .await
+                .expect("end"),
+            1,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store
+                .begin_password_check(&u.id, 3, now, stale)
+                .await
+                .expect("begin"),
+            PasswordCheck::Busy,
+            "{}: 1 failure + 2 in progress reach the limit",
+            b.name
+        );
+        // A passed one clears the failures and still leaves both checks in progress.
+        assert_eq!(
+            b.store
+                .end_password_check(&u.id, CheckOutcome::PassedUnregistered)
+                .await
+                .expect("end"),
+            0,
+            "{}",
+            b.name
+        );
+        assert!(matches!(
+            b.store
+                .begin_password_check(&u.id, 3, now, stale)
+                .await
+                .expect("begin"),
+            PasswordCheck::Granted { .. }
+        ));
+        assert_eq!(
+            b.store
+                .begin_password_check(&u.id, 3, now, stale)
+                .await
+                .expect("begin"),
+            PasswordCheck::Busy,
+            "{}: three checks in progress",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
 async fn parallel_password_attempts_never_exceed_the_limit() {
     use sessiond::store::{CheckOutcome, PasswordCheck};
     for b in backends().await {

@@ -8,7 +8,10 @@
 //! its challenge and moves the credential's signature counter in one store write, so a
 //! challenge is answered once and a counter never goes backwards: an assertion whose counter
 //! does not move forward (a cloned authenticator) is refused and logged. Every failed
-//! assertion counts toward the lockout limit, like a failed password.
+//! assertion counts toward the lockout limit, like a failed password, and a locked user's
+//! assertions are refused; unlike a password or a code, an assertion is not registered as a
+//! check in progress before it is verified (no guess can pass, so parallel tries need no
+//! bound): a passed one costs one store write, the session's.
 //!
 //! What this module does not do: U2F security keys (challenges other than
 //! `USER_VERIFICATION_REQUIREMENT_REQUIRED` find none), registration links, attestation
@@ -583,7 +586,10 @@ impl Core {
         let state: PasskeyAuthentication =
             serde_json::from_str(&challenge.state).map_err(|e| internal("webauthn state", e))?;
         let rp = self.relying_party()?;
-        self.begin_counted_check(user, CheckIds::FACTOR).await?;
+        // Not registered as a check in progress: an assertion cannot be guessed, so parallel
+        // tries need no bound, and a pass costs no write of its own (it is recorded with the
+        // session). A locked user is still refused, and a failure still counts.
+        self.refuse_locked(user, CheckIds::FACTOR)?;
         let refusal = match rp.finish_passkey_authentication(credential, &state) {
             Err(WebauthnError::CredentialPossibleCompromise) => Refusal::Cloned {
                 stored: stored.sign_count,
@@ -617,7 +623,7 @@ impl Core {
             }
         };
         self.store
-            .end_password_check(&user.id, CheckOutcome::Failed)
+            .end_password_check(&user.id, CheckOutcome::FailedUnregistered)
             .await?;
         Err(match refusal {
             Refusal::Cloned {

@@ -659,7 +659,12 @@ impl Store for PostgresStore {
             return Ok(false);
         }
         // The user's row before the session's, as a bulk revocation takes them.
-        users::end_check(&mut *tx, &used.user_id, outcome_name(CheckOutcome::Passed)).await?;
+        users::end_check(
+            &mut *tx,
+            &used.user_id,
+            outcome_name(CheckOutcome::PassedUnregistered),
+        )
+        .await?;
         let done = bind_values(sqlx::query(&UPDATE_SESSION), params)
             .execute(&mut *tx)
             .await

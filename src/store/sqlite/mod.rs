@@ -474,7 +474,7 @@ impl Store for SqliteStore {
                 users::end_check(
                     conn,
                     used.user_id.as_str(),
-                    outcome_name(CheckOutcome::Passed),
+                    outcome_name(CheckOutcome::PassedUnregistered),
                 )?;
                 SESSION_WRITES.update(conn, &row, expected)?;
                 EVENT_WRITES.insert(conn, &event)?;

@@ -55,15 +55,18 @@ pub fn begin_check(
 }
 
 /// Ends a password check; `outcome` is its `outcome_name`. Bumps the version when the failure
-/// count changes, so a whole-row update read before it cannot write the old count back.
+/// count changes, so a whole-row update read before it cannot write the old count back. An
+/// unregistered outcome (a passkey's) leaves the checks in progress as they are.
 pub fn end_check(conn: &Connection, id: &str, outcome: &str) -> Result<u32, StoreError> {
     let count: Option<i64> = conn
         .prepare_cached(
-            "UPDATE users SET password_checks_pending = MAX(password_checks_pending - 1, 0), \
-             version = version + CASE WHEN ?1 = 'failed' \
-                 OR (?1 = 'passed' AND failed_password_attempts <> 0) THEN 1 ELSE 0 END, \
-             failed_password_attempts = CASE ?1 WHEN 'passed' THEN 0 WHEN 'failed' \
-                 THEN failed_password_attempts + 1 ELSE failed_password_attempts END \
+            "UPDATE users SET password_checks_pending = CASE WHEN ?1 LIKE '%-unregistered' \
+                 THEN password_checks_pending ELSE MAX(password_checks_pending - 1, 0) END, \
+             version = version + CASE WHEN ?1 LIKE 'failed%' \
+                 OR (?1 LIKE 'passed%' AND failed_password_attempts <> 0) THEN 1 ELSE 0 END, \
+             failed_password_attempts = CASE WHEN ?1 LIKE 'passed%' THEN 0 \
+                 WHEN ?1 LIKE 'failed%' THEN failed_password_attempts + 1 \
+                 ELSE failed_password_attempts END \
              WHERE id = ?2 RETURNING failed_password_attempts",
         )
         .and_then(|mut st| {
