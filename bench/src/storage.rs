@@ -414,7 +414,18 @@ async fn postgres(o: &Options, admin: &str, t0: Instant) -> anyhow::Result<(Vec<
                         .into_iter()
                         .enumerate()
                     {
-                        cell.real[k].push(Round::from(&r?));
+                        let r = r?;
+                        // A round that ran out of sessions to delete measures the pool, not
+                        // sessiond: stop rather than report its rate.
+                        anyhow::ensure!(
+                            !r.exhausted,
+                            "postgres: the delete pool ran out during {} over {} with {count} \
+                             replica(s); pass a larger --delete-pool (now {})",
+                            op.name(),
+                            proto.name(),
+                            o.delete_pool
+                        );
+                        cell.real[k].push(Round::from(&r));
                     }
                     // The ceiling beside each round, on one replica's data only (one run per
                     // operation and protocol with one replica).
