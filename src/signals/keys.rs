@@ -392,12 +392,12 @@ impl KeyRing {
 const SIGNING_NICE: libc::c_int = 19;
 
 /// Puts the calling thread below every ordinary one: signing is background work, and under
-/// load the threads that answer requests and the session writer come first. A nice value
-/// alone is not enough: the scheduler lets a niced thread finish its slice before a woken
-/// request thread runs, and the API's rate is bound by such wake-ups (a request waits on the
-/// writer thread, the writer on the request). `SCHED_IDLE` threads are preempted at once and
-/// run on what the machine leaves idle; under saturation the tokens are signed later instead
-/// of the API answering slower (`bench/ANALYSIS.md`, "Shared Signals").
+/// load the threads that answer requests and the session writer come first. `SCHED_IDLE`
+/// threads are preempted as soon as an ordinary thread wants the core and run on what the
+/// machine leaves idle; under saturation tokens are signed later instead of the API answering
+/// slower. Measured against nice 10 in the same runs, DeleteSession with 10 streams attached
+/// kept a larger share of its rate (`bench/ANALYSIS.md`, "Shared Signals"). The price: where
+/// other processes keep every core busy, signing waits for them.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
