@@ -93,6 +93,10 @@ pub struct Report {
     pub saturation_drained: bool,
     /// DeleteSession calls answered per second during the saturation run.
     pub saturation_api_rate: f64,
+    /// SETs verified per second after the saturation run's DeleteSession calls stopped,
+    /// until the backlog drained: delivery alone, without the API beside it (NaN when fewer
+    /// than 100 SETs were left).
+    pub drain_sets_per_s: f64,
     pub sets_per_s: f64,
     pub api_with: Vec<f64>,
     pub api_without: Vec<f64>,
@@ -641,6 +645,8 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
             let started = Instant::now();
             let (n, api_secs) = closed_loop(&api, &pool, o.saturation_seconds).await?;
             api_with.push(n as f64 / api_secs);
+            let (api_done, at_api_done) =
+                (Instant::now(), received.verified.load(Ordering::Relaxed));
             let expected = before + n * per_revocation;
             let drained = wait_for(
                 received,
@@ -659,6 +665,12 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
             };
             let sets = received.verified.load(Ordering::Relaxed) - before;
             let secs = end.saturating_duration_since(started).as_secs_f64();
+            let drained_after = received.verified.load(Ordering::Relaxed) - at_api_done;
+            let drain_rate = if drained_after >= 100 {
+                drained_after as f64 / end.saturating_duration_since(api_done).as_secs_f64()
+            } else {
+                f64::NAN
+            };
             log(format!(
                 "signals: saturation: {n} revocations, {sets} SETs in {secs:.1} s{}",
                 if drained { "" } else { " (cap reached)" }
@@ -671,6 +683,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 busy(jiffies, crate::procfs::machine_jiffies()),
                 n as f64 / api_secs,
                 (crate::procfs::cpu_seconds(sessiond.pid) - cpu) / n.max(1) as f64 * 1e6,
+                drain_rate,
             ));
         } else {
             let (n, secs) = closed_loop(&api, &pool, o.throughput_seconds).await?;
@@ -679,7 +692,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         delete_streams(api_addr, &manage, &streams).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (sat_n, sat_sets, sat_secs, sat_drained, sat_busy, sat_api, sat_cpu) =
+    let (sat_n, sat_sets, sat_secs, sat_drained, sat_busy, sat_api, sat_cpu, drain_rate) =
         saturation.context("no saturation run")?;
     receiver_task.abort();
     drop(sessiond);
@@ -710,6 +723,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         saturation_seconds: sat_secs,
         saturation_drained: sat_drained,
         saturation_api_rate: sat_api,
+        drain_sets_per_s: drain_rate,
         sets_per_s: sat_sets as f64 / sat_secs,
         api_with,
         api_without,
@@ -760,6 +774,8 @@ pub fn markdown(r: &Report) -> String {
          | revocation → verified SET, p99 (max {max:.1} ms) | {p99:.1} ms | ≤ 250 ms | {v1} |\n\
          | SETs delivered per second at saturation ({sat_n} revocations as fast as the API \
          answers, {sat_api:.0}/s, {sat_sets} SETs in {sat_secs:.1} s{drained}) | {sets:.0}/s | ≥ 5,000/s | {v2} |\n\
+         | of which after the DeleteSession calls stopped: SETs delivered per second until the \
+         backlog drained (delivery alone) | {drain:.0}/s | | |\n\
          | DeleteSession throughput with {streams} streams / without (median of rounds; with: \
          {lw}; without: {lwo} per s; {CONCURRENCY} in flight) | {ratio:.2}× ({with:.0}/s vs \
          {without:.0}/s) | ≥ 0.9× | {v3} |\n\
@@ -806,6 +822,7 @@ pub fn markdown(r: &Report) -> String {
         v1 = verdict(r.p99_ms <= 250.0 && complete),
         sat_n = r.saturation_revocations,
         sat_sets = r.saturation_sets,
+        drain = r.drain_sets_per_s,
         sat_secs = r.saturation_seconds,
         drained = if r.saturation_drained {
             ", backlog drained"
