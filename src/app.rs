@@ -8,7 +8,8 @@
 //! - [`Application::run_until`] starts the background tasks ([`Background`]: store health,
 //!   the prune schedule), serves until the shutdown future resolves, then stops accepting,
 //!   lets in-flight requests finish for at most `shutdown-timeout`, and stops the background
-//!   tasks. A new background worker is one `background.spawn(…)` line there.
+//!   tasks (the signals workers store each receiver's progress first). A new background
+//!   worker is one `background.spawn(…)` line there.
 //!
 //! The store owns its own resources (the SQLite checkpointer thread, the PostgreSQL pool) and
 //! releases them when its last clone is dropped: when the application is, unless a caller
@@ -125,7 +126,7 @@ impl Application {
         );
         let mut background = Background::default();
         if let Some(signals) = self.signals {
-            background.spawn("signals", signals.run());
+            background.spawn_with_stop("signals", |stop| signals.run(stop));
         }
         background.spawn(
             "store health",

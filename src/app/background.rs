@@ -1,7 +1,10 @@
 //! Work the application does beside answering requests. [`Background`] owns it: the
 //! application starts each task when it starts serving and stops them all when it stops, so
-//! tests and production run the same tasks. The SQLite checkpointer is not here: the store
-//! owns that thread and stops it when the store is dropped.
+//! tests and production run the same tasks. Most tasks are simply dropped at their next
+//! await; a task with something to finish (the signals workers store how far each receiver
+//! got) is handed the stop signal instead and given [`STOP_GRACE`] to end by itself before it
+//! is aborted. The SQLite checkpointer is not here: the store owns that thread and stops it
+//! when the store is dropped.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,6 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::core::{Core, Retention};
 use crate::faces;
+
+/// How long stopping waits for the tasks that finish their work on the stop signal.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The running background tasks and the signal that stops them.
 pub struct Background {
@@ -41,11 +47,42 @@ impl Background {
         });
     }
 
-    /// Stops every task (at its next await: a prune batch in progress is rolled back) and
-    /// waits until all have ended.
+    /// Runs the task `work` makes of the stop signal: unlike [`Background::spawn`]'s, it is
+    /// not dropped on [`Background::stop`] but ends by itself once the signal turns true (or
+    /// is aborted after [`STOP_GRACE`]).
+    pub fn spawn_with_stop<F>(
+        &mut self,
+        name: &'static str,
+        work: impl FnOnce(watch::Receiver<bool>) -> F,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stopping = self.stop.subscribe();
+        let work = work(self.stop.subscribe());
+        self.tasks.spawn(async move {
+            work.await;
+            if *stopping.borrow() {
+                tracing::debug!(task = name, "background task stopped");
+            } else {
+                tracing::warn!(task = name, "background task ended");
+            }
+        });
+    }
+
+    /// Stops every task and waits until all have ended: a task of [`Background::spawn`] at
+    /// its next await (a prune batch in progress is rolled back), one of
+    /// [`Background::spawn_with_stop`] when it has finished, or after [`STOP_GRACE`].
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
+            tracing::warn!(
+                grace = ?STOP_GRACE,
+                "background tasks did not stop in time; aborting them"
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The labels of a request in access logs and metrics: face, protocol and method, all of
 //! bounded cardinality. RPCs are named from the services' tables ([`crate::faces::SERVICES`]),
-//! other routes by their template (every segment that is no literal of a route is `{id}`).
+//! other routes by their template (every segment that is no literal of a route is `{id}`);
+//! the public signals routes by their route, an issuer's path of any length included.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -64,6 +65,18 @@ fn template(path: &str) -> String {
 
 pub fn classify(method: &http::Method, path: &str, content_type: Option<&str>) -> Route {
     let face = Face::of(path, content_type);
+    // The public signals routes (SSF metadata and JWKS) before the RPC paths, which their
+    // dotted first segment would pass for; labelled as the other signals routes are, the
+    // admin face's (the same handlers and error shape).
+    if let Some(route) = crate::signals::face::public_route(path)
+        && !matches!(face, Face::Grpc | Face::GrpcWeb)
+    {
+        return Route {
+            face: "admin",
+            protocol: "http",
+            method: Cow::Owned(format!("{method} {route}")),
+        };
+    }
     let rpc = path.strip_prefix('/').and_then(|p| p.split_once('/'));
     if let Some((service, rpc_method)) = rpc.filter(|(s, _)| s.contains('.')) {
         let label = service_label(service);
@@ -236,6 +249,34 @@ mod tests {
                 "/random/junk/path",
                 None,
                 ("unknown", "http", "other"),
+            ),
+            (
+                "GET",
+                "/.well-known/ssf-configuration",
+                None,
+                ("admin", "http", "GET /.well-known/ssf-configuration"),
+            ),
+            (
+                "GET",
+                "/.well-known/ssf-configuration/tenants/acme",
+                None,
+                (
+                    "admin",
+                    "http",
+                    "GET /.well-known/ssf-configuration/{*issuer_path}",
+                ),
+            ),
+            (
+                "GET",
+                "/.well-known/ssf-jwks.json",
+                None,
+                ("admin", "http", "GET /.well-known/ssf-jwks.json"),
+            ),
+            (
+                "POST",
+                "/auth/admin/api/ssf/poll/42",
+                None,
+                ("admin", "http", "POST /auth/admin/api/ssf/poll/{id}"),
             ),
             (
                 "POST",

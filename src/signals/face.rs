@@ -33,6 +33,8 @@ type Answer = Result<Response, AdminError>;
 const SSF: &str = "/auth/admin/api/ssf";
 const LOGOUT_CLIENTS: &str = "/auth/admin/api/backchannel-logout-clients";
 const METADATA: &str = "/.well-known/ssf-configuration";
+/// The metadata of an issuer with a path (SSF: the path follows the well-known name).
+const METADATA_OF_ISSUER: &str = "/.well-known/ssf-configuration/{*issuer_path}";
 pub const JWKS_PATH: &str = "/.well-known/ssf-jwks.json";
 
 /// The complex subject members a receiver must understand to act on our events (SSF
@@ -50,8 +52,8 @@ const MAX_TEXT_CHARS: usize = 1000;
 pub fn routes() -> Router<FaceState> {
     Router::new()
         .route(METADATA, get(metadata))
-        .route(&format!("{METADATA}/{{*issuer_path}}"), get(metadata))
-        .route("/.well-known/ssf-jwks.json", get(jwks))
+        .route(METADATA_OF_ISSUER, get(metadata))
+        .route(JWKS_PATH, get(jwks))
         .route(
             &format!("{SSF}/stream"),
             get(read_stream)
@@ -73,6 +75,22 @@ pub fn routes() -> Router<FaceState> {
             &format!("{LOGOUT_CLIENTS}/{{client_id}}"),
             delete(delete_client),
         )
+}
+
+/// The route of a public path (the metadata, with or without an issuer's path, and the
+/// JWKS), for the request metrics; `None` for any other path.
+pub fn public_route(path: &str) -> Option<&'static str> {
+    match path {
+        METADATA => Some(METADATA),
+        JWKS_PATH => Some(JWKS_PATH),
+        _ if path
+            .strip_prefix(METADATA)
+            .is_some_and(|rest| rest.starts_with('/')) =>
+        {
+            Some(METADATA_OF_ISSUER)
+        }
+        _ => None,
+    }
 }
 
 fn invalid(message: impl Into<String>) -> AdminError {

@@ -21,7 +21,9 @@
 //!   write sends those tokens again (at most [`CURSOR_EVERY`] of them, more only if the
 //!   store refused the write): each `jti` is derived from the target and the event's
 //!   position ([`event_jti`]), so the resent token is the one the receiver already has, and
-//!   receivers drop repeats by `jti`. A refused token stops the target: the cursor stays
+//!   receivers drop repeats by `jti`. A shutdown is no crash: [`Signals::run`] takes a stop
+//!   signal, on which each worker finishes the token in hand, stores its cursor and gives its
+//!   lease back before the server exits. A refused token stops the target: the cursor stays
 //!   before its event, the worker backs off (exponential, with jitter) and signs and posts it
 //!   again; a token whose event is older than `--signals-retry-for` (at least a day) is given
 //!   up with a warning when it is refused once more.
@@ -589,11 +591,16 @@ impl Signals {
         }))
     }
 
-    /// Runs the workers of every target until dropped.
-    pub async fn run(self) {
+    /// Runs the workers of every target until `stop` turns true (or its sender is gone).
+    /// Then each worker stores how far its receiver took the log and gives its lease back,
+    /// and this returns once all have: a stop loses no progress, so nothing a receiver took
+    /// is sent again after a restart. (Dropped instead, the workers are aborted: their
+    /// progress since the last stored cursor is sent again, with the same `jti`s.)
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let mut stop = Stop(stop);
         let mut workers: HashMap<(TargetKind, String), Worker> = HashMap::new();
         let mut changed = self.inner.changed.subscribe();
-        loop {
+        while !stop.raised() {
             changed.mark_unchanged();
             match self.inner.store.targets(None).await {
                 Ok(rows) => {
@@ -602,7 +609,7 @@ impl Signals {
                     workers.retain(|key, worker| live.contains(key) && !worker.0.is_finished());
                     for key in live {
                         workers.entry(key.clone()).or_insert_with(|| {
-                            Worker(tokio::spawn(self.clone().work(key.0, key.1)))
+                            Worker(tokio::spawn(self.clone().work(key.0, key.1, stop.clone())))
                         });
                     }
                     if let Err(e) = self.sweep_inactive(&rows).await {
@@ -614,17 +621,29 @@ impl Signals {
             tokio::select! {
                 _ = changed.changed() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = stop.wait() => {}
             }
+        }
+        // Every worker saw the same stop: wait for each to store its cursor.
+        for worker in workers.values_mut() {
+            let _ = (&mut worker.0).await;
         }
     }
 
-    /// One target's worker: lease, sign, deliver, wait; until the target is gone.
-    async fn work(self, kind: TargetKind, id: String) {
+    /// One target's worker: lease, sign, deliver, wait; until the target is gone, or until
+    /// `stop`: then it finishes the token in hand, stores its progress and gives its lease
+    /// back.
+    async fn work(self, kind: TargetKind, id: String, mut stop: Stop) {
         let store = self.inner.store.clone();
         let mut wake = self.inner.events.feed_wake().subscribe();
         let mut changed = self.inner.changed.subscribe();
         let mut failures = 0u32;
-        let _release = Release(self.clone(), kind, id.clone());
+        let release = Release {
+            signals: self.clone(),
+            kind,
+            id: id.clone(),
+            done: false,
+        };
         // When this worker last took or renewed its lease: a round within RENEW_EVERY of it
         // writes nothing (the lease outlasts DELIVER_BUDGET plus RENEW_EVERY by far).
         let mut renewed: Option<tokio::time::Instant> = None;
@@ -635,7 +654,7 @@ impl Signals {
             let now = tokio::time::Instant::now();
             now.checked_sub(CURSOR_EVERY).unwrap_or(now)
         };
-        loop {
+        while !stop.raised() {
             wake.mark_unchanged();
             changed.mark_unchanged();
             let now = self.now();
@@ -652,12 +671,12 @@ impl Signals {
             match leased {
                 Ok(true) => {}
                 Ok(false) => {
-                    tokio::time::sleep(RENEW_EVERY).await;
+                    stop.sleep(RENEW_EVERY).await;
                     continue;
                 }
                 Err(e) => {
                     tracing::warn!(error = ?e, "signals could not take a lease; retrying");
-                    tokio::time::sleep(RENEW_EVERY).await;
+                    stop.sleep(RENEW_EVERY).await;
                     continue;
                 }
             }
@@ -665,7 +684,7 @@ impl Signals {
                 Ok(Some(row)) => row,
                 Ok(None) => return,
                 Err(_) => {
-                    tokio::time::sleep(RENEW_EVERY).await;
+                    stop.sleep(RENEW_EVERY).await;
                     continue;
                 }
             };
@@ -679,8 +698,8 @@ impl Signals {
             let more = if pushes {
                 // Tokens the outbox holds (stream control events, tokens signed while the
                 // stream was paused or polled) come first: they precede the cursor.
-                let delivery = match self.deliver(&row).await {
-                    Delivery::Done => self.deliver_log(&row, &mut progress).await,
+                let delivery = match self.deliver(&row, &stop).await {
+                    Delivery::Done => self.deliver_log(&row, &mut progress, &stop).await,
                     other => other,
                 };
                 match delivery {
@@ -694,17 +713,19 @@ impl Signals {
                     }
                     Delivery::Failed => {
                         failures = failures.saturating_add(1);
-                        self.save_progress(&row, &mut progress, &mut saved).await;
-                        tokio::time::sleep(backoff(failures)).await;
+                        self.save_progress(kind, &id, &mut progress, &mut saved)
+                            .await;
+                        stop.sleep(backoff(failures)).await;
                         continue;
                     }
                 }
             } else {
                 // Paused, disabled or polled: the cursor is stored before the outbox is
                 // filled from it.
-                self.save_progress(&row, &mut progress, &mut saved).await;
+                self.save_progress(kind, &id, &mut progress, &mut saved)
+                    .await;
                 if progress.is_some() {
-                    tokio::time::sleep(RENEW_EVERY).await;
+                    stop.sleep(RENEW_EVERY).await;
                     continue;
                 }
                 match self.fill(kind, &id).await {
@@ -718,7 +739,8 @@ impl Signals {
             // The cursor is stored at most every CURSOR_EVERY: now if the last write is that
             // old, else once it is (below, while waiting).
             if progress.is_some() && tokio::time::Instant::now() >= saved + CURSOR_EVERY {
-                self.save_progress(&row, &mut progress, &mut saved).await;
+                self.save_progress(kind, &id, &mut progress, &mut saved)
+                    .await;
             }
             let save_at = saved + CURSOR_EVERY;
             if more {
@@ -736,8 +758,14 @@ impl Signals {
                 _ = changed.changed() => {}
                 () = save_due => {}
                 () = tokio::time::sleep(RENEW_EVERY) => {}
+                () = stop.wait() => {}
             }
         }
+        // Stopping: what the receiver took is stored now, not CURSOR_EVERY later (a write
+        // that fails here is lost, and those tokens are sent again after a restart).
+        self.save_progress(kind, &id, &mut progress, &mut saved)
+            .await;
+        release.now().await;
     }
 
     /// Stores how far a target's receiver took the events of the log (one guarded write of
@@ -745,7 +773,8 @@ impl Signals {
     /// error it is kept for the next try.
     async fn save_progress(
         &self,
-        row: &TargetRow,
+        kind: TargetKind,
+        id: &str,
         progress: &mut Option<Progress>,
         saved: &mut tokio::time::Instant,
     ) {
@@ -760,12 +789,12 @@ impl Signals {
         match self
             .inner
             .store
-            .enqueue(row.kind, &row.id, &enqueue, self.now())
+            .enqueue(kind, id, &enqueue, self.now())
             .await
         {
             Ok(_) => *saved = tokio::time::Instant::now(),
             Err(e) => {
-                tracing::warn!(error = ?e, target_id = %row.id, "signals could not store a cursor; retrying");
+                tracing::warn!(error = ?e, target_id = %id, "signals could not store a cursor; retrying");
                 *progress = Some(p);
             }
         }
@@ -790,8 +819,14 @@ impl Signals {
     /// `progress`), page by page, for at most [`DELIVER_BUDGET`]: each page is read, signed
     /// and posted in order, and `progress` moves past an event once the receiver took every
     /// token of it (or it was given up). Nothing is written here; the worker stores the
-    /// progress as the cursor at most every [`CURSOR_EVERY`].
-    async fn deliver_log(&self, row: &TargetRow, progress: &mut Option<Progress>) -> Delivery {
+    /// progress as the cursor at most every [`CURSOR_EVERY`]. On `stop` it ends after the
+    /// event in hand, as when the time is up.
+    async fn deliver_log(
+        &self,
+        row: &TargetRow,
+        progress: &mut Option<Progress>,
+        stop: &Stop,
+    ) -> Delivery {
         let started = tokio::time::Instant::now();
         let (url, authorization) = match self.endpoint(row) {
             Ok(endpoint) => endpoint,
@@ -870,7 +905,8 @@ impl Signals {
                         }
                     }
                 }
-                if started.elapsed() >= DELIVER_BUDGET && i + 1 < events.len() {
+                let time_up = started.elapsed() >= DELIVER_BUDGET || stop.raised();
+                if time_up && i + 1 < events.len() {
                     budget_at = Some(i + 1);
                     break;
                 }
@@ -879,8 +915,8 @@ impl Signals {
                 .iter()
                 .map(|e| FeedPosition::parse(&e.cursor).unwrap_or(after))
                 .collect();
-            let stop = failed_at.or(budget_at);
-            let to = taken_through(after, &positions, stop, scanned_to);
+            let not_taken = failed_at.or(budget_at);
+            let to = taken_through(after, &positions, not_taken, scanned_to);
             if to > after {
                 *progress = Some(Progress {
                     base: row.cursor.clone(),
@@ -896,7 +932,7 @@ impl Signals {
             if !full {
                 return Delivery::Done;
             }
-            if started.elapsed() >= DELIVER_BUDGET {
+            if started.elapsed() >= DELIVER_BUDGET || stop.raised() {
                 return Delivery::More;
             }
         }
@@ -908,8 +944,8 @@ impl Signals {
         occurred_at.saturating_add(self.inner.settings.retry_for) < self.now()
     }
 
-    /// Delivers a target's outbox in order, for at most [`DELIVER_BUDGET`].
-    async fn deliver(&self, row: &TargetRow) -> Delivery {
+    /// Delivers a target's outbox in order, for at most [`DELIVER_BUDGET`] (or until `stop`).
+    async fn deliver(&self, row: &TargetRow, stop: &Stop) -> Delivery {
         let started = tokio::time::Instant::now();
         let store = &self.inner.store;
         let (url, authorization) = match self.endpoint(row) {
@@ -965,7 +1001,7 @@ impl Signals {
                         return Delivery::Failed;
                     }
                 }
-                if started.elapsed() >= DELIVER_BUDGET {
+                if started.elapsed() >= DELIVER_BUDGET || stop.raised() {
                     return if self.forget(row, &mut taken).await {
                         Delivery::More
                     } else {
@@ -1194,12 +1230,53 @@ impl Drop for Worker {
     }
 }
 
-/// Gives a worker's lease back when it stops, so another replica takes over at once.
-struct Release(Signals, TargetKind, String);
+/// The signal that stops the workers (raised, or its sender gone).
+#[derive(Clone)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn raised(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
+    /// Resolves once the stop is raised.
+    async fn wait(&mut self) {
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Sleeps for `duration`, or until the stop is raised.
+    async fn sleep(&mut self, duration: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = self.wait() => {}
+        }
+    }
+}
+
+/// Gives a worker's lease back when it stops, so another replica takes over at once: with
+/// [`Release::now`] when the worker returns on the stop signal (before the server exits),
+/// else on drop, from a task of its own (the worker ended or was aborted).
+struct Release {
+    signals: Signals,
+    kind: TargetKind,
+    id: String,
+    done: bool,
+}
+
+impl Release {
+    async fn now(mut self) {
+        self.done = true;
+        let inner = &self.signals.inner;
+        let _ = inner.store.release(self.kind, &self.id, &inner.owner).await;
+    }
+}
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let (signals, kind, id) = (self.0.clone(), self.1, self.2.clone());
+        if self.done {
+            return;
+        }
+        let (signals, kind, id) = (self.signals.clone(), self.kind, self.id.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = signals

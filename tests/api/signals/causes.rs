@@ -244,6 +244,85 @@ async fn every_cause_of_a_termination_is_one_session_revoked_set_naming_who_init
     assert_eq!(whoami.status, 200, "the current session lives on");
 }
 
+/// An administrator removes one of a user's second factors on the admin face.
+async fn remove_factor(app: &TestApp, user: &str, kind: &str, query: &str) -> u64 {
+    let answer = send(
+        app.http
+            .delete(app.url(&format!(
+                "/auth/admin/api/users/{user}/factors/{kind}{query}"
+            )))
+            .header("authorization", app.bearer("admin", EVERY_PERMISSION)),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json["revokedSessions"].as_u64().expect("a count")
+}
+
+#[tokio::test]
+async fn a_change_of_second_factors_is_one_session_revoked_set_per_ended_session_by_policy() {
+    let app = signals_app().await;
+    let Some(receiver) = receiver(&app) else {
+        return;
+    };
+    push_stream(&app, &receiver, "factors", &[SESSION_REVOKED]).await;
+    receiver.wait_for("factors", 1).await;
+    let eve = app.add_user("eve").await;
+    let id = eve.id.as_str();
+    let users = app.user_api(UserProtocol::Grpc);
+    // TOTP, enrolled before eve has any session: nothing ends.
+    enroll_totp(&app, &users, &operator(&app), id).await;
+    const BY_POLICY: &str = "The user's second factors changed; the session ended by policy";
+    let mut expected: HashMap<String, Revoked> = HashMap::new();
+    let mut expect = |app: &TestApp, session: &str| {
+        let revoked = Revoked {
+            user: id.to_owned(),
+            entity: String::from("policy"),
+            reason: String::from(BY_POLICY),
+            at: seconds_now(app),
+        };
+        assert!(expected.insert(session.to_owned(), revoked).is_none());
+    };
+
+    // Eve adds recovery codes from one of her sessions: her other sessions end.
+    let others = [login(&app, &eve).await, login(&app, &eve).await];
+    let current = login(&app, &eve).await;
+    let own = format!("Bearer {}", current.token);
+    generate_recovery_codes(&users, &own, id, 4).await;
+    for other in &others {
+        expect(&app, &other.id);
+    }
+    app.advance(Duration::from_secs(1));
+
+    // An administrator removes TOTP with revokeSessions=false: no session ends.
+    assert_eq!(
+        remove_factor(&app, id, "totp", "?revokeSessions=false").await,
+        0
+    );
+    app.advance(Duration::from_secs(1));
+
+    // An administrator removes the recovery codes (revokeSessions by default): every
+    // session of eve ends, the one she changed her factors from too.
+    let later = login(&app, &eve).await;
+    assert_eq!(remove_factor(&app, id, "recovery_codes", "").await, 2);
+    expect(&app, &current.id);
+    expect(&app, &later.id);
+
+    let n = expected.len();
+    let got = receiver.wait_for("factors", 1 + n).await;
+    let mut heard: HashMap<String, Revoked> = HashMap::new();
+    for claims in &got[1..] {
+        let (session, what) = revoked(claims);
+        assert!(
+            heard.insert(session.clone(), what).is_none(),
+            "one SET per session: {session} twice in {got:#?}"
+        );
+    }
+    assert_eq!(heard, expected);
+    // Delivery keeps the order of the log: the last termination arrived, nothing more is on
+    // its way.
+    assert_eq!(got.len(), 1 + n, "{got:#?}");
+}
+
 #[tokio::test]
 async fn back_channel_logout_follows_every_cause_to_the_clients_whose_sessions_ended() {
     let app = signals_app().await;

@@ -11,6 +11,7 @@ mod lifecycle;
 mod metadata;
 mod processes;
 mod refusals;
+mod shutdown;
 mod tls;
 
 use std::collections::HashMap;
