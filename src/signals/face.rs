@@ -624,16 +624,25 @@ async fn subject_change(
     {
         return Err(invalid("verified must be true or false"));
     }
-    signals
-        .store()
-        .set_subject_removed(&row.id, &subject, removed)
+    let store = signals.store();
+    if !removed {
+        store
+            .add_subject(&row.id, &subject)
+            .await
+            .map_err(Error::from)?;
+        return Ok(StatusCode::OK.into_response());
+    }
+    let max = targets::MAX_REMOVED_SUBJECTS;
+    if !store
+        .remove_subject(&row.id, &subject, max)
         .await
-        .map_err(Error::from)?;
-    Ok(if removed {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        StatusCode::OK.into_response()
-    })
+        .map_err(Error::from)?
+    {
+        return Err(invalid(format!(
+            "a stream may remove at most {max} subjects; add one back first"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn add_subject(

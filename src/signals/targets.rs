@@ -1,7 +1,7 @@
 //! What a receiver may configure, checked at the boundary: receiver URLs (https only; http to
 //! a loopback address only when allowed; link-local and cloud metadata addresses never, by
 //! literal address here and by every resolved address at delivery, see [`SafeResolver`]),
-//! client ids, subjects; and the sealing of the `Authorization` header a receiver gives us
+//! client ids, subjects (and how many a stream may remove); and the sealing of the `Authorization` header a receiver gives us
 //! (AES-256-GCM with the server's sealing key, bound to the target it belongs to: the
 //! database never holds it in clear, and no answer or log line ever shows it).
 
@@ -53,6 +53,11 @@ fn is_loopback_host(url: &Url) -> bool {
 /// The longest receiver URL, and the longest subject (as JSON), in bytes.
 const MAX_URL_BYTES: usize = 2048;
 const MAX_SUBJECT_BYTES: usize = 2048;
+
+/// The most subjects a receiver may remove from one stream. A stream's worker reads all of
+/// them for every page of events it signs, so their number bounds that work and the rows a
+/// stream keeps; removing one more is refused until one is added back.
+pub const MAX_REMOVED_SUBJECTS: u32 = 10_000;
 
 /// A receiver URL, checked.
 pub fn receiver_url(text: &str, allow_loopback_http: bool) -> Result<Url, Error> {

@@ -228,13 +228,14 @@ pub trait SignalStore: Send + Sync + 'static {
     /// The subjects removed from a stream (canonical JSON).
     async fn removed_subjects(&self, id: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Removes (`removed`) or adds back a subject of a stream.
-    async fn set_subject_removed(
-        &self,
-        id: &str,
-        subject: &str,
-        removed: bool,
-    ) -> Result<(), StoreError>;
+    /// Removes a subject from a stream, unless the stream already holds `max` removed
+    /// subjects: false when refused by that bound. A subject already removed is no change,
+    /// and never refused. The count and the insert run under one lock per stream, so
+    /// concurrent removals cannot pass the bound: it is exact on both stores.
+    async fn remove_subject(&self, id: &str, subject: &str, max: u32) -> Result<bool, StoreError>;
+
+    /// Adds back a subject removed from a stream (no change when it was not removed).
+    async fn add_subject(&self, id: &str, subject: &str) -> Result<(), StoreError>;
 }
 
 pub type DynSignalStore = Arc<dyn SignalStore>;

@@ -478,19 +478,49 @@ impl SignalStore for PgSignalStore {
         Ok(rows.into_iter().map(|(s,)| s).collect())
     }
 
-    async fn set_subject_removed(
-        &self,
-        id: &str,
-        subject: &str,
-        removed: bool,
-    ) -> Result<(), StoreError> {
-        let sql = if removed {
-            "INSERT INTO signal_removed_subjects (target_id, subject) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING"
-        } else {
-            "DELETE FROM signal_removed_subjects WHERE target_id = $1 AND subject = $2"
+    async fn remove_subject(&self, id: &str, subject: &str, max: u32) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The stream's row lock queues removals from the same stream (on every replica), and
+        // READ COMMITTED gives the INSERT after it a snapshot that counts what they committed.
+        sqlx::query(
+            "SELECT 1 FROM signal_targets WHERE kind = 'stream' AND id = $1 FOR NO KEY UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let inserted = sqlx::query(
+            "INSERT INTO signal_removed_subjects (target_id, subject) SELECT $1, $2 \
+             WHERE (SELECT COUNT(*) FROM signal_removed_subjects WHERE target_id = $1) < $3 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(subject)
+        .bind(i64::from(max))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected()
+            == 1;
+        let removed = inserted || {
+            // Nothing inserted: already removed, or refused by the bound.
+            let (held,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM signal_removed_subjects \
+                 WHERE target_id = $1 AND subject = $2",
+            )
+            .bind(id)
+            .bind(subject)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+            held > 0
         };
-        sqlx::query(sql)
+        tx.commit().await.map_err(classify)?;
+        Ok(removed)
+    }
+
+    async fn add_subject(&self, id: &str, subject: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM signal_removed_subjects WHERE target_id = $1 AND subject = $2")
             .bind(id)
             .bind(subject)
             .execute(&self.pool)

@@ -1,9 +1,12 @@
 //! Every refusal of the signals routes, in the admin face's error shape: missing credentials
 //! or `ssf.manage`, receiver URLs that are not allowed, streams and clients that are not the
 //! caller's or do not exist, a client id taken, and hostile JSON (wrong types, too long,
-//! transmitter members changed, not JSON, too large); unknown members are ignored.
+//! transmitter members changed, not JSON, too large); unknown members are ignored; and a
+//! stream's bound on removed subjects.
 
 use serde_json::{Value, json};
+use sessiond::settings::Settings;
+use sessiond::signals::targets::MAX_REMOVED_SUBJECTS;
 
 use super::metadata::assert_admin_error;
 use super::*;
@@ -514,4 +517,77 @@ async fn every_refusal_of_the_signals_routes_comes_in_the_admin_error_shape() {
         "{}",
         registered.body
     );
+}
+
+/// Removes `n` subjects from a stream in one statement, past the routes (as `filler-1` …).
+async fn remove_subjects_directly(settings: &Settings, stream_id: &str, n: u32) {
+    use sqlx::Connection;
+    let url = settings.store_url();
+    let sql = |param: &str| {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO signal_removed_subjects (target_id, subject) \
+             SELECT {param}, '{{\"format\":\"opaque\",\"id\":\"filler-' || i || '\"}}' FROM n"
+        )
+    };
+    if settings.is_postgres() {
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("postgres");
+        sqlx::query(&sql("$1"))
+            .bind(stream_id)
+            .execute(&mut conn)
+            .await
+            .expect("removing subjects");
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+        sqlx::query(&sql("?1"))
+            .bind(stream_id)
+            .execute(&mut conn)
+            .await
+            .expect("removing subjects");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_at_its_bound_of_removed_subjects_refuses_one_more_until_one_is_added_back() {
+    let mut settings = None;
+    let app = signals_app_with(|s| settings = Some(s.clone())).await;
+    let owner = manager(&app, "owner");
+    let created = send(
+        app.http
+            .post(app.url("/auth/admin/api/ssf/stream"))
+            .header("authorization", &owner)
+            .json(&json!({"events_requested": [SESSION_REVOKED]})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json["stream_id"].as_str().unwrap().to_owned();
+    remove_subjects_directly(&settings.expect("the settings"), &id, MAX_REMOVED_SUBJECTS).await;
+    let change = |route: &str, subject: &str| {
+        send(
+            app.http
+                .post(app.url(&format!("/auth/admin/api/ssf/subjects/{route}")))
+                .header("authorization", &owner)
+                .json(&json!({"stream_id": id, "subject": {"format": "opaque", "id": subject}})),
+        )
+    };
+
+    let refused = change("remove", "one-more").await;
+    assert_admin_error(
+        &refused,
+        400,
+        "VALIDATION_FAILED",
+        "one removal past the bound",
+    );
+    let message = refused.json["message"].as_str().unwrap();
+    assert!(
+        message.contains(&MAX_REMOVED_SUBJECTS.to_string()),
+        "{message}"
+    );
+    // Removing a subject already removed is no change, so the bound does not refuse it.
+    assert_eq!(change("remove", "filler-1").await.status, 204);
+    // Adding one back makes room for one more, and only one.
+    assert_eq!(change("add", "filler-1").await.status, 200);
+    assert_eq!(change("remove", "one-more").await.status, 204);
+    let again = change("remove", "filler-1").await;
+    assert_admin_error(&again, 400, "VALIDATION_FAILED", "the bound again");
 }
