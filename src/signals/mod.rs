@@ -37,7 +37,7 @@
 //!   expired) longer ago than `--terminated-before` (30 days by default): events a target's
 //!   cursor has not passed are kept that long, past any retry (`--signals-retry-for`, 3 days
 //!   by default) unless the operator sets retention below it. A target whose cursor is behind
-//!   the prune horizon says so with a warning and continues after it.
+//!   the prune horizon says so with one warning and continues after it.
 //! - **One task per target**, woken by the feed's wake-up (in process, and from other
 //!   replicas on PostgreSQL) and at least every second: a slow or dead receiver delays only
 //!   its own target; requests and the session writer never wait for a receiver (signals use
@@ -650,6 +650,9 @@ impl Signals {
         // How far the receiver took the log beyond the stored cursor, and when the cursor
         // was last stored.
         let mut progress: Option<Progress> = None;
+        // The prune horizon this worker last warned about: a refused token after it keeps the
+        // cursor behind it, and each retry reads past it again; one warning per prune.
+        let mut warned_horizon: Option<FeedPosition> = None;
         let mut saved = {
             let now = tokio::time::Instant::now();
             now.checked_sub(CURSOR_EVERY).unwrap_or(now)
@@ -699,7 +702,10 @@ impl Signals {
                 // Tokens the outbox holds (stream control events, tokens signed while the
                 // stream was paused or polled) come first: they precede the cursor.
                 let delivery = match self.deliver(&row, &stop).await {
-                    Delivery::Done => self.deliver_log(&row, &mut progress, &stop).await,
+                    Delivery::Done => {
+                        self.deliver_log(&row, &mut progress, &mut warned_horizon, &stop)
+                            .await
+                    }
                     other => other,
                 };
                 match delivery {
@@ -820,11 +826,13 @@ impl Signals {
     /// and posted in order, and `progress` moves past an event once the receiver took every
     /// token of it (or it was given up). Nothing is written here; the worker stores the
     /// progress as the cursor at most every [`CURSOR_EVERY`]. On `stop` it ends after the
-    /// event in hand, as when the time is up.
+    /// event in hand, as when the time is up. A cursor behind the prune horizon is warned
+    /// about once per horizon (`warned_horizon`), not on every retry.
     async fn deliver_log(
         &self,
         row: &TargetRow,
         progress: &mut Option<Progress>,
+        warned_horizon: &mut Option<FeedPosition>,
         stop: &Stop,
     ) -> Delivery {
         let started = tokio::time::Instant::now();
@@ -858,7 +866,11 @@ impl Signals {
             if page.scanned_to <= after && page.rows.is_empty() {
                 return Delivery::Done;
             }
-            if after != FeedPosition::START && after < page.horizon {
+            if after != FeedPosition::START
+                && after < page.horizon
+                && *warned_horizon != Some(page.horizon)
+            {
+                *warned_horizon = Some(page.horizon);
                 tracing::warn!(
                     target_kind = row.kind.as_str(),
                     target_id = %row.id,

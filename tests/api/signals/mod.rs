@@ -10,6 +10,7 @@ mod delivery;
 mod lifecycle;
 mod metadata;
 mod processes;
+mod pruning;
 mod refusals;
 mod shutdown;
 mod tls;
