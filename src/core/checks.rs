@@ -415,8 +415,10 @@ impl Core {
     /// Refuses a check of a locked user (as its user was read for this request), for checks
     /// that are not registered before they run.
     pub(super) fn refuse_locked(&self, user: &User, ids: CheckIds) -> Result<(), Error> {
-        let limit = self.settings.max_password_attempts;
-        if limit > 0 && user.failed_password_attempts >= limit {
+        if crate::domain::locked_out(
+            user.failed_password_attempts,
+            self.settings.max_password_attempts,
+        ) {
             return Err(Error::failed_precondition(
                 ids.locked,
                 "User is locked: too many failed checks",

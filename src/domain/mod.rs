@@ -28,4 +28,4 @@ pub use session::{
 };
 pub use time::{Clock, ManualClock, SystemClock, Time};
 pub use token::{SessionToken, TokenHash};
-pub use user::{LoginName, Password, User, UserState};
+pub use user::{LoginName, Password, User, UserState, locked_out};

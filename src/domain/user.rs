@@ -49,6 +49,12 @@ pub struct User {
     pub version: u64,
 }
 
+/// Whether `failures` confirmed failed checks lock a user out under `limit` (0: no limit).
+/// The one rule behind every refusal for too many failures, in the core and the stores.
+pub fn locked_out(failures: u32, limit: u32) -> bool {
+    limit > 0 && failures >= limit
+}
+
 /// A login name: 1..200 characters, no control characters, no surrounding whitespace.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct LoginName(String);

@@ -332,7 +332,9 @@ pub fn failures(count: i64) -> u32 {
 pub fn refusal(current: Option<(i64, String)>, max_failures: u32) -> PasswordCheck {
     match current {
         Some((_, state)) if state != UserState::Active.as_str() => PasswordCheck::Locked,
-        Some((f, _)) if max_failures > 0 && f >= i64::from(max_failures) => PasswordCheck::Locked,
+        Some((f, _)) if crate::domain::locked_out(failures(f), max_failures) => {
+            PasswordCheck::Locked
+        }
         Some(_) => PasswordCheck::Busy,
         None => PasswordCheck::Locked,
     }

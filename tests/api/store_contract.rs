@@ -711,57 +711,32 @@ async fn unregistered_outcomes_count_failures_and_leave_checks_in_progress_alone
         let u = user("passkey-owner");
         b.store.insert_user(&u).await.expect("user");
         let (now, stale) = (at(100), at(40));
+        let (store, id) = (&b.store, &u.id);
+        let begin = || async move {
+            store
+                .begin_password_check(id, 3, now, stale)
+                .await
+                .expect("begin")
+        };
+        let end =
+            |outcome| async move { store.end_password_check(id, outcome).await.expect("end") };
         // Two password checks in progress on a limit of 3.
         for _ in 0..2 {
-            assert!(matches!(
-                b.store
-                    .begin_password_check(&u.id, 3, now, stale)
-                    .await
-                    .expect("begin"),
-                PasswordCheck::Granted { .. }
-            ));
+            assert!(matches!(begin().await, PasswordCheck::Granted { .. }));
         }
         // A failed passkey assertion counts once and frees no slot of the two.
+        assert_eq!(end(CheckOutcome::FailedUnregistered).await, 1, "{}", b.name);
         assert_eq!(
-            b.store
-                .end_password_check(&u.id, CheckOutcome::FailedUnregistered)
-                .await
-                .expect("end"),
-            1,
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            b.store
-                .begin_password_check(&u.id, 3, now, stale)
-                .await
-                .expect("begin"),
+            begin().await,
             PasswordCheck::Busy,
             "{}: 1 failure + 2 in progress reach the limit",
             b.name
         );
         // A passed one clears the failures and still leaves both checks in progress.
+        assert_eq!(end(CheckOutcome::PassedUnregistered).await, 0, "{}", b.name);
+        assert!(matches!(begin().await, PasswordCheck::Granted { .. }));
         assert_eq!(
-            b.store
-                .end_password_check(&u.id, CheckOutcome::PassedUnregistered)
-                .await
-                .expect("end"),
-            0,
-            "{}",
-            b.name
-        );
-        assert!(matches!(
-            b.store
-                .begin_password_check(&u.id, 3, now, stale)
-                .await
-                .expect("begin"),
-            PasswordCheck::Granted { .. }
-        ));
-        assert_eq!(
-            b.store
-                .begin_password_check(&u.id, 3, now, stale)
-                .await
-                .expect("begin"),
+            begin().await,
             PasswordCheck::Busy,
             "{}: three checks in progress",
             b.name
