@@ -229,18 +229,22 @@ pub fn signals(
             retention: settings.signals_key_retention,
         },
     };
-    let store: crate::store::signals::DynSignalStore = if settings.is_postgres() {
-        Arc::new(crate::store::signals::PgSignalStore::connect(
-            &url,
-            settings.db_acquire_timeout,
-        )?)
-    } else {
-        Arc::new(crate::store::signals::SqliteSignalStore::connect(&url)?)
+    // Two pools: one for the routes, one for the background workers (`Signals::run`).
+    let connect = || -> anyhow::Result<crate::store::signals::DynSignalStore> {
+        Ok(if settings.is_postgres() {
+            Arc::new(crate::store::signals::PgSignalStore::connect(
+                &url,
+                settings.db_acquire_timeout,
+            )?)
+        } else {
+            Arc::new(crate::store::signals::SqliteSignalStore::connect(&url)?)
+        })
     };
     let keys = KeyRing::new(source, core.now())?;
     let sealer = HeaderSealer::new(&load_or_create_factor_key(&factor_key_path(settings))?);
     Ok(Some(Signals::new(
-        store,
+        connect()?,
+        connect()?,
         core.store().clone(),
         clock,
         keys,

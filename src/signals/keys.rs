@@ -398,7 +398,7 @@ const SIGNING_NICE: libc::c_int = 19;
 /// slower. Measured against nice 10 in the same runs, DeleteSession with 10 streams attached
 /// kept a larger share of its rate (`bench/ANALYSIS.md`, "Shared Signals"). The price: where
 /// other processes keep every core busy, signing waits for them.
-fn lower_this_threads_priority() {
+pub(crate) fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };

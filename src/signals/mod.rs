@@ -81,14 +81,15 @@ use rand::Rng as _;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber as _;
 
 use crate::domain::{
-    Clock, Error, ErrorKind, FeedPosition, SessionEvent, SessionEventType, SessionId,
+    Clock, Error, ErrorKind, FeedPosition, Session, SessionEvent, SessionEventType, SessionId,
     TerminationReason, Time, error_ids,
 };
 use crate::feed::event_of;
 use crate::store::signals::{DynSignalStore, Enqueue, NewItem, OutboxItem, TargetKind, TargetRow};
-use crate::store::{DynStore, FeedQuery, StoreError};
+use crate::store::{DynStore, FeedBounds, FeedPage, FeedQuery, FeedWake, StoreError};
 
 pub use keys::{KeyRing, KeySource};
 pub use targets::HeaderSealer;
@@ -150,15 +151,21 @@ pub struct SignalSettings {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
-/// The signals of one server: shared by the routes and the background workers.
+/// The signals of one server: shared by the routes and the background workers. The two
+/// reach the store through connections of their own (see [`Signals::run`]); everything else
+/// (keys, metrics, the change signal) is one.
 #[derive(Clone)]
 pub struct Signals {
     inner: Arc<Inner>,
+    /// The signals' tables, through the routes' pool or the workers'.
+    store: DynSignalStore,
+    /// The session event log.
+    events: EventLog,
 }
 
 struct Inner {
-    store: DynSignalStore,
-    events: DynStore,
+    /// The pool the workers use, opened apart from the routes' ([`Signals::run`]).
+    worker_store: DynSignalStore,
     clock: Arc<dyn Clock>,
     keys: KeyRing,
     sealer: HeaderSealer,
@@ -208,8 +215,11 @@ fn taken_through(
 }
 
 impl Signals {
+    /// Signals over `store` (the routes' connections), `worker_store` (the workers', a pool
+    /// of its own) and the session event log of `events`.
     pub fn new(
         store: DynSignalStore,
+        worker_store: DynSignalStore,
         events: DynStore,
         clock: Arc<dyn Clock>,
         keys: KeyRing,
@@ -228,9 +238,13 @@ impl Signals {
             .user_agent(concat!("sessiond/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
+            store,
+            events: EventLog {
+                store: events,
+                home: None,
+            },
             inner: Arc::new(Inner {
-                store,
-                events,
+                worker_store,
                 clock,
                 keys,
                 sealer,
@@ -252,7 +266,7 @@ impl Signals {
     }
 
     pub fn store(&self) -> &DynSignalStore {
-        &self.inner.store
+        &self.store
     }
 
     pub fn sealer(&self) -> &HeaderSealer {
@@ -266,7 +280,7 @@ impl Signals {
 
     /// Reads the outbox depths into their gauges (at scrape time).
     pub async fn refresh_metrics(&self) {
-        match self.inner.store.outbox_depths().await {
+        match self.store.outbox_depths().await {
             Ok(depths) => self.inner.metrics.set_depths(&depths),
             Err(e) => tracing::warn!(error = ?e, "signals could not count their outboxes"),
         }
@@ -288,7 +302,7 @@ impl Signals {
 
     /// Where a new target starts reading: after every event visible now.
     pub async fn head(&self) -> Result<String, Error> {
-        Ok(self.inner.events.feed_bounds().await?.head.to_string())
+        Ok(self.events.feed_bounds().await?.head.to_string())
     }
 
     fn sign(&self, typ: &str, claims: &Value) -> Result<NewItem, Error> {
@@ -361,7 +375,6 @@ impl Signals {
     /// effect is called off, and a stream-updated event says the stream stays enabled.
     pub async fn activity(&self, row: &TargetRow) -> Result<(), Error> {
         let cancelled = self
-            .inner
             .store
             .record_activity(row.kind, &row.id, self.now())
             .await?;
@@ -383,7 +396,7 @@ impl Signals {
             return Ok(());
         };
         let now = self.now();
-        let store = &self.inner.store;
+        let store = &self.store;
         let enabled_streams = rows
             .iter()
             .filter(|r| r.kind == TargetKind::Stream && r.status == "enabled");
@@ -425,8 +438,7 @@ impl Signals {
             items: vec![item],
             ..Enqueue::default()
         };
-        self.inner
-            .store
+        self.store
             .enqueue(row.kind, &row.id, &enqueue, self.now())
             .await?;
         self.inner.metrics.signed(row.kind, 1);
@@ -436,7 +448,7 @@ impl Signals {
 
     /// Drops every token waiting in a target's outbox (a disabled stream delivers nothing).
     pub async fn drop_outbox(&self, row: &TargetRow) -> Result<(), Error> {
-        let store = &self.inner.store;
+        let store = &self.store;
         loop {
             let items = store.pending(row.kind, &row.id, DELIVER_PAGE).await?;
             if items.is_empty() {
@@ -450,13 +462,12 @@ impl Signals {
     /// Signs the events after a target's cursor into its outbox, one page. Returns whether
     /// there may be more right away.
     pub async fn fill(&self, kind: TargetKind, id: &str) -> Result<bool, Error> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let Some(row) = store.target(kind, id).await? else {
             return Ok(false);
         };
         let after = FeedPosition::parse(&row.cursor).unwrap_or(FeedPosition::START);
         let page = self
-            .inner
             .events
             .feed_events(&FeedQuery {
                 after,
@@ -519,7 +530,7 @@ impl Signals {
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                let stored = self.inner.store.removed_subjects(&row.id).await?;
+                let stored = self.store.removed_subjects(&row.id).await?;
                 let removed = tokens::RemovedSubjects::new(stored.iter().map(String::as_str));
                 let mut changed_users = HashSet::new();
                 for (i, event) in events.iter().enumerate() {
@@ -585,7 +596,7 @@ impl Signals {
     /// Whether a session was created for this client (its metadata `client_id`).
     async fn session_of_client(&self, session: &str, client: &str) -> Result<bool, Error> {
         let id = SessionId::from_trusted(session.to_owned());
-        let session = self.inner.events.session(&id).await?;
+        let session = self.events.session(&id).await?;
         Ok(session.is_some_and(|s| {
             s.metadata.0.get("client_id").map(Vec::as_slice) == Some(client.as_bytes())
         }))
@@ -596,20 +607,59 @@ impl Signals {
     /// and this returns once all have: a stop loses no progress, so nothing a receiver took
     /// is sent again after a restart. (Dropped instead, the workers are aborted: their
     /// progress since the last stored cursor is sent again, with the same `jti`s.)
+    ///
+    /// The workers run on a runtime of their own whose threads have the idle CPU priority
+    /// ([`keys::lower_this_threads_priority`]): building tokens and posting them is
+    /// background work, and while requests keep the cores busy it waits instead of slowing
+    /// them (measured: `bench/ANALYSIS.md`, "Shared Signals"). Nothing a request waits for
+    /// may be held by a thread that waits for idle CPU, so the workers never share
+    /// connections with the routes: their signal tables go through a pool of their own
+    /// (`worker_store`), and their reads of the event log are made on the runtime that runs
+    /// `run` (where a PostgreSQL connection of the requests' pool, or one of SQLite's
+    /// bounded blocking reads, is driven at normal priority). Where no such runtime can be
+    /// started the workers run beside the requests, as one task each. The workers log to the
+    /// subscriber of the task that runs `run`.
     pub async fn run(self, stop: watch::Receiver<bool>) {
+        let workers = Signals {
+            inner: self.inner.clone(),
+            store: self.inner.worker_store.clone(),
+            events: EventLog {
+                store: self.events.store.clone(),
+                home: Some(tokio::runtime::Handle::current()),
+            },
+        };
+        match IdleRuntime::start() {
+            Ok(runtime) => {
+                let _ = runtime
+                    .spawn(workers.supervise(stop).with_current_subscriber())
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "signals could not start their own runtime; their workers run beside the requests");
+                workers.supervise(stop).await;
+            }
+        }
+    }
+
+    /// Starts and stops the workers of every target (see [`Signals::run`]).
+    async fn supervise(self, stop: watch::Receiver<bool>) {
         let mut stop = Stop(stop);
         let mut workers: HashMap<(TargetKind, String), Worker> = HashMap::new();
         let mut changed = self.inner.changed.subscribe();
         while !stop.raised() {
             changed.mark_unchanged();
-            match self.inner.store.targets(None).await {
+            match self.store.targets(None).await {
                 Ok(rows) => {
                     let live: HashSet<(TargetKind, String)> =
                         rows.iter().map(|r| (r.kind, r.id.clone())).collect();
                     workers.retain(|key, worker| live.contains(key) && !worker.0.is_finished());
                     for key in live {
                         workers.entry(key.clone()).or_insert_with(|| {
-                            Worker(tokio::spawn(self.clone().work(key.0, key.1, stop.clone())))
+                            Worker(tokio::spawn(
+                                self.clone()
+                                    .work(key.0, key.1, stop.clone())
+                                    .with_current_subscriber(),
+                            ))
                         });
                     }
                     if let Err(e) = self.sweep_inactive(&rows).await {
@@ -634,8 +684,8 @@ impl Signals {
     /// `stop`: then it finishes the token in hand, stores its progress and gives its lease
     /// back.
     async fn work(self, kind: TargetKind, id: String, mut stop: Stop) {
-        let store = self.inner.store.clone();
-        let mut wake = self.inner.events.feed_wake().subscribe();
+        let store = self.store.clone();
+        let mut wake = self.events.feed_wake().subscribe();
         let mut changed = self.inner.changed.subscribe();
         let mut failures = 0u32;
         let release = Release {
@@ -703,7 +753,7 @@ impl Signals {
                 // stream was paused or polled) come first: they precede the cursor.
                 let delivery = match self.deliver(&row, &stop).await {
                     Delivery::Done => {
-                        self.deliver_log(&row, &mut progress, &mut warned_horizon, &stop)
+                        self.deliver_log(&row, &mut progress, &mut warned_horizon, &changed, &stop)
                             .await
                     }
                     other => other,
@@ -792,12 +842,7 @@ impl Signals {
             cursor_to: Some(p.to.to_string()),
             ..Enqueue::default()
         };
-        match self
-            .inner
-            .store
-            .enqueue(kind, id, &enqueue, self.now())
-            .await
-        {
+        match self.store.enqueue(kind, id, &enqueue, self.now()).await {
             Ok(_) => *saved = tokio::time::Instant::now(),
             Err(e) => {
                 tracing::warn!(error = ?e, target_id = %id, "signals could not store a cursor; retrying");
@@ -833,6 +878,7 @@ impl Signals {
         row: &TargetRow,
         progress: &mut Option<Progress>,
         warned_horizon: &mut Option<FeedPosition>,
+        changed: &watch::Receiver<u64>,
         stop: &Stop,
     ) -> Delivery {
         let started = tokio::time::Instant::now();
@@ -847,7 +893,6 @@ impl Signals {
         loop {
             let after = progress.as_ref().map_or(stored, |p| p.to);
             let page = match self
-                .inner
                 .events
                 .feed_events(&FeedQuery {
                     after,
@@ -865,6 +910,12 @@ impl Signals {
             };
             if page.scanned_to <= after && page.rows.is_empty() {
                 return Delivery::Done;
+            }
+            // Targets changed since this round read `row`: a pause or a disable may be older
+            // than events of this page, which must then not be pushed. Read the target again
+            // (a round later, with the page read again) before posting anything of it.
+            if changed.has_changed().unwrap_or(true) {
+                return Delivery::More;
             }
             if after != FeedPosition::START
                 && after < page.horizon
@@ -959,7 +1010,7 @@ impl Signals {
     /// Delivers a target's outbox in order, for at most [`DELIVER_BUDGET`] (or until `stop`).
     async fn deliver(&self, row: &TargetRow, stop: &Stop) -> Delivery {
         let started = tokio::time::Instant::now();
-        let store = &self.inner.store;
+        let store = &self.store;
         let (url, authorization) = match self.endpoint(row) {
             Ok(endpoint) => endpoint,
             Err(e) => {
@@ -1030,12 +1081,7 @@ impl Signals {
         if taken.is_empty() {
             return true;
         }
-        match self
-            .inner
-            .store
-            .remove_items(row.kind, &row.id, taken)
-            .await
-        {
+        match self.store.remove_items(row.kind, &row.id, taken).await {
             Ok(_) => {
                 taken.clear();
                 true
@@ -1137,7 +1183,7 @@ impl Signals {
         max: Option<u32>,
         wait: bool,
     ) -> Result<(Vec<OutboxItem>, bool), Error> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let now = self.now();
         for occurred_at in store.acknowledge(row.kind, &row.id, acks).await? {
             self.inner.metrics.delivered(row.kind, occurred_at, now);
@@ -1147,7 +1193,7 @@ impl Signals {
         }
         let limit = max.unwrap_or(1000).min(1000);
         let deadline = tokio::time::Instant::now() + self.inner.settings.poll_timeout;
-        let mut wake = self.inner.events.feed_wake().subscribe();
+        let mut wake = self.events.feed_wake().subscribe();
         let mut changed = self.inner.changed.subscribe();
         loop {
             wake.mark_unchanged();
@@ -1217,7 +1263,7 @@ impl Signals {
             verified_at: Time::from_unix_micros(0),
             inactivity_notice: None,
         };
-        match self.inner.store.insert_target(&row).await {
+        match self.store.insert_target(&row).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(_)) => {
                 return Err(Error::new(
@@ -1230,6 +1276,89 @@ impl Signals {
         }
         self.touch();
         Ok(row)
+    }
+}
+
+/// The runtime of the signals workers: its threads run at the idle CPU priority. Shut down
+/// without waiting when dropped, which may happen inside the requests' runtime (when the
+/// server stops, or when the task running [`Signals::run`] is aborted).
+struct IdleRuntime(Option<tokio::runtime::Runtime>);
+
+impl IdleRuntime {
+    fn start() -> std::io::Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(keys::signing_parallelism())
+            .max_blocking_threads(keys::signing_parallelism())
+            .thread_name("signals")
+            .on_thread_start(keys::lower_this_threads_priority)
+            .enable_all()
+            .build()
+            .map(|runtime| Self(Some(runtime)))
+    }
+
+    fn spawn(
+        &self,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        match &self.0 {
+            Some(runtime) => runtime.spawn(work),
+            None => tokio::spawn(work),
+        }
+    }
+}
+
+impl Drop for IdleRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The session event log as the signals read it: directly (the routes), or on the runtime
+/// of the requests (`home`, for the workers: see [`Signals::run`]).
+#[derive(Clone)]
+struct EventLog {
+    store: DynStore,
+    home: Option<tokio::runtime::Handle>,
+}
+
+impl EventLog {
+    /// Runs `read` on the store, on `home` if there is one.
+    async fn read<T, Fut>(&self, read: impl FnOnce(DynStore) -> Fut) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let work = read(self.store.clone());
+        match &self.home {
+            None => work.await,
+            Some(home) => home
+                .spawn(work.with_current_subscriber())
+                .await
+                .map_err(|_| StoreError::Unavailable("the server is stopping".into()))?,
+        }
+    }
+
+    async fn feed_events(&self, query: &FeedQuery) -> Result<FeedPage, StoreError> {
+        let query = query.clone();
+        self.read(|store| async move { store.feed_events(&query).await })
+            .await
+    }
+
+    async fn feed_bounds(&self) -> Result<FeedBounds, StoreError> {
+        self.read(|store| async move { store.feed_bounds().await })
+            .await
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let id = id.clone();
+        self.read(|store| async move { store.session(&id).await })
+            .await
+    }
+
+    fn feed_wake(&self) -> FeedWake {
+        self.store.feed_wake()
     }
 }
 
@@ -1278,8 +1407,11 @@ struct Release {
 impl Release {
     async fn now(mut self) {
         self.done = true;
-        let inner = &self.signals.inner;
-        let _ = inner.store.release(self.kind, &self.id, &inner.owner).await;
+        let signals = &self.signals;
+        let _ = signals
+            .store
+            .release(self.kind, &self.id, &signals.inner.owner)
+            .await;
     }
 }
 
@@ -1291,11 +1423,7 @@ impl Drop for Release {
         let (signals, kind, id) = (self.signals.clone(), self.kind, self.id.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = signals
-                    .inner
-                    .store
-                    .release(kind, &id, &signals.inner.owner)
-                    .await;
+                let _ = signals.store.release(kind, &id, &signals.inner.owner).await;
             });
         }
     }

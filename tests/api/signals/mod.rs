@@ -9,6 +9,7 @@ mod causes;
 mod delivery;
 mod lifecycle;
 mod metadata;
+mod priority;
 mod processes;
 mod pruning;
 mod refusals;
