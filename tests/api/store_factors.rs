@@ -2,8 +2,9 @@
 //! configured): enrollments replace per kind; the record of a code's check refuses a locked
 //! user before it spends or counts anything, spends a TOTP step, a recovery code or a
 //! one-time code once (under races, across replicas) and counts every failure; parallel
-//! wrong guesses are evaluated no more often than the limit; and a write that ends sessions
-//! also works when there are none (sessions ended by a factor change: `factors.rs`).
+//! wrong guesses are evaluated no more often than the limit, and wait for factor changes that
+//! end sessions without deadlocking; and a write that ends sessions also works when there are
+//! none (sessions ended by a factor change: `factors.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -558,5 +559,61 @@ async fn a_factor_change_with_a_revocation_writes_when_no_session_is_left_to_end
             .await
             .expect("remove");
         assert_eq!(removed, Some(0), "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_checks_and_factor_changes_that_end_sessions_never_deadlock() {
+    for b in backends().await {
+        let store = &b.store;
+        let hana = user(store, "hana").await;
+        store
+            .save_factor(&totp(&hana.id, FactorState::Ready), None, None)
+            .await
+            .expect("totp");
+        store
+            .save_factor(&codes(&hana.id), Some(&[vec![1u8; 32]]), None)
+            .await
+            .expect("codes");
+        // Both lock the user's row and rows of its factors: each waits for the other, and
+        // neither fails.
+        let checks = {
+            let (s, id) = (Arc::clone(store), hana.id.clone());
+            tokio::spawn(async move {
+                for step in 0..40 {
+                    let attempt = if step % 2 == 0 {
+                        FactorAttempt::TotpStep(step)
+                    } else {
+                        FactorAttempt::RecoveryCode(vec![1u8; 32])
+                    };
+                    s.record_factor_check(&id, &attempt, 0, START, stale())
+                        .await
+                        .expect("record");
+                }
+            })
+        };
+        let changes = {
+            let (s, id) = (Arc::clone(store), hana.id.clone());
+            tokio::spawn(async move {
+                let revoke = FactorRevocation {
+                    except: None,
+                    revocation: Revocation {
+                        at: START,
+                        editor: "admin".into(),
+                        reason: "factors_changed",
+                    },
+                };
+                for _ in 0..40 {
+                    s.save_factor(&codes(&id), Some(&[vec![1u8; 32]]), Some(&revoke))
+                        .await
+                        .expect("new codes");
+                    s.save_factor(&totp(&id, FactorState::Ready), None, Some(&revoke))
+                        .await
+                        .expect("new totp");
+                }
+            })
+        };
+        checks.await.expect("checks");
+        changes.await.expect("changes");
     }
 }

@@ -2,6 +2,10 @@
 //! code challenges, and the record of a code's check in one statement (the lockout gate, the
 //! TOTP replay guard, a code spent, the failure count). Writes that end sessions run in one
 //! transaction with the revocation.
+//!
+//! Lock order: a transaction that locks a user's row and rows of its factors takes the user's
+//! row first (the record of a check, and a factor change that ends sessions), so two of them
+//! wait for each other instead of deadlocking.
 
 use std::sync::LazyLock;
 
@@ -33,6 +37,7 @@ pub async fn save(
     codes: Option<&[Vec<u8>]>,
     revoke: Option<&FactorRevocation>,
 ) -> Result<u64, StoreError> {
+    lock_for_revocation(tx, &f.user_id, revoke).await?;
     sqlx::query(
         "INSERT INTO user_factors (user_id, kind, state, secret, last_step, created_at, \
          verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, kind) DO \
@@ -74,6 +79,7 @@ pub async fn remove(
     kind: FactorKind,
     revoke: Option<&FactorRevocation>,
 ) -> Result<Option<u64>, StoreError> {
+    lock_for_revocation(tx, user, revoke).await?;
     let deleted = sqlx::query("DELETE FROM user_factors WHERE user_id = $1 AND kind = $2")
         .bind(user.as_str())
         .bind(kind.as_str())
@@ -93,6 +99,19 @@ pub async fn remove(
     revoke_in(tx, user, revoke).await.map(Some)
 }
 
+/// Locks the user's row before the factor's rows when the write ends sessions, which locks
+/// it anyway (see the lock order in the module header).
+async fn lock_for_revocation(
+    tx: &mut Transaction<'_, Postgres>,
+    user: &UserId,
+    revoke: Option<&FactorRevocation>,
+) -> Result<(), StoreError> {
+    match revoke {
+        Some(_) => users::lock(tx, user, "FOR UPDATE").await,
+        None => Ok(()),
+    }
+}
+
 async fn revoke_in(
     tx: &mut Transaction<'_, Postgres>,
     user: &UserId,
@@ -107,8 +126,8 @@ async fn revoke_in(
 /// The record of a code's check (see `Store::record_factor_check`) as one statement: one round
 /// trip, one implicit transaction. `gate` locks the user's row, so parallel checks of one user
 /// run one after the other, and under READ COMMITTED it reads the row as the check before it
-/// left it. Every spend finds its row through `admitted`, so it runs after the gate and only
-/// when the gate let the check through; at most one of
+/// left it. Every spend finds its row through `admitted`, so it runs after the gate (the lock
+/// order of the module header) and only when the gate let the check through; at most one of
 /// the three applies, by the attempt's kind. `counted` clears or adds to the failures.
 ///
 /// Parameters: user, limit, stale-before, attempt kind (`totp`, `recovery`, `otp`, `failed`),
