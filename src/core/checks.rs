@@ -2,17 +2,28 @@
 //! whether a second factor (passkey, TOTP, recovery code, one-time code: see `factors`)
 //! passes, and what the verified factors do to a session. Checks run in ZITADEL's order
 //! (user, password, webAuthN, totp, recoveryCode, otpSms, otpEmail) and the first failure
-//! stops the request. Every counted check that can be guessed (password, codes) is registered
-//! in the store before it runs, so parallel guesses never get past the lockout limit; a
-//! passkey assertion, which no guess passes, is only refused for a locked user and counted
-//! when it fails. Every other rule of a session's life is in `sessions`.
+//! stops the request. Every other rule of a session's life is in `sessions`.
+//!
+//! Lockout: every check that can fail counts toward one limit per user, in the store. How a
+//! check is held to it depends on what the check costs:
+//! - a password is registered in the store as a check in progress before it is hashed:
+//!   argon2 is slow enough for many guesses to be in flight at once, and registering first
+//!   bounds them (and the hashing they cost) by the limit;
+//! - a code (TOTP, recovery code, one-time code) is cheap to verify, so it is verified first,
+//!   as far as it can be without the store, and then recorded in one store write
+//!   ([`Core::record_code_check`]) that refuses a locked user, spends what a pass uses up and
+//!   counts the outcome. The store runs the records of one user one after the other, so no
+//!   more guesses than the limit are ever evaluated, and a code costs one write besides the
+//!   session's;
+//! - a passkey assertion, which no guess passes, is refused for a user locked as read for the
+//!   request and counted when it fails; its pass is written with the session.
 
 use super::{Attempt, Core, retry_on_conflict, user_not_found};
 use crate::domain::{
     Error, FactorKind, Factors, LoginName, OtpCode, Password, Principal, RecoveryCode, SessionId,
     Time, TotpCode, User, UserFactor, UserId, UserState, error_ids,
 };
-use crate::store::{CheckOutcome, PasswordCheck};
+use crate::store::{CheckOutcome, FactorAttempt, FactorCheckOutcome, PasswordCheck};
 
 /// How the client names the user to check.
 #[derive(Clone, Debug)]
@@ -319,7 +330,7 @@ impl Core {
     ) -> Result<(), Error> {
         let mut failures = 0;
         let passed = self
-            .counted_check_with(user, CheckIds::PASSWORD, &mut failures, || async {
+            .registered_check(user, &mut failures, || async {
                 match user.password_hash.as_deref() {
                     None => Err(Error::failed_precondition(
                         error_ids::PASSWORD_NOT_SET,
@@ -340,10 +351,12 @@ impl Core {
         }
     }
 
-    /// Runs the check of a second factor under the lockout counters (see
-    /// [`Core::counted_check_with`]); a locked user is refused before `verify` runs.
-    /// `failures` receives the confirmed failures after the check.
-    pub(super) async fn counted_check<F, Fut>(
+    /// Runs `verify` as one counted password check of `user`: registered in the store first
+    /// (refused if the user is locked, or has too many checks in progress), so parallel
+    /// guesses never get past the lockout limit; a pass clears the failures, a failure adds
+    /// one, an error counts as neither. `failures` receives the confirmed failures after the
+    /// check.
+    async fn registered_check<F, Fut>(
         &self,
         user: &User,
         failures: &mut u32,
@@ -353,26 +366,22 @@ impl Core {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<bool, Error>>,
     {
-        self.counted_check_with(user, CheckIds::FACTOR, failures, verify)
-            .await
-    }
-
-    /// Runs `verify` as one counted check of `user`: registered in the store first, so
-    /// parallel guesses of any kind (password, TOTP, recovery code) never get past the one
-    /// lockout limit; a pass clears the failures, a failure adds one, an error counts as
-    /// neither. `failures` receives the confirmed failures after the check.
-    pub(super) async fn counted_check_with<F, Fut>(
-        &self,
-        user: &User,
-        ids: CheckIds,
-        failures: &mut u32,
-        verify: F,
-    ) -> Result<bool, Error>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<bool, Error>>,
-    {
-        self.begin_counted_check(user, ids).await?;
+        let ids = CheckIds::PASSWORD;
+        let now = self.clock.now();
+        match self
+            .store
+            .begin_password_check(
+                &user.id,
+                self.settings.max_password_attempts,
+                now,
+                stale_before(now),
+            )
+            .await?
+        {
+            PasswordCheck::Granted { .. } => {}
+            PasswordCheck::Locked => return Err(ids.locked_error()),
+            PasswordCheck::Busy => return Err(ids.busy_error()),
+        }
         let verified = verify().await;
         let outcome = match &verified {
             Ok(true) => CheckOutcome::Passed,
@@ -383,49 +392,54 @@ impl Core {
         verified
     }
 
-    /// Registers a counted check of `user` in the store, unless the user is locked (or has
-    /// too many checks in progress). The caller ends it with `end_password_check`, or with
-    /// the write that records its pass.
-    pub(super) async fn begin_counted_check(
+    /// Records the check of a code (TOTP, recovery code, one-time code), verified as far as it
+    /// can be without the store, in one store write: a locked user is refused (`ids`) whatever
+    /// the code; a candidate pass spends what it names and clears the failures; a failure, or
+    /// a pass whose spend the store refuses (a step or code used already), adds one and is
+    /// answered with `failed`, carrying the count.
+    pub(super) async fn record_code_check(
         &self,
         user: &User,
+        attempt: &FactorAttempt,
         ids: CheckIds,
+        failed: impl FnOnce() -> Error,
     ) -> Result<(), Error> {
-        let limit = self.settings.max_password_attempts;
         let now = self.clock.now();
-        let stale = Time::from_unix_micros(now.unix_micros().saturating_sub(60_000_000));
         match self
             .store
-            .begin_password_check(&user.id, limit, now, stale)
+            .record_factor_check(
+                &user.id,
+                attempt,
+                self.settings.max_password_attempts,
+                now,
+                stale_before(now),
+            )
             .await?
         {
-            PasswordCheck::Granted { .. } => Ok(()),
-            PasswordCheck::Locked => Err(Error::failed_precondition(
-                ids.locked,
-                "User is locked: too many failed checks",
-            )),
-            PasswordCheck::Busy => Err(Error::new(
-                crate::domain::ErrorKind::ResourceExhausted,
-                ids.busy,
-                "too many checks for this user at once, retry shortly",
-            )),
+            FactorCheckOutcome::Passed => Ok(()),
+            FactorCheckOutcome::Failed { failures } => Err(failed().with_failed_attempts(failures)),
+            FactorCheckOutcome::Locked => Err(ids.locked_error()),
+            FactorCheckOutcome::Busy => Err(ids.busy_error()),
         }
     }
 
     /// Refuses a check of a locked user (as its user was read for this request), for checks
-    /// that are not registered before they run.
+    /// that the store does not refuse itself.
     pub(super) fn refuse_locked(&self, user: &User, ids: CheckIds) -> Result<(), Error> {
         if crate::domain::locked_out(
             user.failed_password_attempts,
             self.settings.max_password_attempts,
         ) {
-            return Err(Error::failed_precondition(
-                ids.locked,
-                "User is locked: too many failed checks",
-            ));
+            return Err(ids.locked_error());
         }
         Ok(())
     }
+}
+
+/// Checks in progress older than this were left by a process that died mid-check: they no
+/// longer count toward the limit.
+fn stale_before(now: Time) -> Time {
+    Time::from_unix_micros(now.unix_micros().saturating_sub(60_000_000))
 }
 
 /// The error ids a counted check answers with when the user is locked or busy.
@@ -436,6 +450,18 @@ pub(super) struct CheckIds {
 }
 
 impl CheckIds {
+    fn locked_error(self) -> Error {
+        Error::failed_precondition(self.locked, "User is locked: too many failed checks")
+    }
+
+    fn busy_error(self) -> Error {
+        Error::new(
+            crate::domain::ErrorKind::ResourceExhausted,
+            self.busy,
+            "too many checks for this user at once, retry shortly",
+        )
+    }
+
     pub(super) const PASSWORD: Self = Self {
         locked: error_ids::PASSWORD_LOCKED,
         busy: error_ids::PASSWORD_BUSY,

@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use super::{
-    CheckOutcome, DynStore, FactorRevocation, FeedBounds, FeedPage, FeedQuery, NewEvent,
-    PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent,
-    StoredFactor, UserListQuery, store_methods,
+    CheckOutcome, DynStore, FactorAttempt, FactorCheckOutcome, FactorRevocation, FeedBounds,
+    FeedPage, FeedQuery, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage,
+    Store, StoreError, StoredEvent, StoredFactor, UserListQuery, store_methods,
 };
 use super::{Contact, OtpChallenge};
 use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};

@@ -147,12 +147,63 @@ pub enum CheckOutcome {
     /// Not decided (e.g. the check could not run): neither a pass nor a failure.
     Aborted,
     /// A pass of a check that was never registered as in progress: a passkey assertion,
-    /// which cannot be guessed, so parallel tries need no bound. Clears the failures and
-    /// leaves the checks in progress alone.
+    /// which cannot be guessed, so parallel tries need no bound (the stores record a code's
+    /// check, see [`Store::record_factor_check`], with these outcomes too). Clears the
+    /// failures and leaves the checks in progress alone.
     PassedUnregistered,
     /// A failure of a check that was never registered (see `PassedUnregistered`): one more
     /// failure, the checks in progress left alone.
     FailedUnregistered,
+}
+
+/// A guessable check of a second factor, verified by the core as far as it can be without the
+/// store, for [`Store::record_factor_check`] to record. A candidate pass names what it spends;
+/// the store decides whether it still can be spent.
+#[derive(Clone, PartialEq, Eq)]
+pub enum FactorAttempt {
+    /// A TOTP code that matched this time step: a pass if no check took this step or a later
+    /// one, and the TOTP is ready.
+    TotpStep(i64),
+    /// A recovery code with this keyed hash: a pass if one of the user's unused codes has it.
+    RecoveryCode(Vec<u8>),
+    /// A one-time code that matched the challenge of `kind` on `session` (its keyed hash): a
+    /// pass if the challenge still holds that hash, which no other check consumed.
+    OtpCode {
+        session: SessionId,
+        kind: FactorKind,
+        hash: Vec<u8>,
+    },
+    /// A code the core found wrong (or expired): a failure.
+    Failed,
+}
+
+impl std::fmt::Debug for FactorAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hashes stay out of logs.
+        match self {
+            Self::TotpStep(step) => f.debug_tuple("TotpStep").field(step).finish(),
+            Self::RecoveryCode(_) => f.write_str("RecoveryCode(***)"),
+            Self::OtpCode { session, kind, .. } => f
+                .debug_struct("OtpCode")
+                .field("session", session)
+                .field("kind", kind)
+                .finish_non_exhaustive(),
+            Self::Failed => f.write_str("Failed"),
+        }
+    }
+}
+
+/// How [`Store::record_factor_check`] recorded a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorCheckOutcome {
+    /// Spent what it named; the failures are cleared.
+    Passed,
+    /// A wrong code, or a right one already spent: one more failure, `failures` in all.
+    Failed { failures: u32 },
+    /// Not evaluated: the user has `max_failures` confirmed failures, or is no longer active.
+    Locked,
+    /// Not evaluated: confirmed failures and password checks in progress reach the limit.
+    Busy,
 }
 
 /// Occupancy of one connection pool.
@@ -283,12 +334,14 @@ macro_rules! store_methods {
             /// sessions in the same transaction. `None` when there was nothing to delete.
             async fn remove_factor(&self, user: &UserId, kind: FactorKind, revoke: Option<&FactorRevocation>) -> Result<Option<u64>, StoreError>;
 
-            /// Records `step` as the user's last accepted TOTP step if it is later than the stored
-            /// one and the TOTP is ready; false when a check already accepted this step or a later one.
-            async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError>;
-
-            /// Marks one recovery code used, if it still is unused; false otherwise.
-            async fn use_recovery_code(&self, user: &UserId, hash: &[u8], at: Time) -> Result<bool, StoreError>;
+            /// Records a check of a code (TOTP, recovery, one-time) in one atomic write: refused
+            /// (nothing written) while the user is locked or, with the password checks in progress,
+            /// at `max_failures` (0: no limit; in progress means since `stale_before`); else a
+            /// candidate pass spends what it names (a recovery code is marked used at `now`) and
+            /// clears the failures, and a failure, or a pass whose spend is refused, adds one.
+            /// Parallel checks of one user are serialised, so no more than `max_failures` of them
+            /// are ever evaluated. Bumps the user's version when the failure count changes.
+            async fn record_factor_check(&self, user: &UserId, attempt: &FactorAttempt, max_failures: u32, now: Time, stale_before: Time) -> Result<FactorCheckOutcome, StoreError>;
 
             /// A user's passkeys, oldest first.
             async fn passkeys(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError>;
@@ -335,9 +388,6 @@ macro_rules! store_methods {
 
             /// A session's pending one-time-code challenge of one kind.
             async fn otp_challenge(&self, session: &SessionId, kind: FactorKind) -> Result<Option<OtpChallenge>, StoreError>;
-
-            /// Deletes the challenge if it still holds `hash`: true for one caller only.
-            async fn consume_otp_challenge(&self, session: &SessionId, kind: FactorKind, hash: &[u8]) -> Result<bool, StoreError>;
 
             /// Whether the database answers.
             async fn ping(&self) -> Result<(), StoreError>;

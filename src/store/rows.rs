@@ -5,7 +5,7 @@
 
 use super::columns::{events, sessions};
 pub use super::columns::{json, to_i64};
-use super::{CheckOutcome, FeedRow, PasswordCheck, StoreError, StoredEvent};
+use super::{CheckOutcome, FactorCheckOutcome, FeedRow, PasswordCheck, StoreError, StoredEvent};
 use crate::domain::{
     ActivityFilter, Factors, FeedPosition, LoginName, Metadata, Session, SessionFilter, SessionId,
     SessionQuery, SortOrder, Time, TimeComparison, TokenHash, User, UserAgent, UserFactor, UserId,
@@ -337,6 +337,14 @@ pub fn refusal(current: Option<(i64, String)>, max_failures: u32) -> PasswordChe
         }
         Some(_) => PasswordCheck::Busy,
         None => PasswordCheck::Locked,
+    }
+}
+
+/// Why a check of a code was refused, as `refusal` tells it of a password check.
+pub fn factor_refusal(current: Option<(i64, String)>, max_failures: u32) -> FactorCheckOutcome {
+    match refusal(current, max_failures) {
+        PasswordCheck::Busy => FactorCheckOutcome::Busy,
+        PasswordCheck::Locked | PasswordCheck::Granted { .. } => FactorCheckOutcome::Locked,
     }
 }
 

@@ -30,7 +30,7 @@ async fn user(store: &DynStore, login: &str) -> User {
     user
 }
 
-async fn session(store: &DynStore, user: &User) -> SessionId {
+pub(crate) async fn session(store: &DynStore, user: &User) -> SessionId {
     let session = Session {
         id: SessionId::generate(),
         factors: Factors {

@@ -9,7 +9,8 @@
 //! behind the same module shape.
 //!
 //! Every failed check of a factor counts toward the same lockout limit as a failed password,
-//! through the store's check counters ([`Core::counted_check`]).
+//! in the store's check counters (see `checks`: a code's check is recorded with
+//! [`Core::record_code_check`]).
 
 mod otp;
 mod otp_users;

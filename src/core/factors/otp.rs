@@ -5,7 +5,8 @@
 //! A code is never stored: the store holds an HMAC-SHA256 of it under a key derived from the
 //! server's factor key, bound to the kind and the user, in a row keyed by the session. A new
 //! challenge replaces the row; a successful check deletes it (only the first of two parallel
-//! checks does), so a code works once. Every failed check counts toward the lockout limit.
+//! checks does) in the store write that counts the check, so a code works once. Every failed
+//! check counts toward the lockout limit.
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -13,13 +14,14 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::super::Core;
+use super::super::checks::CheckIds;
 use super::FactorChange;
 use crate::delivery::{OtpEmailMessage, OtpSmsMessage, render_template};
 use crate::domain::{
     Error, ErrorKind, FactorKind, FactorState, OtpCode, Permission, Principal, SessionId, Time,
     User, UserId, error_ids,
 };
-use crate::store::{ContactKind, OtpChallenge, StoredFactor};
+use crate::store::{ContactKind, FactorAttempt, OtpChallenge, StoredFactor};
 
 /// Digits of a generated code.
 const CODE_DIGITS: usize = 8;
@@ -398,41 +400,26 @@ impl Core {
             ));
         };
         let hash = self.otp_hash(kind, &user.id, code.as_str())?;
-        let now = self.clock.now();
-        let expired = challenge.expires_at <= now;
-        let mut failures = 0;
-        let passed = self
-            .counted_check_with(
-                user,
-                super::super::checks::CheckIds::OTP,
-                &mut failures,
-                || async {
-                    if expired {
-                        return Ok(false);
-                    }
-                    if !bool::from(challenge.code_hash.as_slice().ct_eq(hash.as_slice())) {
-                        return Ok(false);
-                    }
-                    Ok(self
-                        .store
-                        .consume_otp_challenge(&challenge.session_id, kind, &hash)
-                        .await?)
-                },
-            )
-            .await?;
-        if passed {
-            Ok(())
-        } else if expired {
-            Err(
-                Error::failed_precondition(error_ids::OTP_EXPIRED, "The code has expired")
-                    .with_failed_attempts(failures),
-            )
+        let expired = challenge.expires_at <= self.clock.now();
+        // A code that matches is spent in the write that counts the check, if no other check
+        // consumed the challenge first.
+        let attempt = if !expired && bool::from(challenge.code_hash.as_slice().ct_eq(&hash)) {
+            FactorAttempt::OtpCode {
+                session: challenge.session_id,
+                kind,
+                hash,
+            }
         } else {
-            Err(
+            FactorAttempt::Failed
+        };
+        self.record_code_check(user, &attempt, CheckIds::OTP, || {
+            if expired {
+                Error::failed_precondition(error_ids::OTP_EXPIRED, "The code has expired")
+            } else {
                 Error::invalid_argument(error_ids::OTP_INVALID, "Invalid code")
-                    .with_failed_attempts(failures),
-            )
-        }
+            }
+        })
+        .await
     }
 }
 

@@ -9,9 +9,10 @@
 //! challenge is answered once and a counter never goes backwards: an assertion whose counter
 //! does not move forward (a cloned authenticator) is refused and logged. Every failed
 //! assertion counts toward the lockout limit, like a failed password, and a locked user's
-//! assertions are refused; unlike a password or a code, an assertion is not registered as a
-//! check in progress before it is verified (no guess can pass, so parallel tries need no
-//! bound): a passed one costs one store write, the session's.
+//! assertions are refused; unlike a password, an assertion is not registered as a check in
+//! progress before it is verified, and unlike a code its pass needs no record of its own (no
+//! guess can pass, so parallel tries need no bound): a passed one costs one store write, the
+//! session's.
 //!
 //! What this module does not do: U2F security keys (challenges other than
 //! `USER_VERIFICATION_REQUIREMENT_REQUIRED` find none), registration links, attestation

@@ -1,20 +1,22 @@
 //! Recovery codes: a set of single-use codes, shown once when generated. Each code carries
 //! 50 random bits (10 characters of a 32-letter alphabet, shown as `XXXXX-XXXXX`), so a fast
 //! keyed hash is enough at rest: HMAC-SHA256 under a server secret shared by every replica.
-//! A check hashes the code and marks the unused row with that hash used, in one atomic
-//! statement, so a code works once even under concurrent checks. The lookup by keyed hash
-//! leaks nothing a guesser can use: without the key, no timing tells how close a guess was.
+//! A check hashes the code and marks the unused row with that hash used, in the one atomic
+//! store write that also counts the check, so a code works once even under concurrent
+//! checks. The lookup by keyed hash leaks nothing a guesser can use: without the key, no
+//! timing tells how close a guess was.
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
 
 use super::super::Core;
+use super::super::checks::CheckIds;
 use super::FactorChange;
 use crate::domain::{
     Error, FactorKind, FactorState, Permission, Principal, RecoveryCode, User, UserId, error_ids,
 };
-use crate::store::StoredFactor;
+use crate::store::{FactorAttempt, StoredFactor};
 
 /// Codes generated when the request names no count.
 pub const DEFAULT_RECOVERY_CODES: u32 = 10;
@@ -122,21 +124,13 @@ impl Core {
             ));
         }
         let hash = self.recovery_hash(&code.normalized()).await?;
-        let now = self.clock.now();
-        let mut failures = 0;
-        let passed = self
-            .counted_check(user, &mut failures, || async {
-                Ok(self.store.use_recovery_code(&user.id, &hash, now).await?)
-            })
-            .await?;
-        if passed {
-            Ok(())
-        } else {
-            Err(
-                Error::invalid_argument(error_ids::RECOVERY_INVALID, "Invalid recovery code")
-                    .with_failed_attempts(failures),
-            )
-        }
+        self.record_code_check(
+            user,
+            &FactorAttempt::RecoveryCode(hash),
+            CheckIds::FACTOR,
+            || Error::invalid_argument(error_ids::RECOVERY_INVALID, "Invalid recovery code"),
+        )
+        .await
     }
 }
 

@@ -1,17 +1,19 @@
 //! TOTP (RFC 6238: HMAC-SHA1, 6 digits, 30 s steps, one step of skew either way): enrolling a
 //! seed and checking codes in a session. Seeds are sealed before they reach the store and are
 //! shown once, at registration. A code is accepted once: the store keeps the last accepted
-//! time step per user and only moves it forward, atomically, on every replica.
+//! time step per user and only moves it forward, atomically, on every replica, in the same
+//! write that counts the check toward the lockout limit.
 
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 
 use super::super::Core;
+use super::super::checks::CheckIds;
 use super::{FactorChange, SeedSealer};
 use crate::domain::{
     Error, FactorKind, FactorState, Permission, Principal, TotpCode, User, UserId, error_ids,
 };
-use crate::store::StoredFactor;
+use crate::store::{FactorAttempt, StoredFactor};
 
 const DIGITS: usize = 6;
 const STEP_SECONDS: u64 = 30;
@@ -218,8 +220,10 @@ impl Core {
         self.sealer()?.open(&factor.user_id, sealed)
     }
 
-    /// The session check: a code of the user's verified TOTP, not accepted before. Every
-    /// failure counts toward the lockout limit.
+    /// The session check: a code of the user's verified TOTP, not accepted before. The code
+    /// is compared with those of the steps in the skew window first; the step it matched is
+    /// spent in the same store write that counts the check. Every failure counts toward the
+    /// lockout limit.
     pub(in crate::core) async fn check_totp(
         &self,
         user: &User,
@@ -235,26 +239,13 @@ impl Core {
             }
         };
         let seed = self.open_seed(&factor)?;
-        let now = self.now_seconds();
-        let mut failures = 0;
-        self.counted_check(user, &mut failures, || async {
-            match matching_step(&seed, code, now) {
-                // Accepted only if no check took this step (or a later one) already.
-                Some(step) => Ok(self
-                    .store
-                    .accept_totp_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX))
-                    .await?),
-                None => Ok(false),
-            }
-        })
-        .await
-        .and_then(|passed| {
-            if passed {
-                Ok(())
-            } else {
-                Err(totp_invalid().with_failed_attempts(failures))
-            }
-        })
+        // Accepted only if no check took this step (or a later one) already.
+        let attempt = match matching_step(&seed, code, self.now_seconds()) {
+            Some(step) => FactorAttempt::TotpStep(i64::try_from(step).unwrap_or(i64::MAX)),
+            None => FactorAttempt::Failed,
+        };
+        self.record_code_check(user, &attempt, CheckIds::FACTOR, totp_invalid)
+            .await
     }
 }
 

@@ -1,14 +1,22 @@
-//! The PostgreSQL statements of second factors: enrollments, recovery-code hashes, the TOTP
-//! replay guard. Writes that end sessions run in one transaction with the revocation.
+//! The PostgreSQL statements of second factors: enrollments, recovery-code hashes, one-time
+//! code challenges, and the record of a code's check in one statement (the lockout gate, the
+//! TOTP replay guard, a code spent, the failure count). Writes that end sessions run in one
+//! transaction with the revocation.
+//!
+//! Lock order: a transaction that locks a user's row and rows of its factors takes the user's
+//! row first (the record of a check, and a factor change that ends sessions), so two of them
+//! wait for each other instead of deadlocking.
 
 use std::sync::LazyLock;
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::{classify, users};
+use super::{PgQuery, classify, users};
 use crate::domain::{FactorKind, Time, UserId};
-use crate::store::StoreError;
 use crate::store::factors::{FACTOR_COLUMNS, FactorRevocation, StoredFactor, factor_from_row};
+use crate::store::rows::{factor_refusal, failures};
+use crate::store::{FactorAttempt, FactorCheckOutcome, StoreError};
 
 static FACTORS_OF_USER: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {FACTOR_COLUMNS} FROM user_factors f WHERE f.user_id = $1 ORDER BY f.kind")
@@ -29,6 +37,7 @@ pub async fn save(
     codes: Option<&[Vec<u8>]>,
     revoke: Option<&FactorRevocation>,
 ) -> Result<u64, StoreError> {
+    lock_for_revocation(tx, &f.user_id, revoke).await?;
     sqlx::query(
         "INSERT INTO user_factors (user_id, kind, state, secret, last_step, created_at, \
          verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, kind) DO \
@@ -70,6 +79,7 @@ pub async fn remove(
     kind: FactorKind,
     revoke: Option<&FactorRevocation>,
 ) -> Result<Option<u64>, StoreError> {
+    lock_for_revocation(tx, user, revoke).await?;
     let deleted = sqlx::query("DELETE FROM user_factors WHERE user_id = $1 AND kind = $2")
         .bind(user.as_str())
         .bind(kind.as_str())
@@ -89,6 +99,19 @@ pub async fn remove(
     revoke_in(tx, user, revoke).await.map(Some)
 }
 
+/// Locks the user's row before the factor's rows when the write ends sessions, which locks
+/// it anyway (see the lock order in the module header).
+async fn lock_for_revocation(
+    tx: &mut Transaction<'_, Postgres>,
+    user: &UserId,
+    revoke: Option<&FactorRevocation>,
+) -> Result<(), StoreError> {
+    match revoke {
+        Some(_) => users::lock(tx, user, "FOR UPDATE").await,
+        None => Ok(()),
+    }
+}
+
 async fn revoke_in(
     tx: &mut Transaction<'_, Postgres>,
     user: &UserId,
@@ -100,36 +123,106 @@ async fn revoke_in(
     }
 }
 
-pub async fn accept_step(pool: &PgPool, user: &UserId, step: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE user_factors SET last_step = $1 WHERE user_id = $2 AND kind = 'totp' \
-         AND state = 'ready' AND (last_step IS NULL OR last_step < $1)",
-    )
-    .bind(step)
-    .bind(user.as_str())
-    .execute(pool)
-    .await
-    .map_err(classify)?;
-    Ok(done.rows_affected() == 1)
+/// The record of a code's check (see `Store::record_factor_check`) as one statement: one round
+/// trip, one implicit transaction. `gate` locks the user's row, so parallel checks of one user
+/// run one after the other, and under READ COMMITTED it reads the row as the check before it
+/// left it. Every spend finds its row through `admitted`, so it runs after the gate (the lock
+/// order of the module header) and only when the gate let the check through; at most one of
+/// the three applies, by the attempt's kind. `counted` clears or adds to the failures.
+///
+/// Parameters: user, limit, stale-before, attempt kind (`totp`, `recovery`, `otp`, `failed`),
+/// TOTP step, code hash, challenge session, challenge kind, now. Answers the user's failures
+/// and state as the gate read them, and, when the check was let through, the failures after
+/// it and whether it passed; no row when there is no such user.
+const RECORD_CHECK: &str = "\
+    WITH gate AS ( \
+        SELECT id, state, failed_password_attempts, state = 'active' AND ($2 = 0 OR \
+            failed_password_attempts + CASE WHEN password_checks_pending_since < $3 THEN 0 \
+            ELSE password_checks_pending END < $2) AS open \
+        FROM users WHERE id = $1 FOR NO KEY UPDATE), \
+    admitted AS (SELECT id FROM gate WHERE open), \
+    step AS ( \
+        UPDATE user_factors SET last_step = $5 \
+        WHERE $4 = 'totp' AND user_id = (SELECT id FROM admitted) AND kind = 'totp' \
+            AND state = 'ready' AND (last_step IS NULL OR last_step < $5) \
+        RETURNING 1), \
+    code AS ( \
+        UPDATE recovery_codes SET used_at = $9 \
+        WHERE $4 = 'recovery' AND user_id = (SELECT id FROM admitted) AND code_hash = $6 \
+            AND used_at IS NULL \
+        RETURNING 1), \
+    challenge AS ( \
+        DELETE FROM otp_challenges \
+        WHERE $4 = 'otp' AND session_id = $7 AND kind = $8 \
+            AND user_id = (SELECT id FROM admitted) AND code_hash = $6 \
+        RETURNING 1), \
+    spent AS ( \
+        SELECT EXISTS (SELECT 1 FROM step UNION ALL SELECT 1 FROM code \
+            UNION ALL SELECT 1 FROM challenge) AS passed), \
+    counted AS ( \
+        UPDATE users u SET \
+            version = u.version + CASE WHEN spent.passed AND u.failed_password_attempts = 0 \
+                THEN 0 ELSE 1 END, \
+            failed_password_attempts = CASE WHEN spent.passed THEN 0 \
+                ELSE u.failed_password_attempts + 1 END \
+        FROM spent WHERE u.id = (SELECT id FROM admitted) \
+        RETURNING u.failed_password_attempts, spent.passed) \
+    SELECT g.failed_password_attempts, g.state, c.failed_password_attempts, c.passed \
+    FROM gate g LEFT JOIN counted c ON true";
+
+/// The statement recording a check of a code, bound (see `RECORD_CHECK`).
+pub fn record_check<'q>(
+    user: &'q UserId,
+    attempt: &'q FactorAttempt,
+    max_failures: u32,
+    now: Time,
+    stale_before: Time,
+) -> PgQuery<'q> {
+    let (kind, step, hash, session, challenge_kind) = match attempt {
+        FactorAttempt::TotpStep(step) => ("totp", Some(*step), None, None, None),
+        FactorAttempt::RecoveryCode(hash) => ("recovery", None, Some(hash.as_slice()), None, None),
+        FactorAttempt::OtpCode {
+            session,
+            kind,
+            hash,
+        } => (
+            "otp",
+            None,
+            Some(hash.as_slice()),
+            Some(session.as_str()),
+            Some(kind.as_str()),
+        ),
+        FactorAttempt::Failed => ("failed", None, None, None, None),
+    };
+    sqlx::query(RECORD_CHECK)
+        .bind(user.as_str())
+        .bind(i64::from(max_failures))
+        .bind(stale_before.unix_micros())
+        .bind(kind)
+        .bind(step)
+        .bind(hash)
+        .bind(session)
+        .bind(challenge_kind)
+        .bind(now.unix_micros())
 }
 
-pub async fn use_code(
-    pool: &PgPool,
-    user: &UserId,
-    hash: &[u8],
-    at: Time,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 \
-         AND used_at IS NULL",
-    )
-    .bind(at.unix_micros())
-    .bind(user.as_str())
-    .bind(hash)
-    .execute(pool)
-    .await
-    .map_err(classify)?;
-    Ok(done.rows_affected() == 1)
+/// The outcome a row of `RECORD_CHECK` tells.
+pub fn recorded(row: &PgRow, max_failures: u32) -> Result<FactorCheckOutcome, StoreError> {
+    let after: Option<i64> = row.try_get(2).map_err(classify)?;
+    let passed: Option<bool> = row.try_get(3).map_err(classify)?;
+    Ok(match (after, passed) {
+        (_, Some(true)) => FactorCheckOutcome::Passed,
+        (Some(count), _) => FactorCheckOutcome::Failed {
+            failures: failures(count),
+        },
+        (None, _) => factor_refusal(
+            Some((
+                row.try_get(0).map_err(classify)?,
+                row.try_get(1).map_err(classify)?,
+            )),
+            max_failures,
+        ),
+    })
 }
 
 pub async fn contacts(
@@ -206,22 +299,4 @@ pub async fn challenge(
     row.as_ref()
         .map(crate::store::factors::challenge_from_row)
         .transpose()
-}
-
-pub async fn consume_challenge(
-    pool: &PgPool,
-    session: &crate::domain::SessionId,
-    kind: FactorKind,
-    hash: &[u8],
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "DELETE FROM otp_challenges WHERE session_id = $1 AND kind = $2 AND code_hash = $3",
-    )
-    .bind(session.as_str())
-    .bind(kind.as_str())
-    .bind(hash)
-    .execute(pool)
-    .await
-    .map_err(classify)?;
-    Ok(done.rows_affected() == 1)
 }

@@ -10,8 +10,9 @@
 //!
 //! Connections: `db-max-connections` (at least two) is shared by two sets. Most are `direct`
 //! connections, each running one statement at a time and trusted again as soon as it ran to
-//! its end: the point reads and the one-statement session writes, one round trip each. The
-//! rest form sqlx's pool, for transactions and the other modules' statements.
+//! its end: the point reads, the one-statement session writes and the record of a code's
+//! check, one round trip each. The rest form sqlx's pool, for transactions and the other
+//! modules' statements.
 //!
 //! Faults: connection errors, pool timeouts and statement timeouts surface as `Unavailable`
 //! (gRPC 14 / HTTP 503); both sets reconnect by themselves when the database is back.
@@ -37,8 +38,9 @@ use super::rows::{
     session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
 };
 use super::{
-    CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
-    PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
+    CheckOutcome, FactorAttempt, FactorCheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake,
+    NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store, StoreError,
+    StoredEvent, UserListQuery,
 };
 use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
 use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
@@ -570,17 +572,20 @@ impl Store for PostgresStore {
         Ok(revoked)
     }
 
-    async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError> {
-        factors::accept_step(&self.pool, user, step).await
-    }
-
-    async fn use_recovery_code(
+    async fn record_factor_check(
         &self,
         user: &UserId,
-        hash: &[u8],
-        at: Time,
-    ) -> Result<bool, StoreError> {
-        factors::use_code(&self.pool, user, hash, at).await
+        attempt: &FactorAttempt,
+        max_failures: u32,
+        now: Time,
+        stale_before: Time,
+    ) -> Result<FactorCheckOutcome, StoreError> {
+        let query = factors::record_check(user, attempt, max_failures, now, stale_before);
+        let recorded = self
+            .first(query, |row| factors::recorded(row, max_failures))
+            .await?;
+        // No row: there is no such user, which no check passes.
+        Ok(recorded.unwrap_or(FactorCheckOutcome::Locked))
     }
 
     async fn passkeys(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError> {
@@ -716,15 +721,6 @@ impl Store for PostgresStore {
         kind: FactorKind,
     ) -> Result<Option<OtpChallenge>, StoreError> {
         factors::challenge(&self.pool, session, kind).await
-    }
-
-    async fn consume_otp_challenge(
-        &self,
-        session: &SessionId,
-        kind: FactorKind,
-        hash: &[u8],
-    ) -> Result<bool, StoreError> {
-        factors::consume_challenge(&self.pool, session, kind, hash).await
     }
 
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {

@@ -1,16 +1,18 @@
-//! The SQLite statements of second factors: enrollments, recovery-code hashes, the TOTP
-//! replay guard. Each function runs on a connection it is given, inside the caller's
-//! transaction; none opens one.
+//! The SQLite statements of second factors: enrollments, recovery-code hashes, one-time-code
+//! challenges, and the record of a code's check (the lockout gate, the TOTP replay guard, a
+//! code spent, the failure count). Each function runs on a connection it is given, inside the
+//! caller's transaction; none opens one.
 
 use std::sync::LazyLock;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::open::classify;
 use super::statements::all_rows;
-use super::users::RevocationRow;
-use crate::store::StoreError;
+use super::users::{self, RevocationRow};
 use crate::store::factors::{FACTOR_COLUMNS, StoredFactor, factor_from_row};
+use crate::store::rows::{factor_refusal, outcome_name};
+use crate::store::{CheckOutcome, FactorAttempt, FactorCheckOutcome, StoreError};
 
 static FACTORS_OF_USER: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {FACTOR_COLUMNS} FROM user_factors f WHERE f.user_id = ?1 ORDER BY f.kind")
@@ -89,8 +91,67 @@ pub fn remove(
     revocation.map_or(Ok(0), |r| r.apply(conn)).map(Some)
 }
 
-/// Moves the TOTP replay guard forward to `step`, if it is later.
-pub fn accept_step(conn: &Connection, user: &str, step: i64) -> Result<bool, StoreError> {
+/// Records a check of a code (see `Store::record_factor_check`). The writer is the only
+/// writer, so what the gate reads stays true until the count is written: parallel checks of
+/// one user run one after the other, each seeing the count the one before it left.
+pub fn record_check(
+    conn: &Connection,
+    user: &str,
+    attempt: &FactorAttempt,
+    max_failures: u32,
+    now: i64,
+    stale_before: i64,
+) -> Result<FactorCheckOutcome, StoreError> {
+    // The condition `users::begin_check` grants a password check under.
+    let gate: Option<(i64, String, bool)> = conn
+        .prepare_cached(
+            "SELECT failed_password_attempts, state, state = 'active' AND (?2 = 0 OR \
+                 failed_password_attempts + CASE WHEN password_checks_pending_since < ?3 \
+                 THEN 0 ELSE password_checks_pending END < ?2) \
+             FROM users WHERE id = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![user, max_failures, stale_before], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(classify)?;
+    match gate {
+        Some((_, _, true)) => {}
+        refused => {
+            return Ok(factor_refusal(
+                refused.map(|(failures, state, _)| (failures, state)),
+                max_failures,
+            ));
+        }
+    }
+    let passed = match attempt {
+        FactorAttempt::TotpStep(step) => accept_step(conn, user, *step)?,
+        FactorAttempt::RecoveryCode(hash) => use_code(conn, user, hash, now)?,
+        FactorAttempt::OtpCode {
+            session,
+            kind,
+            hash,
+        } => consume_challenge(conn, session.as_str(), kind.as_str(), user, hash)?,
+        FactorAttempt::Failed => false,
+    };
+    // Never registered as in progress: the checks in progress stay as they are.
+    let outcome = if passed {
+        CheckOutcome::PassedUnregistered
+    } else {
+        CheckOutcome::FailedUnregistered
+    };
+    let failures = users::end_check(conn, user, outcome_name(outcome))?;
+    Ok(if passed {
+        FactorCheckOutcome::Passed
+    } else {
+        FactorCheckOutcome::Failed { failures }
+    })
+}
+
+/// Moves the TOTP replay guard forward to `step`, if it is later and the TOTP is ready.
+fn accept_step(conn: &Connection, user: &str, step: i64) -> Result<bool, StoreError> {
     let changed = conn
         .prepare_cached(
             "UPDATE user_factors SET last_step = ?1 WHERE user_id = ?2 AND kind = 'totp' \
@@ -102,7 +163,7 @@ pub fn accept_step(conn: &Connection, user: &str, step: i64) -> Result<bool, Sto
 }
 
 /// Marks one code used if it still is unused.
-pub fn use_code(conn: &Connection, user: &str, hash: &[u8], at: i64) -> Result<bool, StoreError> {
+fn use_code(conn: &Connection, user: &str, hash: &[u8], at: i64) -> Result<bool, StoreError> {
     let changed = conn
         .prepare_cached(
             "UPDATE recovery_codes SET used_at = ?1 WHERE user_id = ?2 AND code_hash = ?3 \
@@ -111,6 +172,24 @@ pub fn use_code(conn: &Connection, user: &str, hash: &[u8], at: i64) -> Result<b
         .and_then(|mut st| st.execute(params![at, user, hash]))
         .map_err(classify)?;
     Ok(changed == 1)
+}
+
+/// Deletes the user's challenge if it still holds `hash`.
+fn consume_challenge(
+    conn: &Connection,
+    session: &str,
+    kind: &str,
+    user: &str,
+    hash: &[u8],
+) -> Result<bool, StoreError> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM otp_challenges WHERE session_id = ?1 AND kind = ?2 AND user_id = ?3 \
+             AND code_hash = ?4",
+        )
+        .and_then(|mut st| st.execute(params![session, kind, user, hash]))
+        .map_err(classify)?;
+    Ok(deleted == 1)
 }
 
 /// A user's contact addresses.
@@ -178,20 +257,4 @@ pub fn challenge(
         |row| crate::store::factors::challenge_from_row(row),
     )?
     .pop())
-}
-
-/// Deletes a challenge that still holds `hash`.
-pub fn consume_challenge(
-    conn: &Connection,
-    session: &str,
-    kind: &str,
-    hash: &[u8],
-) -> Result<bool, StoreError> {
-    let deleted = conn
-        .prepare_cached(
-            "DELETE FROM otp_challenges WHERE session_id = ?1 AND kind = ?2 AND code_hash = ?3",
-        )
-        .and_then(|mut st| st.execute(params![session, kind, hash]))
-        .map_err(classify)?;
-    Ok(deleted == 1)
 }

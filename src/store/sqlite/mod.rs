@@ -45,8 +45,9 @@ use super::rows::{
     user_from_row, user_sessions_search,
 };
 use super::{
-    CheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake, NewEvent, PasswordCheck, PoolStats,
-    PruneBatch, Revocation, SessionPage, Store, StoreError, StoredEvent, UserListQuery,
+    CheckOutcome, FactorAttempt, FactorCheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake,
+    NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store, StoreError,
+    StoredEvent, UserListQuery,
 };
 use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
 use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
@@ -357,22 +358,20 @@ impl Store for SqliteStore {
         Ok(revoked)
     }
 
-    async fn accept_totp_step(&self, user: &UserId, step: i64) -> Result<bool, StoreError> {
-        let user = user.as_str().to_owned();
-        self.writer
-            .write(move |conn| factors::accept_step(conn, &user, step))
-            .await
-    }
-
-    async fn use_recovery_code(
+    async fn record_factor_check(
         &self,
         user: &UserId,
-        hash: &[u8],
-        at: Time,
-    ) -> Result<bool, StoreError> {
-        let (user, hash, at) = (user.as_str().to_owned(), hash.to_vec(), at.unix_micros());
+        attempt: &FactorAttempt,
+        max_failures: u32,
+        now: Time,
+        stale_before: Time,
+    ) -> Result<FactorCheckOutcome, StoreError> {
+        let (user, attempt) = (user.as_str().to_owned(), attempt.clone());
+        let (now, stale_before) = (now.unix_micros(), stale_before.unix_micros());
         self.writer
-            .write(move |conn| factors::use_code(conn, &user, &hash, at))
+            .write(move |conn| {
+                factors::record_check(conn, &user, &attempt, max_failures, now, stale_before)
+            })
             .await
     }
 
@@ -543,18 +542,6 @@ impl Store for SqliteStore {
     ) -> Result<Option<OtpChallenge>, StoreError> {
         self.readers
             .read(|conn| factors::challenge(conn, session.as_str(), kind.as_str()))
-    }
-
-    async fn consume_otp_challenge(
-        &self,
-        session: &SessionId,
-        kind: FactorKind,
-        hash: &[u8],
-    ) -> Result<bool, StoreError> {
-        let (session, hash) = (session.as_str().to_owned(), hash.to_vec());
-        self.writer
-            .write(move |conn| factors::consume_challenge(conn, &session, kind.as_str(), &hash))
-            .await
     }
 
     async fn prune(
