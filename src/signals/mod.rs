@@ -1282,34 +1282,38 @@ impl Signals {
 /// The runtime of the signals workers: its threads run at the idle CPU priority. Shut down
 /// without waiting when dropped, which may happen inside the requests' runtime (when the
 /// server stops, or when the task running [`Signals::run`] is aborted).
-struct IdleRuntime(Option<tokio::runtime::Runtime>);
+struct IdleRuntime {
+    handle: tokio::runtime::Handle,
+    /// Taken on drop, to shut it down.
+    runtime: Option<tokio::runtime::Runtime>,
+}
 
 impl IdleRuntime {
     fn start() -> std::io::Result<Self> {
-        tokio::runtime::Builder::new_multi_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(keys::signing_parallelism())
             .max_blocking_threads(keys::signing_parallelism())
             .thread_name("signals")
             .on_thread_start(keys::lower_this_threads_priority)
             .enable_all()
-            .build()
-            .map(|runtime| Self(Some(runtime)))
+            .build()?;
+        Ok(Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
     }
 
     fn spawn(
         &self,
         work: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
-        match &self.0 {
-            Some(runtime) => runtime.spawn(work),
-            None => tokio::spawn(work),
-        }
+        self.handle.spawn(work)
     }
 }
 
 impl Drop for IdleRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
