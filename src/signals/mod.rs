@@ -301,8 +301,13 @@ impl Signals {
     }
 
     /// Where a new target starts reading: after every event visible now.
+    ///
+    /// After a prune that emptied the log the head is its start again while the horizon is
+    /// not: a target starts past both, so only events pruned after it existed make its worker
+    /// warn (`deliver_log`).
     pub async fn head(&self) -> Result<String, Error> {
-        Ok(self.events.feed_bounds().await?.head.to_string())
+        let bounds = self.events.feed_bounds().await?;
+        Ok(bounds.head.max(bounds.horizon).to_string())
     }
 
     fn sign(&self, typ: &str, claims: &Value) -> Result<NewItem, Error> {
@@ -479,7 +484,7 @@ impl Signals {
         if page.scanned_to <= after && page.rows.is_empty() {
             return Ok(false);
         }
-        if after != FeedPosition::START && after < page.horizon {
+        if after < page.horizon {
             tracing::warn!(
                 target_kind = kind.as_str(),
                 target_id = id,
@@ -917,10 +922,7 @@ impl Signals {
             if changed.has_changed().unwrap_or(true) {
                 return Delivery::More;
             }
-            if after != FeedPosition::START
-                && after < page.horizon
-                && *warned_horizon != Some(page.horizon)
-            {
+            if after < page.horizon && *warned_horizon != Some(page.horizon) {
                 *warned_horizon = Some(page.horizon);
                 tracing::warn!(
                     target_kind = row.kind.as_str(),

@@ -47,6 +47,19 @@ async fn revoke_sessions(app: &TestApp, user: &sessiond::domain::User, n: usize)
 
 #[tokio::test]
 async fn a_push_stream_behind_a_prune_warns_once_and_gets_only_the_sets_after_the_horizon() {
+    behind_a_prune(1).await;
+}
+
+/// A stream created on an empty log starts at the log's start; the events pruned before its
+/// receiver took them are warned of all the same.
+#[tokio::test]
+async fn a_push_stream_made_on_an_empty_log_warns_of_a_prune_as_well() {
+    behind_a_prune(0).await;
+}
+
+/// A push stream made after `ended_before` terminations falls behind a prune while its
+/// receiver refuses.
+async fn behind_a_prune(ended_before: usize) {
     // The test runtime runs the server's tasks on this thread: a thread-local subscriber sees
     // the worker's warnings without touching other tests.
     let lines = Lines::default();
@@ -64,12 +77,10 @@ async fn a_push_stream_behind_a_prune_warns_once_and_gets_only_the_sets_after_th
     let Some(receiver) = receiver(&app) else {
         return;
     };
-    // One termination before the stream exists, so the stream's cursor (the log's head when
-    // it is created) is a position in the log rather than its start: a worker at the start
-    // of the log does not warn (see `deliver_log`), and whether it is still there when the
-    // prune runs would depend on timing.
+    // Terminations before the stream exists: its cursor (the log's head when it is
+    // created) is then past them, else at the log's start.
     let carol = app.add_user("carol").await;
-    let before_stream = revoke_sessions(&app, &carol, 1).await;
+    let before_stream = revoke_sessions(&app, &carol, ended_before).await;
     push_stream(&app, &receiver, "behind", &[SESSION_REVOKED]).await;
     receiver.wait_for("behind", 1).await;
 
@@ -101,8 +112,8 @@ async fn a_push_stream_behind_a_prune_warns_once_and_gets_only_the_sets_after_th
         )
         .await
         .expect("pruning");
-    // Alice's three and the one ended before the stream existed.
-    assert_eq!(totals.sessions, 4, "{totals:?}");
+    // Alice's three and those ended before the stream existed.
+    assert_eq!(totals.sessions, 3 + ended_before as u64, "{totals:?}");
 
     // More terminations while the receiver still refuses: the worker retries from its cursor
     // behind the horizon several times (backoff from 250 ms).
