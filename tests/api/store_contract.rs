@@ -134,6 +134,92 @@ async fn a_session_reads_back_by_id_and_by_token_with_its_users_names() {
     }
 }
 
+/// Point reads asked all at once (which PostgreSQL answers in grouped statements): each gets
+/// its own session or none, and a read asked after a write sees it.
+#[tokio::test]
+async fn many_point_reads_at_once_each_get_their_own_session() {
+    for b in backends().await {
+        let u = user("Many");
+        b.store.insert_user(&u).await.expect("insert user");
+        let mut made = Vec::new();
+        for i in 0..64 {
+            let (s, token) = session((i % 2 == 0).then_some(&u), at(i), "creator-1");
+            insert(&b.store, &s).await;
+            made.push((s, token));
+        }
+        let mut reads = tokio::task::JoinSet::new();
+        for round in 0..3 {
+            for (s, token) in &made {
+                let (store, id, hash) = (b.store.clone(), s.id.clone(), token.hash());
+                reads.spawn(async move {
+                    let found = if round == 1 {
+                        store.session_by_token(&hash).await
+                    } else {
+                        store.session(&id).await
+                    };
+                    (
+                        Some(id),
+                        found
+                            .expect("read")
+                            .map(|f| (f.id, f.token_hash.as_bytes().to_vec())),
+                    )
+                });
+            }
+            for _ in 0..20 {
+                let store = b.store.clone();
+                reads.spawn(async move {
+                    let found = store.session(&SessionId::generate()).await.expect("read");
+                    (
+                        None,
+                        found.map(|f| (f.id, f.token_hash.as_bytes().to_vec())),
+                    )
+                });
+            }
+        }
+        let mut answered = 0;
+        while let Some(read) = reads.join_next().await {
+            let (asked, found) = read.expect("read task");
+            answered += 1;
+            match asked {
+                None => assert!(found.is_none(), "{}: an unknown id found {found:?}", b.name),
+                Some(id) => {
+                    let (found_id, found_hash) = found.expect("present");
+                    let (s, _) = made.iter().find(|(s, _)| s.id == id).expect("made");
+                    assert_eq!(found_id, s.id, "{}", b.name);
+                    assert_eq!(found_hash, s.token_hash.as_bytes().to_vec(), "{}", b.name);
+                }
+            }
+        }
+        assert_eq!(answered, 3 * (64 + 20), "{}", b.name);
+
+        // A write acknowledged before a read is asked is seen by it, with others in flight.
+        let mut s = made[5].0.clone();
+        s.sequence = 2;
+        s.change_date = at(100);
+        s.terminated_at = Some(at(100));
+        b.store
+            .update_session(&s, 1, &event("session.terminated", at(100)))
+            .await
+            .expect("update");
+        let mut reads = tokio::task::JoinSet::new();
+        for (other, _) in made.iter().take(40) {
+            let (store, id) = (b.store.clone(), other.id.clone());
+            reads.spawn(async move { store.session(&id).await.expect("read") });
+        }
+        let after = b
+            .store
+            .session(&s.id)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(after.sequence, 2, "{}", b.name);
+        assert_eq!(after.terminated_at, Some(at(100)), "{}", b.name);
+        while let Some(read) = reads.join_next().await {
+            assert!(read.expect("read task").is_some(), "{}", b.name);
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_update_applies_only_at_the_sequence_it_was_read_at() {
     for b in backends().await {

@@ -52,12 +52,14 @@ use crate::domain::{
 mod direct;
 mod factors;
 mod feed;
+mod grouped;
 mod passkeys;
 pub(crate) mod signals;
 mod users;
 
 use self::direct::{Direct, IDLE_CHECK};
 use self::feed::PgFeed;
+use self::grouped::Grouped;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -97,6 +99,9 @@ pub struct PostgresStore {
     pool: PgPool,
     direct: Arc<Direct>,
     feed: Arc<PgFeed>,
+    /// Point reads of sessions by id and by token hash (see `grouped`).
+    by_id: Arc<Grouped<String>>,
+    by_token: Arc<Grouped<Vec<u8>>>,
 }
 
 impl PostgresStore {
@@ -114,7 +119,15 @@ impl PostgresStore {
             .connect_lazy_with(options.clone());
         let total = settings.max_connections.max(2);
         let pooled = (total / POOLED_SHARE).max(1);
-        let direct = Direct::new(options.clone(), total - pooled, settings.acquire_timeout);
+        // Every statement of the direct connections finds rows by a unique key, so their
+        // generic plan is the best one. PostgreSQL would otherwise plan the grouped reads
+        // (`= ANY($1)`) again on every execution: a custom plan for a one-element array is
+        // estimated cheaper than the generic one, and planning (statistics included) cost
+        // more than the read itself.
+        let direct_options = options
+            .clone()
+            .options([("plan_cache_mode", "force_generic_plan")]);
+        let direct = Direct::new(direct_options, total - pooled, settings.acquire_timeout);
         // sqlx checks every connection on its return to the pool, so one handed out again
         // within `IDLE_CHECK` of its last use skips the liveness round trip; one idle longer
         // is checked first, as sqlx does by default.
@@ -131,10 +144,31 @@ impl PostgresStore {
                 })
             })
             .connect_lazy_with(options);
+        let direct = Arc::new(direct);
+        // One statement per core at a time is as much as the database's cores can use for
+        // reads of this size; more reads queue and go out together.
+        let reads = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZero::get)
+            .max(2)
+            .min(usize::try_from(total - pooled).unwrap_or(1));
+        let by_id = Grouped::new(
+            format!("{} WHERE s.id = ANY($1)", *sessions::SELECT),
+            |s| s.id.as_str().to_owned(),
+            direct.clone(),
+            reads,
+        );
+        let by_token = Grouped::new(
+            format!("{} WHERE s.token_hash = ANY($1)", *sessions::SELECT),
+            |s| s.token_hash.as_bytes().to_vec(),
+            direct.clone(),
+            reads,
+        );
         let store = Self {
             pool,
-            direct: Arc::new(direct),
+            direct,
             feed: Arc::new(PgFeed::new(listen_pool)),
+            by_id: Arc::new(by_id),
+            by_token: Arc::new(by_token),
         };
         // The feed listens from the start, not from its first subscriber.
         store.feed.start(&store.pool);
@@ -258,10 +292,6 @@ static INSERT_USER_SESSION: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The point reads, built once from the column lists.
-static SESSION_BY_ID: LazyLock<String> =
-    LazyLock::new(|| format!("{} WHERE s.id = $1", *sessions::SELECT));
-static SESSION_BY_TOKEN: LazyLock<String> =
-    LazyLock::new(|| format!("{} WHERE s.token_hash = $1", *sessions::SELECT));
 static EVENTS_OF_SESSION: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{} WHERE session_id = $1 ORDER BY sequence",
@@ -436,13 +466,11 @@ impl Store for PostgresStore {
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let query = sqlx::query(&SESSION_BY_ID).bind(id.as_str());
-        self.first(query, session_from_row).await
+        self.by_id.read(id.as_str().to_owned()).await
     }
 
     async fn session_by_token(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
-        let query = sqlx::query(&SESSION_BY_TOKEN).bind(hash.as_bytes().as_slice());
-        self.first(query, session_from_row).await
+        self.by_token.read(hash.as_bytes().to_vec()).await
     }
 
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<SessionPage, StoreError> {
