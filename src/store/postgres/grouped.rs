@@ -39,9 +39,17 @@ pub const MAX_KEYS: usize = 256;
 type Answer = Result<Option<Session>, StoreError>;
 type Waiter<K> = (K, oneshot::Sender<Answer>);
 
-/// Grouped point reads by one key (a session id, a token hash).
+/// Grouped point reads by one key (a session id, a token hash). Clones share one queue.
 pub struct Grouped<K> {
     shared: Arc<Shared<K>>,
+}
+
+impl<K> Clone for Grouped<K> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 impl<K> std::fmt::Debug for Grouped<K> {
@@ -123,15 +131,17 @@ where
     }
 }
 
+impl<K> Shared<K> {
+    fn state(&self) -> MutexGuard<'_, State<K>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl<K> Shared<K>
 where
     K: Clone + Eq + Hash + Send + 'static,
     Vec<K>: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>,
 {
-    fn state(&self) -> MutexGuard<'_, State<K>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Runs statements for the queue until it is empty.
     async fn run(self: Arc<Self>) {
         let mut running = Running {
@@ -213,11 +223,7 @@ struct Running<'a, K> {
 impl<K> Drop for Running<'_, K> {
     fn drop(&mut self) {
         if !self.done {
-            let mut state = self
-                .shared
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.shared.state();
             state.running -= 1;
             // Dropping the senders answers their reads with "ended without an answer".
             state.queued.clear();

@@ -100,8 +100,8 @@ pub struct PostgresStore {
     direct: Arc<Direct>,
     feed: Arc<PgFeed>,
     /// Point reads of sessions by id and by token hash (see `grouped`).
-    by_id: Arc<Grouped<String>>,
-    by_token: Arc<Grouped<Vec<u8>>>,
+    by_id: Grouped<String>,
+    by_token: Grouped<Vec<u8>>,
 }
 
 impl PostgresStore {
@@ -167,8 +167,8 @@ impl PostgresStore {
             pool,
             direct,
             feed: Arc::new(PgFeed::new(listen_pool)),
-            by_id: Arc::new(by_id),
-            by_token: Arc::new(by_token),
+            by_id,
+            by_token,
         };
         // The feed listens from the start, not from its first subscriber.
         store.feed.start(&store.pool);
