@@ -820,23 +820,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     results.total_seconds = t0.elapsed().as_secs_f64();
 
-    let mut markdown = report::markdown(&results);
+    let markdown = report::markdown(&results);
     match &args.out {
         Some(path) => {
-            // The storage ceilings section comes from its own run: keep it.
-            if let Some(section) = storage::existing_section(path) {
-                markdown = format!("{}\n\n{section}\n", markdown.trim_end());
-            }
-            std::fs::write(path, &markdown)?;
-            let json = path.with_extension("json");
-            let mut numbers = serde_json::to_string_pretty(&results)?;
-            if let Some(ceilings) = storage::existing_numbers(&json) {
-                numbers = storage::json_with(&numbers, &ceilings)?;
-            }
-            std::fs::write(&json, numbers)?;
+            report::merge_main(path, &markdown, &serde_json::to_string_pretty(&results)?)?;
             log(
                 t0,
-                format!("wrote {} and {}", path.display(), json.display()),
+                format!(
+                    "wrote {} and {}",
+                    path.display(),
+                    path.with_extension("json").display()
+                ),
             );
         }
         None => println!("{markdown}"),

@@ -724,6 +724,78 @@ fn targets(o: &mut String, r: &Results) {
     let _ = writeln!(o);
 }
 
+/// Markers around the part of RESULTS.md the main run writes; everything outside them (the
+/// sections of `ceilings`, `feed`, `signals` and `factors`, and notes added by hand) is kept.
+pub const MAIN_START: &str = "<!-- main run: start -->";
+pub const MAIN_END: &str = "<!-- main run: end -->";
+
+/// The sections other commands merge into the report, carried over when a report without the
+/// main run's markers is rewritten.
+const OTHER_SECTIONS: [(&str, &str); 4] = [
+    (crate::storage::START, crate::storage::END),
+    (
+        "<!-- revocation feed: start -->",
+        "<!-- revocation feed: end -->",
+    ),
+    (
+        "<!-- shared signals: start -->",
+        "<!-- shared signals: end -->",
+    ),
+    (
+        "<!-- second factors: start -->",
+        "<!-- second factors: end -->",
+    ),
+];
+
+/// Writes the main run's report into `path` and its numbers into the JSON file beside it,
+/// keeping what other runs and people put there: in the Markdown everything outside the
+/// main run's markers (a file without them keeps its marked sections), in the JSON every
+/// top-level key the main run does not write, `ceilings` last as `storage::json_with` expects.
+pub fn merge_main(path: &std::path::Path, markdown: &str, numbers: &str) -> anyhow::Result<()> {
+    let section = format!("{MAIN_START}\n{}\n{MAIN_END}\n", markdown.trim_end());
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    if old.contains(MAIN_START) && old.contains(MAIN_END) {
+        replace_section(path, MAIN_START, MAIN_END, &section)?;
+    } else {
+        let mut text = section;
+        for (start, end) in OTHER_SECTIONS {
+            if let (Some(a), Some(b)) = (old.find(start), old.find(end))
+                && b > a
+            {
+                text = format!("{}\n\n{}\n", text.trim_end(), &old[a..b + end.len()]);
+            }
+        }
+        std::fs::write(path, text)?;
+    }
+    let json = path.with_extension("json");
+    let old = std::fs::read_to_string(&json).unwrap_or_default();
+    std::fs::write(&json, json_keeping(&old, numbers)?)?;
+    Ok(())
+}
+
+/// `new` (a pretty-printed JSON object) followed by the top-level keys of `old` it lacks,
+/// `ceilings` last.
+fn json_keeping(old: &str, new: &str) -> anyhow::Result<String> {
+    let fresh: serde_json::Value = serde_json::from_str(new)?;
+    let Ok(serde_json::Value::Object(mut kept)) = serde_json::from_str(old) else {
+        return Ok(new.to_owned());
+    };
+    kept.retain(|key, _| fresh.get(key).is_none());
+    let ceilings = kept.remove("ceilings").map(|v| ("ceilings".to_owned(), v));
+    let mut text = new.trim_end().to_owned();
+    for (key, value) in kept.into_iter().chain(ceilings) {
+        let value = serde_json::to_string_pretty(&value)?.replace('\n', "\n  ");
+        let body = text
+            .strip_suffix('}')
+            .unwrap_or(&text)
+            .trim_end()
+            .to_owned();
+        text = format!("{body},\n  {}: {value}\n}}", serde_json::to_string(&key)?);
+    }
+    text.push('\n');
+    Ok(text)
+}
+
 /// Puts `section` (which begins with `start` and ends with `end`) into the Markdown file at
 /// `path` in place of the text between those markers, keeping everything else; appended at
 /// the end the first time.
@@ -746,4 +818,47 @@ pub fn replace_section(
     };
     std::fs::write(path, text)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_main_run_keeps_what_lies_outside_its_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("RESULTS.md");
+        let signals =
+            "<!-- shared signals: start -->\n## Signals\nfigures\n<!-- shared signals: end -->";
+        std::fs::write(
+            &path,
+            format!("# old\n\nold table\n\n## By hand\nnotes\n\n{signals}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            path.with_extension("json"),
+            "{\n  \"cells\": [1],\n  \"by_hand\": 2,\n  \"ceilings\": {\n    \"seconds\": 3\n  }\n}\n",
+        )
+        .unwrap();
+
+        // A file without the markers keeps its marked sections only.
+        merge_main(&path, "# new\n\nfirst table\n", "{\n  \"cells\": [4]\n}").unwrap();
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert!(first.starts_with(&format!("{MAIN_START}\n# new\n\nfirst table\n{MAIN_END}")));
+        assert!(first.contains(signals) && !first.contains("old table"));
+
+        // Once marked, everything outside the markers stays, text added by hand included.
+        std::fs::write(&path, format!("{first}\n## By hand\nnotes\n")).unwrap();
+        merge_main(&path, "# new\n\nsecond table\n", "{\n  \"cells\": [5]\n}").unwrap();
+        let second = std::fs::read_to_string(&path).unwrap();
+        assert!(second.contains("second table") && !second.contains("first table"));
+        assert!(second.contains(signals) && second.ends_with("## By hand\nnotes\n"));
+
+        let json = std::fs::read_to_string(path.with_extension("json")).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["cells"], serde_json::json!([5]));
+        assert_eq!(value["by_hand"], 2);
+        assert_eq!(value["ceilings"]["seconds"], 3);
+        assert!(json.find("\"by_hand\"").unwrap() < json.find("\"ceilings\"").unwrap());
+    }
 }

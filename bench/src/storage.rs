@@ -856,19 +856,6 @@ pub fn json_with(old: &str, report: &impl Serialize) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&whole)?)
 }
 
-/// The `ceilings` numbers of an existing JSON report, to carry over like the section.
-pub fn existing_numbers(json: &Path) -> Option<serde_json::Value> {
-    let old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
-    old.get("ceilings").cloned()
-}
-
-/// The section of an existing report, to carry over when the main run rewrites the file.
-pub fn existing_section(path: &Path) -> Option<String> {
-    let old = std::fs::read_to_string(path).ok()?;
-    let (a, b) = (old.find(START)?, old.find(END)?);
-    (b > a).then(|| old[a..b + END.len()].to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
