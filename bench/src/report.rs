@@ -759,10 +759,8 @@ pub fn merge_main(path: &std::path::Path, markdown: &str, numbers: &str) -> anyh
     } else {
         let mut text = section;
         for (start, end) in OTHER_SECTIONS {
-            if let (Some(a), Some(b)) = (old.find(start), old.find(end))
-                && b > a
-            {
-                text = format!("{}\n\n{}\n", text.trim_end(), &old[a..b + end.len()]);
+            if let Some((a, b)) = marked(&old, start, end) {
+                text = format!("{}\n\n{}\n", text.trim_end(), &old[a..b]);
             }
         }
         std::fs::write(path, text)?;
@@ -773,27 +771,32 @@ pub fn merge_main(path: &std::path::Path, markdown: &str, numbers: &str) -> anyh
     Ok(())
 }
 
-/// `new` (a pretty-printed JSON object) followed by the top-level keys of `old` it lacks,
-/// `ceilings` last.
+/// `new` (a pretty-printed JSON object) followed by the top-level keys of `old` it lacks;
+/// `ceilings` goes last through `storage::json_with`, which owns that key's place.
 fn json_keeping(old: &str, new: &str) -> anyhow::Result<String> {
     let fresh: serde_json::Value = serde_json::from_str(new)?;
     let Ok(serde_json::Value::Object(mut kept)) = serde_json::from_str(old) else {
         return Ok(new.to_owned());
     };
     kept.retain(|key, _| fresh.get(key).is_none());
-    let ceilings = kept.remove("ceilings").map(|v| ("ceilings".to_owned(), v));
+    let ceilings = kept.remove("ceilings");
     let mut text = new.trim_end().to_owned();
-    for (key, value) in kept.into_iter().chain(ceilings) {
+    for (key, value) in kept {
         let value = serde_json::to_string_pretty(&value)?.replace('\n', "\n  ");
-        let body = text
-            .strip_suffix('}')
-            .unwrap_or(&text)
-            .trim_end()
-            .to_owned();
+        let body = text.strip_suffix('}').unwrap_or(&text).trim_end();
         text = format!("{body},\n  {}: {value}\n}}", serde_json::to_string(&key)?);
     }
-    text.push('\n');
-    Ok(text)
+    match ceilings {
+        Some(ceilings) => crate::storage::json_with(&text, &ceilings),
+        None => Ok(text + "\n"),
+    }
+}
+
+/// The byte range of the text from `start` to the end of `end`, when both markers are there
+/// in that order.
+fn marked(text: &str, start: &str, end: &str) -> Option<(usize, usize)> {
+    let (a, b) = (text.find(start)?, text.find(end)?);
+    (b > a).then_some((a, b + end.len()))
 }
 
 /// Puts `section` (which begins with `start` and ends with `end`) into the Markdown file at
@@ -806,13 +809,8 @@ pub fn replace_section(
     section: &str,
 ) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let text = match (old.find(start), old.find(end)) {
-        (Some(a), Some(b)) if b > a => format!(
-            "{}{}{}",
-            &old[..a],
-            section.trim_end(),
-            &old[b + end.len()..]
-        ),
+    let text = match marked(&old, start, end) {
+        Some((a, b)) => format!("{}{}{}", &old[..a], section.trim_end(), &old[b..]),
         _ if old.is_empty() => section.to_owned(),
         _ => format!("{}\n\n{section}", old.trim_end()),
     };
