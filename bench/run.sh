@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds sessiond and the bench (release) and runs the whole benchmark, writing
-# bench/RESULTS.md (and bench/RESULTS.json). Extra arguments go to sessiond-bench, e.g.
-#   bench/run.sh --quick
+# Builds sessiond and the bench (release) and runs the benchmark, writing bench/RESULTS.md
+# (and bench/RESULTS.json). Without a subcommand: the main table, then the storage ceilings
+# (SQLite and PostgreSQL), each merged into the file beside the sections other runs wrote.
+# Extra arguments go to sessiond-bench, e.g.
+#   bench/run.sh --quick                    # main table only: a ~2 minute smoke run
 #   bench/run.sh --sizes 10k,100k           # skip the 1M step
 #   bench/run.sh ceilings --out bench/RESULTS.md   # only the storage ceilings section,
 #                                                  # merged into the file (PostgreSQL too)
@@ -11,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin sessiond
 cargo build --release -p sessiond-bench
-if [ "${1:-}" = ceilings ]; then
+start_postgres() {
   # The PostgreSQL CI uses (127.0.0.1:5432), started here if it is not running.
   if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
     echo "run.sh: PostgreSQL is not running; starting the local cluster"
@@ -19,5 +21,13 @@ if [ "${1:-}" = ceilings ]; then
     for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
   fi
   pg_isready -h 127.0.0.1 -p 5432
-fi
-exec target/release/sessiond-bench "$@" $([ "${1:-}" = ceilings ] || echo --out bench/RESULTS.md)
+}
+case "${1:-}" in
+  ceilings) start_postgres; exec target/release/sessiond-bench "$@" ;;
+  feed | signals | factors) exec target/release/sessiond-bench "$@" --out bench/RESULTS.md ;;
+esac
+target/release/sessiond-bench "$@" --out bench/RESULTS.md
+case " $* " in
+  *" --quick "*) ;;
+  *) start_postgres; exec target/release/sessiond-bench ceilings --out bench/RESULTS.md ;;
+esac
