@@ -282,6 +282,9 @@ fn parse_proto(s: &str) -> anyhow::Result<Proto> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The seeding and the storage ceilings run SQLite in this process with the page cache
+    // sessiond's store uses.
+    sessiond::store::page_cache::install();
     let cli = Cli::parse();
     // The same runtime sessiond's main uses (`#[tokio::main]`: multi-threaded, one worker
     // per core), for the no-op server and for the load generator.

@@ -107,6 +107,7 @@ mod tests {
     /// The schema before the feed, some history in it, then the feed's migration.
     #[test]
     fn the_migration_numbers_old_events_and_tells_bulk_revocations_apart() {
+        super::super::page_cache::install();
         let conn = Connection::open_in_memory().unwrap();
         for sql in [
             include_str!("../../../migrations/sqlite/0001_init.sql"),

@@ -23,6 +23,7 @@ mod factors;
 mod feed;
 mod maintenance;
 mod open;
+pub mod page_cache;
 mod passkeys;
 mod readers;
 pub(crate) mod signals;
@@ -107,6 +108,7 @@ impl SqliteStore {
         readers: u32,
         synchronous: Synchronous,
     ) -> Result<Self, StoreError> {
+        page_cache::install();
         let path = database_path(url)?;
         migrate(&path).await?;
         let writer = open_writer(&path, synchronous)?;

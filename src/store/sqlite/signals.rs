@@ -23,6 +23,7 @@ pub struct SqliteSignalStore {
 impl SqliteSignalStore {
     /// Connects to the (already migrated) database at `url` (`sqlite://PATH`).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
+        super::page_cache::install();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Internal(Box::new(e)))?
             .journal_mode(SqliteJournalMode::Wal)

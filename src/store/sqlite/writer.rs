@@ -183,6 +183,8 @@ mod tests {
     use super::*;
 
     fn writer() -> (Writer, tempfile::TempDir) {
+        // Before SQLite starts in this process, as the store does (other tests open stores).
+        super::super::page_cache::install();
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("w.db")).unwrap();
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY);")

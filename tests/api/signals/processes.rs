@@ -133,8 +133,16 @@ async fn signals_waiting_when_sessiond_is_killed_are_delivered_after_it_restarts
     drop(server);
 }
 
+/// Opens the servers' database in this process. SQLite takes its page cache when it starts,
+/// and other tests of this binary start it through the store at the same time: the layer goes
+/// in first, whichever opens first.
+fn open_database(path: &std::path::Path) -> rusqlite::Connection {
+    sessiond::store::page_cache::install();
+    rusqlite::Connection::open(path).expect("database")
+}
+
 fn stream_cursor(data_dir: &std::path::Path) -> String {
-    let db = rusqlite::Connection::open(data_dir.join("sessiond.db")).expect("database");
+    let db = open_database(&data_dir.join("sessiond.db"));
     db.query_row(
         "SELECT cursor FROM signal_targets WHERE kind = 'stream'",
         [],
@@ -164,7 +172,7 @@ async fn a_set_sent_again_after_a_crash_carries_the_same_jti() {
     server.kill().await;
     // The process died before the cursor's move was stored: put it back where it was before
     // the three revocations, as such a crash leaves it.
-    let db = rusqlite::Connection::open(data_dir.path().join("sessiond.db")).expect("database");
+    let db = open_database(&data_dir.path().join("sessiond.db"));
     db.execute(
         "UPDATE signal_targets SET cursor = ?1 WHERE kind = 'stream'",
         [&before],
