@@ -208,7 +208,9 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
     if limit <= c.parked
         && let (Some(fetch), Some(unpin)) = (m.xFetch, m.xUnpin)
     {
-        // A page still under the parked number would have been dropped: drop it from 0.
+        // A page still under the parked number would have been dropped: drop it from 0. One
+        // lookup of hash slot 0 per truncation (each commit, each reader's cache reset); no
+        // flag tracks whether a page is parked, so nothing can fall out of step with pcache1.
         unsafe {
             let page = fetch(c.inner, 0, 0);
             if !page.is_null() {
