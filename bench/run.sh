@@ -4,7 +4,8 @@
 # (SQLite and PostgreSQL), each merged into the file beside the sections other runs wrote.
 # Extra arguments go to sessiond-bench, e.g.
 #   bench/run.sh --quick                    # main table only: a ~2 minute smoke run
-#   bench/run.sh --sizes 10k,100k           # skip the 1M step
+#   bench/run.sh --sizes 10k,100k,1m        # skip the 10M step (its seeding takes minutes
+#                                           # and ~6 GB of disk)
 #   bench/run.sh ceilings --out bench/RESULTS.md   # only the storage ceilings section,
 #                                                  # merged into the file (PostgreSQL too)
 #   bench/run.sh feed [--postgres URL]             # only the revocation feed section, merged

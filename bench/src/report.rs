@@ -234,8 +234,11 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(
             o,
             "The core data directory holds {} seeded sessions (10,000 to read over 1,000 users, \
-             the rest for DeleteSession to consume once each) plus what CreateSession adds. \
-             \"Ratio\" is sessiond's throughput over the no-op server's for the same operation \
+             the rest for DeleteSession to consume once each) plus what CreateSession adds; the \
+             database is locked in the page cache for the whole table and its write-ahead log \
+             from the start of each operation (`bench/src/resident.rs`: some hosts reclaim a \
+             guest's idle page cache within minutes, and a server's own file is in memory on a \
+             machine with free memory). \"Ratio\" is sessiond's throughput over the no-op server's for the same operation \
              and protocol (median of the per-round ratios). CPU columns: server CPU time (user + \
              system, from /proc) per successful request, the steadiest figure on a shared \
              machine; client µs/req is the load generator's. Switches/req: context switches \
@@ -439,8 +442,9 @@ pub fn markdown(r: &Results) -> String {
             o,
             "Each size is a fresh data directory seeded straight into SQLite ({} sessions per \
              user, creation dates 1 ms apart, tokens SHA-256-hashed as sessiond stores them, one \
-             `session.added` event each), then `sessiond serve` on it. All sizes are served at once and \
-             measured in alternation (10k, 100k, 1M, 10k, …) so drift hits each alike; p50/p99 \
+             `session.added` event each) and locked in the page cache while it is measured, then \
+             `sessiond serve` on it. All sizes are served at once and \
+             measured in alternation (10k, 100k, 1M, 10M, 10k, …) so drift hits each alike; p50/p99 \
              at concurrency 1 are medians over the rounds (a fixed number of requests in all); \
              req/s closed-loop at the main concurrency (DeleteSession over a fixed number of \
              deletes). Ids are drawn at random from a \
@@ -449,9 +453,12 @@ pub fn markdown(r: &Results) -> String {
         );
         let _ = writeln!(
             o,
-            "| Sessions | Users | seed s | DB MB | idle RSS MB | peak RSS MB | Get p50 / p99 ms | Get req/s | List p50 / p99 ms | List req/s | Delete p50 / p99 ms | Delete req/s | errors |"
+            "| Sessions | Users | seed s | DB MB | bytes per session | idle RSS MB | peak RSS MB | Get p50 / p99 ms | Get req/s | List p50 / p99 ms | List req/s | Delete p50 / p99 ms | Delete req/s | errors |"
         );
-        let _ = writeln!(o, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(
+            o,
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
         for st in &r.scale {
             let get = |op: Op| st.ops.iter().find(|(o, _, _)| *o == op);
             let lat = |op: Op| {
@@ -463,11 +470,12 @@ pub fn markdown(r: &Results) -> String {
             let errors: u64 = st.ops.iter().map(|(_, a, b)| a.errors + b.errors).sum();
             let _ = writeln!(
                 o,
-                "| {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
                 f0(st.sessions as f64),
                 f0(st.users as f64),
                 st.seed_seconds,
                 st.db_mb,
+                st.db_mb * 1048576.0 / st.sessions.max(1) as f64,
                 st.idle_rss_mb,
                 st.peak_rss_mb,
                 lat(Op::Get),
@@ -659,43 +667,56 @@ fn targets(o: &mut String, r: &Results) {
             Some(share >= 0.9 && cpu_share >= 0.9),
         );
     }
-    if let (Some(small), Some(big)) = (
-        r.scale.iter().find(|s| s.sessions == 10_000),
-        r.scale.iter().find(|s| s.sessions == 1_000_000),
-    ) {
-        let mut parts = Vec::new();
-        let mut ok = true;
-        for op in [Op::Get, Op::Delete, Op::List] {
-            let a = small.ops.iter().find(|(o, _, _)| *o == op);
-            let b = big.ops.iter().find(|(o, _, _)| *o == op);
-            if let (Some((_, a, _)), Some((_, b, _))) = (a, b) {
-                let x = b.p50_ms / a.p50_ms;
-                ok &= x <= 1.2;
-                parts.push(format!(
-                    "{} {} → {} ms ({:.2}×)",
-                    op.name(),
-                    ms(a.p50_ms),
-                    ms(b.p50_ms),
-                    x
-                ));
+    // Each large size against 10k: 1M within 1.2× (the original target), 10M within 1.5×.
+    let small = r.scale.iter().find(|s| s.sessions == 10_000);
+    for (size, label, limit) in [(1_000_000, "1M", 1.2), (10_000_000, "10M", 1.5)] {
+        let name =
+            format!("{label} sessions: p50 of Get/Delete/List-by-user within {limit}× of 10k");
+        let Some(big) = r.scale.iter().find(|s| s.sessions == size) else {
+            if size == 1_000_000 && !r.scale.is_empty() {
+                row(
+                    &name,
+                    "not measured in this run (sizes: ".to_string()
+                        + &r.scale
+                            .iter()
+                            .map(|s| f0(s.sessions as f64))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                        + ")",
+                    None,
+                );
             }
+            continue;
+        };
+        if let Some(small) = small {
+            let mut parts = Vec::new();
+            let mut ok = true;
+            for op in [Op::Get, Op::Delete, Op::List] {
+                let a = small.ops.iter().find(|(o, _, _)| *o == op);
+                let b = big.ops.iter().find(|(o, _, _)| *o == op);
+                if let (Some((_, a, _)), Some((_, b, _))) = (a, b) {
+                    let x = b.p50_ms / a.p50_ms;
+                    ok &= x <= limit;
+                    parts.push(format!(
+                        "{} {} → {} ms ({:.2}×)",
+                        op.name(),
+                        ms(a.p50_ms),
+                        ms(b.p50_ms),
+                        x
+                    ));
+                }
+            }
+            row(&name, parts.join("; "), Some(ok));
         }
         row(
-            "1M sessions: p50 of Get/Delete/List-by-user within 1.2× of 10k",
-            parts.join("; "),
-            Some(ok),
-        );
-    } else if !r.scale.is_empty() {
-        row(
-            "1M sessions: p50 of Get/Delete/List-by-user within 1.2× of 10k",
-            "not measured in this run (sizes: ".to_string()
-                + &r.scale
-                    .iter()
-                    .map(|s| f0(s.sessions as f64))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-                + ")",
-            None,
+            &format!("Peak RSS under the {label}-session load ≤ 256 MB"),
+            format!(
+                "{} MB (idle on that data: {} MB; {} bytes of database per session)",
+                f1(big.peak_rss_mb),
+                f1(big.idle_rss_mb),
+                f0(big.db_mb * 1048576.0 / big.sessions as f64)
+            ),
+            Some(big.peak_rss_mb <= 256.0),
         );
     }
     if r.idle_rss_mb > 0.0 {
@@ -708,17 +729,6 @@ fn targets(o: &mut String, r: &Results) {
                 f1(r.idle_rss_after_load_mb)
             ),
             Some(r.idle_rss_mb <= 40.0),
-        );
-    }
-    if let Some(big) = r.scale.iter().find(|s| s.sessions == 1_000_000) {
-        row(
-            "Peak RSS under the 1M-session load ≤ 256 MB",
-            format!(
-                "{} MB (idle on that data: {} MB)",
-                f1(big.peak_rss_mb),
-                f1(big.idle_rss_mb)
-            ),
-            Some(big.peak_rss_mb <= 256.0),
         );
     }
     let _ = writeln!(o);

@@ -159,14 +159,20 @@ async fn sqlite(o: &Options, t0: Instant) -> anyhow::Result<Vec<SqliteOp>> {
     )
     .await?;
     drop(conn);
-    // The loop's own copy of the same data: both start from the same file.
+    // The loop's own copy of the same data: both start from the same file, and both stay in
+    // the page cache while they are measured (see `resident`).
     let copy = o.work.join("ceiling-copy.db");
     std::fs::copy(&db, &copy)?;
+    let resident = (
+        crate::resident::pin_async(&db).await?,
+        crate::resident::pin_async(&copy).await?,
+    );
     log(
         t0,
         format!(
-            "sqlite: seeded 10,000 read and {} delete sessions; copied for the bare loop",
-            deletes.sessions.len()
+            "sqlite: seeded 10,000 read and {} delete sessions; copied for the bare loop; both {}",
+            deletes.sessions.len(),
+            resident.0.describe()
         ),
     );
     let mut delete_pool = deletes.sessions;
@@ -658,7 +664,7 @@ pub fn markdown(r: &Report) -> String {
              The storage ceiling is one thread running, with rusqlite (the library and SQLite \
              build sessiond's store links), exactly the statements sessiond's SQLite store runs \
              for the operation, on a copy of the same seeded file taken before either wrote to \
-             it, with the store's pragmas (WAL, `synchronous=NORMAL`, 64 MiB writer cache, \
+             it (both files locked in the page cache while measured), with the store's pragmas (WAL, `synchronous=NORMAL`, 64 MiB writer cache, \
              `wal_autocheckpoint` 16384, 4 MiB reader cache): the point reads on a read-only \
              connection, the writes grouped in `BEGIN IMMEDIATE` … `COMMIT` with one savepoint \
              per job, as the writer thread does. No network, no runtime, no core: one core's \
