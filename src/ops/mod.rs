@@ -24,13 +24,26 @@ use crate::core::Core;
 pub use crate::faces::edges::REQUEST_ID;
 pub use metrics::Metrics;
 
-/// Settings and shared state of the operations routes and the middleware.
+/// Settings and shared state of the operations routes and the middleware. The middleware
+/// takes it as axum state, which is cloned for every request: one shared allocation keeps
+/// that clone to a single reference count instead of one per field of the core and metrics.
 #[derive(Clone)]
-pub struct Ops {
+pub struct Ops(Arc<Shared>);
+
+/// What [`Ops`] shares.
+pub struct Shared {
     pub metrics: Metrics,
     core: Core,
     permits: Arc<Semaphore>,
     timeout: Duration,
+}
+
+impl std::ops::Deref for Ops {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl Ops {
@@ -41,12 +54,12 @@ impl Ops {
         timeout: Duration,
         signals: Option<crate::signals::Signals>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             metrics: Metrics::new(core.clone(), signals),
             core,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             timeout,
-        }
+        }))
     }
 
     /// The operations routes, to serve beside the faces (`faces::router`).
