@@ -513,6 +513,13 @@ pub struct ScaleStep {
     pub ops: Vec<(Op, Round, Round)>,
 }
 
+impl ScaleStep {
+    /// Bytes of database file per seeded session.
+    pub fn bytes_per_session(&self) -> f64 {
+        self.db_mb * 1048576.0 / self.sessions.max(1) as f64
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Default)]
 pub struct Machine {
     pub cores: usize,

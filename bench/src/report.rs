@@ -475,7 +475,7 @@ pub fn markdown(r: &Results) -> String {
                 f0(st.users as f64),
                 st.seed_seconds,
                 st.db_mb,
-                st.db_mb * 1048576.0 / st.sessions.max(1) as f64,
+                st.bytes_per_session(),
                 st.idle_rss_mb,
                 st.peak_rss_mb,
                 lat(Op::Get),
@@ -667,13 +667,14 @@ fn targets(o: &mut String, r: &Results) {
             Some(share >= 0.9 && cpu_share >= 0.9),
         );
     }
-    // Each large size against 10k: 1M within 1.2× (the original target), 10M within 1.5×.
+    // Each large size against 10k: 1M within 1.2× (the original target), 10M within 1.5×; a
+    // scale run without the size says so.
     let small = r.scale.iter().find(|s| s.sessions == 10_000);
     for (size, label, limit) in [(1_000_000, "1M", 1.2), (10_000_000, "10M", 1.5)] {
         let name =
             format!("{label} sessions: p50 of Get/Delete/List-by-user within {limit}× of 10k");
         let Some(big) = r.scale.iter().find(|s| s.sessions == size) else {
-            if size == 1_000_000 && !r.scale.is_empty() {
+            if !r.scale.is_empty() {
                 row(
                     &name,
                     "not measured in this run (sizes: ".to_string()
@@ -714,7 +715,7 @@ fn targets(o: &mut String, r: &Results) {
                 "{} MB (idle on that data: {} MB; {} bytes of database per session)",
                 f1(big.peak_rss_mb),
                 f1(big.idle_rss_mb),
-                f0(big.db_mb * 1048576.0 / big.sessions as f64)
+                f0(big.bytes_per_session())
             ),
             Some(big.peak_rss_mb <= 256.0),
         );
@@ -831,6 +832,84 @@ pub fn replace_section(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn step(sessions: usize, p50_ms: [f64; 3], peak_rss_mb: f64) -> crate::ScaleStep {
+        let round = |p50_ms| crate::Round {
+            rps: 1000.0,
+            p50_ms,
+            p99_ms: p50_ms * 2.0,
+            ok: 100,
+            errors: 0,
+            elapsed_s: 1.0,
+            server_us_per_req: 100.0,
+            client_us_per_req: 50.0,
+            server_peak_rss_mb: peak_rss_mb,
+            exhausted: false,
+            max_backlog: 0,
+            server_switches_per_req: 1.0,
+            machine_busy: 0.5,
+            other_cores: 0.0,
+            sample_errors: Vec::new(),
+        };
+        crate::ScaleStep {
+            sessions,
+            users: sessions / 10,
+            seed_seconds: 1.0,
+            db_mb: sessions as f64 * 600.0 / 1048576.0,
+            idle_rss_mb: 25.0,
+            peak_rss_mb,
+            ops: [Op::Get, Op::Delete, Op::List]
+                .into_iter()
+                .zip(p50_ms)
+                .map(|(op, p50)| (op, round(p50), round(p50)))
+                .collect(),
+        }
+    }
+
+    fn verdict<'a>(targets: &'a str, name: &str) -> &'a str {
+        let line = targets
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name}")))
+            .unwrap_or_else(|| panic!("no row {name:?} in:\n{targets}"));
+        line.rsplit('|').nth(1).unwrap().trim()
+    }
+
+    #[test]
+    fn each_scale_target_has_its_own_limit_and_a_skipped_size_is_named() {
+        let mut r = Results {
+            scale: vec![
+                step(10_000, [0.30, 0.50, 0.40], 40.0),
+                // 1.25× of 10k for Delete: over 1M's 1.2×.
+                step(1_000_000, [0.31, 0.625, 0.44], 110.0),
+                // 1.45× for List: within 10M's 1.5×; the peak over 256 MB.
+                step(10_000_000, [0.33, 0.60, 0.58], 300.0),
+            ],
+            ..Results::default()
+        };
+        let mut o = String::new();
+        targets(&mut o, &r);
+        let one = "1M sessions: p50 of Get/Delete/List-by-user within 1.2× of 10k";
+        let ten = "10M sessions: p50 of Get/Delete/List-by-user within 1.5× of 10k";
+        assert_eq!(verdict(&o, one), "**missed**");
+        assert_eq!(verdict(&o, ten), "**met**");
+        assert_eq!(verdict(&o, "Peak RSS under the 1M-session load"), "**met**");
+        assert_eq!(
+            verdict(&o, "Peak RSS under the 10M-session load"),
+            "**missed**"
+        );
+        assert!(o.contains("600 bytes of database per session"), "{o}");
+
+        r.scale.pop();
+        let mut o = String::new();
+        targets(&mut o, &r);
+        assert_eq!(verdict(&o, one), "**missed**");
+        assert!(
+            o.contains(&format!(
+                "| {ten} | not measured in this run (sizes: 10,000, 1,000,000)"
+            )),
+            "{o}"
+        );
+    }
 
     #[test]
     fn the_main_run_keeps_what_lies_outside_its_markers() {
