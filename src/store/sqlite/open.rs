@@ -18,10 +18,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite
 /// Page cache of the writing connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
-/// Size of the write-ahead log (pages) at which the writer checkpoints and restarts it.
-const WAL_PAGES_BEFORE_RESTART: i64 = 16384;
-/// The log file is cut back to this size (bytes) after it restarts.
-const WAL_FILE_LIMIT: i64 = 64 * 1024 * 1024;
+/// Size of the write-ahead log (pages) at which the writer checkpoints and restarts it
+/// (about 270 MB of frames). Under steady writes that checkpoint, and the sync of the log's
+/// header at the first commit after it, are the disk waits on a request's path
+/// (`readers::start_checkpointer`): a large log makes them rare. The checkpointer keeps the
+/// log copied back, so readers search only its newest frames whatever its size, and empties
+/// it once writes stop.
+const WAL_PAGES_BEFORE_RESTART: i64 = 65536;
+/// The log file is cut back to this size (bytes) after it restarts: above the restart size,
+/// so a busy log is overwritten in place, never shortened (and its blocks freed and
+/// discarded) on the writer's path.
+const WAL_FILE_LIMIT: i64 = 280 * 1024 * 1024;
 
 /// How often a commit reaches the disk (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
