@@ -60,8 +60,8 @@ const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, sequence, ev
 
 /// The store's writing connection's settings (`src/store/sqlite/open.rs`).
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
-const WAL_PAGES_BEFORE_RESTART: i64 = 16384;
-const WAL_FILE_LIMIT: i64 = 64 * 1024 * 1024;
+const WAL_PAGES_BEFORE_RESTART: i64 = 65536;
+const WAL_FILE_LIMIT: i64 = 280 * 1024 * 1024;
 /// A read connection's page cache (`src/store/sqlite/readers.rs`).
 const READER_CACHE_KIB: i64 = 4 * 1024;
 

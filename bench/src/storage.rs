@@ -665,7 +665,7 @@ pub fn markdown(r: &Report) -> String {
              build sessiond's store links), exactly the statements sessiond's SQLite store runs \
              for the operation, on a copy of the same seeded file taken before either wrote to \
              it (both files locked in the page cache while measured), with the store's pragmas (WAL, `synchronous=NORMAL`, 64 MiB writer cache, \
-             `wal_autocheckpoint` 16384, 4 MiB reader cache): the point reads on a read-only \
+             `wal_autocheckpoint` 65536, 4 MiB reader cache): the point reads on a read-only \
              connection, the writes grouped in `BEGIN IMMEDIATE` … `COMMIT` with one savepoint \
              per job, as the writer thread does. No network, no runtime, no core: one core's \
              worth of storage work. sessiond's writer forms batches of at most the requests in \
