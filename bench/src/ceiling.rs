@@ -16,6 +16,9 @@ use rand::RngCore;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
+use sessiond::store::sqlite_tuning::{
+    READER_CACHE_KIB, WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB,
+};
 use sha2::{Digest, Sha256};
 
 use crate::client::SessionRef;
@@ -57,13 +60,6 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, user_verified_a
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, sequence, event_type, \
      payload, created_at, editor, user_id, resource_owner) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-
-/// The store's writing connection's settings (`src/store/sqlite/open.rs`).
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
-const WAL_PAGES_BEFORE_RESTART: i64 = 65536;
-const WAL_FILE_LIMIT: i64 = 280 * 1024 * 1024;
-/// A read connection's page cache (`src/store/sqlite/readers.rs`).
-const READER_CACHE_KIB: i64 = 4 * 1024;
 
 /// One timed run of the bare loop.
 #[derive(Clone, Debug, Serialize)]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sessiond::store::sqlite_tuning;
 
 use crate::ceiling::{Ceiling, CeilingRound};
 use crate::client::{Op, Proto, Workload};
@@ -664,14 +665,17 @@ pub fn markdown(r: &Report) -> String {
              The storage ceiling is one thread running, with rusqlite (the library and SQLite \
              build sessiond's store links), exactly the statements sessiond's SQLite store runs \
              for the operation, on a copy of the same seeded file taken before either wrote to \
-             it (both files locked in the page cache while measured), with the store's pragmas (WAL, `synchronous=NORMAL`, 64 MiB writer cache, \
-             `wal_autocheckpoint` 65536, 4 MiB reader cache): the point reads on a read-only \
+             it (both files locked in the page cache while measured), with the store's pragmas (WAL, `synchronous=NORMAL`, {} MiB writer cache, \
+             `wal_autocheckpoint` {}, {} MiB reader cache): the point reads on a read-only \
              connection, the writes grouped in `BEGIN IMMEDIATE` … `COMMIT` with one savepoint \
              per job, as the writer thread does. No network, no runtime, no core: one core's \
              worth of storage work. sessiond's writer forms batches of at most the requests in \
              flight ({}), so the ceiling uses batches of that size; the other batch sizes show \
              how much group commit matters. Each round runs sessiond (gRPC), the no-op server \
              and the bare loop in turn.\n",
+            sqlite_tuning::WRITER_CACHE_KIB / 1024,
+            sqlite_tuning::WAL_PAGES_BEFORE_RESTART,
+            sqlite_tuning::READER_CACHE_KIB / 1024,
             r.settings
                 .split(", ")
                 .nth(1)

@@ -52,7 +52,7 @@ pub use factors::{Contact, ContactKind, FactorRevocation, OtpChallenge, StoredFa
 pub use feed::{FeedBounds, FeedPage, FeedQuery, FeedRow, FeedWake};
 pub use passkeys::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
 pub use postgres::{PgSettings, PostgresStore};
-pub use sqlite::{SqliteStore, Synchronous, page_cache};
+pub use sqlite::{SqliteStore, Synchronous, page_cache, tuning as sqlite_tuning};
 
 /// One appended event of a session's log.
 #[derive(Clone, Debug)]

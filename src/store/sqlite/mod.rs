@@ -59,6 +59,13 @@ use crate::domain::{
 
 pub use self::open::Synchronous;
 
+/// The connections' settings, for a tool that must open the database the way the store does
+/// (the bench's storage ceiling).
+pub mod tuning {
+    pub use super::open::{WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB};
+    pub use super::readers::READER_CACHE_KIB;
+}
+
 /// The changing columns that an index reads (see `Indexed`).
 static SESSION_WRITES: Writes = Writes::new(
     &sessions::TABLE,

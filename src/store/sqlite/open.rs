@@ -16,7 +16,7 @@ pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Page cache of the writing connection, in KiB.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+pub const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// Size of the write-ahead log (pages) at which the writer checkpoints and restarts it
 /// (about 270 MB of frames). Under steady writes that checkpoint, and the sync of the log's
@@ -24,11 +24,11 @@ const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// (`readers::start_checkpointer`): a large log makes them rare. The checkpointer keeps the
 /// log copied back, so readers search only its newest frames whatever its size, and empties
 /// it once writes stop.
-const WAL_PAGES_BEFORE_RESTART: i64 = 65536;
+pub const WAL_PAGES_BEFORE_RESTART: i64 = 65536;
 /// The log file is cut back to this size (bytes) after it restarts: above the restart size,
 /// so a busy log is overwritten in place, never shortened (and its blocks freed and
 /// discarded) on the writer's path.
-const WAL_FILE_LIMIT: i64 = 280 * 1024 * 1024;
+pub const WAL_FILE_LIMIT: i64 = 280 * 1024 * 1024;
 
 /// How often a commit reaches the disk (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

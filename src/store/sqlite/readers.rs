@@ -19,7 +19,7 @@ use super::open::{BUSY_TIMEOUT, classify};
 use crate::store::StoreError;
 
 /// Page cache of each read connection, in KiB (SQLite's negative `cache_size`).
-const READER_CACHE_KIB: i64 = 4 * 1024;
+pub const READER_CACHE_KIB: i64 = 4 * 1024;
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 
