@@ -29,6 +29,7 @@ mod readers;
 pub(crate) mod signals;
 mod statements;
 mod users;
+mod vfs;
 mod writer;
 
 use std::sync::{Arc, LazyLock, mpsc};
@@ -64,6 +65,7 @@ pub use self::open::Synchronous;
 pub mod tuning {
     pub use super::open::{WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB};
     pub use super::readers::READER_CACHE_KIB;
+    pub use super::vfs::{NAME as VFS, register as register_vfs};
 }
 
 /// The changing columns that an index reads (see `Indexed`).

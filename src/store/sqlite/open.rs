@@ -105,12 +105,18 @@ pub async fn migrate(path: &Path) -> Result<(), StoreError> {
     migrated
 }
 
+/// Opens a connection of the store: through the store's VFS (`vfs`), which writes each
+/// commit's log frames in one write.
+pub fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    super::vfs::register().map_err(|e| StoreError::Internal(e.into()))?;
+    Connection::open_with_flags_and_vfs(path, flags, super::vfs::NAME).map_err(classify)
+}
+
 pub fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
+    let conn = connect(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(classify)?;
+    )?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
     let synchronous = synchronous.to_string();
     for (name, value) in [

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use super::open::{BUSY_TIMEOUT, classify};
+use super::open::{BUSY_TIMEOUT, classify, connect};
 use crate::store::StoreError;
 
 /// Page cache of each read connection, in KiB (SQLite's negative `cache_size`).
@@ -92,11 +92,10 @@ impl Readers {
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
+        let conn = connect(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(classify)?;
+        )?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
         conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
             .map_err(classify)?;
@@ -179,11 +178,10 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(
+        let conn = connect(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(classify)?;
+        )?;
         // No waiting for locks: a passive checkpoint takes none that it waits for, and the
         // truncation must not hold the write lock while a long read finishes; a busy round is
         // simply tried again.
