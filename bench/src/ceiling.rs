@@ -17,7 +17,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use sessiond::store::sqlite_tuning::{
-    READER_CACHE_KIB, WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB,
+    READER_CACHE_KIB, VFS, WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB, register_vfs,
 };
 use sha2::{Digest, Sha256};
 
@@ -90,9 +90,12 @@ impl Ceiling {
     /// Opens `db` with the connections and pragmas of sessiond's SQLite store.
     pub fn open(db: &Path) -> anyhow::Result<Self> {
         use rand::SeedableRng;
-        let writer = Connection::open_with_flags(
+        // Through the store's own VFS, which writes each commit's log frames at once.
+        register_vfs().map_err(anyhow::Error::msg)?;
+        let writer = Connection::open_with_flags_and_vfs(
             db,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            VFS,
         )?;
         writer.busy_timeout(Duration::from_secs(5))?;
         for (name, value) in [
@@ -112,9 +115,10 @@ impl Ceiling {
         writer.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_BEFORE_RESTART)?;
         writer.pragma_update_and_check(None, "journal_size_limit", WAL_FILE_LIMIT, |_| Ok(()))?;
         writer.set_prepared_statement_cache_capacity(64);
-        let reader = Connection::open_with_flags(
+        let reader = Connection::open_with_flags_and_vfs(
             db,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            VFS,
         )?;
         reader.busy_timeout(Duration::from_secs(5))?;
         reader.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;

@@ -666,7 +666,8 @@ pub fn markdown(r: &Report) -> String {
              build sessiond's store links), exactly the statements sessiond's SQLite store runs \
              for the operation, on a copy of the same seeded file taken before either wrote to \
              it (both files locked in the page cache while measured), with the store's pragmas (WAL, `synchronous=NORMAL`, {} MiB writer cache, \
-             `wal_autocheckpoint` {}, {} MiB reader cache): the point reads on a read-only \
+             `wal_autocheckpoint` {}, {} MiB reader cache) and through the store's own VFS \
+             (`{}`, which writes each commit's log frames at once): the point reads on a read-only \
              connection, the writes grouped in `BEGIN IMMEDIATE` … `COMMIT` with one savepoint \
              per job, as the writer thread does. No network, no runtime, no core: one core's \
              worth of storage work. sessiond's writer forms batches of at most the requests in \
@@ -676,6 +677,7 @@ pub fn markdown(r: &Report) -> String {
             sqlite_tuning::WRITER_CACHE_KIB / 1024,
             sqlite_tuning::WAL_PAGES_BEFORE_RESTART,
             sqlite_tuning::READER_CACHE_KIB / 1024,
+            sqlite_tuning::VFS,
             r.settings
                 .split(", ")
                 .nth(1)
