@@ -827,6 +827,14 @@ async fn unregistered_outcomes_count_failures_and_leave_checks_in_progress_alone
             "{}: three checks in progress",
             b.name
         );
+        // With no failures to clear, a passed one changes nothing.
+        assert_eq!(end(CheckOutcome::PassedUnregistered).await, 0, "{}", b.name);
+        assert_eq!(
+            begin().await,
+            PasswordCheck::Busy,
+            "{}: still three checks in progress",
+            b.name
+        );
     }
 }
 

@@ -72,7 +72,8 @@ pub async fn begin_check(
 
 /// Ends a password check; `outcome` is its `outcome_name`. Bumps the version when the failure
 /// count changes, so a whole-row update read before it cannot write the old count back. An
-/// unregistered outcome (a passkey's) leaves the checks in progress as they are.
+/// unregistered outcome (a passkey's) leaves the checks in progress as they are, and its pass
+/// with no failures to clear changes nothing, so it writes nothing (answering 0).
 pub async fn end_check<'e>(
     db: impl sqlx::PgExecutor<'e>,
     id: &UserId,
@@ -86,7 +87,8 @@ pub async fn end_check<'e>(
          failed_password_attempts = CASE WHEN $1 LIKE 'passed%' THEN 0 \
              WHEN $1 LIKE 'failed%' THEN failed_password_attempts + 1 \
              ELSE failed_password_attempts END \
-         WHERE id = $2 RETURNING failed_password_attempts",
+         WHERE id = $2 AND NOT ($1 = 'passed-unregistered' AND failed_password_attempts = 0) \
+         RETURNING failed_password_attempts",
     )
     .bind(outcome)
     .bind(id.as_str())

@@ -56,7 +56,8 @@ pub fn begin_check(
 
 /// Ends a password check; `outcome` is its `outcome_name`. Bumps the version when the failure
 /// count changes, so a whole-row update read before it cannot write the old count back. An
-/// unregistered outcome (a passkey's) leaves the checks in progress as they are.
+/// unregistered outcome (a passkey's) leaves the checks in progress as they are, and its pass
+/// with no failures to clear changes nothing, so it writes nothing (answering 0).
 pub fn end_check(conn: &Connection, id: &str, outcome: &str) -> Result<u32, StoreError> {
     let count: Option<i64> = conn
         .prepare_cached(
@@ -67,7 +68,8 @@ pub fn end_check(conn: &Connection, id: &str, outcome: &str) -> Result<u32, Stor
              failed_password_attempts = CASE WHEN ?1 LIKE 'passed%' THEN 0 \
                  WHEN ?1 LIKE 'failed%' THEN failed_password_attempts + 1 \
                  ELSE failed_password_attempts END \
-             WHERE id = ?2 RETURNING failed_password_attempts",
+             WHERE id = ?2 AND NOT (?1 = 'passed-unregistered' AND failed_password_attempts = 0) \
+             RETURNING failed_password_attempts",
         )
         .and_then(|mut st| {
             st.query_row(params![outcome, id], |row| row.get(0))
