@@ -302,22 +302,35 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
+/// Writes out what `file` has gathered, then calls the unix file's method that `call` picks
+/// (answering `missing` if the unix file has no such method).
+unsafe fn written_then(
+    file: *mut ffi::sqlite3_file,
+    missing: c_int,
+    call: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> Option<c_int>,
+) -> c_int {
+    // SAFETY: `file` is one of this layer's open files.
+    unsafe {
+        let rc = write_out(file);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        call(methods(file), inner(file)).unwrap_or(missing)
+    }
+}
+
+// SAFETY (the methods below): SQLite's own arguments, passed on to the unix file's methods.
+
 unsafe extern "C" fn read(
     file: *mut ffi::sqlite3_file,
     buf: *mut c_void,
     amount: c_int,
     offset: ffi::sqlite3_int64,
 ) -> c_int {
-    // SAFETY: forwards SQLite's own arguments to the unix file.
     unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xRead {
-            Some(read) => read(inner(file), buf, amount, offset),
-            None => ffi::SQLITE_IOERR_READ,
-        }
+        written_then(file, ffi::SQLITE_IOERR_READ, |m, f| {
+            m.xRead.map(|read| read(f, buf, amount, offset))
+        })
     }
 }
 
@@ -364,30 +377,18 @@ unsafe extern "C" fn write(
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
-    // SAFETY: forwards to the unix file after writing out what is gathered.
     unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xTruncate {
-            Some(truncate) => truncate(inner(file), size),
-            None => ffi::SQLITE_IOERR_TRUNCATE,
-        }
+        written_then(file, ffi::SQLITE_IOERR_TRUNCATE, |m, f| {
+            m.xTruncate.map(|truncate| truncate(f, size))
+        })
     }
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: as `truncate`.
     unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xSync {
-            Some(sync) => sync(inner(file), flags),
-            None => ffi::SQLITE_IOERR_FSYNC,
-        }
+        written_then(file, ffi::SQLITE_IOERR_FSYNC, |m, f| {
+            m.xSync.map(|sync| sync(f, flags))
+        })
     }
 }
 
@@ -395,54 +396,34 @@ unsafe extern "C" fn file_size(
     file: *mut ffi::sqlite3_file,
     size: *mut ffi::sqlite3_int64,
 ) -> c_int {
-    // SAFETY: as `truncate`.
     unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xFileSize {
-            Some(file_size) => file_size(inner(file), size),
-            None => ffi::SQLITE_IOERR_FSTAT,
-        }
+        written_then(file, ffi::SQLITE_IOERR_FSTAT, |m, f| {
+            m.xFileSize.map(|file_size| file_size(f, size))
+        })
     }
 }
 
 unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: as `truncate`.
     unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xLock {
-            Some(lock) => lock(inner(file), level),
-            None => ffi::SQLITE_IOERR_LOCK,
-        }
+        written_then(file, ffi::SQLITE_IOERR_LOCK, |m, f| {
+            m.xLock.map(|lock| lock(f, level))
+        })
     }
 }
 
 unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: as `truncate`.
     unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xUnlock {
-            Some(unlock) => unlock(inner(file), level),
-            None => ffi::SQLITE_IOERR_UNLOCK,
-        }
+        written_then(file, ffi::SQLITE_IOERR_UNLOCK, |m, f| {
+            m.xUnlock.map(|unlock| unlock(f, level))
+        })
     }
 }
 
 unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    // SAFETY: forwards SQLite's own arguments to the unix file.
     unsafe {
-        match methods(file).xCheckReservedLock {
-            Some(check) => check(inner(file), out),
-            None => ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
-        }
+        written_then(file, ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, |m, f| {
+            m.xCheckReservedLock.map(|check| check(f, out))
+        })
     }
 }
 
@@ -451,16 +432,10 @@ unsafe extern "C" fn file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: as `truncate`.
     unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xFileControl {
-            Some(control) => control(inner(file), op, arg),
-            None => ffi::SQLITE_NOTFOUND,
-        }
+        written_then(file, ffi::SQLITE_NOTFOUND, |m, f| {
+            m.xFileControl.map(|control| control(f, op, arg))
+        })
     }
 }
 
