@@ -12,7 +12,7 @@
 //! loses no acknowledged commit; `synchronous=full` still syncs the log on every commit,
 //! and a sync always writes out what is gathered first).
 //!
-//! The rules, all in [`Log`]:
+//! The rules (`write`, `write_out` and the methods that call it):
 //! - only appends to the log are gathered; any other write to the log file (SQLite rewriting
 //!   a frame in place) first writes out what is gathered, then goes straight through;
 //! - every other operation on the log file (read, sync, size, truncate, lock, close, file
@@ -33,9 +33,12 @@ use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
-/// The name connections pass to open their files through this layer.
-pub const NAME: &str = "sessiond-log";
 const NAME_C: &CStr = c"sessiond-log";
+/// The name connections pass to open their files through this layer.
+pub const NAME: &str = match NAME_C.to_str() {
+    Ok(name) => name,
+    Err(_) => panic!("the VFS name is ASCII"),
+};
 
 /// Bytes gathered before they are written out even without a commit frame (a transaction
 /// larger than this is written in pieces of this size, as SQLite appends it).
