@@ -14,11 +14,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
-use sessiond::store::sqlite_tuning::{
-    READER_CACHE_KIB, VFS, WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB, register_vfs,
-};
+use sessiond::store::Synchronous;
+use sessiond::store::sqlite_tuning::{open_reader, open_writer};
 use sha2::{Digest, Sha256};
 
 use crate::client::SessionRef;
@@ -87,43 +86,12 @@ pub struct Ceiling {
 }
 
 impl Ceiling {
-    /// Opens `db` with the connections and pragmas of sessiond's SQLite store.
+    /// Opens `db` as sessiond's SQLite store opens it: one writing and one reading connection.
     pub fn open(db: &Path) -> anyhow::Result<Self> {
         use rand::SeedableRng;
-        // Through the store's own VFS, which writes each commit's log frames at once.
-        register_vfs().map_err(anyhow::Error::msg)?;
-        let writer = Connection::open_with_flags_and_vfs(
-            db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            VFS,
-        )?;
-        writer.busy_timeout(Duration::from_secs(5))?;
-        for (name, value) in [
-            ("journal_mode", "WAL"),
-            ("synchronous", "normal"),
-            ("foreign_keys", "ON"),
-            ("temp_store", "memory"),
-        ] {
-            writer
-                .pragma_update_and_check(None, name, value, |_| Ok(()))
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(()),
-                    other => Err(other),
-                })?;
-        }
-        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        writer.pragma_update(None, "wal_autocheckpoint", WAL_PAGES_BEFORE_RESTART)?;
-        writer.pragma_update_and_check(None, "journal_size_limit", WAL_FILE_LIMIT, |_| Ok(()))?;
-        writer.set_prepared_statement_cache_capacity(64);
-        let reader = Connection::open_with_flags_and_vfs(
-            db,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            VFS,
-        )?;
-        reader.busy_timeout(Duration::from_secs(5))?;
-        reader.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
-        reader.pragma_update(None, "temp_store", "memory")?;
-        reader.set_prepared_statement_cache_capacity(32);
+        // The store's own opening: its VFS, pragmas and caches.
+        let writer = open_writer(db, Synchronous::Normal)?;
+        let reader = open_reader(db)?;
         Ok(Self {
             writer,
             reader,

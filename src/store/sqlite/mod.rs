@@ -60,12 +60,14 @@ use crate::domain::{
 
 pub use self::open::Synchronous;
 
-/// The connections' settings, for a tool that must open the database the way the store does
-/// (the bench's storage ceiling).
+/// The store's connections and their settings, for a tool that must open the database the
+/// way the store does (the bench's storage ceiling).
 pub mod tuning {
-    pub use super::open::{WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB};
-    pub use super::readers::READER_CACHE_KIB;
-    pub use super::vfs::{NAME as VFS, register as register_vfs};
+    pub use super::open::{
+        WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB, open_writer,
+    };
+    pub use super::readers::{READER_CACHE_KIB, open_reader};
+    pub use super::vfs::NAME as VFS;
 }
 
 /// The changing columns that an index reads (see `Indexed`).

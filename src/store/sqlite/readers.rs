@@ -92,19 +92,25 @@ impl Readers {
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
-        let conn = connect(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
-        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
-            .map_err(classify)?;
-        conn.pragma_update(None, "temp_store", "memory")
-            .map_err(classify)?;
-        conn.set_prepared_statement_cache_capacity(32);
+        let conn = open_reader(&self.path)?;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
     }
+}
+
+/// Opens a read-only connection with the readers' settings.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = connect(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+        .map_err(classify)?;
+    conn.pragma_update(None, "temp_store", "memory")
+        .map_err(classify)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
 }
 
 /// Copies the write-ahead log back into the database file every [`CHECKPOINT_EVERY`] on a
