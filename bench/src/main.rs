@@ -925,6 +925,7 @@ async fn main_table(
     });
     let delete_pool_size = args.delete_pool.or(deletes_needed).unwrap_or(0);
     let mut conn = seed::open(&dir.join("sessiond.db")).await?;
+    let newest = now_micros();
     let read = seed::seed(
         &mut conn,
         &seed::SeedSpec {
@@ -937,7 +938,7 @@ async fn main_table(
             password_hash: None,
             lifetime_secs: 7 * 86_400,
         },
-        now_micros(),
+        newest,
     )
     .await?;
     let deletes = seed::seed(
@@ -952,7 +953,7 @@ async fn main_table(
             password_hash: None,
             lifetime_secs: 7 * 86_400,
         },
-        now_micros(),
+        seed::ending_before(newest, 10_000),
     )
     .await?;
     drop(conn);

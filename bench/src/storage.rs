@@ -152,11 +152,12 @@ async fn sqlite(o: &Options, t0: Instant) -> anyhow::Result<Vec<SqliteOp>> {
         password_hash: None,
         lifetime_secs: 7 * 86_400,
     };
-    let read = crate::seed::seed(&mut conn, &spec_of("read", 10_000), crate::now_micros()).await?;
+    let newest = crate::now_micros();
+    let read = crate::seed::seed(&mut conn, &spec_of("read", 10_000), newest).await?;
     let deletes = crate::seed::seed(
         &mut conn,
         &spec_of("delete", o.delete_pool),
-        crate::now_micros(),
+        crate::seed::ending_before(newest, 10_000),
     )
     .await?;
     drop(conn);
