@@ -930,9 +930,9 @@ async fn main_table(
         &mut conn,
         &seed::SeedSpec {
             prefix: "read",
-            sessions: 10_000,
+            sessions: seed::READ_SESSIONS,
             sessions_per_user: SESSIONS_PER_USER,
-            sample: 10_000,
+            sample: seed::READ_SESSIONS,
             creator: "bench",
             instance_id: "sessiond",
             password_hash: None,
@@ -953,11 +953,11 @@ async fn main_table(
             password_hash: None,
             lifetime_secs: 7 * 86_400,
         },
-        seed::ending_before(newest, 10_000),
+        seed::ending_before(newest, seed::READ_SESSIONS),
     )
     .await?;
     drop(conn);
-    results.core_db_sessions = 10_000 + delete_pool_size.max(1);
+    results.core_db_sessions = seed::READ_SESSIONS + delete_pool_size.max(1);
     log(
         t0,
         format!(

@@ -34,6 +34,10 @@ pub struct SeedSpec<'a> {
     pub lifetime_secs: i64,
 }
 
+/// The sessions GetSession and ListSessions read in the main table and the storage ceilings,
+/// seeded beside the delete pool.
+pub const READ_SESSIONS: usize = 10_000;
+
 /// The newest creation time (µs) for a seed that must come wholly before one of `sessions`
 /// sessions whose newest is `newest`. Seeds into one table must not share a millisecond: an id
 /// is its creation millisecond and 23 random bits, so two seeds overlapping by 10,000

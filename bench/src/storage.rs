@@ -153,11 +153,16 @@ async fn sqlite(o: &Options, t0: Instant) -> anyhow::Result<Vec<SqliteOp>> {
         lifetime_secs: 7 * 86_400,
     };
     let newest = crate::now_micros();
-    let read = crate::seed::seed(&mut conn, &spec_of("read", 10_000), newest).await?;
+    let read = crate::seed::seed(
+        &mut conn,
+        &spec_of("read", crate::seed::READ_SESSIONS),
+        newest,
+    )
+    .await?;
     let deletes = crate::seed::seed(
         &mut conn,
         &spec_of("delete", o.delete_pool),
-        crate::seed::ending_before(newest, 10_000),
+        crate::seed::ending_before(newest, crate::seed::READ_SESSIONS),
     )
     .await?;
     drop(conn);
