@@ -12,7 +12,7 @@
 //! loses no acknowledged commit; `synchronous=full` still syncs the log on every commit,
 //! and a sync always writes out what is gathered first).
 //!
-//! The rules (`write`, `write_out` and the methods that call it):
+//! The rules (`write`, `write_out`, and the methods `written_then!` defines):
 //! - only appends to the log are gathered; any other write to the log file (SQLite rewriting
 //!   a frame in place) first writes out what is gathered, then goes straight through;
 //! - every other operation on the log file (read, sync, size, truncate, lock, close, file
@@ -305,37 +305,33 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Writes out what `file` has gathered, then calls the unix file's method that `call` picks
-/// (answering `missing` if the unix file has no such method).
-unsafe fn written_then(
-    file: *mut ffi::sqlite3_file,
-    missing: c_int,
-    call: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> Option<c_int>,
-) -> c_int {
-    // SAFETY: `file` is one of this layer's open files.
-    unsafe {
-        let rc = write_out(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
+/// Defines the file method `$name`: writes out what the file has gathered, then calls the unix
+/// file's `$method` with SQLite's own arguments (answering `$missing` if it has none).
+macro_rules! written_then {
+    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*), $missing:expr) => {
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
+            // SAFETY: `file` is one of this layer's open files; the arguments are SQLite's.
+            unsafe {
+                let rc = write_out(file);
+                if rc != ffi::SQLITE_OK {
+                    return rc;
+                }
+                methods(file).$method.map_or($missing, |f| f(inner(file), $($arg),*))
+            }
         }
-        call(methods(file), inner(file)).unwrap_or(missing)
-    }
+    };
 }
+
+written_then!(read, xRead, (buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64), ffi::SQLITE_IOERR_READ);
+written_then!(truncate, xTruncate, (size: ffi::sqlite3_int64), ffi::SQLITE_IOERR_TRUNCATE);
+written_then!(sync, xSync, (flags: c_int), ffi::SQLITE_IOERR_FSYNC);
+written_then!(file_size, xFileSize, (size: *mut ffi::sqlite3_int64), ffi::SQLITE_IOERR_FSTAT);
+written_then!(lock, xLock, (level: c_int), ffi::SQLITE_IOERR_LOCK);
+written_then!(unlock, xUnlock, (level: c_int), ffi::SQLITE_IOERR_UNLOCK);
+written_then!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int), ffi::SQLITE_IOERR_CHECKRESERVEDLOCK);
+written_then!(file_control, xFileControl, (op: c_int, arg: *mut c_void), ffi::SQLITE_NOTFOUND);
 
 // SAFETY (the methods below): SQLite's own arguments, passed on to the unix file's methods.
-
-unsafe extern "C" fn read(
-    file: *mut ffi::sqlite3_file,
-    buf: *mut c_void,
-    amount: c_int,
-    offset: ffi::sqlite3_int64,
-) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_IOERR_READ, |m, f| {
-            m.xRead.map(|read| read(f, buf, amount, offset))
-        })
-    }
-}
 
 unsafe extern "C" fn write(
     file: *mut ffi::sqlite3_file,
@@ -376,69 +372,6 @@ unsafe extern "C" fn write(
             Some(write) => write(inner(file), buf, amount, offset),
             None => ffi::SQLITE_IOERR_WRITE,
         }
-    }
-}
-
-unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_IOERR_TRUNCATE, |m, f| {
-            m.xTruncate.map(|truncate| truncate(f, size))
-        })
-    }
-}
-
-unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_IOERR_FSYNC, |m, f| {
-            m.xSync.map(|sync| sync(f, flags))
-        })
-    }
-}
-
-unsafe extern "C" fn file_size(
-    file: *mut ffi::sqlite3_file,
-    size: *mut ffi::sqlite3_int64,
-) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_IOERR_FSTAT, |m, f| {
-            m.xFileSize.map(|file_size| file_size(f, size))
-        })
-    }
-}
-
-unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_IOERR_LOCK, |m, f| {
-            m.xLock.map(|lock| lock(f, level))
-        })
-    }
-}
-
-unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_IOERR_UNLOCK, |m, f| {
-            m.xUnlock.map(|unlock| unlock(f, level))
-        })
-    }
-}
-
-unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, |m, f| {
-            m.xCheckReservedLock.map(|check| check(f, out))
-        })
-    }
-}
-
-unsafe extern "C" fn file_control(
-    file: *mut ffi::sqlite3_file,
-    op: c_int,
-    arg: *mut c_void,
-) -> c_int {
-    unsafe {
-        written_then(file, ffi::SQLITE_NOTFOUND, |m, f| {
-            m.xFileControl.map(|control| control(f, op, arg))
-        })
     }
 }
 
@@ -543,138 +476,34 @@ unsafe extern "C" fn unfetch(
 
 // The VFS's own entry points: the unix VFS's, called with the unix VFS.
 
-unsafe extern "C" fn delete(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    sync_dir: c_int,
-) -> c_int {
-    // SAFETY: forwards SQLite's own arguments to the unix VFS.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base)
-            .xDelete
-            .map_or(ffi::SQLITE_IOERR_DELETE, |f| f(base, name, sync_dir))
-    }
-}
-
-unsafe extern "C" fn access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base)
-            .xAccess
-            .map_or(ffi::SQLITE_IOERR_ACCESS, |f| f(base, name, flags, out))
-    }
-}
-
-unsafe extern "C" fn full_pathname(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base)
-            .xFullPathname
-            .map_or(ffi::SQLITE_CANTOPEN, |f| f(base, name, n, out))
-    }
-}
-
-unsafe extern "C" fn dl_open(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *mut c_void {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base).xDlOpen.map_or(ptr::null_mut(), |f| f(base, name))
-    }
-}
-
-unsafe extern "C" fn dl_error(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        if let Some(f) = (*base).xDlError {
-            f(base, n, out);
+/// Defines the entry point `$name`, which calls the unix VFS's `$method` with the unix VFS and
+/// SQLite's own arguments, or answers `$missing` if the unix VFS has none.
+macro_rules! forward {
+    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty, $missing:expr) => {
+        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs, $($arg: $ty),*) -> $ret {
+            // SAFETY: forwards SQLite's own arguments to the unix VFS.
+            unsafe {
+                let base = base_vfs(vfs);
+                (*base).$method.map_or($missing, |f| f(base, $($arg),*))
+            }
         }
-    }
+    };
 }
 
 type DlSymbol = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
 
-unsafe extern "C" fn dl_sym(
-    vfs: *mut ffi::sqlite3_vfs,
-    handle: *mut c_void,
-    symbol: *const c_char,
-) -> DlSymbol {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base).xDlSym.and_then(|f| f(base, handle, symbol))
-    }
-}
-
-unsafe extern "C" fn dl_close(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void) {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        if let Some(f) = (*base).xDlClose {
-            f(base, handle);
-        }
-    }
-}
-
-unsafe extern "C" fn randomness(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base).xRandomness.map_or(0, |f| f(base, n, out))
-    }
-}
-
-unsafe extern "C" fn sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base).xSleep.map_or(0, |f| f(base, micros))
-    }
-}
-
-unsafe extern "C" fn current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base)
-            .xCurrentTime
-            .map_or(ffi::SQLITE_ERROR, |f| f(base, out))
-    }
-}
-
-unsafe extern "C" fn last_error(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base).xGetLastError.map_or(0, |f| f(base, n, out))
-    }
-}
-
-unsafe extern "C" fn current_time_i64(
-    vfs: *mut ffi::sqlite3_vfs,
-    out: *mut ffi::sqlite3_int64,
-) -> c_int {
-    // SAFETY: as `delete`.
-    unsafe {
-        let base = base_vfs(vfs);
-        (*base)
-            .xCurrentTimeInt64
-            .map_or(ffi::SQLITE_ERROR, |f| f(base, out))
-    }
-}
+forward!(delete, xDelete, (name: *const c_char, sync_dir: c_int) -> c_int, ffi::SQLITE_IOERR_DELETE);
+forward!(access, xAccess, (name: *const c_char, flags: c_int, out: *mut c_int) -> c_int, ffi::SQLITE_IOERR_ACCESS);
+forward!(full_pathname, xFullPathname, (name: *const c_char, n: c_int, out: *mut c_char) -> c_int, ffi::SQLITE_CANTOPEN);
+forward!(dl_open, xDlOpen, (name: *const c_char) -> *mut c_void, ptr::null_mut());
+forward!(dl_error, xDlError, (n: c_int, out: *mut c_char) -> (), ());
+forward!(dl_sym, xDlSym, (handle: *mut c_void, symbol: *const c_char) -> DlSymbol, None);
+forward!(dl_close, xDlClose, (handle: *mut c_void) -> (), ());
+forward!(randomness, xRandomness, (n: c_int, out: *mut c_char) -> c_int, 0);
+forward!(sleep, xSleep, (micros: c_int) -> c_int, 0);
+forward!(current_time, xCurrentTime, (out: *mut f64) -> c_int, ffi::SQLITE_ERROR);
+forward!(last_error, xGetLastError, (n: c_int, out: *mut c_char) -> c_int, 0);
+forward!(current_time_i64, xCurrentTimeInt64, (out: *mut ffi::sqlite3_int64) -> c_int, ffi::SQLITE_ERROR);
 
 #[cfg(test)]
 mod tests {
