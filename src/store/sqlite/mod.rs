@@ -63,9 +63,7 @@ pub use self::open::Synchronous;
 /// The store's connections and their settings, for a tool that must open the database the
 /// way the store does (the bench's storage ceiling).
 pub mod tuning {
-    pub use super::open::{
-        WAL_FILE_LIMIT, WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB, open_writer,
-    };
+    pub use super::open::{WAL_PAGES_BEFORE_RESTART, WRITER_CACHE_KIB, open_writer};
     pub use super::readers::{READER_CACHE_KIB, open_reader};
     pub use super::vfs::NAME as VFS;
 }
