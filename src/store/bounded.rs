@@ -19,9 +19,10 @@ use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use super::{
-    CheckOutcome, DynStore, FactorAttempt, FactorCheckOutcome, FactorRevocation, FeedBounds,
-    FeedPage, FeedQuery, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage,
-    Store, StoreError, StoredEvent, StoredFactor, UserListQuery, store_methods,
+    CheckOutcome, DynStore, Edited, FactorAttempt, FactorCheckOutcome, FactorRevocation,
+    FeedBounds, FeedPage, FeedQuery, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation,
+    SessionEdit, SessionPage, Store, StoreError, StoredEvent, StoredFactor, UserListQuery,
+    store_methods,
 };
 use super::{Contact, OtpChallenge};
 use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};

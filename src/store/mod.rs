@@ -64,6 +64,21 @@ pub struct NewEvent {
     pub editor: String,
 }
 
+/// What [`Store::edit_session`] does to a session as stored: its new state and the event
+/// recording the change, or `None` to leave it as it is. The store runs it between its read
+/// and its write, where no other change to the session can land (on SQLite on the writer's
+/// thread, inside its transaction), so it must be quick and must not block.
+pub type SessionEdit = Box<dyn FnOnce(&Session) -> Option<(Session, NewEvent)> + Send>;
+
+/// What [`Store::edit_session`] found and did.
+#[derive(Clone, Debug)]
+pub struct Edited {
+    /// The session as it was read.
+    pub before: Session,
+    /// The session as written, if the edit changed it.
+    pub after: Option<Session>,
+}
+
 /// A stored event, as read back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredEvent {
@@ -264,6 +279,12 @@ macro_rules! store_methods {
             /// Replaces the session's state and appends `event` as sequence `session.sequence`, if and
             /// only if the stored sequence is still `expected_sequence`; otherwise `Conflict`.
             async fn update_session(&self, session: &Session, expected_sequence: u64, event: &NewEvent) -> Result<(), StoreError>;
+
+            /// Reads the session by id and applies `edit` to it, writing what it returns (the state,
+            /// and the event as sequence `after.sequence`) at the sequence read, with no other change
+            /// in between. `None` if there is no such session; `Conflict` if another writer (another
+            /// replica, on PostgreSQL) changed it between the read and the write.
+            async fn edit_session(&self, id: &SessionId, edit: SessionEdit) -> Result<Option<Edited>, StoreError>;
 
             /// A session by id, terminated or not.
             async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;

@@ -10,7 +10,8 @@ use sessiond::domain::{
     UserId, UserSessionsQuery, UserState,
 };
 use sessiond::store::{
-    CheckOutcome, DynStore, NewEvent, PasswordCheck, Revocation, StoreError, UserListQuery,
+    CheckOutcome, DynStore, NewEvent, PasswordCheck, Revocation, SessionEdit, StoreError,
+    UserListQuery,
 };
 
 use crate::backends::backends;
@@ -276,6 +277,121 @@ async fn racing_updates_of_one_session_have_exactly_one_winner() {
             }
         }
         assert_eq!(wins, 1, "{}", b.name);
+        assert_eq!(
+            b.store.session_events(&s.id).await.expect("events").len(),
+            2,
+            "{}",
+            b.name
+        );
+    }
+}
+
+/// An edit that ends the session it is shown, unless it has already ended.
+fn end_at(t: Time) -> SessionEdit {
+    Box::new(move |s: &Session| {
+        (s.terminated_at.is_none()).then(|| {
+            let mut ended = s.clone();
+            ended.sequence += 1;
+            ended.change_date = t;
+            ended.terminated_at = Some(t);
+            (ended, event("session.terminated", t))
+        })
+    })
+}
+
+#[tokio::test]
+async fn an_edit_sees_the_stored_session_and_writes_what_it_returns() {
+    for b in backends().await {
+        let owner = user("editor@example.com");
+        b.store.insert_user(&owner).await.expect("user");
+        let (s, _) = session(Some(&owner), at(1), "c");
+        insert(&b.store, &s).await;
+
+        // Unknown id: nothing read, nothing written.
+        let missing = b
+            .store
+            .edit_session(&SessionId::generate(), end_at(at(2)))
+            .await
+            .expect("edit of an unknown id");
+        assert!(missing.is_none(), "{}", b.name);
+
+        // An edit that declines writes nothing, and is shown the row with its user's names.
+        let declined = b
+            .store
+            .edit_session(
+                &s.id,
+                Box::new(|seen: &Session| {
+                    assert_eq!(
+                        seen.factors.user.as_ref().map(|u| u.login_name.as_str()),
+                        Some("editor@example.com")
+                    );
+                    None
+                }),
+            )
+            .await
+            .expect("declined edit")
+            .expect("found");
+        assert_eq!(declined.before.sequence, 1, "{}", b.name);
+        assert!(declined.after.is_none(), "{}", b.name);
+
+        let ended = b
+            .store
+            .edit_session(&s.id, end_at(at(2)))
+            .await
+            .expect("edit")
+            .expect("found");
+        assert_eq!(ended.before.sequence, 1, "{}", b.name);
+        let after = ended.after.expect("written");
+        assert_eq!(after.terminated_at, Some(at(2)), "{}", b.name);
+        let stored = b.store.session(&s.id).await.expect("read").expect("found");
+        assert_eq!((stored.sequence, stored.terminated_at), (2, Some(at(2))));
+
+        // The next edit is shown the ended session, so it declines.
+        let again = b
+            .store
+            .edit_session(&s.id, end_at(at(3)))
+            .await
+            .expect("second edit")
+            .expect("found");
+        assert_eq!(again.before.terminated_at, Some(at(2)), "{}", b.name);
+        assert!(again.after.is_none(), "{}", b.name);
+        let events = b.store.session_events(&s.id).await.expect("events");
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>(),
+            vec!["session.added", "session.terminated"],
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn racing_edits_of_one_session_write_it_once() {
+    for b in backends().await {
+        let (s, _) = session(None, at(1), "c");
+        insert(&b.store, &s).await;
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = b.store.clone();
+            let id = s.id.clone();
+            tasks.push(tokio::spawn(async move {
+                store.edit_session(&id, end_at(at(2 + i))).await
+            }));
+        }
+        let mut written = 0;
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(Some(edited)) => written += usize::from(edited.after.is_some()),
+                Ok(None) => panic!("{}: the session vanished", b.name),
+                // Another replica's write between the read and the write; the caller retries.
+                Err(StoreError::Conflict) => {}
+                Err(e) => panic!("{}: unexpected {e:?}", b.name),
+            }
+        }
+        assert_eq!(written, 1, "{}", b.name);
         assert_eq!(
             b.store.session_events(&s.id).await.expect("events").len(),
             2,

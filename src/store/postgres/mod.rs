@@ -38,9 +38,9 @@ use super::rows::{
     session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
 };
 use super::{
-    CheckOutcome, FactorAttempt, FactorCheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake,
-    NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store, StoreError,
-    StoredEvent, UserListQuery,
+    CheckOutcome, Edited, FactorAttempt, FactorCheckOutcome, FeedBounds, FeedPage, FeedQuery,
+    FeedWake, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionEdit, SessionPage,
+    Store, StoreError, StoredEvent, UserListQuery,
 };
 use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
 use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
@@ -463,6 +463,30 @@ impl Store for PostgresStore {
         } else {
             Err(StoreError::Conflict)
         }
+    }
+
+    async fn edit_session(
+        &self,
+        id: &SessionId,
+        edit: SessionEdit,
+    ) -> Result<Option<Edited>, StoreError> {
+        // A point read, then the guarded update at the sequence read: two round trips and no
+        // row lock held in between; another replica's change in between is a `Conflict`,
+        // which the caller retries with a fresh read.
+        let Some(before) = self.session(id).await? else {
+            return Ok(None);
+        };
+        let Some((after, event)) = edit(&before) else {
+            return Ok(Some(Edited {
+                before,
+                after: None,
+            }));
+        };
+        self.update_session(&after, before.sequence, &event).await?;
+        Ok(Some(Edited {
+            before,
+            after: Some(after),
+        }))
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {

@@ -47,9 +47,9 @@ use super::rows::{
     user_from_row, user_sessions_search,
 };
 use super::{
-    CheckOutcome, FactorAttempt, FactorCheckOutcome, FeedBounds, FeedPage, FeedQuery, FeedWake,
-    NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionPage, Store, StoreError,
-    StoredEvent, UserListQuery,
+    CheckOutcome, Edited, FactorAttempt, FactorCheckOutcome, FeedBounds, FeedPage, FeedQuery,
+    FeedWake, NewEvent, PasswordCheck, PoolStats, PruneBatch, Revocation, SessionEdit, SessionPage,
+    Store, StoreError, StoredEvent, UserListQuery,
 };
 use super::{Contact, FactorRevocation, OtpChallenge, StoredFactor};
 use super::{PasskeyChallenge, PasskeyCheck, PasskeyUse, PendingPasskey, StoredPasskey};
@@ -193,6 +193,44 @@ impl Store for SqliteStore {
             .await?;
         self.wake.wake();
         Ok(())
+    }
+
+    async fn edit_session(
+        &self,
+        id: &SessionId,
+        edit: SessionEdit,
+    ) -> Result<Option<Edited>, StoreError> {
+        let id = id.as_str().to_owned();
+        // Read on the writer's connection: it is the only writer, so nothing changes the row
+        // before this job's write, and its cache holds the pages the write is about to touch,
+        // where a read connection drops its cache at every commit.
+        let edited = self
+            .writer
+            .write(move |conn| {
+                let Some(before) =
+                    all_rows(conn, &SESSION_BY_ID, [id], |row| session_from_row(row))?.pop()
+                else {
+                    return Ok(None);
+                };
+                let Some((after, event)) = edit(&before) else {
+                    return Ok(Some(Edited {
+                        before,
+                        after: None,
+                    }));
+                };
+                let (row, event) = session_rows(&after, &event)?;
+                SESSION_WRITES.update(conn, &row, to_i64(before.sequence))?;
+                EVENT_WRITES.insert(conn, &event)?;
+                Ok(Some(Edited {
+                    before,
+                    after: Some(after),
+                }))
+            })
+            .await?;
+        if edited.as_ref().is_some_and(|e| e.after.is_some()) {
+            self.wake.wake();
+        }
+        Ok(edited)
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
