@@ -1,7 +1,8 @@
 //! The SQLite storage ceiling: what the store itself can do, with nothing of sessiond around it.
 //!
 //! One thread (one core) runs, with rusqlite, exactly the statements sessiond's SQLite store
-//! runs for an operation: the point reads on a read-only connection, and the writes on a
+//! runs for an operation: the point reads on a read-only connection (a Delete's read on the
+//! writing connection, inside its job, as the store's `edit_session` does), and the writes on a
 //! writing connection with the writer's pragmas, grouped in transactions of `batch` jobs, each
 //! job in its own savepoint (`BEGIN IMMEDIATE`, `SAVEPOINT job` … `RELEASE job`, `COMMIT`), as
 //! `src/store/sqlite/writer.rs` does. No network, no runtime, no core logic. The statement
@@ -101,17 +102,9 @@ impl Ceiling {
         })
     }
 
-    /// The session read every Get and Delete starts with; its columns fetched as the
-    /// decoder does.
+    /// The session read every Get starts with, on the read connection.
     fn read_session(&self, id: &str) -> anyhow::Result<Vec<Value>> {
-        let mut statement = self.reader.prepare_cached(SESSION_BY_ID)?;
-        let mut rows = statement.query([id])?;
-        let Some(row) = rows.next()? else {
-            anyhow::bail!("session {id} not found");
-        };
-        (0..SESSION_COLUMNS)
-            .map(|i| Ok(Value::from(row.get_ref(i)?)))
-            .collect()
+        read_session(&self.reader, id)
     }
 
     fn read_user(&self, filter: &str, key: &str) -> anyhow::Result<String> {
@@ -147,18 +140,15 @@ impl Ceiling {
         self.exec("COMMIT")
     }
 
-    /// DeleteSession: read the session by id; then, in the group commit, the termination in
-    /// one statement and the `session.terminated` event.
+    /// DeleteSession: in the group commit, the session read by id on the writer's connection,
+    /// the termination in one statement and the `session.terminated` event.
     fn delete_batch(&mut self, pool: &[SessionRef], batch: usize) -> anyhow::Result<usize> {
         let end = (self.cursor + batch).min(pool.len());
         let jobs = &pool[self.cursor..end];
         self.cursor = end;
-        let mut read = Vec::with_capacity(jobs.len());
-        for s in jobs {
-            read.push((s, self.read_session(&s.id)?));
-        }
         let now = crate::now_micros();
-        self.commit(&read, |conn, (s, row)| {
+        self.commit(jobs, |conn, s| {
+            let row = read_session(conn, &s.id)?;
             let Value::Integer(sequence) = row[SEQUENCE] else {
                 anyhow::bail!("session {} has no sequence", s.id);
             };
@@ -325,4 +315,17 @@ impl Ceiling {
             exhausted,
         })
     }
+}
+
+/// A session by id with its columns fetched as the decoder does: on the read connection for a
+/// Get, on the writer's inside its transaction for a Delete (`SqliteStore::edit_session`).
+fn read_session(conn: &Connection, id: &str) -> anyhow::Result<Vec<Value>> {
+    let mut statement = conn.prepare_cached(SESSION_BY_ID)?;
+    let mut rows = statement.query([id])?;
+    let Some(row) = rows.next()? else {
+        anyhow::bail!("session {id} not found");
+    };
+    (0..SESSION_COLUMNS)
+        .map(|i| Ok(Value::from(row.get_ref(i)?)))
+        .collect()
 }

@@ -132,20 +132,21 @@ impl Core {
         by: RevokedBy,
         missing: fn() -> Error,
     ) -> Result<(Session, bool), Error> {
+        let owned =
+            |owner: Option<&UserId>, s: &Session| owner.is_none_or(|o| s.user_id() == Some(o));
         retry_on_conflict(|| async {
-            let session = self
-                .store
-                .session(id)
+            let mine = owner.cloned();
+            let edited = self
+                .end_session_if(id, &principal.user_id, by.reason(), move |s| {
+                    owned(mine.as_ref(), s)
+                })
                 .await?
-                .filter(|s| owner.is_none() || s.user_id() == owner)
+                .filter(|e| owned(owner, &e.before))
                 .ok_or_else(missing)?;
-            if session.is_terminated() {
-                return Ok((session, true));
-            }
-            let ended = self
-                .terminate(session, &principal.user_id, by.reason())
-                .await?;
-            Ok::<_, Attempt>((ended, false))
+            Ok::<_, Attempt>(match edited.after {
+                Some(ended) => (ended, false),
+                None => (edited.before, true),
+            })
         })
         .await
     }

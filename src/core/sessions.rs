@@ -19,7 +19,7 @@ use crate::domain::{
     Details, Error, Factors, ListDetails, Metadata, Permission, Principal, Session, SessionFilter,
     SessionId, SessionQuery, SessionToken, SortOrder, Time, TimeComparison, UserAgent, UserId,
 };
-use crate::store::{NewEvent, StoreError};
+use crate::store::{Edited, NewEvent, SessionEdit, StoreError};
 
 #[derive(Clone, Debug, Default)]
 pub struct CreateSession {
@@ -502,61 +502,77 @@ impl Core {
         token: Option<&SessionToken>,
     ) -> Result<Details, Error> {
         let token = token.filter(|t| !t.expose().is_empty());
-        retry_on_conflict(|| async {
-            let session = self.store.session(id).await?;
-            match token {
-                Some(token) => {
-                    if session.as_ref().map(|s| s.token_hash) != Some(token.hash()) {
-                        return Err(Error::permission_denied(
-                            TOKEN_INVALID,
-                            "Session Token is invalid",
-                        )
-                        .into());
-                    }
-                }
-                None => {
-                    let own = session
-                        .as_ref()
+        // Who may delete: the holder of the session's current token if one is given, else
+        // its own user or a holder of `session.delete`; asked of the session as stored, on
+        // both sides of the store's write, so the check and the write see the same state.
+        let may_delete = {
+            let token = token.map(SessionToken::hash);
+            let caller = principal.user_id.clone();
+            let any = principal.can(Permission::SessionDelete);
+            move |session: Option<&Session>| -> Result<(), Error> {
+                match token {
+                    Some(hash) if session.map(|s| s.token_hash) != Some(hash) => Err(
+                        Error::permission_denied(TOKEN_INVALID, "Session Token is invalid"),
+                    ),
+                    Some(_) => Ok(()),
+                    None if any => Ok(()),
+                    None if session
                         .and_then(Session::user_id)
-                        .is_some_and(|user| user.as_str() == principal.user_id);
-                    if !own && !principal.can(Permission::SessionDelete) {
-                        return Err(missing_permission(Permission::SessionDelete).into());
+                        .is_some_and(|user| user.as_str() == caller) =>
+                    {
+                        Ok(())
                     }
+                    None => Err(missing_permission(Permission::SessionDelete)),
                 }
             }
-            let Some(session) = session else {
-                return Ok(Details::default());
-            };
-            if session.is_terminated() {
-                return Ok(session.details());
-            }
-            let session = self
-                .terminate(session, &principal.user_id, "deleted")
+        };
+        retry_on_conflict(|| async {
+            let check = may_delete.clone();
+            let edited = self
+                .end_session_if(id, &principal.user_id, "deleted", move |s| {
+                    check(Some(s)).is_ok()
+                })
                 .await?;
-            Ok::<_, Attempt>(session.details())
+            may_delete(edited.as_ref().map(|e| &e.before))?;
+            Ok::<_, Attempt>(
+                edited.map_or_else(Details::default, |e| e.after.unwrap_or(e.before).details()),
+            )
         })
         .await
+    }
+
+    /// Ends the session with this id by `editor` for `reason`, in one step of the store, if it
+    /// is live and `ends` holds for it as stored. Returns what the store found and did.
+    pub(super) async fn end_session_if(
+        &self,
+        id: &SessionId,
+        editor: &str,
+        reason: &'static str,
+        ends: impl FnOnce(&Session) -> bool + Send + 'static,
+    ) -> Result<Option<Edited>, Attempt> {
+        let now = self.clock.now();
+        let editor = editor.to_owned();
+        let edit: SessionEdit = Box::new(move |session| {
+            (!session.is_terminated() && ends(session))
+                .then(|| termination(session.clone(), now, editor, reason))
+        });
+        let edited = self.store.edit_session(id, edit).await?;
+        if edited.as_ref().is_some_and(|e| e.after.is_some()) {
+            self.stats.terminated(1);
+        }
+        Ok(edited)
     }
 
     /// Terminates a live session read at `session.sequence`: one `session.terminated` event.
     /// Fails with a conflict if another writer got there first.
     pub(super) async fn terminate(
         &self,
-        mut session: Session,
+        session: Session,
         editor: &str,
         reason: &str,
     ) -> Result<Session, Attempt> {
-        let now = self.clock.now();
         let expected = session.sequence;
-        session.sequence += 1;
-        session.change_date = now;
-        session.terminated_at = Some(now);
-        let event = NewEvent {
-            event_type: "session.terminated",
-            payload: json!({ "reason": reason }),
-            created_at: now,
-            editor: editor.to_owned(),
-        };
+        let (session, event) = termination(session, self.clock.now(), editor.to_owned(), reason);
         self.store
             .update_session(&session, expected, &event)
             .await?;
@@ -607,4 +623,24 @@ fn refuse_expired(session: &Session, now: Time) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// A session ended at `now` by `editor` for `reason`: its new state and the
+/// `session.terminated` event that records it.
+fn termination(
+    mut session: Session,
+    now: Time,
+    editor: String,
+    reason: &str,
+) -> (Session, NewEvent) {
+    session.sequence += 1;
+    session.change_date = now;
+    session.terminated_at = Some(now);
+    let event = NewEvent {
+        event_type: "session.terminated",
+        payload: json!({ "reason": reason }),
+        created_at: now,
+        editor,
+    };
+    (session, event)
 }

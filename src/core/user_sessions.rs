@@ -128,16 +128,13 @@ impl Core {
         }
         let editor = current.user.id.as_str();
         retry_on_conflict(|| async {
-            match self.store.session(id).await? {
-                Some(session)
-                    if session.user_id() == Some(&current.user.id) && !session.is_terminated() =>
-                {
-                    self.terminate(session, editor, TerminationReason::Deleted.as_str())
-                        .await?;
-                    Ok::<_, Attempt>(())
-                }
-                _ => Ok(()),
-            }
+            // Only the caller's own sessions; any other id ends nothing and says nothing.
+            let owner = current.user.id.clone();
+            self.end_session_if(id, editor, TerminationReason::Deleted.as_str(), move |s| {
+                s.user_id() == Some(&owner)
+            })
+            .await?;
+            Ok::<_, Attempt>(())
         })
         .await
     }
