@@ -18,7 +18,7 @@
 //! - a passkey assertion, which no guess passes, is refused for a user locked as read for the
 //!   request and counted when it fails; its pass is written with the session.
 
-use super::{Attempt, Core, retry_on_conflict, user_not_found};
+use super::{Core, retry_on_conflict, user_not_found};
 use crate::domain::{
     Error, FactorKind, Factors, LoginName, OtpCode, Password, Principal, RecoveryCode, SessionId,
     Time, TotpCode, User, UserFactor, UserId, UserState, error_ids,
@@ -302,15 +302,8 @@ impl Core {
             return Err(error);
         }
         if password_checked && user.password_hash != checked.password_hash {
-            retry_on_conflict(|| async {
-                match self.store.session(session).await? {
-                    Some(live) if !live.is_terminated() => {
-                        self.terminate(live, &principal.user_id, "password_changed")
-                            .await?;
-                        Ok::<_, Attempt>(())
-                    }
-                    _ => Ok(()),
-                }
+            retry_on_conflict(|| {
+                self.end_session_if(session, &principal.user_id, "password_changed", |_| true)
             })
             .await?;
             return Err(Error::failed_precondition(

@@ -563,23 +563,6 @@ impl Core {
         Ok(edited)
     }
 
-    /// Terminates a live session read at `session.sequence`: one `session.terminated` event.
-    /// Fails with a conflict if another writer got there first.
-    pub(super) async fn terminate(
-        &self,
-        session: Session,
-        editor: &str,
-        reason: &str,
-    ) -> Result<Session, Attempt> {
-        let expected = session.sequence;
-        let (session, event) = termination(session, self.clock.now(), editor.to_owned(), reason);
-        self.store
-            .update_session(&session, expected, &event)
-            .await?;
-        self.stats.terminated(1);
-        Ok(session)
-    }
-
     /// The principal a session token stands for: the session's checked user. Unknown,
     /// rotated, terminated or expired tokens, sessions without a checked user, and sessions
     /// of a locked or deactivated user are rejected.
