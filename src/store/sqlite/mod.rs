@@ -153,8 +153,8 @@ impl SqliteStore {
     }
 }
 
-/// A session's row and its event's, encoded on the caller's thread so the writer only runs
-/// statements.
+/// A session's row and its event's: encoded on the caller's thread where the change is known
+/// before the write, so the writer only runs statements; an edit's, on the writer after its read.
 fn session_rows(
     session: &Session,
     event: &NewEvent,
