@@ -1,9 +1,9 @@
 //! The SQLite storage ceiling: what the store itself can do, with nothing of sessiond around it.
 //!
 //! One thread (one core) runs, with rusqlite, exactly the statements sessiond's SQLite store
-//! runs for an operation: the point reads on a read-only connection (a Delete's read on the
-//! writing connection, inside its job, as the store's `edit_session` does), and the writes on a
-//! writing connection with the writer's pragmas, grouped in transactions of `batch` jobs, each
+//! runs for an operation: the point reads on a read-only connection (a Delete's session read
+//! and a Create's second read of the user on the writing connection, inside the job, as the
+//! store's `edit_session` and `insert_session` do), and the writes on a writing connection with the writer's pragmas, grouped in transactions of `batch` jobs, each
 //! job in its own savepoint (`BEGIN IMMEDIATE`, `SAVEPOINT job` … `RELEASE job`, `COMMIT`), as
 //! `src/store/sqlite/writer.rs` does. No network, no runtime, no core logic. The statement
 //! texts are those the store builds from its column lists (`src/store/columns.rs`).
@@ -108,16 +108,7 @@ impl Ceiling {
     }
 
     fn read_user(&self, filter: &str, key: &str) -> anyhow::Result<String> {
-        let sql = format!("{USER_COLUMNS} WHERE {filter} = ?");
-        let mut statement = self.reader.prepare_cached(&sql)?;
-        let mut rows = statement.query([key])?;
-        let Some(row) = rows.next()? else {
-            anyhow::bail!("user {key} not found");
-        };
-        for i in 0..11 {
-            row.get_ref(i)?;
-        }
-        Ok(row.get(0)?)
+        read_user(&self.reader, filter, key)
     }
 
     fn exec(&self, sql: &str) -> anyhow::Result<()> {
@@ -192,7 +183,7 @@ impl Ceiling {
     }
 
     /// CreateSession with a user check: the user by login name; in the group commit the
-    /// session row and its `session.added` event; then the user again by id.
+    /// session row, its `session.added` event and the user again by id (`insert_session`).
     fn create_batch(&mut self, logins: &[String], batch: usize) -> anyhow::Result<usize> {
         let now = crate::now_micros();
         let mut jobs = Vec::with_capacity(batch);
@@ -252,11 +243,9 @@ impl Ceiling {
                 user,
                 "sessiond"
             ])?;
+            read_user(conn, "id", user)?;
             Ok(())
         })?;
-        for (_, user, _, _) in &jobs {
-            self.read_user("id", user)?;
-        }
         Ok(jobs.len())
     }
 
@@ -328,4 +317,19 @@ fn read_session(conn: &Connection, id: &str) -> anyhow::Result<Vec<Value>> {
     (0..SESSION_COLUMNS)
         .map(|i| Ok(Value::from(row.get_ref(i)?)))
         .collect()
+}
+
+/// A user by one column with its columns fetched as the decoder does: by login name on the
+/// read connection before a create, by id on the writer's inside the create's job.
+fn read_user(conn: &Connection, filter: &str, key: &str) -> anyhow::Result<String> {
+    let sql = format!("{USER_COLUMNS} WHERE {filter} = ?");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query([key])?;
+    let Some(row) = rows.next()? else {
+        anyhow::bail!("user {key} not found");
+    };
+    for i in 0..11 {
+        row.get_ref(i)?;
+    }
+    Ok(row.get(0)?)
 }

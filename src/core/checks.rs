@@ -276,21 +276,19 @@ impl Core {
 
     /// A login checks the user (and its password) before it writes the session, so a lock,
     /// deactivation or new password committed in between ends the user's sessions but misses
-    /// this one. Looking again after the write closes the gap: the change either saw this
-    /// session (and ended it) or is seen here, and then the login ends it and fails as its
+    /// this one. Looking again once the session is written closes the gap: the change either
+    /// saw this session (and ended it) or shows in `now_stored`, the user as the store read it
+    /// with the write (`Store::insert_session`), and then the login ends it and fails as its
     /// checks would have.
     pub(super) async fn recheck_user(
         &self,
         principal: &Principal,
         session: &SessionId,
         checked: &User,
+        now_stored: Option<User>,
         password_checked: bool,
     ) -> Result<(), Error> {
-        let user = self
-            .store
-            .user(&checked.id)
-            .await?
-            .ok_or_else(user_not_found)?;
+        let user = now_stored.ok_or_else(user_not_found)?;
         if let Some(error) = inactive_user(user.state) {
             let reason = if user.state == UserState::Locked {
                 "user_locked"

@@ -178,11 +178,17 @@ impl Core {
         // is rare; draw again.
         for _ in 0..3 {
             match self.store.insert_session(&session, &event).await {
-                Ok(()) => {
+                Ok(now_stored) => {
                     self.stats.created();
                     if let Some(user) = &verified.user {
-                        self.recheck_user(principal, &session.id, user, verified.password_verified)
-                            .await?;
+                        self.recheck_user(
+                            principal,
+                            &session.id,
+                            user,
+                            now_stored,
+                            verified.password_verified,
+                        )
+                        .await?;
                     }
                     let web_auth_n_options =
                         self.give_challenge(&session.id, challenge, now).await?;

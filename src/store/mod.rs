@@ -273,8 +273,11 @@ pub struct SessionPage {
 macro_rules! store_methods {
     ($then:ident) => {
         $then! {
-            /// Inserts a new session and its first event (sequence 1).
-            async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError>;
+            /// Inserts a new session and its first event (sequence 1), and returns the session's user
+            /// as it stands once the session is in (none for a session without a user): on SQLite read
+            /// in the same writer job, on PostgreSQL after the commit. A change to the user committed
+            /// before that read shows in it; one committed after it sees the session.
+            async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<Option<User>, StoreError>;
 
             /// Replaces the session's state and appends `event` as sequence `session.sequence`, if and
             /// only if the stored sequence is still `expected_sequence`; otherwise `Conflict`.

@@ -295,6 +295,54 @@ async fn racing_updates_of_one_session_have_exactly_one_winner() {
     }
 }
 
+#[tokio::test]
+async fn an_insert_returns_the_sessions_user_as_it_stands_after_it() {
+    for b in backends().await {
+        let (anonymous, _) = session(None, at(1), "c");
+        let none = b
+            .store
+            .insert_session(&anonymous, &event("session.added", at(1)))
+            .await
+            .expect("insert without a user");
+        assert!(none.is_none(), "{}", b.name);
+
+        let u = user("inserted@example.com");
+        b.store.insert_user(&u).await.expect("user");
+        let (first, _) = session(Some(&u), at(2), "c");
+        let read = b
+            .store
+            .insert_session(&first, &event("session.added", at(2)))
+            .await
+            .expect("insert")
+            .expect("the user");
+        assert_eq!(
+            (read.id.as_str(), read.version),
+            (u.id.as_str(), 1),
+            "{}",
+            b.name
+        );
+
+        // A change to the user committed before the next insert shows in what it returns.
+        let mut locked = read.clone();
+        locked.state = UserState::Locked;
+        locked.version = 2;
+        b.store.update_user(&locked, 1, None).await.expect("lock");
+        let (second, _) = session(Some(&u), at(3), "c");
+        let read = b
+            .store
+            .insert_session(&second, &event("session.added", at(3)))
+            .await
+            .expect("insert")
+            .expect("the user");
+        assert_eq!(
+            (read.state, read.version),
+            (UserState::Locked, 2),
+            "{}",
+            b.name
+        );
+    }
+}
+
 /// An edit that ends the session it is shown, unless it has already ended.
 fn end_at(t: Time) -> SessionEdit {
     Box::new(move |s: &Session| {

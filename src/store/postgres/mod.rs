@@ -433,7 +433,11 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError> {
+    async fn insert_session(
+        &self,
+        session: &Session,
+        event: &NewEvent,
+    ) -> Result<Option<User>, StoreError> {
         let mut params = sessions::encode(session)?;
         params.extend(events::encode(&Appended::of(session, event))?);
         let sql = match session.user_id() {
@@ -444,7 +448,12 @@ impl Store for PostgresStore {
             None => &*INSERT_SESSION,
         };
         self.write_session(sql, params).await?;
-        Ok(())
+        // After the commit: a change to the user that commits later sees the session (its
+        // revocation ends it), one that committed earlier shows here.
+        match session.user_id() {
+            Some(user) => self.user(user).await,
+            None => Ok(None),
+        }
     }
 
     async fn update_session(

@@ -165,16 +165,30 @@ fn session_rows(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_session(&self, session: &Session, event: &NewEvent) -> Result<(), StoreError> {
+    async fn insert_session(
+        &self,
+        session: &Session,
+        event: &NewEvent,
+    ) -> Result<Option<User>, StoreError> {
         let (row, event) = session_rows(session, event)?;
-        self.writer
+        let user = session.user_id().map(|id| id.as_str().to_owned());
+        // The user is read in the insert's own job: the writer's cache holds its pages, and
+        // nothing can change it between the insert and the read.
+        let user = self
+            .writer
             .write(move |conn| {
                 SESSION_WRITES.insert(conn, &row)?;
-                EVENT_WRITES.insert(conn, &event)
+                EVENT_WRITES.insert(conn, &event)?;
+                match user {
+                    Some(id) => {
+                        Ok(all_rows(conn, &USER_BY_ID, [id], |row| user_from_row(row))?.pop())
+                    }
+                    None => Ok(None),
+                }
             })
             .await?;
         self.wake.wake();
-        Ok(())
+        Ok(user)
     }
 
     async fn update_session(
