@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::open::classify;
-use super::statements::all_rows;
+use super::statements::{all_rows, first_row};
 use super::users::{self, RevocationRow};
 use crate::store::factors::{FACTOR_COLUMNS, StoredFactor, factor_from_row};
 use crate::store::rows::{factor_refusal, outcome_name};
@@ -249,12 +249,11 @@ pub fn challenge(
     session: &str,
     kind: &str,
 ) -> Result<Option<crate::store::OtpChallenge>, StoreError> {
-    Ok(all_rows(
+    first_row(
         conn,
         "SELECT session_id, kind, user_id, code_hash, expires_at FROM otp_challenges \
          WHERE session_id = ?1 AND kind = ?2",
         [session, kind],
         |row| crate::store::factors::challenge_from_row(row),
-    )?
-    .pop())
+    )
 }

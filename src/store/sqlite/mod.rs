@@ -38,7 +38,7 @@ use async_trait::async_trait;
 
 use self::open::{database_path, migrate, open_writer};
 use self::readers::{Readers, start_checkpointer};
-use self::statements::{Indexed, Query, Writes, all_rows, session_page};
+use self::statements::{Indexed, Query, Writes, all_rows, first_row, session_page};
 use self::users::RevocationRow;
 use self::writer::Writer;
 use super::columns::{Appended, events, sessions, users as user_columns};
@@ -149,7 +149,7 @@ impl SqliteStore {
         decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         self.readers
-            .read(|conn| Ok(all_rows(conn, sql, [key], decode)?.pop()))
+            .read(|conn| first_row(conn, sql, [key], decode))
     }
 }
 
@@ -180,9 +180,7 @@ impl Store for SqliteStore {
                 SESSION_WRITES.insert(conn, &row)?;
                 EVENT_WRITES.insert(conn, &event)?;
                 match user {
-                    Some(id) => {
-                        Ok(all_rows(conn, &USER_BY_ID, [id], |row| user_from_row(row))?.pop())
-                    }
+                    Some(id) => first_row(conn, &USER_BY_ID, [id], |row| user_from_row(row)),
                     None => Ok(None),
                 }
             })
@@ -222,7 +220,7 @@ impl Store for SqliteStore {
             .writer
             .write(move |conn| {
                 let Some(before) =
-                    all_rows(conn, &SESSION_BY_ID, [id], |row| session_from_row(row))?.pop()
+                    first_row(conn, &SESSION_BY_ID, [id], |row| session_from_row(row))?
                 else {
                     return Ok(None);
                 };

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::open::classify;
-use super::statements::all_rows;
+use super::statements::{all_rows, first_row};
 use super::users::RevocationRow;
 use crate::store::StoreError;
 use crate::store::passkeys::{
@@ -50,14 +50,13 @@ pub fn registration(
     user: &str,
     id: &str,
 ) -> Result<Option<PendingPasskey>, StoreError> {
-    Ok(all_rows(
+    first_row(
         conn,
         "SELECT id, user_id, state, rp_id, created_at FROM passkey_registrations \
          WHERE user_id = ?1 AND id = ?2",
         [user, id],
         |row| pending_from_row(row),
-    )?
-    .pop())
+    )
 }
 
 /// Stores a verified passkey in place of its pending registration; `None` when the

@@ -349,6 +349,18 @@ pub fn all_rows<T>(
     Ok(out)
 }
 
+/// The row of a lookup by a unique key, decoded, if there is one.
+pub fn first_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(classify)?;
+    let mut rows = statement.query(params).map_err(classify)?;
+    rows.next().map_err(classify)?.map(decode).transpose()
+}
+
 /// One integer (a count) from a prepared statement.
 pub fn count(
     conn: &Connection,
