@@ -102,15 +102,6 @@ impl Ceiling {
         })
     }
 
-    /// The session read every Get starts with, on the read connection.
-    fn read_session(&self, id: &str) -> anyhow::Result<Vec<Value>> {
-        read_session(&self.reader, id)
-    }
-
-    fn read_user(&self, filter: &str, key: &str) -> anyhow::Result<String> {
-        read_user(&self.reader, filter, key)
-    }
-
     fn exec(&self, sql: &str) -> anyhow::Result<()> {
         self.writer.prepare_cached(sql)?.execute([])?;
         Ok(())
@@ -189,7 +180,7 @@ impl Ceiling {
         let mut jobs = Vec::with_capacity(batch);
         for k in 0..batch {
             let login = &logins[(self.created.len() + k) % logins.len()];
-            let user = self.read_user("login_name_folded", &login.to_lowercase())?;
+            let user = read_user(&self.reader, "login_name_folded", &login.to_lowercase())?;
             let mut bytes = [0u8; 32];
             self.rng.fill_bytes(&mut bytes);
             let token = format!("sdst_{}", URL_SAFE_NO_PAD.encode(bytes));
@@ -276,7 +267,7 @@ impl Ceiling {
                 "create" => self.create_batch(logins, batch)?,
                 _ => {
                     for _ in 0..batch {
-                        self.read_session(&reads[k % reads.len()].id)?;
+                        read_session(&self.reader, &reads[k % reads.len()].id)?;
                         k += 1;
                     }
                     batch
