@@ -179,12 +179,41 @@ pub fn user_from_row(row: &impl Columns) -> Result<User, StoreError> {
     })
 }
 
-/// The count and the page of a session search (ListSessions), in SQL both backends accept;
+/// A page of sessions to read, and the count of every session the page is taken from.
+pub struct SessionSearch<B> {
+    pub select: B,
+    pub count: B,
+    pub end: PageEnd,
+}
+
+/// What a page's length says about the total, so that the count runs only when the page
+/// cannot tell: a user has a handful of sessions, and for such a list the count read every one
+/// of them a second time (a random leaf of the table each, once the table outgrows the cache).
+#[derive(Clone, Copy, Debug)]
+pub struct PageEnd {
+    /// Where the page starts among the counted sessions; `None` when it starts at a keyset
+    /// cursor, whose position only the count knows.
+    start: Option<u64>,
+    limit: u32,
+}
+
+impl PageEnd {
+    /// The total, when a page of `rows` sessions shows where the counted ones end: a page
+    /// shorter than its limit ends them, unless it is an empty page past the first (an offset
+    /// beyond the end does not say where the end is).
+    pub fn total(self, rows: usize) -> Option<u64> {
+        let start = self.start?;
+        let rows = u64::try_from(rows).ok()?;
+        (rows < u64::from(self.limit) && (rows > 0 || start == 0)).then_some(start + rows)
+    }
+}
+
+/// The page and the count of a session search (ListSessions), in SQL both backends accept;
 /// `new` starts a query in the backend's builder.
 pub fn session_search<B: SqlBuilder>(
     new: impl Fn(&'static str) -> B,
     filter: &SessionFilter,
-) -> (B, B) {
+) -> SessionSearch<B> {
     let mut count = new("SELECT COUNT(*) FROM sessions s");
     push_session_filter(&mut count, filter);
     let mut select = new(sessions::SELECT.as_str());
@@ -195,15 +224,22 @@ pub fn session_search<B: SqlBuilder>(
     });
     select.sql(" LIMIT ").bind_int(i64::from(filter.limit));
     select.sql(" OFFSET ").bind_int(to_i64(filter.offset));
-    (count, select)
+    SessionSearch {
+        select,
+        count,
+        end: PageEnd {
+            start: Some(filter.offset),
+            limit: filter.limit,
+        },
+    }
 }
 
-/// The count and the page (newest first, from the keyset cursor) of one user's sessions, or
+/// The page (newest first, from the keyset cursor) and the count of one user's sessions, or
 /// of all sessions when the query names no user.
 pub fn user_sessions_search<B: SqlBuilder>(
     new: impl Fn(&'static str) -> B,
     query: &UserSessionsQuery,
-) -> (B, B) {
+) -> SessionSearch<B> {
     let mut count = new("SELECT COUNT(*) FROM sessions s");
     push_user_sessions_filter(&mut count, query, false);
     let mut select = new(sessions::SELECT.as_str());
@@ -211,7 +247,14 @@ pub fn user_sessions_search<B: SqlBuilder>(
     select
         .sql(" ORDER BY s.creation_date DESC, s.id DESC LIMIT ")
         .bind_int(i64::from(query.limit));
-    (count, select)
+    SessionSearch {
+        select,
+        count,
+        end: PageEnd {
+            start: query.after.is_none().then_some(0),
+            limit: query.limit,
+        },
+    }
 }
 
 /// `WHERE …` of a session search, in SQL both backends accept.
@@ -359,4 +402,28 @@ pub fn fresh_secret() -> [u8; 32] {
     let mut fresh = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
     fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageEnd;
+
+    #[test]
+    fn only_a_page_that_shows_the_end_gives_the_total() {
+        let at = |start, limit| PageEnd {
+            start: Some(start),
+            limit,
+        };
+        assert_eq!(at(0, 10).total(3), Some(3), "a short first page");
+        assert_eq!(at(0, 10).total(0), Some(0), "an empty first page");
+        assert_eq!(at(20, 10).total(4), Some(24), "a short later page");
+        assert_eq!(at(0, 10).total(10), None, "a full page may have more after it");
+        assert_eq!(at(20, 10).total(0), None, "an empty page past the end");
+        assert_eq!(at(0, 0).total(0), None, "a page of nothing says nothing");
+        let cursor = PageEnd {
+            start: None,
+            limit: 10,
+        };
+        assert_eq!(cursor.total(3), None, "a page after a cursor");
+    }
 }

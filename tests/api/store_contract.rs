@@ -601,6 +601,61 @@ async fn session_search_filters_orders_pages_and_counts() {
 }
 
 #[tokio::test]
+async fn every_page_of_a_search_carries_the_whole_total() {
+    for b in backends().await {
+        let u = user("counted");
+        b.store.insert_user(&u).await.expect("user");
+        for i in 0..5 {
+            let (s, _) = session(Some(&u), at(10 + i), "c");
+            insert(&b.store, &s).await;
+        }
+        // Pages that end short, end exactly at the last session, stop before it, start at
+        // the end and start past it: each must report all five.
+        for offset in 0..8u64 {
+            for limit in 1..8u32 {
+                let page = b
+                    .store
+                    .list_sessions(&SessionFilter {
+                        queries: vec![SessionQuery::UserId(u.id.as_str().into())],
+                        visible_to: None,
+                        offset,
+                        limit,
+                        order: SortOrder::CreationAsc,
+                    })
+                    .await
+                    .expect("list");
+                let expected_rows = 5u64.saturating_sub(offset).min(u64::from(limit));
+                assert_eq!(
+                    (page.sessions.len() as u64, page.total),
+                    (expected_rows, 5),
+                    "{}: offset {offset}, limit {limit}",
+                    b.name
+                );
+            }
+        }
+        for limit in 1..8u32 {
+            let page = b
+                .store
+                .user_sessions(&UserSessionsQuery {
+                    user_id: Some(u.id.clone()),
+                    exclude: None,
+                    activity: ActivityFilter::All,
+                    after: None,
+                    limit,
+                })
+                .await
+                .expect("page");
+            assert_eq!(
+                (page.sessions.len() as u32, page.total),
+                (limit.min(5), 5),
+                "{}: first page of {limit}",
+                b.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_users_sessions_page_by_keyset_each_exactly_once() {
     for b in backends().await {
         let u = user("pager");

@@ -34,8 +34,8 @@ use sqlx::{Connection as _, Postgres, QueryBuilder, Row, Transaction};
 
 use super::columns::{Appended, Table, Value, events, sessions, users as user_columns};
 use super::rows::{
-    SqlBuilder, columns_via, event_from_row, fresh_secret, internal, outcome_name, secret_bytes,
-    session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
+    SessionSearch, SqlBuilder, columns_via, event_from_row, fresh_secret, internal, outcome_name,
+    secret_bytes, session_from_row, session_search, to_i64, user_from_row, user_sessions_search,
 };
 use super::{
     CheckOutcome, Edited, FactorAttempt, FactorCheckOutcome, FeedBounds, FeedPage, FeedQuery,
@@ -407,27 +407,35 @@ impl PostgresStore {
         row.as_ref().map(decode).transpose()
     }
 
-    /// Runs the count and the page of a session search in one transaction (one snapshot).
+    /// Reads the page of a session search and, when the page does not tell, the count, in one
+    /// transaction (one snapshot).
     async fn session_page(
         &self,
-        (mut count, mut select): (QueryBuilder<'_, Postgres>, QueryBuilder<'_, Postgres>),
+        SessionSearch {
+            mut select,
+            mut count,
+            end,
+        }: SessionSearch<QueryBuilder<'_, Postgres>>,
     ) -> Result<SessionPage, StoreError> {
         let mut tx = self.begin().await?;
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
         let rows = select.build().fetch_all(&mut *tx).await.map_err(classify)?;
+        let total = match end.total(rows.len()) {
+            Some(total) => total,
+            None => {
+                let total: i64 = count
+                    .build_query_scalar()
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                u64::try_from(total).unwrap_or_default()
+            }
+        };
         tx.commit().await.map_err(classify)?;
         let sessions = rows
             .iter()
             .map(session_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(SessionPage {
-            sessions,
-            total: u64::try_from(total).unwrap_or_default(),
-        })
+        Ok(SessionPage { sessions, total })
     }
 }
 

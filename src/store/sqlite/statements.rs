@@ -12,7 +12,7 @@ use rusqlite::{Connection, ToSql, params, params_from_iter};
 
 use super::open::classify;
 use crate::store::columns::{Role, Table, Value};
-use crate::store::rows::{SqlBuilder, columns_via, session_from_row};
+use crate::store::rows::{SessionSearch, SqlBuilder, columns_via, session_from_row};
 use crate::store::{SessionPage, StoreError};
 
 columns_via!(rusqlite::Row<'_>, get, classify);
@@ -374,16 +374,24 @@ pub fn count(
     Ok(u64::try_from(n).unwrap_or_default())
 }
 
-/// Runs a count and a page of sessions in one read transaction (one snapshot).
+/// Reads a page of sessions and, when the page does not tell, their count, in one read
+/// transaction (one snapshot).
 pub fn session_page(
     conn: &Connection,
-    (count_query, select): (Query, Query),
+    SessionSearch {
+        select,
+        count: counting,
+        end,
+    }: SessionSearch<Query>,
 ) -> Result<SessionPage, StoreError> {
     let tx = conn.unchecked_transaction().map_err(classify)?;
-    let total = count(&tx, &count_query.sql, params_from_iter(count_query.params))?;
     let sessions = all_rows(&tx, &select.sql, params_from_iter(select.params), |row| {
         session_from_row(row)
     })?;
+    let total = match end.total(sessions.len()) {
+        Some(total) => total,
+        None => count(&tx, &counting.sql, params_from_iter(counting.params))?,
+    };
     tx.commit().map_err(classify)?;
     Ok(SessionPage { sessions, total })
 }
@@ -428,8 +436,8 @@ mod tests {
             limit: 100,
             offset: 0,
         };
-        let (count, page) = crate::store::rows::session_search(Query::new, &filter);
-        for query in [count, page] {
+        let search = crate::store::rows::session_search(Query::new, &filter);
+        for query in [search.count, search.select] {
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {}", query.sql))
                 .unwrap()
