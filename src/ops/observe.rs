@@ -33,6 +33,8 @@ use crate::faces::edges::REQUEST_ID;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub HeaderValue);
 
+/// A request id is a label, not a secret: a made-up one comes from the thread's generator
+/// (uuid's `fast-rng`), not from a system call per request.
 fn request_id(request: &Request) -> HeaderValue {
     request
         .headers()
@@ -42,8 +44,9 @@ fn request_id(request: &Request) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .unwrap_or(HeaderValue::from_static("-"))
+            let mut text = uuid::Uuid::encode_buffer();
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+            HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
         })
 }
 

@@ -417,7 +417,11 @@ mod tests {
         assert_eq!(at(0, 10).total(3), Some(3), "a short first page");
         assert_eq!(at(0, 10).total(0), Some(0), "an empty first page");
         assert_eq!(at(20, 10).total(4), Some(24), "a short later page");
-        assert_eq!(at(0, 10).total(10), None, "a full page may have more after it");
+        assert_eq!(
+            at(0, 10).total(10),
+            None,
+            "a full page may have more after it"
+        );
         assert_eq!(at(20, 10).total(0), None, "an empty page past the end");
         assert_eq!(at(0, 0).total(0), None, "a page of nothing says nothing");
         let cursor = PageEnd {
