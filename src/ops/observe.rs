@@ -138,3 +138,31 @@ pub async fn middleware(State(ops): State<Ops>, mut request: Request, next: Next
     trace::end_request(&span, &route, status, &code);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_id(id: Option<&[u8]>) -> Request {
+        let mut request = Request::new(axum::body::Body::empty());
+        if let Some(id) = id {
+            request
+                .headers_mut()
+                .insert(REQUEST_ID, HeaderValue::from_bytes(id).unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn a_sane_client_id_is_kept_and_any_other_is_replaced_by_a_fresh_uuid() {
+        assert_eq!(request_id(&with_id(Some(b"req-42"))), "req-42");
+        let long = [b'a'; 129];
+        for given in [None, Some(&long[..]), Some(b"has space".as_slice())] {
+            let made = request_id(&with_id(given));
+            let uuid = uuid::Uuid::parse_str(made.to_str().unwrap()).expect("a uuid");
+            assert_eq!(uuid.get_version_num(), 4);
+            assert_eq!(made.len(), 36, "hyphenated: {made:?}");
+            assert_ne!(made, request_id(&with_id(given)), "each one new");
+        }
+    }
+}
