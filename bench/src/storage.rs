@@ -394,30 +394,35 @@ async fn postgres(o: &Options, admin: &str, t0: Instant) -> anyhow::Result<(Vec<
         Vec::new(),
         delete_pool,
     ));
-    let mut replicas = vec![start_replica(&o.sessiond, &dir, &url, "replica-1").await?];
+    // All three replicas run from the start; each round runs one replica alone (the other two
+    // idle), then all three at once, so the machine's drift between rounds reaches both sides
+    // of the three-replica ratio alike.
+    let mut replicas = Vec::new();
+    for n in 1..=3 {
+        let name = format!("replica-{n}");
+        replicas.push(start_replica(&o.sessiond, &dir, &url, &name).await?);
+    }
     let users = total / 10;
     let seconds = o.duration.ceil() as u64;
-    let mut out = Vec::new();
+    let (mut one_replica, mut three_replicas) = (Vec::new(), Vec::new());
     let (mut delete_round, mut create_round) = (0i64, 0i64);
-    for count in [1usize, 3] {
-        while replicas.len() < count {
-            let name = format!("replica-{}", replicas.len() + 1);
-            replicas.push(start_replica(&o.sessiond, &dir, &url, &name).await?);
-        }
-        for op in [Op::Get, Op::Create, Op::Delete] {
-            for proto in [Proto::Grpc, Proto::Rest] {
-                procfs_quiet().await;
-                let s = spec(op, proto, o);
-                let mut cell = PgOp {
-                    op,
-                    proto,
-                    replicas: count,
-                    real: vec![Vec::new(); count],
-                    pgbench: Vec::new(),
-                    select_only: Vec::new(),
-                };
-                for _ in 0..o.rounds {
-                    let runs = replicas.iter().map(|r| {
+    for op in [Op::Get, Op::Create, Op::Delete] {
+        for proto in [Proto::Grpc, Proto::Rest] {
+            procfs_quiet().await;
+            let s = spec(op, proto, o);
+            let cell = |count: usize| PgOp {
+                op,
+                proto,
+                replicas: count,
+                real: vec![Vec::new(); count],
+                pgbench: Vec::new(),
+                select_only: Vec::new(),
+            };
+            let mut cells = [cell(1), cell(3)];
+            for _ in 0..o.rounds {
+                for cell in &mut cells {
+                    let count = cell.replicas;
+                    let runs = replicas[..count].iter().map(|r| {
                         let t = target(r, false);
                         let (wl, s) = (wl.clone(), s.clone());
                         async move { load::run(&t, wl, &s).await }
@@ -440,8 +445,7 @@ async fn postgres(o: &Options, admin: &str, t0: Instant) -> anyhow::Result<(Vec<
                         );
                         cell.real[k].push(Round::from(&r));
                     }
-                    // The ceiling beside each round, on one replica's data only (one run per
-                    // operation and protocol with one replica).
+                    // The ceiling beside each one-replica round.
                     if count == 1 {
                         let path = script(op);
                         let base = match op {
@@ -477,39 +481,51 @@ async fn postgres(o: &Options, admin: &str, t0: Instant) -> anyhow::Result<(Vec<
                         }
                     }
                 }
-                let totals: Vec<f64> = (0..o.rounds)
-                    .map(|i| cell.real.iter().map(|r| r[i].rps).sum())
-                    .collect();
-                log(
-                    t0,
-                    format!(
-                        "postgres x{count} {:<22} {:<5} {:>7.0} req/s total, p99 {} ms; pgbench {:>7.0} tps{}",
-                        op.name(),
-                        proto.name(),
-                        median(totals),
-                        cell.real
-                            .iter()
-                            .map(|r| format!("{:.2}", median(r.iter().map(|x| x.p99_ms).collect())))
-                            .collect::<Vec<_>>()
-                            .join(" / "),
-                        median(cell.pgbench.iter().map(|r| r.tps).collect()),
-                        cell.real
-                            .iter()
-                            .flatten()
-                            .flat_map(|r| r.sample_errors.iter())
-                            .take(1)
-                            .map(|e| format!("; error: {e}"))
-                            .collect::<String>()
-                    ),
-                );
-                out.push(cell);
             }
+            for cell in &cells {
+                log_cell(t0, cell, o.rounds);
+            }
+            let [one, three] = cells;
+            one_replica.push(one);
+            three_replicas.push(three);
         }
     }
+    let mut out = one_replica;
+    out.extend(three_replicas);
     drop(replicas);
     drop(database);
     let _ = std::fs::remove_dir_all(&dir);
     Ok((out, version))
+}
+
+/// One PostgreSQL cell's line in the progress log.
+fn log_cell(t0: Instant, cell: &PgOp, rounds: usize) {
+    let totals: Vec<f64> = (0..rounds)
+        .map(|i| cell.real.iter().map(|r| r[i].rps).sum())
+        .collect();
+    log(
+        t0,
+        format!(
+            "postgres x{} {:<22} {:<5} {:>7.0} req/s total, p99 {} ms; pgbench {:>7.0} tps{}",
+            cell.replicas,
+            cell.op.name(),
+            cell.proto.name(),
+            median(totals),
+            cell.real
+                .iter()
+                .map(|r| format!("{:.2}", median(r.iter().map(|x| x.p99_ms).collect())))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            median(cell.pgbench.iter().map(|r| r.tps).collect()),
+            cell.real
+                .iter()
+                .flatten()
+                .flat_map(|r| r.sample_errors.iter())
+                .take(1)
+                .map(|e| format!("; error: {e}"))
+                .collect::<String>()
+        ),
+    );
 }
 
 fn ratios(a: &[f64], b: &[f64]) -> f64 {
@@ -771,7 +787,9 @@ pub fn markdown(r: &Report) -> String {
              sqlx's pool makes when a connection is returned to it (on transactions only). \
              Three \
              replicas: three sessiond processes on the one database, each driven with {} in \
-             flight at once (the pgbench figures are from the one-replica rounds).\n",
+             flight at once (the pgbench figures are from the one-replica rounds); all three \
+             run throughout, and each round runs one replica alone (the other two idle), then \
+             the three at once.\n",
             r.postgres_version,
             r.settings
                 .split(", ")
