@@ -252,35 +252,33 @@ mod tests {
         assert_verifies(&hasher, &hash, "correct horse", "battery staple").await
     }
 
+    /// A PHC string made by the `argon2` crate itself, with its own memory handling.
+    fn reference_hash(
+        password: &str,
+        salt: &[u8],
+        m_cost: u32,
+        t_cost: u32,
+    ) -> Result<String, Error> {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let salt = SaltString::encode_b64(salt).map_err(|e| failed("t", e))?;
+        let params = Params::new(m_cost, t_cost, 1, None).map_err(|e| failed("t", e))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| failed("t", e))?
+            .to_string())
+    }
+
     #[tokio::test]
     async fn hashes_from_the_reference_implementation_verify() -> Result<(), Error> {
-        use argon2::password_hash::{PasswordHasher as _, SaltString};
-        let salt = SaltString::encode_b64(b"0123456789abcdef").map_err(|e| failed("t", e))?;
-        let reference = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(2048, 2, 1, None).map_err(|e| failed("t", e))?,
-        )
-        .hash_password(b"from elsewhere", &salt)
-        .map_err(|e| failed("t", e))?
-        .to_string();
+        let reference = reference_hash("from elsewhere", b"0123456789abcdef", 2048, 2)?;
         let hasher = PasswordHasher::new(1024, 1, 1)?;
         assert_verifies(&hasher, &reference, "from elsewhere", "from nowhere").await
     }
 
     #[tokio::test]
     async fn memory_grown_onto_huge_pages_hashes_as_the_reference_does() -> Result<(), Error> {
-        use argon2::password_hash::{PasswordHasher as _, SaltString};
-        let salt = SaltString::encode_b64(b"fedcba9876543210").map_err(|e| failed("t", e))?;
         // Larger than several huge pages, so the advised range is not empty.
-        let reference = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(19 * 1024, 1, 1, None).map_err(|e| failed("t", e))?,
-        )
-        .hash_password(b"on huge pages", &salt)
-        .map_err(|e| failed("t", e))?
-        .to_string();
+        let reference = reference_hash("on huge pages", b"fedcba9876543210", 19 * 1024, 1)?;
         let hasher = PasswordHasher::new(1024, 1, 1)?;
         // The worker's memory first grows to 1 MiB, then to 19 MiB.
         let small = hasher.hash(&Password::parse("warm-up")?).await?;
