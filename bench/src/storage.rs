@@ -695,7 +695,12 @@ pub fn markdown(r: &Report) -> String {
              worth of storage work. sessiond's writer forms batches of at most the requests in \
              flight ({}), so the ceiling uses batches of that size; the other batch sizes show \
              how much group commit matters. Each round runs sessiond (gRPC), the no-op server \
-             and the bare loop in turn.\n",
+             and the bare loop in turn. The load generator runs on the same cores as sessiond \
+             (the bare loop has none): \"with the machine all busy\" is the rate sessiond would \
+             reach if every core were busy, each request costing the machine what it cost in \
+             the round (sessiond's CPU, the load generator's and other processes'), over the \
+             ceiling; a measured ratio well under it means a serial part (the one writer) \
+             bounds sessiond before the machine's CPU does.\n",
             sqlite_tuning::WRITER_CACHE_KIB / 1024,
             sqlite_tuning::WAL_PAGES_BEFORE_RESTART,
             sqlite_tuning::READER_CACHE_KIB / 1024,
@@ -709,16 +714,18 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(
             s,
             "| Operation | sessiond req/s | no-op req/s | ceiling ops/s | ÷ ceiling | ÷ no-op | \
-             ceiling CPU µs/op | sessiond server µs/req | ceiling by batch size (1 s each) | \
-             others |\n|---|--:|--:|--:|--:|--:|--:|--:|---|--:|"
+             ceiling CPU µs/op | sessiond server µs/req | load generator µs/req | ÷ ceiling \
+             with the machine all busy | ceiling by batch size (1 s each) | others |\n\
+             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|"
         );
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         for c in &r.sqlite {
             let real: Vec<f64> = c.real.iter().map(|x| x.rps).collect();
             let ceil: Vec<f64> = c.ceiling.iter().map(|x| x.ops_per_s).collect();
             let noop: Vec<f64> = c.noop.iter().map(|x| x.rps).collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {:.2} |",
                 c.op.name(),
                 n0(median(real.clone())),
                 n0(median(noop.clone())),
@@ -727,6 +734,8 @@ pub fn markdown(r: &Report) -> String {
                 pct(ratios(&real, &noop)),
                 median(c.ceiling.iter().map(|x| x.cpu_us_per_op).collect()),
                 median(c.real.iter().map(|x| x.server_us_per_req).collect()),
+                median(c.real.iter().map(|x| x.client_us_per_req).collect()),
+                pct(all_busy(&c.real, cores) / median(ceil.clone())),
                 if c.by_batch.is_empty() {
                     "(reads: no batches)".to_owned()
                 } else {
@@ -851,9 +860,94 @@ pub fn markdown(r: &Report) -> String {
                 }
             );
         }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        pg_cpu_table(&mut s, r, cores as f64);
     }
     let _ = writeln!(s, "{END}");
     s
+}
+
+/// The rate sessiond would reach if every core of the machine were busy, each request costing
+/// what it cost in the round: its own CPU, the load generator's and other processes' (median
+/// of the rounds).
+fn all_busy(rounds: &[Round], cores: f64) -> f64 {
+    median(
+        rounds
+            .iter()
+            .map(|x| {
+                let others = x.other_cores * 1e6 / x.rps.max(1.0);
+                cores * 1e6 / (x.server_us_per_req + x.client_us_per_req + others).max(1.0)
+            })
+            .collect(),
+    )
+}
+
+/// Where the machine's CPU goes for each one-replica PostgreSQL cell, and how much of it the
+/// target leaves to sessiond. sessiond, the load generator, PostgreSQL and pgbench all share
+/// the machine's cores, so on a saturated machine each side's rate is the machine's CPU
+/// divided by what one request (or transaction) costs it in all: the ratio of two rates is
+/// the inverse ratio of those costs, and the target's ratio is met only if sessiond's own
+/// share stays under what the reference's cost, the load generator's and PostgreSQL's leave.
+fn pg_cpu_table(s: &mut String, r: &Report, cores: f64) {
+    use std::fmt::Write as _;
+    let mut rows = Vec::new();
+    for c in r.postgres.iter().filter(|c| c.replicas == 1) {
+        let Some(rounds) = c.real.first().filter(|rs| !rs.is_empty()) else {
+            continue;
+        };
+        let (reference, goal) = if c.op == Op::Get {
+            (&c.select_only, 0.5)
+        } else {
+            (&c.pgbench, 0.7)
+        };
+        if reference.is_empty() {
+            continue;
+        }
+        let per_req = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+        let server = per_req(&|x| x.server_us_per_req);
+        let client = per_req(&|x| x.client_us_per_req);
+        let others = per_req(&|x| x.other_cores * 1e6 / x.rps.max(1.0));
+        let machine = per_req(&|x| x.machine_busy * cores * 1e6 / x.rps.max(1.0));
+        let per_txn = median(
+            reference
+                .iter()
+                .map(|x| x.busy_cores * 1e6 / x.tps.max(1.0))
+                .collect(),
+        );
+        rows.push(format!(
+            "| {} | {} | {server:.0} | {client:.0} | {others:.0} | {machine:.0} | {per_txn:.0} \
+             ({}) | {:.0} |",
+            c.op.name(),
+            c.proto.name(),
+            if c.op == Op::Get {
+                "`pgbench -S`"
+            } else {
+                "script"
+            },
+            per_txn / goal - client - others
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nWhere the machine's CPU goes, one replica (medians of the rounds above): CPU per \
+         request of sessiond, of the load generator and of every other process (PostgreSQL's \
+         backends, the two idle replicas, anything else on the machine), and of the whole \
+         machine; beside it the whole machine's CPU per transaction of the reference (PostgreSQL \
+         and pgbench). All of them share the same {cores:.0} cores, so a ratio of rates is the \
+         inverse ratio of these costs, and the target is within reach only if sessiond's own \
+         CPU per request stays under the last column: the reference's cost divided by the \
+         target ratio, less the load generator's and the other processes' cost per request \
+         (negative: out of reach even for a server that costs nothing).\n\n\
+         | Operation | Protocol | sessiond µs/req | load generator µs/req | PostgreSQL and \
+         others µs/req | machine µs/req | machine µs per reference transaction | sessiond \
+         µs/req the target leaves |\n|---|---|--:|--:|--:|--:|--:|--:|"
+    );
+    for row in rows {
+        let _ = writeln!(s, "{row}");
+    }
 }
 
 /// Writes the section into `path` (replacing an earlier one, keeping everything else) and
@@ -921,5 +1015,69 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn the_cpu_table_splits_a_request_and_says_what_the_target_leaves_sessiond() {
+        let round = |rps: f64| Round {
+            rps,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            ok: 1,
+            errors: 0,
+            elapsed_s: 1.0,
+            server_us_per_req: 100.0,
+            client_us_per_req: 40.0,
+            server_peak_rss_mb: 1.0,
+            exhausted: false,
+            max_backlog: 0,
+            server_switches_per_req: 0.0,
+            machine_busy: 0.95,
+            other_cores: 1.2,
+            sample_errors: Vec::new(),
+        };
+        let pgbench = |tps: f64| PgbenchRound {
+            tps,
+            latency_ms: 1.0,
+            transactions: 1,
+            failed: 0,
+            busy_cores: 1.9,
+        };
+        let cell = |op, replicas, reference: Vec<PgbenchRound>| PgOp {
+            op,
+            proto: Proto::Grpc,
+            replicas,
+            real: vec![vec![round(5_000.0)]; replicas],
+            pgbench: if op == Op::Get {
+                vec![pgbench(1.0)]
+            } else {
+                reference.clone()
+            },
+            select_only: if op == Op::Get { reference } else { Vec::new() },
+        };
+        let report = Report {
+            postgres: vec![
+                cell(Op::Delete, 1, vec![pgbench(8_000.0)]),
+                cell(Op::Get, 1, vec![pgbench(76_000.0)]),
+                // Three replicas have no reference of their own: no row.
+                cell(Op::Delete, 3, Vec::new()),
+            ],
+            ..Default::default()
+        };
+        let mut s = String::new();
+        pg_cpu_table(&mut s, &report, 2.0);
+        let rows: Vec<&str> = s.lines().filter(|l| l.starts_with("| ")).collect();
+        // Others: 1.2 cores at 5,000 req/s, 240 µs; the machine: 0.95 of 2 cores, 380 µs.
+        // DeleteSession's script: 1.9 cores at 8,000 tps, 237.5 µs; 237.5 / 0.7 - 40 - 240.
+        assert_eq!(
+            rows[1],
+            "| DeleteSession | gRPC | 100 | 40 | 240 | 380 | 238 (script) | 59 |"
+        );
+        // GetSession's reference is `pgbench -S`: 1.9 cores at 76,000 tps, 25 µs; 50 - 280.
+        assert_eq!(
+            rows[2],
+            "| GetSession | gRPC | 100 | 40 | 240 | 380 | 25 (`pgbench -S`) | -230 |"
+        );
+        assert_eq!(rows.len(), 3);
     }
 }
