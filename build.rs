@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_well_known_types(true)
+        // Messages are encoded and decoded with buffers sized for them (see the codec).
+        .codec_path("crate::faces::grpc::Codec")
         // Well-known types come from pbjson-types (they carry the proto3 JSON mapping),
         // except Timestamp, which needs RFC 3339 with a `Z` suffix: that one is ours.
         .extern_path(".google.protobuf", "::pbjson_types")

@@ -328,3 +328,34 @@ async fn the_rest_path_id_wins_over_an_id_in_the_body() {
     assert_eq!(app.event_count(&one.session_id).await, 2);
     assert_eq!(app.event_count(&other.session_id).await, 1);
 }
+
+#[tokio::test]
+async fn messages_many_times_the_codec_buffer_arrive_whole_both_ways() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let auth = Some(admin.as_str());
+    // Values of every byte, 24 KiB in all: far past the codec's starting buffer.
+    let metadata: std::collections::HashMap<String, Vec<u8>> = (0..3)
+        .map(|k| {
+            let value = (0..8 * 1024).map(|i| ((i * 7 + k) % 256) as u8).collect();
+            (format!("big{k}"), value)
+        })
+        .collect();
+    for api in app.apis() {
+        let created = ok(
+            &api,
+            api.create(
+                auth,
+                v2::CreateSessionRequest {
+                    metadata: metadata.clone(),
+                    ..Default::default()
+                },
+            )
+            .await,
+        );
+        let id = created.message.session_id.clone();
+        let got = ok(&api, api.get(auth, get(&id, None)).await);
+        let session = got.message.session.expect("session");
+        assert_eq!(session.metadata, metadata, "{api}");
+    }
+}
