@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::body::Body;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -203,9 +204,27 @@ pub fn router(
     } else {
         http
     };
-    Ok(ops
-        .observe(Router::new().fallback_service(ProtocolSwitch::new(grpc, http)))
-        .layer(cors(&settings.cors_allowed_origins)?))
+    let served = ops.observe(Router::new().fallback_service(ProtocolSwitch::new(grpc, http)));
+    Ok(cors_for_browsers(
+        served,
+        cors(&settings.cors_allowed_origins)?,
+    ))
+}
+
+/// CORS around everything a browser can call; native gRPC, which no browser page can make,
+/// goes around it, so its answers carry no `Vary` header made up for caches that never see
+/// them.
+fn cors_for_browsers(served: Router, cors: CorsLayer) -> Router {
+    use tower::ServiceExt as _;
+    let browsers = served.clone().layer(cors);
+    Router::new().fallback_service(tower::service_fn(move |request: http::Request<Body>| {
+        let route = if faces::grpc::is_native_grpc(&request) {
+            served.clone()
+        } else {
+            browsers.clone()
+        };
+        route.oneshot(request)
+    }))
 }
 
 /// Shared Signals and back-channel logout, per the settings: on SQLite with keys in the data

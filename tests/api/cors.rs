@@ -150,3 +150,44 @@ async fn only_configured_origins_are_allowed_when_a_list_is_set() {
     assert!(other.status().as_u16() < 500);
     assert_eq!(header(&other, "access-control-allow-origin"), "");
 }
+
+#[tokio::test]
+async fn native_grpc_answers_carry_no_cors_headers_and_grpc_web_ones_do() {
+    let app = spawn_app().await;
+    let path = "/zitadel.session.v2.SessionService/ListSessions";
+    // Native gRPC: no browser page can make it, so nothing of CORS, Origin or not.
+    for content_type in ["application/grpc", "application/grpc+proto"] {
+        let response = app
+            .h2
+            .post(app.url(path))
+            .header("origin", ORIGIN)
+            .header("content-type", content_type)
+            .header("te", "trailers")
+            .body(frame(0, &[]))
+            .send()
+            .await
+            .expect("gRPC call");
+        assert_eq!(response.status(), 200, "{content_type}");
+        assert_eq!(header(&response, "content-type"), "application/grpc");
+        for name in response.headers().keys() {
+            assert!(
+                name != "vary" && !name.as_str().starts_with("access-control-"),
+                "{content_type}: {name}"
+            );
+        }
+    }
+    // The same call as gRPC-Web, over HTTP/2 as well: CORS as for every browser call.
+    let response = app
+        .h2
+        .post(app.url(path))
+        .header("origin", ORIGIN)
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame(0, &[]))
+        .send()
+        .await
+        .expect("gRPC-Web call");
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "access-control-allow-origin"), "*");
+    assert!(header(&response, "vary").contains("origin"));
+}
