@@ -28,7 +28,7 @@ use super::status::to_status;
 pub struct Codec<T, U>(PhantomData<(T, U)>);
 
 /// Starting size of a message's buffer; within the C library's per-thread cache.
-pub const CODEC_BUFFER: usize = 1024;
+const CODEC_BUFFER: usize = 1024;
 /// As tonic's default: an answer stream yields to the connection after this many bytes.
 const CODEC_YIELD: usize = 32 * 1024;
 

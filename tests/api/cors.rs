@@ -93,11 +93,9 @@ async fn connect_and_rest_preflights_are_allowed() {
     }
 }
 
-#[tokio::test]
-async fn answers_expose_the_grpc_status_headers_to_scripts() {
-    let app = spawn_app().await;
-    let response = app
-        .http
+/// An unauthenticated gRPC-Web ListSessions, as a page of [`ORIGIN`] sends it.
+async fn grpc_web_list_from_a_page(app: &TestApp, client: &reqwest::Client) -> reqwest::Response {
+    client
         .post(app.url("/zitadel.session.v2.SessionService/ListSessions"))
         .header("origin", ORIGIN)
         .header("content-type", "application/grpc-web+proto")
@@ -105,7 +103,13 @@ async fn answers_expose_the_grpc_status_headers_to_scripts() {
         .body(frame(0, &[]))
         .send()
         .await
-        .expect("gRPC-Web call");
+        .expect("gRPC-Web call")
+}
+
+#[tokio::test]
+async fn answers_expose_the_grpc_status_headers_to_scripts() {
+    let app = spawn_app().await;
+    let response = grpc_web_list_from_a_page(&app, &app.http).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "access-control-allow-origin"), "*");
     let exposed = list_of(&header(&response, "access-control-expose-headers"));
@@ -177,16 +181,7 @@ async fn native_grpc_answers_carry_no_cors_headers_and_grpc_web_ones_do() {
         }
     }
     // The same call as gRPC-Web, over HTTP/2 as well: CORS as for every browser call.
-    let response = app
-        .h2
-        .post(app.url(path))
-        .header("origin", ORIGIN)
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(frame(0, &[]))
-        .send()
-        .await
-        .expect("gRPC-Web call");
+    let response = grpc_web_list_from_a_page(&app, &app.h2).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "access-control-allow-origin"), "*");
     assert!(header(&response, "vary").contains("origin"));
