@@ -544,6 +544,30 @@ fn pct(v: f64) -> String {
     }
 }
 
+/// What a one-replica PostgreSQL cell is measured against: `pgbench -S` for GetSession, the
+/// pgbench script of the same statements for the writes; its name and the target ratio.
+struct Reference<'a> {
+    rounds: &'a [PgbenchRound],
+    name: &'static str,
+    goal: f64,
+}
+
+fn reference(c: &PgOp) -> Reference<'_> {
+    if c.op == Op::Get {
+        Reference {
+            rounds: &c.select_only,
+            name: "`pgbench -S`",
+            goal: 0.5,
+        }
+    } else {
+        Reference {
+            rounds: &c.pgbench,
+            name: "the pgbench script",
+            goal: 0.7,
+        }
+    }
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "**met**" } else { "**missed**" }
 }
@@ -556,6 +580,7 @@ fn rounds_of(v: &[Round]) -> String {
 pub fn markdown(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     let _ = writeln!(s, "{START}\n## Storage ceilings (SQLite and PostgreSQL)\n");
     let _ = writeln!(
         s,
@@ -621,20 +646,17 @@ pub fn markdown(r: &Report) -> String {
                 continue;
             };
             let real = total(c);
-            let (reference, what, goal) = if op == Op::Get {
-                (&c.select_only, "`pgbench -S`", 0.5)
-            } else {
-                (&c.pgbench, "the pgbench script", 0.7)
-            };
-            let ceil: Vec<f64> = reference.iter().map(|x| x.tps).collect();
+            let reference = reference(c);
+            let ceil: Vec<f64> = reference.rounds.iter().map(|x| x.tps).collect();
             let ratio = ratios(&real, &ceil);
-            met &= ratio >= goal;
+            met &= ratio >= reference.goal;
             cells.push(format!(
-                "{}: {} ({} req/s vs {} tps of {what})",
+                "{}: {} ({} req/s vs {} tps of {})",
                 proto.name(),
                 pct(ratio),
                 n0(median(real)),
-                n0(median(ceil))
+                n0(median(ceil)),
+                reference.name
             ));
         }
         if cells.is_empty() {
@@ -718,7 +740,6 @@ pub fn markdown(r: &Report) -> String {
              with the machine all busy | ceiling by batch size (1 s each) | others |\n\
              |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|"
         );
-        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         for c in &r.sqlite {
             let real: Vec<f64> = c.real.iter().map(|x| x.rps).collect();
             let ceil: Vec<f64> = c.ceiling.iter().map(|x| x.ops_per_s).collect();
@@ -816,7 +837,7 @@ pub fn markdown(r: &Report) -> String {
             let real = total(c);
             let bench: Vec<f64> = c.pgbench.iter().map(|x| x.tps).collect();
             let select: Vec<f64> = c.select_only.iter().map(|x| x.tps).collect();
-            let reference = if c.op == Op::Get { &select } else { &bench };
+            let reference: Vec<f64> = reference(c).rounds.iter().map(|x| x.tps).collect();
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -848,7 +869,7 @@ pub fn markdown(r: &Report) -> String {
                 if reference.is_empty() {
                     "—".to_owned()
                 } else {
-                    pct(ratios(&real, reference))
+                    pct(ratios(&real, &reference))
                 },
                 if c.pgbench.is_empty() {
                     "—".to_owned()
@@ -860,8 +881,7 @@ pub fn markdown(r: &Report) -> String {
                 }
             );
         }
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        pg_cpu_table(&mut s, r, cores as f64);
+        pg_cpu_table(&mut s, r, cores);
     }
     let _ = writeln!(s, "{END}");
     s
@@ -895,12 +915,8 @@ fn pg_cpu_table(s: &mut String, r: &Report, cores: f64) {
         let Some(rounds) = c.real.first().filter(|rs| !rs.is_empty()) else {
             continue;
         };
-        let (reference, goal) = if c.op == Op::Get {
-            (&c.select_only, 0.5)
-        } else {
-            (&c.pgbench, 0.7)
-        };
-        if reference.is_empty() {
+        let reference = reference(c);
+        if reference.rounds.is_empty() {
             continue;
         }
         let per_req = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
@@ -910,6 +926,7 @@ fn pg_cpu_table(s: &mut String, r: &Report, cores: f64) {
         let machine = per_req(&|x| x.machine_busy * cores * 1e6 / x.rps.max(1.0));
         let per_txn = median(
             reference
+                .rounds
                 .iter()
                 .map(|x| x.busy_cores * 1e6 / x.tps.max(1.0))
                 .collect(),
@@ -919,12 +936,8 @@ fn pg_cpu_table(s: &mut String, r: &Report, cores: f64) {
              ({}) | {:.0} |",
             c.op.name(),
             c.proto.name(),
-            if c.op == Op::Get {
-                "`pgbench -S`"
-            } else {
-                "script"
-            },
-            per_txn / goal - client - others
+            reference.name,
+            per_txn / reference.goal - client - others
         ));
     }
     if rows.is_empty() {
@@ -1071,7 +1084,7 @@ mod tests {
         // DeleteSession's script: 1.9 cores at 8,000 tps, 237.5 µs; 237.5 / 0.7 - 40 - 240.
         assert_eq!(
             rows[1],
-            "| DeleteSession | gRPC | 100 | 40 | 240 | 380 | 238 (script) | 59 |"
+            "| DeleteSession | gRPC | 100 | 40 | 240 | 380 | 238 (the pgbench script) | 59 |"
         );
         // GetSession's reference is `pgbench -S`: 1.9 cores at 76,000 tps, 25 µs; 50 - 280.
         assert_eq!(

@@ -143,25 +143,23 @@ fn undecodable_requests_are_invalid_arguments<B>(
 
 /// Whether a request speaks gRPC or gRPC-Web (by its content type).
 pub fn is_grpc(request: &http::Request<Body>) -> bool {
+    content_type(request).is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+fn content_type(request: &http::Request<Body>) -> Option<&str> {
     request
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// Whether a request is native gRPC (`application/grpc`, `application/grpc+proto`, …), which
 /// browsers cannot make: gRPC-Web's types (`application/grpc-web…`) are not.
 pub fn is_native_grpc(request: &http::Request<Body>) -> bool {
-    request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.strip_prefix("application/grpc").is_some_and(|rest| {
-                rest.is_empty() || rest.starts_with('+') || rest.starts_with(';')
-            })
-        })
+    content_type(request).is_some_and(|ct| {
+        ct.strip_prefix("application/grpc")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
+    })
 }
 
 #[cfg(test)]
